@@ -1,0 +1,43 @@
+# Two commands a new user needs: `make demo` and `make test`. Both set everything up first.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+APT_PKGS := gcc-arm-none-eabi qemu-system-arm
+
+.PHONY: setup sysdeps venv test test-fast demo bench clean
+
+setup: sysdeps venv
+
+# System packages: only when missing, only as root; otherwise say what is missing and go on
+# (tests that need them skip with a reason).
+sysdeps:
+	@missing=""; \
+	command -v arm-none-eabi-gcc >/dev/null || missing="$$missing gcc-arm-none-eabi"; \
+	command -v qemu-system-arm >/dev/null || missing="$$missing qemu-system-arm"; \
+	if [ -z "$$missing" ]; then echo "sysdeps: cross compiler and QEMU present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "sysdeps: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "sysdeps: missing$$missing (install: sudo apt-get install --no-install-recommends$$missing)"; fi
+
+venv: $(STAMP)
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[torch,test]'
+	touch $(STAMP)
+
+# pytest exit 5 (no tests collected) is not a failure of the setup.
+test: setup
+	$(BIN)/python -m pytest -q -ra tests; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+demo: setup
+	$(BIN)/python -m toolchain.demo
+
+bench: setup
+	$(BIN)/python -m toolchain.bench
+
+clean:
+	rm -rf build out bench-results .pytest_cache
