@@ -1,0 +1,1 @@
+"""IR -> C: memory plan, kernel parameters, generated sources."""
