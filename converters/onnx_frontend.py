@@ -1,0 +1,729 @@
+"""ONNX front end: an ONNX model (float32, static shapes) -> float IR Graph (NHWC).
+
+Layout: ONNX image tensors are NCHW; the IR is NHWC. Every 4-D activation is
+transposed (inputs, outputs and intermediates alike) and axis-carrying
+attributes are remapped. Flattening a 4-D tensor gives a different element
+order in NHWC than in PyTorch's NCHW, so the fully connected layer that reads
+a flattened tensor gets its weight columns permuted (as TF converters do);
+any other consumer of such a tensor is rejected (there is no TRANSPOSE op).
+
+Folding: constant subgraphs (the Shape/Gather/Unsqueeze/Concat chains that
+torch.onnx.export emits for `x.view(x.size(0), -1)`) are evaluated at
+conversion time; BatchNormalization is folded into the preceding conv/gemm;
+ReLU/ReLU6 following conv/gemm/add become fused activations; Identity and
+Dropout disappear; MatMul + Add(constant) becomes one FULLY_CONNECTED.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from toolchain.errors import ConvertError
+from toolchain.ir.float_eval import same_padding
+from toolchain.ir.graph import Graph, IRError, Op, Tensor
+
+NCHW_TO_NHWC = (0, 2, 3, 1)
+AXIS_NCHW_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+@dataclass
+class _Val:
+    ir: str                      # IR tensor name
+    layout: str                  # "nchw": ONNX NCHW / IR NHWC; "same"; "flat_chw"
+    onnx_shape: tuple
+    chw: tuple | None = None     # for flat_chw: the (C, H, W) that was flattened
+
+
+def _nhwc(shape):
+    return tuple(shape[i] for i in NCHW_TO_NHWC)
+
+
+class _Converter:
+    def __init__(self, model):
+        import onnx
+        from onnx import numpy_helper, shape_inference
+        self.onnx = onnx
+        self.nh = numpy_helper
+        try:
+            model = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        except Exception as e:  # noqa: BLE001 - inference failure is a model problem
+            raise IRError(f"ONNX shape inference failed: {str(e).splitlines()[0]}") from None
+        self.model = model
+        g = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                          13)
+        self.graph = Graph(name=g.name or "model")
+        self.consts: dict[str, np.ndarray] = {}
+        self.vals: dict[str, _Val] = {}
+        self.shapes: dict[str, tuple | None] = {}
+        self.producer: dict[str, Op] = {}     # IR tensor -> op producing it
+        self.outputs = [o.name for o in g.output]
+        for vi in list(g.value_info) + list(g.output) + list(g.input):
+            self.shapes[vi.name] = self._static_shape(vi)
+        for init in g.initializer:
+            self.consts[init.name] = numpy_helper.to_array(init)
+        self.uses: dict[str, int] = {}
+        for node in g.node:
+            for i in node.input:
+                if i:
+                    self.uses[i] = self.uses.get(i, 0) + 1
+        for o in self.outputs:
+            self.uses[o] = self.uses.get(o, 0) + 1
+
+    # -- shapes and values --------------------------------------------------------
+    @staticmethod
+    def _static_shape(vi):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            return None
+        dims = []
+        for d in tt.shape.dim:
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            else:
+                return None
+        return tuple(dims)
+
+    def _shape_of(self, name, node):
+        s = self.shapes.get(name)
+        if s is None:
+            raise IRError(f"cannot infer a static shape for '{name}' (output of "
+                          f"{node.op_type} node '{node.name}'); export with fixed input shapes")
+        return s
+
+    def const(self, name, node, what="input"):
+        if name not in self.consts:
+            raise IRError(f"{node.op_type} node '{node.name}': {what} '{name}' must be a "
+                          "constant (initializer), not a computed tensor")
+        return self.consts[name]
+
+    def act(self, name, node) -> _Val:
+        if name in self.vals:
+            return self.vals[name]
+        if name in self.consts:
+            raise IRError(f"{node.op_type} node '{node.name}': constant input '{name}' where "
+                          "an activation is expected is not supported")
+        raise IRError(f"{node.op_type} node '{node.name}': input '{name}' is not available")
+
+    def add_const(self, base, data, dtype="float32"):
+        data = np.ascontiguousarray(np.asarray(data).astype(dtype))
+        name = self.graph.unique_name(base)
+        self.graph.add_tensor(Tensor(name, data.shape, dtype, data=data))
+        return name
+
+    def new_act(self, onnx_name, ir_shape, layout, onnx_shape, chw=None) -> _Val:
+        name = self.graph.unique_name(onnx_name)
+        self.graph.add_tensor(Tensor(name, ir_shape, "float32"))
+        v = _Val(name, layout, tuple(onnx_shape), chw)
+        self.vals[onnx_name] = v
+        return v
+
+    def emit(self, type_, inputs, out: _Val, attrs=None, name=""):
+        op = self.graph.add_op(Op(type_, list(inputs), [out.ir], dict(attrs or {}), name))
+        self.producer[out.ir] = op
+        return op
+
+    def out_val(self, node, layout=None, i=0):
+        """Create the IR tensor of node output i from its inferred ONNX shape."""
+        name = node.output[i]
+        shp = self._shape_of(name, node)
+        if layout is None:
+            layout = "nchw" if len(shp) == 4 else "same"
+        ir_shape = _nhwc(shp) if layout == "nchw" else shp
+        return self.new_act(name, ir_shape, layout, shp)
+
+    def alias(self, onnx_name, val: _Val):
+        self.vals[onnx_name] = val
+
+    def single_use(self, onnx_name, val: _Val):
+        return (self.uses.get(onnx_name, 0) == 1 and onnx_name not in self.outputs
+                and val.ir not in self.graph.inputs)
+
+    # -- attributes ---------------------------------------------------------------
+    def attrs(self, node):
+        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def _opt_input(self, node, i):
+        return node.input[i] if len(node.input) > i and node.input[i] else None
+
+    # -- padding ------------------------------------------------------------------
+    def resolve_padding(self, node, a, hw, k, s, d):
+        """-> ("VALID"|"SAME", None) or ("EXPLICIT", [top, left, bottom, right])."""
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto == "VALID":
+            return "VALID", None
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            same = [same_padding(hw[i], k[i], s[i], d[i]) for i in range(2)]
+            if auto == "SAME_UPPER":
+                return "SAME", None
+            return "EXPLICIT", [same[0][2], same[1][2], same[0][1], same[1][1]]
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        if len(pads) != 4:
+            raise IRError(f"{node.op_type} node '{node.name}': only 2-D spatial ops are supported")
+        if not any(pads):
+            return "VALID", None
+        same = [same_padding(hw[i], k[i], s[i], d[i]) for i in range(2)]
+        if pads == [same[0][1], same[1][1], same[0][2], same[1][2]]:
+            return "SAME", None
+        return "EXPLICIT", pads
+
+    def emit_pad(self, node, x: _Val, pads, value_ok=True) -> _Val:
+        """Zero-pad H and W of an NHWC activation ([top, left, bottom, right])."""
+        t, l, b, r = pads
+        n, h, w, c = self.graph.t(x.ir).shape
+        paddings = self.add_const(f"{node.output[0]}_paddings",
+                                  np.array([[0, 0], [t, b], [l, r], [0, 0]]), "int32")
+        name = self.graph.unique_name(f"{node.output[0]}_padded")
+        self.graph.add_tensor(Tensor(name, (n, h + t + b, w + l + r, c), "float32"))
+        v = _Val(name, "nchw", (n, c, h + t + b, w + l + r))
+        self.emit("PAD", [x.ir, paddings], v, name=f"{node.name or node.op_type}_pad")
+        return v
+
+    # -- handlers -----------------------------------------------------------------
+    def conv(self, node):
+        a = self.attrs(node)
+        x = self.act(node.input[0], node)
+        if x.layout != "nchw":
+            raise IRError(f"Conv node '{node.name}': only 2-D convolutions on NCHW input "
+                          f"are supported (input shape {x.onnx_shape})")
+        w = self.const(node.input[1], node, "weight").astype(np.float32)
+        b_name = self._opt_input(node, 2)
+        b = self.const(b_name, node, "bias").astype(np.float32) if b_name else None
+        o, ig, kh, kw = w.shape
+        n, c, h, wd = x.onnx_shape
+        group = int(a.get("group", 1))
+        s = list(a.get("strides", [1, 1]))
+        d = list(a.get("dilations", [1, 1]))
+        padding, pads = self.resolve_padding(node, a, (h, wd), (kh, kw), s, d)
+        if padding == "EXPLICIT":
+            x = self.emit_pad(node, x, pads)
+            padding = "VALID"
+        attrs = dict(padding=padding, stride_h=s[0], stride_w=s[1], dilation_h=d[0],
+                     dilation_w=d[1], fused_activation="NONE")
+        base = node.name or node.output[0]
+        if group == 1:
+            typ = "CONV_2D"
+            wir = w.transpose(0, 2, 3, 1)
+        elif group == c and ig == 1:
+            typ = "DEPTHWISE_CONV_2D"
+            wir = w.reshape(o, kh, kw).transpose(1, 2, 0)[None]
+            attrs["depth_multiplier"] = o // c
+        else:
+            # grouped conv: one dense conv with block-diagonal weights (exact; g x the MACs)
+            typ = "CONV_2D"
+            dense = np.zeros((o, c, kh, kw), np.float32)
+            og = o // group
+            for gi in range(group):
+                dense[gi * og:(gi + 1) * og, gi * ig:(gi + 1) * ig] = w[gi * og:(gi + 1) * og]
+            wir = dense.transpose(0, 2, 3, 1)
+        if b is None:
+            b = np.zeros(o, np.float32)
+        ins = [x.ir, self.add_const(f"{base}.weight", wir), self.add_const(f"{base}.bias", b)]
+        out = self.out_val(node)
+        self.emit(typ, ins, out, attrs, name=node.name)
+
+    def batchnorm(self, node):
+        a = self.attrs(node)
+        x = self.act(node.input[0], node)
+        gamma, beta, mean, var = (self.const(node.input[i], node).astype(np.float64)
+                                  for i in range(1, 5))
+        scale = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+        shift = beta - mean * scale
+        p = self.producer.get(x.ir)
+        if (p is not None and p.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+                and p.attrs.get("fused_activation", "NONE") == "NONE"
+                and self.single_use(node.input[0], x)):
+            wt, bt = self.graph.t(p.inputs[1]), self.graph.t(p.inputs[2]) if \
+                len(p.inputs) > 2 and p.inputs[2] else None
+            if bt is None:
+                bname = self.add_const(f"{p.name}.bias", np.zeros(len(scale)))
+                p.inputs = p.inputs[:2] + [bname]
+                bt = self.graph.t(bname)
+            axis = 3 if p.type == "DEPTHWISE_CONV_2D" else 0
+            shape = [1] * wt.data.ndim
+            shape[axis] = -1
+            wt.data = (wt.data * scale.reshape(shape)).astype(np.float32)
+            bt.data = (bt.data * scale + shift).astype(np.float32)
+            self.alias(node.output[0], x)
+            return
+        if x.layout != "nchw" and len(x.onnx_shape) != 2:
+            raise IRError(f"BatchNormalization node '{node.name}' does not follow a conv/gemm "
+                          "and its input is not NCHW or [N, C]")
+        shp = (1, 1, 1, -1) if x.layout == "nchw" else (1, -1)
+        base = node.name or node.output[0]
+        mid = self.new_act(node.output[0] + "_scaled", self.graph.t(x.ir).shape, x.layout,
+                           x.onnx_shape)
+        self.emit("MUL", [x.ir, self.add_const(f"{base}.scale", scale.reshape(shp))], mid,
+                  name=f"{base}_mul")
+        out = self.out_val(node, x.layout)
+        self.emit("ADD", [mid.ir, self.add_const(f"{base}.shift", shift.reshape(shp))], out,
+                  name=f"{base}_add")
+
+    def _fc(self, node, x: _Val, w_out_in, bias):
+        if x.layout == "flat_chw":
+            c, h, wd = x.chw
+            w_out_in = (w_out_in.reshape(-1, c, h, wd).transpose(0, 2, 3, 1)
+                        .reshape(w_out_in.shape[0], -1))
+        elif x.layout == "nchw":
+            raise IRError(f"{node.op_type} node '{node.name}' on a 4-D NCHW tensor is not "
+                          "supported; flatten first")
+        base = node.name or node.output[0]
+        ins = [x.ir, self.add_const(f"{base}.weight", w_out_in)]
+        if bias is not None:
+            ins.append(self.add_const(f"{base}.bias", np.broadcast_to(
+                bias.reshape(-1), (w_out_in.shape[0],))))
+        out = self.out_val(node, "same")
+        attrs = dict(fused_activation="NONE", keep_num_dims=len(x.onnx_shape) > 2)
+        self.emit("FULLY_CONNECTED", ins, out, attrs, name=node.name)
+
+    def gemm(self, node):
+        a = self.attrs(node)
+        if a.get("transA", 0):
+            raise IRError(f"Gemm node '{node.name}': transA=1 is not supported")
+        x = self.act(node.input[0], node)
+        bm = self.const(node.input[1], node, "weight").astype(np.float32)
+        w = bm if a.get("transB", 0) else bm.T
+        w = w * float(a.get("alpha", 1.0))
+        cn = self._opt_input(node, 2)
+        bias = self.const(cn, node, "bias").astype(np.float32) * float(a.get("beta", 1.0)) \
+            if cn else None
+        if bias is not None and bias.size not in (1, w.shape[0]):
+            raise IRError(f"Gemm node '{node.name}': bias of shape {bias.shape} is not per "
+                          "output feature")
+        self._fc(node, x, w, bias)
+
+    def matmul(self, node):
+        x = self.act(node.input[0], node)
+        bm = self.const(node.input[1], node, "second operand (weights)").astype(np.float32)
+        if bm.ndim != 2:
+            raise IRError(f"MatMul node '{node.name}': weights must be 2-D, got {bm.shape}")
+        self._fc(node, x, bm.T, None)
+
+    def _const_like(self, x: _Val, c, node):
+        c = np.asarray(c, np.float32)
+        if c.size == 1:
+            return c.reshape(1)
+        if x.layout == "nchw":
+            c4 = c.reshape((1,) * (4 - c.ndim) + c.shape)
+            return c4.transpose(NCHW_TO_NHWC)
+        if x.layout == "flat_chw":
+            raise IRError(f"{node.op_type} node '{node.name}': a non-scalar constant operand "
+                          "on a flattened NCHW tensor is not supported")
+        return c
+
+    def binary(self, node):
+        typ = node.op_type
+        i0, i1 = node.input[0], node.input[1]
+        c0, c1 = i0 in self.consts, i1 in self.consts
+        if c0 and not c1 and typ in ("Add", "Mul"):
+            i0, i1, c0, c1 = i1, i0, False, True
+        if c0:
+            raise IRError(f"{typ} node '{node.name}': constant first operand is not supported")
+        x = self.act(i0, node)
+        base = node.name or node.output[0]
+        if c1:
+            c = self.consts[i1].astype(np.float64)
+            if typ == "Sub":
+                c, typ = -c, "Add"
+            elif typ == "Div":
+                c, typ = 1.0 / c, "Mul"
+            p = self.producer.get(x.ir)
+            if (typ == "Add" and p is not None and p.type == "FULLY_CONNECTED"
+                    and len(p.inputs) == 2 and self.single_use(i0, x)
+                    and c.size == self.graph.t(p.inputs[1]).shape[0]
+                    and c.reshape(-1).shape[0] == c.shape[-1]):
+                p.inputs.append(self.add_const(f"{p.name}.bias", c.reshape(-1)))
+                self.alias(node.output[0], x)
+                return
+            y = self.add_const(f"{base}.const", self._const_like(x, c, node))
+        else:
+            y_val = self.act(i1, node)
+            if y_val.layout != x.layout:
+                raise IRError(f"{typ} node '{node.name}': operands have different layouts")
+            y = y_val.ir
+        out = self.out_val(node, x.layout if x.layout != "flat_chw" else None)
+        if x.layout == "flat_chw":
+            out.layout, out.chw = "flat_chw", x.chw
+        ir_t = {"Add": "ADD", "Mul": "MUL"}.get(typ)
+        if ir_t is None:
+            raise IRError(f"{typ} node '{node.name}': two-activation {typ} is not supported")
+        self.emit(ir_t, [x.ir, y], out, dict(fused_activation="NONE"), name=node.name)
+
+    def _activation(self, node, kind):
+        x = self.act(node.input[0], node)
+        p = self.producer.get(x.ir)
+        if (p is not None and p.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                                         "ADD") and p.attrs.get("fused_activation", "NONE") == "NONE"
+                and self.single_use(node.input[0], x)):
+            p.attrs["fused_activation"] = kind
+            self.alias(node.output[0], x)
+            return
+        out = self.new_act(node.output[0], self.graph.t(x.ir).shape, x.layout, x.onnx_shape,
+                           x.chw)
+        self.emit(kind, [x.ir], out, name=node.name)
+
+    def relu(self, node):
+        self._activation(node, "RELU")
+
+    def clip(self, node):
+        a = self.attrs(node)
+        lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
+        if self._opt_input(node, 1):
+            lo = float(self.const(node.input[1], node, "min"))
+        if self._opt_input(node, 2):
+            hi = float(self.const(node.input[2], node, "max"))
+        if lo == 0 and hi == 6:
+            self._activation(node, "RELU6")
+        elif lo == 0 and np.isinf(hi):
+            self._activation(node, "RELU")
+        else:
+            raise IRError(f"Clip node '{node.name}': only Clip(0, 6) (ReLU6) and Clip(0, inf) "
+                          f"are supported, got Clip({lo}, {hi})")
+
+    def _pool_common(self, node, a):
+        x = self.act(node.input[0], node)
+        if x.layout != "nchw":
+            raise IRError(f"{node.op_type} node '{node.name}': only 2-D pooling is supported")
+        k = list(a["kernel_shape"])
+        s = list(a.get("strides", [1, 1]))
+        d = list(a.get("dilations", [1, 1]))
+        if d != [1, 1]:
+            raise IRError(f"{node.op_type} node '{node.name}': dilated pooling is not supported")
+        padding, pads = self.resolve_padding(node, a, x.onnx_shape[2:], k, s, d)
+        if a.get("ceil_mode", 0):
+            oshape = self._shape_of(node.output[0], node)
+            h, w = x.onnx_shape[2:]
+            pp = pads or [0, 0, 0, 0]
+            floor_hw = [(h + pp[0] + pp[2] - k[0]) // s[0] + 1,
+                        (w + pp[1] + pp[3] - k[1]) // s[1] + 1]
+            if padding != "SAME" and list(oshape[2:]) != floor_hw:
+                raise IRError(f"{node.op_type} node '{node.name}': ceil_mode=1 changes the "
+                              "output size here; use ceil_mode=0")
+        return x, k, s, padding, pads
+
+    def maxpool(self, node):
+        a = self.attrs(node)
+        x, k, s, padding, pads = self._pool_common(node, a)
+        if padding == "EXPLICIT":
+            p = self.producer.get(x.ir)
+            if p is not None and (p.type in ("RELU", "RELU6") or p.attrs.get(
+                    "fused_activation") in ("RELU", "RELU6")):
+                x = self.emit_pad(node, x, pads)     # input >= 0: zero padding is exact
+                padding = "VALID"
+            else:
+                raise IRError(f"MaxPool node '{node.name}': padding {pads} is neither SAME nor "
+                              "VALID (TFLite) and the input may be negative")
+        out = self.out_val(node)
+        self.emit("MAX_POOL_2D", [x.ir], out, dict(padding=padding, stride_h=s[0],
+                  stride_w=s[1], filter_h=k[0], filter_w=k[1]), name=node.name)
+
+    def avgpool(self, node):
+        a = self.attrs(node)
+        x, k, s, padding, pads = self._pool_common(node, a)
+        include = int(a.get("count_include_pad", 0))
+        if padding == "SAME" and include:
+            _, pads_h0, pads_h1 = same_padding(x.onnx_shape[2], k[0], s[0])
+            _, pads_w0, pads_w1 = same_padding(x.onnx_shape[3], k[1], s[1])
+            pads, padding = [pads_h0, pads_w0, pads_h1, pads_w1], "EXPLICIT"
+        if padding == "EXPLICIT":
+            if not include:
+                raise IRError(f"AveragePool node '{node.name}': padding {pads} with "
+                              "count_include_pad=0 has no TFLite equivalent; use SAME padding "
+                              "or count_include_pad=1")
+            x = self.emit_pad(node, x, pads)   # zeros counted in the average: exact
+            padding = "VALID"
+        out = self.out_val(node)
+        self.emit("AVERAGE_POOL_2D", [x.ir], out, dict(padding=padding, stride_h=s[0],
+                  stride_w=s[1], filter_h=k[0], filter_w=k[1]), name=node.name)
+
+    def _global_pool(self, node, typ, keepdims=True):
+        x = self.act(node.input[0], node)
+        if x.layout != "nchw":
+            raise IRError(f"{node.op_type} node '{node.name}': input must be 4-D NCHW")
+        n, c, h, w = x.onnx_shape
+        attrs = dict(padding="VALID", stride_h=1, stride_w=1, filter_h=h, filter_w=w)
+        if keepdims:
+            out = self.out_val(node)
+            self.emit(typ, [x.ir], out, attrs, name=node.name)
+            return
+        mid = self.new_act(node.output[0] + "_pooled", (n, 1, 1, c), "nchw", (n, c, 1, 1))
+        self.emit(typ, [x.ir], mid, attrs, name=node.name)
+        out = self.out_val(node, "same")
+        self.emit("RESHAPE", [mid.ir], out, dict(new_shape=list(out.onnx_shape)),
+                  name=f"{node.name}_reshape")
+
+    def globalavgpool(self, node):
+        self._global_pool(node, "AVERAGE_POOL_2D")
+
+    def globalmaxpool(self, node):
+        self._global_pool(node, "MAX_POOL_2D")
+
+    def reducemean(self, node):
+        a = self.attrs(node)
+        axes = a.get("axes")
+        if self._opt_input(node, 1):
+            axes = self.const(node.input[1], node, "axes").tolist()
+        x = self.act(node.input[0], node)
+        if axes is not None:
+            axes = sorted(int(ax) % len(x.onnx_shape) for ax in axes)
+        if x.layout != "nchw" or axes != [2, 3]:
+            raise IRError(f"ReduceMean node '{node.name}': only the mean over H and W of an "
+                          f"NCHW tensor is supported (axes {axes})")
+        self._global_pool(node, "AVERAGE_POOL_2D", bool(a.get("keepdims", 1)))
+
+    def reshape(self, node):
+        x = self.act(node.input[0], node)
+        oshape = self._shape_of(node.output[0], node)
+        ishape = x.onnx_shape
+        if tuple(oshape) == tuple(ishape):
+            self.alias(node.output[0], x)
+            return
+
+        def order_free(s):   # NCHW and NHWC flatten to the same order
+            return len(s) == 4 and (s[1] == 1 or s[2] * s[3] == 1)
+        where = f"{node.op_type} node '{node.name}' ({list(ishape)} -> {list(oshape)})"
+        if x.layout == "flat_chw":
+            raise IRError(f"{where}: reshaping a flattened NCHW tensor again is not supported")
+        if x.layout == "nchw" and not order_free(ishape):
+            if len(oshape) == 2 and oshape[0] == ishape[0]:
+                out = self.new_act(node.output[0], oshape, "flat_chw", oshape, tuple(ishape[1:]))
+            else:
+                raise IRError(f"{where}: only flattening [N, C*H*W] of an NCHW tensor is "
+                              "supported")
+        elif len(oshape) == 4:
+            if not order_free(oshape):
+                raise IRError(f"{where}: reshaping to a 4-D NCHW tensor with C > 1 and "
+                              "H*W > 1 changes the element order in NHWC")
+            out = self.out_val(node, "nchw")
+        else:
+            out = self.out_val(node, "same")
+        self.emit("RESHAPE", [x.ir], out, dict(new_shape=list(self.graph.t(out.ir).shape)),
+                  name=node.name)
+
+    def softmax(self, node):
+        a = self.attrs(node)
+        x = self.act(node.input[0], node)
+        rank = len(x.onnx_shape)
+        axis = int(a.get("axis", -1 if self.opset >= 13 else 1)) % rank
+        ok = (x.layout == "same" and axis == rank - 1) or \
+            (x.layout == "nchw" and axis == 1 and (self.opset >= 13 or
+                                                   x.onnx_shape[2] * x.onnx_shape[3] == 1))
+        if self.opset < 13 and x.layout == "same" and axis != rank - 1:
+            ok = False
+        if not ok:
+            raise IRError(f"Softmax node '{node.name}': only softmax over the channel/last "
+                          f"axis is supported (axis {axis} of {list(x.onnx_shape)})")
+        out = self.out_val(node, x.layout)
+        self.emit("SOFTMAX", [x.ir], out, dict(beta=1.0), name=node.name)
+
+    def concat(self, node):
+        a = self.attrs(node)
+        vals = [self.vals.get(i) for i in node.input]
+        ref = next((v for v in vals if v is not None), None)
+        if ref is None:
+            raise IRError(f"Concat node '{node.name}': all inputs constant")
+        rank = len(ref.onnx_shape)
+        axis = int(a["axis"]) % rank
+        ins = []
+        for i, v in zip(node.input, vals):
+            if v is None:
+                ins.append(self.add_const(f"{node.output[0]}_const",
+                                          self._const_like(ref, self.consts[i], node)))
+            elif v.layout != ref.layout or v.layout == "flat_chw":
+                raise IRError(f"Concat node '{node.name}': inputs with mixed layouts")
+            else:
+                ins.append(v.ir)
+        ir_axis = AXIS_NCHW_TO_NHWC[axis] if ref.layout == "nchw" else axis
+        out = self.out_val(node, ref.layout)
+        self.emit("CONCATENATION", ins, out, dict(axis=ir_axis, fused_activation="NONE"),
+                  name=node.name)
+
+    def pad(self, node):
+        a = self.attrs(node)
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode != "constant":
+            raise IRError(f"Pad node '{node.name}': mode {mode} is not supported (constant only)")
+        pads = a.get("pads")
+        if self._opt_input(node, 1):
+            pads = self.const(node.input[1], node, "pads")
+        value = a.get("value", 0.0)
+        if self._opt_input(node, 2):
+            value = float(self.const(node.input[2], node, "constant_value"))
+        if value != 0:
+            raise IRError(f"Pad node '{node.name}': only zero padding is supported")
+        if self._opt_input(node, 3):
+            raise IRError(f"Pad node '{node.name}': the axes input is not supported")
+        x = self.act(node.input[0], node)
+        r = len(x.onnx_shape)
+        pads = np.asarray(pads, np.int64).reshape(2, r).T      # [rank, (begin, end)]
+        if (pads < 0).any():
+            raise IRError(f"Pad node '{node.name}': negative padding is not supported")
+        if x.layout == "nchw":
+            pads = pads[list(NCHW_TO_NHWC)]
+        elif x.layout == "flat_chw":
+            raise IRError(f"Pad node '{node.name}': padding a flattened NCHW tensor")
+        out = self.out_val(node, x.layout)
+        self.emit("PAD", [x.ir, self.add_const(f"{node.output[0]}_paddings", pads, "int32")],
+                  out, name=node.name)
+
+    def identity(self, node):
+        if node.input[0] in self.consts:
+            self.consts[node.output[0]] = self.consts[node.input[0]]
+        else:
+            self.alias(node.output[0], self.act(node.input[0], node))
+
+    HANDLERS = {
+        "Conv": conv, "BatchNormalization": batchnorm, "Gemm": gemm, "MatMul": matmul,
+        "Add": binary, "Sub": binary, "Mul": binary, "Div": binary,
+        "Relu": relu, "Clip": clip, "MaxPool": maxpool, "AveragePool": avgpool,
+        "GlobalAveragePool": globalavgpool, "GlobalMaxPool": globalmaxpool,
+        "ReduceMean": reducemean, "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape,
+        "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,
+        "Identity": identity, "Dropout": identity,
+    }
+    # ops evaluated at conversion time when all their inputs are constants
+    FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",
+                "Div", "Add", "Sub", "Reshape", "Transpose", "ConstantOfShape", "Identity",
+                "Range", "Flatten", "Equal", "Where", "Expand", "ReduceProd", "Neg", "Floor",
+                "Sqrt", "Max", "Min", "Size", "Tile"}
+
+    # -- folding ------------------------------------------------------------------
+    def fold(self, node) -> bool:
+        if node.op_type == "Constant":
+            a = self.attrs(node)
+            if "value" in a:
+                val = self.nh.to_array(a["value"])
+            else:
+                k, v = next(iter(a.items()))
+                val = np.asarray(v, np.float32 if k.startswith("value_float") else np.int64)
+            self.consts[node.output[0]] = val
+            return True
+        if node.op_type == "Shape" and node.input[0] not in self.consts:
+            shp = self._shape_of(node.input[0], node)
+            a = self.attrs(node)
+            start, end = a.get("start", 0), a.get("end", None)
+            self.consts[node.output[0]] = np.array(shp[start:end], np.int64)
+            return True
+        ins = [i for i in node.input if i]
+        if node.op_type not in self.FOLDABLE or not all(i in self.consts for i in ins):
+            return False
+        from onnx import helper
+        from onnx.reference import ReferenceEvaluator
+        fn = helper.make_function("local", "fold", list(node.input), list(node.output), [node],
+                                  [helper.make_opsetid("", self.opset)])
+        try:
+            res = ReferenceEvaluator(fn).run(None, {i: self.consts[i] for i in ins})
+        except Exception as e:  # noqa: BLE001
+            raise IRError(f"cannot fold constant {node.op_type} node '{node.name}': "
+                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        for o, r in zip(node.output, res):
+            self.consts[o] = np.asarray(r)
+        return True
+
+    # -- driver -------------------------------------------------------------------
+    def run(self) -> Graph:
+        import onnx
+        g = self.model.graph
+        inits = {i.name for i in g.initializer}
+        for vi in g.input:
+            if vi.name in inits:
+                continue
+            et = vi.type.tensor_type.elem_type
+            if et != onnx.TensorProto.FLOAT:
+                raise IRError(f"input '{vi.name}' has dtype "
+                              f"{onnx.TensorProto.DataType.Name(et).lower()}; only float32 "
+                              "inputs are supported")
+            shp = self._static_shape(vi)
+            if shp is None:
+                dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?")
+                        for d in vi.type.tensor_type.shape.dim]
+                raise IRError(f"input '{vi.name}' has a dynamic shape {dims}; export with "
+                              "fixed input shapes (no dynamic axes)")
+            layout = "nchw" if len(shp) == 4 else "same"
+            self.graph.add_tensor(Tensor(vi.name, _nhwc(shp) if layout == "nchw" else shp))
+            self.graph.inputs.append(vi.name)
+            self.vals[vi.name] = _Val(vi.name, layout, shp)
+        supported = sorted(self.HANDLERS)
+        for idx, node in enumerate(g.node):
+            if not node.name:
+                node.name = f"{node.op_type}_{idx}"
+            if node.domain not in ("", "ai.onnx"):
+                raise IRError(f"unsupported op {node.domain}.{node.op_type} in node "
+                              f"'{node.name}'; supported: {', '.join(supported)}")
+            if self.fold(node):
+                continue
+            h = self.HANDLERS.get(node.op_type)
+            if h is None:
+                raise IRError(f"unsupported op {node.op_type} in node '{node.name}'; "
+                              f"supported: {', '.join(supported)}")
+            h(self, node)
+        layouts = {}
+        for o in g.output:
+            if o.name not in self.vals:
+                raise IRError(f"graph output '{o.name}' is a constant or not computed")
+            v = self.vals[o.name]
+            if v.layout == "flat_chw":
+                raise IRError(f"graph output '{o.name}' is a flattened NCHW tensor; its element "
+                              "order would differ in NHWC")
+            self.graph.outputs.append(v.ir)
+            layouts[v.ir] = "NHWC (ONNX NCHW)" if v.layout == "nchw" else "as ONNX"
+        self.graph.meta.update(
+            source="onnx",
+            input_layouts={n: ("NCHW" if self.vals[n].layout == "nchw" else "as ONNX")
+                           for n in self.graph.inputs},
+            output_layouts=layouts,
+            onnx_input_shapes={n: list(self.vals[n].onnx_shape) for n in self.graph.inputs})
+        _prune(self.graph)
+        from toolchain.ir.validate import validate
+        validate(self.graph)
+        return self.graph
+
+
+def _prune(graph: Graph) -> None:
+    """Drop tensors nothing refers to (folded weights, aliases)."""
+    used = set(graph.inputs) | set(graph.outputs)
+    for op in graph.ops:
+        used.update(i for i in op.inputs if i)
+        used.update(op.outputs)
+    for name in list(graph.tensors):
+        if name not in used:
+            del graph.tensors[name]
+
+
+def load_onnx_model(path_or_model):
+    import onnx
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model
+    if isinstance(path_or_model, (bytes, bytearray)):
+        data, where = bytes(path_or_model), "ONNX bytes"
+    else:
+        where = os.fspath(path_or_model)
+        try:
+            with open(where, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ConvertError(f"cannot read {where}: {e.strerror}") from None
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # noqa: BLE001 - protobuf raises various types
+        raise ConvertError(f"{where} is not a valid ONNX model (corrupt or truncated: "
+                           f"{type(e).__name__})") from None
+    if not model.graph.node and not model.graph.output:
+        raise ConvertError(f"{where} is not a valid ONNX model (empty or truncated graph)")
+    return model
+
+
+def from_onnx(path_or_model) -> Graph:
+    """Convert an ONNX model (path, bytes or ModelProto) into a float32 NHWC IR graph.
+
+    Raises ConvertError for unreadable files and IRError for models that use
+    something the IR cannot express (one line naming op, node and reason)."""
+    model = load_onnx_model(path_or_model)
+    g = _Converter(model).run()
+    if isinstance(path_or_model, (str, os.PathLike)):
+        g.name = os.path.splitext(os.path.basename(os.fspath(path_or_model)))[0]
+    return g
