@@ -1,0 +1,352 @@
+"""TFLite / TFLite Micro fixed-point arithmetic, vectorized in numpy and exact.
+
+Every function here reproduces, bit for bit, the C++ helper of the same name in
+TFLite (`tensorflow/lite/kernels/internal/common.{h,cc}`, `quantization_util.cc`)
+and gemmlowp (`fixedpoint/fixedpoint.h`) as TFLite Micro builds them:
+
+* **Double rounding.** TFLM builds with ``TFLITE_SINGLE_ROUNDING`` off (0), so
+  ``MultiplyByQuantizedMultiplier`` is
+  ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << left, M), right)``
+  — two roundings (one in the high multiply, one in the shift).  The
+  single-rounding variant (``(x*M + 2^(30-shift)) >> (31-shift)``) differs by
+  ±1 on about 1 in 2^10 values; ``multiply_by_quantized_multiplier_single_rounding``
+  is kept here for comparison only.  tests/test_quant_math.py checks against the
+  installed tflite-micro which one it uses.
+* **Rounding.** ``TfLiteRound``/``std::round``/``roundf`` round half away from zero
+  (``round_half_away``), never numpy's half-to-even ``np.round``.
+* **C integer division** truncates toward zero (``trunc_div``), never numpy's
+  floor ``//``.
+* **float32.** Scales live in a .tflite file as float32.  TFLM computes real
+  multipliers in double from those float32 values, except where noted (per-tensor
+  FULLY_CONNECTED multiplies the two float32 scales *in float32* first).  Use
+  ``f32`` to round a scale to float32 before building any multiplier.
+
+All integer arrays are carried as int64 holding int32 values; functions accept
+python ints or numpy arrays and broadcast.  The C-kernel engineer and codegen
+mirror exactly these functions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+# --------------------------------------------------------------------------- basics
+def f32(x):
+    """Round a scale (python float or array) to float32 and back to float64, as a
+    .tflite file stores it."""
+    return np.asarray(x, dtype=np.float32).astype(np.float64)
+
+
+def i64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.int64)
+
+
+def wrap_int32(x):
+    """Two's-complement wrap of int64 values to int32 range (C int32 overflow)."""
+    x = i64(x)
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def round_half_away(x):
+    """std::round / roundf / TfLiteRound: halves go away from zero. Exact for any
+    double (no x+0.5 trick)."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.trunc(x)
+    frac = x - t                      # exact in binary floating point
+    return t + np.where(np.abs(frac) >= 0.5, np.sign(x), 0.0)
+
+
+def trunc_div(a, b):
+    """C integer division (truncates toward zero) for int64 arrays."""
+    a, b = i64(a), i64(b)
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) != (b < 0), -q, q)
+
+
+# --------------------------------------------------------------------------- multipliers
+def quantize_multiplier(real_multiplier):
+    """QuantizeMultiplier(double) -> (quantized_multiplier Q31 int32, shift).
+
+    real ≈ quantized_multiplier * 2^(shift - 31), quantized_multiplier in
+    [2^30, 2^31).  As TFLite: frexp, round half away from zero; a mantissa that
+    rounds up to 2^31 is halved and the shift incremented; shift < -31 flushes to
+    (0, 0); 0.0 gives (0, 0).  Vectorized: returns int64 arrays (scalars for scalar
+    input)."""
+    d = np.asarray(real_multiplier, dtype=np.float64)
+    q, e = np.frexp(d)
+    q_fixed = round_half_away(q * float(1 << 31)).astype(np.int64)
+    e = e.astype(np.int64)
+    if np.any(np.abs(q_fixed) > (1 << 31)):
+        raise ValueError("quantize_multiplier: mantissa out of range")
+    up = q_fixed == (1 << 31)
+    q_fixed = np.where(up, q_fixed // 2, q_fixed)
+    e = np.where(up, e + 1, e)
+    tiny = e < -31
+    q_fixed = np.where(tiny, 0, q_fixed)
+    e = np.where(tiny, 0, e)
+    zero = d == 0.0
+    q_fixed = np.where(zero, 0, q_fixed)
+    e = np.where(zero, 0, e)
+    if q_fixed.ndim == 0:
+        return int(q_fixed), int(e)
+    return q_fixed, e
+
+
+def quantize_multiplier_smaller_than_one_exp(real_multiplier):
+    """QuantizeMultiplierSmallerThanOneExp: requires 0 < m < 1; shift <= 0."""
+    m, s = quantize_multiplier(real_multiplier)
+    if np.any(np.asarray(s) > 0):
+        raise ValueError("multiplier must be < 1")
+    return m, s
+
+
+def quantize_multiplier_greater_than_one(real_multiplier):
+    """QuantizeMultiplierGreaterThanOne: requires m > 1; shift >= 0."""
+    m, s = quantize_multiplier(real_multiplier)
+    if np.any(np.asarray(s) < 0):
+        raise ValueError("multiplier must be > 1")
+    return m, s
+
+
+# --------------------------------------------------------------------------- gemmlowp core
+def saturating_rounding_doubling_high_mul(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul for int32 (ARM VQRDMULH):
+    (a*b + nudge) / 2^31 truncated, nudge = 2^30 or 1-2^30 by sign of a*b;
+    INT32_MIN*INT32_MIN saturates to INT32_MAX."""
+    a, b = i64(a), i64(b)
+    overflow = (a == b) & (a == INT32_MIN)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    s = ab + nudge
+    hi = np.where(s >= 0, s >> 31, -((-s) >> 31))      # truncating division by 2^31
+    return np.where(overflow, INT32_MAX, hi)
+
+
+def rounding_divide_by_pot(x, exponent):
+    """gemmlowp RoundingDivideByPOT: arithmetic shift right by `exponent` (0..31),
+    rounding to nearest, ties away from zero."""
+    x, exponent = i64(x), i64(exponent)
+    mask = (i64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def saturating_rounding_multiply_by_pot(x, exponent: int):
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> for int32 raw values."""
+    x = i64(x)
+    if exponent == 0:
+        return x
+    if exponent < 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    r = wrap_int32(x << exponent)
+    r = np.where(x > threshold, INT32_MAX, r)
+    return np.where(x < -threshold, INT32_MIN, r)
+
+
+def multiply_by_quantized_multiplier(x, quantized_multiplier, shift):
+    """TFLM MultiplyByQuantizedMultiplier(int32 x, int32 M, int shift), double
+    rounding (TFLITE_SINGLE_ROUNDING off, the TFLM default):
+    RoundingDivideByPOT(SRDHM(x * 2^max(shift,0), M), max(-shift,0)).
+    Used by int8 CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MUL, MEAN, RELU,
+    QUANTIZE (requantize)."""
+    x, m, shift = i64(x), i64(quantized_multiplier), i64(shift)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    return rounding_divide_by_pot(
+        saturating_rounding_doubling_high_mul(wrap_int32(x << left), m), right)
+
+
+def multiply_by_quantized_multiplier_smaller_than_one_exp(x, quantized_multiplier, left_shift):
+    """MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0), used by ADD."""
+    return rounding_divide_by_pot(
+        saturating_rounding_doubling_high_mul(x, quantized_multiplier), -i64(left_shift))
+
+
+def multiply_by_quantized_multiplier_greater_than_one(x, quantized_multiplier, left_shift):
+    """MultiplyByQuantizedMultiplierGreaterThanOne (shift >= 0), used by SOFTMAX."""
+    return saturating_rounding_doubling_high_mul(
+        wrap_int32(i64(x) << i64(left_shift)), quantized_multiplier)
+
+
+def multiply_by_quantized_multiplier_single_rounding(x, quantized_multiplier, shift):
+    """The TFLITE_SINGLE_ROUNDING=1 variant (NOT what TFLM uses by default):
+    (x*M + 2^(30-shift)) >> (31-shift).  For comparison and tests only."""
+    x, m, shift = i64(x), i64(quantized_multiplier), i64(shift)
+    total = 31 - shift
+    return (x * m + (i64(1) << (total - 1))) >> total
+
+
+# --------------------------------------------------------------------------- activation ranges
+def activation_range_quantized(activation: str, scale: float, zero_point: int,
+                               qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized: clamp bounds of a fused activation,
+    quantized with the output's float32 scale (TfLiteRound(f / scale) in float32)."""
+    s = np.float32(scale)
+
+    def q(f):
+        return int(zero_point) + int(round_half_away(np.float32(f) / s))
+    if activation in (None, "NONE"):
+        return qmin, qmax
+    if activation == "RELU":
+        return max(qmin, q(0.0)), qmax
+    if activation == "RELU6":
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    raise ValueError(f"unsupported fused activation {activation}")
+
+
+# --------------------------------------------------------------------------- softmax pieces
+# gemmlowp FixedPoint<int32, I>: raw int32 with I integer bits (Q I.(31-I)).
+def fp_one(integer_bits: int) -> int:
+    return INT32_MAX if integer_bits == 0 else 1 << (31 - integer_bits)
+
+
+def rescale(x, src_bits: int, dst_bits: int):
+    """gemmlowp Rescale<dst>(FixedPoint<src>)."""
+    return saturating_rounding_multiply_by_pot(x, src_bits - dst_bits)
+
+
+def rounding_half_sum(a, b):
+    """gemmlowp RoundingHalfSum(int32): (a+b+sign)/2 with C truncation."""
+    s = i64(a) + i64(b)
+    return trunc_div(s + np.where(s >= 0, 1, -1), 2)
+
+
+def _srdhm(a, b):
+    return saturating_rounding_doubling_high_mul(a, b)
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
+    """gemmlowp: exp(x) for x in [-1/4, 0), FixedPoint<int32,0> in and out."""
+    constant_term = 1895147668            # exp(-1/8)
+    constant_1_over_3 = 715827883
+    x = wrap_int32(i64(a) + (1 << 28))    # a + 1/8
+    x2 = _srdhm(x, x)
+    x3 = _srdhm(x2, x)
+    x4 = _srdhm(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    t = saturating_rounding_multiply_by_pot(
+        wrap_int32(_srdhm(wrap_int32(x4_over_4 + x3), constant_1_over_3) + x2), -1)
+    return wrap_int32(constant_term + _srdhm(constant_term, wrap_int32(x + t)))
+
+
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+               (2, 39332535), (3, 720401), (4, 242))
+
+
+def exp_on_negative_values(a, integer_bits: int):
+    """gemmlowp exp_on_negative_values(FixedPoint<int32, integer_bits>) ->
+    FixedPoint<int32, 0>.  Softmax uses integer_bits = 5 (Q5.26 input)."""
+    a = i64(a)
+    frac_bits = 31 - integer_bits
+    one_quarter = 1 << (frac_bits - 2)
+    mask = one_quarter - 1
+    a_mod_quarter_minus_one_quarter = wrap_int32((a & mask) - one_quarter)
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0))
+    remainder = wrap_int32(a_mod_quarter_minus_one_quarter - a)
+    for exponent, mult in _EXP_BARREL:
+        if integer_bits > exponent:
+            shift = frac_bits + exponent
+            result = np.where((remainder & (1 << shift)) != 0, _srdhm(result, mult), result)
+    if integer_bits > 5:
+        clamp = -(1 << (36 - integer_bits))
+        result = np.where(a < clamp, 0, result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def one_over_one_plus_x_for_x_in_0_1(a):
+    """gemmlowp one_over_one_plus_x_for_x_in_0_1: FixedPoint<int32,0> -> <int32,0>,
+    Newton-Raphson with 3 iterations in Q2.29."""
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    constant_48_over_17 = 1515870810
+    constant_neg_32_over_17 = -1010580540
+    one_f2 = 1 << 29
+    x = wrap_int32(constant_48_over_17 + _srdhm(half_denominator, constant_neg_32_over_17))
+    for _ in range(3):
+        half_denominator_times_x = _srdhm(half_denominator, x)          # F2
+        one_minus = wrap_int32(one_f2 - half_denominator_times_x)       # F2
+        x = wrap_int32(x + rescale(_srdhm(x, one_minus), 4, 2))         # F2*F2 = F4 -> F2
+    # ExactMulByPot<-1>: F2 -> F1 (same raw), then Rescale<0> from 1 integer bit
+    return rescale(x, 1, 0)
+
+
+def count_leading_zeros_u32(x):
+    """CountLeadingZeros(uint32) for int64 arrays holding uint32 values (0 -> 32)."""
+    x = i64(x) & 0xFFFFFFFF
+    _, e = np.frexp(x.astype(np.float64))      # exact: x < 2^32; e = bit length
+    return np.where(x == 0, 32, 32 - e.astype(np.int64))
+
+
+def get_reciprocal(x, x_integer_digits: int):
+    """TFLite GetReciprocal(int32 x, x_integer_digits) -> (FixedPoint<0> raw of
+    1/x scaled, num_bits_over_unit)."""
+    x = i64(x)
+    headroom_plus_one = count_leading_zeros_u32(x)
+    num_bits_over_unit = x_integer_digits - headroom_plus_one
+    shifted = ((x & 0xFFFFFFFF) << headroom_plus_one) & 0xFFFFFFFF
+    shifted_sum_minus_one = wrap_int32(shifted - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
+
+
+def preprocess_softmax_scaling(beta: float, input_scale: float, input_integer_bits: int):
+    """PreprocessSoftmaxScaling (double rounding build): multiplier for
+    input_diff -> Q(integer_bits) and its left shift."""
+    max_real = float((1 << 31) - 1)
+    real = min(float(beta) * float(input_scale) * float(1 << (31 - input_integer_bits)), max_real)
+    return quantize_multiplier_greater_than_one(real)
+
+
+def calculate_input_radius(input_integer_bits: int, input_left_shift: int,
+                           total_signed_bits: int = 31) -> int:
+    """CalculateInputRadius (non-emulated float path)."""
+    max_input_rescaled = (1.0 * ((1 << input_integer_bits) - 1)
+                          * float(1 << (total_signed_bits - input_integer_bits))
+                          / float(1 << input_left_shift))
+    return int(np.floor(max_input_rescaled))
+
+
+SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
+SOFTMAX_ACCUMULATION_INTEGER_BITS = 12
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """TFLM SoftmaxPrepare for int8 in/out: (input_multiplier, input_left_shift,
+    diff_min).  `input_scale` must already be the float32 value."""
+    m, s = preprocess_softmax_scaling(float(np.float32(beta)), input_scale,
+                                      SOFTMAX_SCALED_DIFF_INTEGER_BITS)
+    diff_min = -calculate_input_radius(SOFTMAX_SCALED_DIFF_INTEGER_BITS, s)
+    return m, s, diff_min
+
+
+def softmax_int8(x: np.ndarray, input_multiplier: int, input_left_shift: int,
+                 diff_min: int) -> np.ndarray:
+    """reference_ops::Softmax<int8_t, int8_t> over the last axis (output scale
+    1/256, zero point -128)."""
+    x = i64(x)
+    shape = x.shape
+    depth = shape[-1]
+    x = x.reshape(-1, depth)
+    max_in_row = x.max(axis=1, keepdims=True)
+    diff = x - max_in_row
+    valid = diff >= diff_min
+    rescaled = multiply_by_quantized_multiplier_greater_than_one(diff, input_multiplier,
+                                                                 input_left_shift)
+    e = exp_on_negative_values(rescaled, SOFTMAX_SCALED_DIFF_INTEGER_BITS)
+    e_acc = rescale(e, 0, SOFTMAX_ACCUMULATION_INTEGER_BITS)
+    sum_of_exps = np.zeros(x.shape[0], dtype=np.int64)
+    for c in range(depth):                      # sequential int32 (wrapping) adds, as C
+        sum_of_exps = wrap_int32(sum_of_exps + np.where(valid[:, c], e_acc[:, c], 0))
+    shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps,
+                                                       SOFTMAX_ACCUMULATION_INTEGER_BITS)
+    exponent = num_bits_over_unit + 31 - 8
+    unsat = rounding_divide_by_pot(_srdhm(shifted_scale[:, None], e), exponent[:, None])
+    out = np.clip(unsat - 128, -128, 127)
+    out = np.where(valid, out, -128)
+    return out.reshape(shape).astype(np.int8)
