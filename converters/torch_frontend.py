@@ -34,7 +34,11 @@ def _quiet():
 
 
 def _as_tuple(example_input):
-    return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    import numpy as np
+    import torch
+    args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    return tuple(torch.from_numpy(np.ascontiguousarray(a, np.float32))
+                 if isinstance(a, np.ndarray) else a for a in args)
 
 
 def torch_to_onnx(module, example_input, opset: int = 17):

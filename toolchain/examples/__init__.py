@@ -1,0 +1,1 @@
+"""Small example models and data sets used by tests, demos and hardware-in-the-loop runs."""
