@@ -1,0 +1,180 @@
+"""The `mcu convert` pipeline as a function: model file (+ calibration data) ->
+int8 .tflite + C arrays in a directory, and a summary dict.
+
+Nothing half-written: every file is written to a temporary directory beside the
+destination and moved into place only after everything succeeded.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from toolchain.errors import ConvertError
+from toolchain.ir.graph import Graph, IRError
+
+
+def load_calibration(path, graph: Graph) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """npz with `x` (N, ...) in the model's user-facing input layout (NCHW for ONNX and
+    PyTorch image models, NHWC for TFLite) and optional labels `y`.
+    Returns (x in the IR layout NHWC, y or None, a note on the layout used)."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z.files:
+                raise ConvertError(f"calibration file {path} has no array 'x' (found: "
+                                   f"{', '.join(z.files) or 'none'})")
+            x = np.asarray(z["x"])
+            y = np.asarray(z["y"]) if "y" in z.files else None
+    except ConvertError:
+        raise
+    except FileNotFoundError:
+        raise ConvertError(f"cannot read calibration file {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - zip/format errors
+        raise ConvertError(f"cannot read calibration file {path}: not a valid .npz "
+                           f"({type(e).__name__})") from None
+    if len(graph.inputs) != 1:
+        raise ConvertError("calibration from .npz supports single-input models only")
+    name = graph.inputs[0]
+    ir_shape = tuple(graph.t(name).shape[1:])
+    layout = graph.meta.get("input_layouts", {}).get(name)
+    if not np.issubdtype(x.dtype, np.number):
+        raise ConvertError(f"calibration data x has dtype {x.dtype}; expected numbers")
+    if layout == "NCHW":
+        user = tuple(graph.meta["onnx_input_shapes"][name][1:])
+        if x.ndim == len(user) + 1 and tuple(x.shape[1:]) == user:
+            x, note = x.transpose(0, 2, 3, 1), "NCHW (transposed to NHWC)"
+        else:
+            raise ConvertError(f"calibration data x has shape {tuple(x.shape)}; expected "
+                               f"(N, {', '.join(map(str, user))}) (NCHW, the model's input)")
+    else:
+        if x.ndim != len(ir_shape) + 1 or tuple(x.shape[1:]) != ir_shape:
+            raise ConvertError(f"calibration data x has shape {tuple(x.shape)}; expected "
+                               f"(N, {', '.join(map(str, ir_shape))})")
+        note = "as the model's input"
+    if len(x) == 0:
+        raise ConvertError("calibration data x is empty")
+    if y is not None and len(y) != len(x):
+        raise ConvertError(f"calibration labels y have {len(y)} entries for {len(x)} inputs")
+    return np.ascontiguousarray(x, np.float32), y, note
+
+
+def _tflm_check(qgraph: Graph, tfl: bytes, x: np.ndarray, n: int = 16) -> dict:
+    """Reference interpreter vs the tflite-micro interpreter on the first n inputs."""
+    try:
+        from toolchain.ir import reference
+        from toolchain.ir.tflm import TflmRunner
+    except ImportError as e:
+        return dict(checked=0, skipped=str(e))
+    from converters.quantize import quantize_input
+    r = TflmRunner(tfl)
+    xq = quantize_input(qgraph, x[:n])
+    same = 0
+    for i in range(len(xq)):
+        a = np.asarray(r.run([xq[i:i + 1]])[0]).reshape(-1)
+        b = reference.run(qgraph, {qgraph.inputs[0]: xq[i:i + 1]})[qgraph.outputs[0]].reshape(-1)
+        same += int(np.array_equal(a, b))
+    return dict(checked=int(len(xq)), bit_exact=same == len(xq), identical=same)
+
+
+def convert(model_path, calib=None, method: str = "minmax", out_dir=None,
+            name: str = "model_data", percentile: float = 99.99,
+            per_channel_fc: bool = False, log=print) -> dict:
+    """Convert `model_path` (.onnx, .pt2, .tflite) to int8 and write model.tflite,
+    <name>.c/.h into out_dir. Returns the summary dict."""
+    from converters import load_model
+    from converters.c_array import write_c_array
+    from converters.tflite_writer import write_tflite
+
+    model_path = os.fspath(model_path)
+    if out_dir is None:
+        out_dir = os.path.splitext(os.path.basename(model_path))[0] + "_int8"
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    graph = load_model(model_path)
+    result: dict = dict(model=model_path, out_dir=out_dir)
+    if graph.is_quantized:
+        if calib is not None:
+            log("note: the model is already int8; --calib is ignored")
+        qgraph = graph
+        result["source"] = "int8 (passed through)"
+    else:
+        if calib is None:
+            raise ConvertError(f"{os.path.basename(model_path)} is a float model: pass "
+                               "calibration inputs with --calib DATA.npz (array 'x')")
+        x, y, note = load_calibration(calib, graph)
+        from converters.quantize import compare, quantize
+        qgraph = quantize(graph, x, method=method, percentile=percentile,
+                          per_channel_fc=per_channel_fc)
+        result["source"] = "float (quantized)"
+        result["calibration"] = dict(file=os.fspath(calib), samples=int(len(x)), layout=note,
+                                     method=method)
+        result["float_vs_int8"] = compare(graph, qgraph, x, y)
+    tfl = write_tflite(qgraph)
+    if not graph.is_quantized:
+        try:
+            result["tflm_check"] = _tflm_check(qgraph, tfl, x)
+        except Exception as e:  # noqa: BLE001 - report, the files are still valid
+            result["tflm_check"] = dict(checked=0, skipped=f"{type(e).__name__}: {e}")
+    s = qgraph.summary()
+    result.update(ops=s["ops"], num_ops=s["num_ops"], params=s["params"],
+                  weight_bytes=s["weight_bytes"], inputs=s["inputs"], outputs=s["outputs"],
+                  model_hash=s["model_hash"], tflite_bytes=len(tfl),
+                  tflite_sha256=hashlib.sha256(tfl).hexdigest())
+
+    parent = os.path.dirname(out_dir) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".mcu-convert-", dir=parent)
+    try:
+        with open(os.path.join(tmp, "model.tflite"), "wb") as f:
+            f.write(tfl)
+        write_c_array(tfl, tmp, name)
+        files = sorted(os.listdir(tmp))
+        os.makedirs(out_dir, exist_ok=True)
+        for fn in files:
+            os.replace(os.path.join(tmp, fn), os.path.join(out_dir, fn))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["files"] = [os.path.join(out_dir, fn) for fn in files]
+    return result
+
+
+def format_summary(r: dict) -> str:
+    def q(t):
+        s = f"{t['name']} {t['dtype']}{list(t['shape'])}"
+        if "scale" in t:
+            s += f" scale={t['scale']:.6g} zero_point={t['zero_point']}"
+        return s
+    lines = [f"model:        {r['model']} ({r['source']})",
+             "ops:          " + ", ".join(f"{k} x{v}" for k, v in r["ops"].items())
+             + f" ({r['num_ops']} ops)",
+             f"parameters:   {r['params']:,}   weight bytes: {r['weight_bytes']:,}   "
+             f".tflite: {r['tflite_bytes']:,} B"]
+    lines += [f"input:        {q(t)}" for t in r["inputs"]]
+    lines += [f"output:       {q(t)}" for t in r["outputs"]]
+    lines.append(f"model hash:   {r['model_hash'][:16]} (IR)   sha256: {r['tflite_sha256'][:16]}")
+    c = r.get("calibration")
+    if c:
+        lines.append(f"calibration:  {c['samples']} samples from {c['file']}, {c['method']}, "
+                     f"layout {c['layout']}")
+    fv = r.get("float_vs_int8")
+    if fv:
+        s = f"float vs int8: max abs error {fv['max_abs_error']:.4g}"
+        if "top1_agreement" in fv:
+            s += f", top-1 agreement {100 * fv['top1_agreement']:.2f} %"
+        if "int8_accuracy" in fv:
+            s += (f", accuracy float {100 * fv['float_accuracy']:.2f} % / int8 "
+                  f"{100 * fv['int8_accuracy']:.2f} %")
+        lines.append(s)
+    tc = r.get("tflm_check")
+    if tc and tc.get("checked"):
+        lines.append(f"tflite-micro: {tc['identical']}/{tc['checked']} outputs byte-identical "
+                     "with the reference interpreter")
+    lines.append("wrote:        " + ", ".join(os.path.basename(f) for f in r["files"])
+                 + f" in {r['out_dir']}")
+    return "\n".join(lines)
+
+
+__all__ = ["convert", "format_summary", "load_calibration", "IRError"]
