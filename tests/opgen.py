@@ -1,0 +1,422 @@
+"""Random single-op int8 IR graphs for bit-exactness tests (reference interpreter,
+C kernels, codegen) against TFLite Micro.
+
+Every builder takes a numpy Generator and optional overrides and returns a Graph
+with one op, graph input(s) and output, valid int8 quantization (per-channel
+symmetric weights, asymmetric activations, int32 bias with scale in*w), and
+scales that are exact float32 values:
+
+    g = make_conv2d(rng, cin=3, cout=5, kh=3, kw=3, stride=2, padding="SAME")
+    feeds = random_feeds(rng, g)          # {input name: int8/float32 array}
+
+OP_BUILDERS maps each op type to its builder; `make_random(rng, op_type)` picks one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from toolchain.ir.graph import Graph, Op, Quant, Tensor
+
+ACTS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+def _f32(x) -> float:
+    return float(np.float32(x))
+
+
+def rand_scale(rng, lo=0.005, hi=0.2) -> float:
+    return _f32(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def rand_zp(rng) -> int:
+    return int(rng.integers(-128, 128))
+
+
+def act_quant(rng, scale=None, zp=None) -> Quant:
+    return Quant.per_tensor(rand_scale(rng) if scale is None else scale,
+                            rand_zp(rng) if zp is None else zp)
+
+
+def _pick(rng, v, choices):
+    return v if v is not None else choices[int(rng.integers(len(choices)))]
+
+
+def _act(rng, act):
+    return act if act is not None else _pick(rng, None, ACTS)
+
+
+def _weights(rng, shape, axis, per_channel, n_ch):
+    w = rng.integers(-127, 128, size=shape).astype(np.int8)
+    if per_channel:
+        s = np.array([rand_scale(rng, 0.001, 0.05) for _ in range(n_ch)], np.float32)
+        q = Quant(s.astype(np.float64), np.zeros(n_ch, np.int64), axis)
+    else:
+        q = Quant.per_tensor(rand_scale(rng, 0.001, 0.05), 0)
+    return w, q
+
+
+def _bias(rng, n, in_scale, wq: Quant, k: int, axis=0):
+    ws = np.broadcast_to(wq.scale, (n,)).astype(np.float32).astype(np.float64)
+    bs = (np.float64(in_scale) * ws).astype(np.float32).astype(np.float64)
+    b = rng.normal(0, 60.0 * np.sqrt(k) * 40, size=n).round().astype(np.int32)
+    return b, Quant(bs, np.zeros(n, np.int64), axis if n > 1 else None)
+
+
+def _out_scale(rng, in_scale, wq: Quant, k: int) -> float:
+    """Output scale so that typical accumulators land near the int8 range, with a
+    random factor (sometimes saturating, sometimes multiplier > 1)."""
+    typ = np.sqrt(k) * 70.0 * 70.0 * in_scale * float(np.median(wq.scale))
+    return _f32(typ / 128.0 * np.exp(rng.uniform(np.log(0.3), np.log(4.0))))
+
+
+def _valid_spatial(rng, size, k, stride, dil, padding):
+    eff = (k - 1) * dil + 1
+    if padding == "VALID" and size < eff:
+        size = eff + int(rng.integers(0, 3))
+    return size
+
+
+def make_conv2d(rng, n=None, h=None, w=None, cin=None, cout=None, kh=None, kw=None,
+                stride=None, dilation=None, padding=None, act=None, per_channel=None,
+                bias=None) -> Graph:
+    n = n or _pick(rng, None, (1, 1, 1, 2))
+    cin = cin or int(rng.integers(1, 10))
+    cout = cout or int(rng.integers(1, 11))
+    kh = kh or int(rng.integers(1, 5))
+    kw = kw or int(rng.integers(1, 5))
+    sh = sw = stride or int(rng.integers(1, 4))
+    dh = dw = dilation or _pick(rng, None, (1, 1, 2))
+    padding = _pick(rng, padding, ("SAME", "VALID"))
+    h = _valid_spatial(rng, h or int(rng.integers(1, 13)), kh, sh, dh, padding)
+    w = _valid_spatial(rng, w or int(rng.integers(1, 13)), kw, sw, dw, padding)
+    per_channel = bool(rng.integers(0, 4)) if per_channel is None else per_channel
+    bias = bool(rng.integers(0, 5)) if bias is None else bias
+    g = Graph(name="conv2d")
+    xq = act_quant(rng)
+    g.add_tensor(Tensor("x", (n, h, w, cin), "int8", xq))
+    wt, wq = _weights(rng, (cout, kh, kw, cin), 0, per_channel, cout)
+    g.add_tensor(Tensor("w", wt.shape, "int8", wq, wt))
+    ins = ["x", "w"]
+    if bias:
+        b, bq = _bias(rng, cout, xq.scale[0], wq, kh * kw * cin)
+        g.add_tensor(Tensor("b", b.shape, "int32", bq, b))
+        ins.append("b")
+    from toolchain.ir.reference import compute_padding
+    oh, _ = compute_padding(sh, dh, h, kh, padding)
+    ow, _ = compute_padding(sw, dw, w, kw, padding)
+    g.add_tensor(Tensor("y", (n, oh, ow, cout), "int8",
+                        act_quant(rng, _out_scale(rng, xq.scale[0], wq, kh * kw * cin))))
+    g.add_op(Op("CONV_2D", ins, ["y"], dict(padding=padding, stride_h=sh, stride_w=sw,
+                                            dilation_h=dh, dilation_w=dw,
+                                            fused_activation=_act(rng, act))))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_depthwise_conv2d(rng, n=None, h=None, w=None, cin=None, multiplier=None, kh=None,
+                          kw=None, stride=None, dilation=None, padding=None, act=None,
+                          per_channel=None, bias=None) -> Graph:
+    n = n or _pick(rng, None, (1, 1, 1, 2))
+    cin = cin or int(rng.integers(1, 10))
+    m = multiplier or _pick(rng, None, (1, 1, 2, 3))
+    cout = cin * m
+    kh = kh or int(rng.integers(1, 5))
+    kw = kw or int(rng.integers(1, 5))
+    sh = sw = stride or int(rng.integers(1, 4))
+    dh = dw = dilation or _pick(rng, None, (1, 1, 2))
+    padding = _pick(rng, padding, ("SAME", "VALID"))
+    h = _valid_spatial(rng, h or int(rng.integers(1, 13)), kh, sh, dh, padding)
+    w = _valid_spatial(rng, w or int(rng.integers(1, 13)), kw, sw, dw, padding)
+    per_channel = bool(rng.integers(0, 4)) if per_channel is None else per_channel
+    bias = bool(rng.integers(0, 5)) if bias is None else bias
+    g = Graph(name="depthwise_conv2d")
+    xq = act_quant(rng)
+    g.add_tensor(Tensor("x", (n, h, w, cin), "int8", xq))
+    wt, wq = _weights(rng, (1, kh, kw, cout), 3, per_channel, cout)
+    g.add_tensor(Tensor("w", wt.shape, "int8", wq, wt))
+    ins = ["x", "w"]
+    if bias:
+        b, bq = _bias(rng, cout, xq.scale[0], wq, kh * kw)
+        g.add_tensor(Tensor("b", b.shape, "int32", bq, b))
+        ins.append("b")
+    from toolchain.ir.reference import compute_padding
+    oh, _ = compute_padding(sh, dh, h, kh, padding)
+    ow, _ = compute_padding(sw, dw, w, kw, padding)
+    g.add_tensor(Tensor("y", (n, oh, ow, cout), "int8",
+                        act_quant(rng, _out_scale(rng, xq.scale[0], wq, kh * kw))))
+    g.add_op(Op("DEPTHWISE_CONV_2D", ins, ["y"],
+                dict(padding=padding, stride_h=sh, stride_w=sw, dilation_h=dh, dilation_w=dw,
+                     depth_multiplier=m, fused_activation=_act(rng, act))))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_fully_connected(rng, batch=None, k=None, out=None, act=None, per_channel=None,
+                         bias=None, input_4d=None) -> Graph:
+    batch = batch or _pick(rng, None, (1, 1, 2, 3))
+    k = k or int(rng.integers(1, 70))
+    out = out or int(rng.integers(1, 20))
+    per_channel = bool(rng.integers(0, 2)) if per_channel is None else per_channel
+    bias = bool(rng.integers(0, 5)) if bias is None else bias
+    input_4d = bool(rng.integers(0, 3) == 0) if input_4d is None else input_4d
+    g = Graph(name="fully_connected")
+    xq = act_quant(rng)
+    xshape = (batch, 1, 1, k) if input_4d else (batch, k)
+    g.add_tensor(Tensor("x", xshape, "int8", xq))
+    wt, wq = _weights(rng, (out, k), 0, per_channel, out)
+    g.add_tensor(Tensor("w", wt.shape, "int8", wq, wt))
+    ins = ["x", "w"]
+    if bias:
+        b, bq = _bias(rng, out, xq.scale[0], wq, k)
+        g.add_tensor(Tensor("b", b.shape, "int32", bq, b))
+        ins.append("b")
+    g.add_tensor(Tensor("y", (batch, out), "int8",
+                        act_quant(rng, _out_scale(rng, xq.scale[0], wq, k))))
+    g.add_op(Op("FULLY_CONNECTED", ins, ["y"], dict(fused_activation=_act(rng, act),
+                                                    keep_num_dims=False)))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_pool2d(rng, op_type=None, n=None, h=None, w=None, c=None, fh=None, fw=None,
+                stride=None, padding=None, act=None) -> Graph:
+    op_type = _pick(rng, op_type, ("AVERAGE_POOL_2D", "MAX_POOL_2D"))
+    n = n or _pick(rng, None, (1, 1, 2))
+    c = c or int(rng.integers(1, 10))
+    fh = fh or int(rng.integers(1, 5))
+    fw = fw or int(rng.integers(1, 5))
+    sh = stride or int(rng.integers(1, 4))
+    sw = stride or int(rng.integers(1, 4))
+    padding = _pick(rng, padding, ("SAME", "VALID"))
+    h = _valid_spatial(rng, h or int(rng.integers(1, 13)), fh, sh, 1, padding)
+    w = _valid_spatial(rng, w or int(rng.integers(1, 13)), fw, sw, 1, padding)
+    from toolchain.ir.reference import compute_padding
+    oh, _ = compute_padding(sh, 1, h, fh, padding)
+    ow, _ = compute_padding(sw, 1, w, fw, padding)
+    q = act_quant(rng)
+    g = Graph(name=op_type.lower())
+    g.add_tensor(Tensor("x", (n, h, w, c), "int8", q))
+    g.add_tensor(Tensor("y", (n, oh, ow, c), "int8", Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_op(Op(op_type, ["x"], ["y"], dict(padding=padding, stride_h=sh, stride_w=sw,
+                                            filter_h=fh, filter_w=fw,
+                                            fused_activation=_act(rng, act))))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_average_pool2d(rng, **kw) -> Graph:
+    return make_pool2d(rng, "AVERAGE_POOL_2D", **kw)
+
+
+def make_max_pool2d(rng, **kw) -> Graph:
+    return make_pool2d(rng, "MAX_POOL_2D", **kw)
+
+
+def _rand_shape4(rng):
+    return (int(rng.integers(1, 3)), int(rng.integers(1, 7)), int(rng.integers(1, 7)),
+            int(rng.integers(1, 10)))
+
+
+def _binary(rng, op_type, shape=None, broadcast=None, act=None) -> Graph:
+    shape = shape or _rand_shape4(rng)
+    broadcast = _pick(rng, broadcast, (None, None, "channel", "scalar", "spatial"))
+    shape2 = {None: shape, "channel": (1, 1, 1, shape[3]), "scalar": (1,),
+              "spatial": (shape[0], shape[1], shape[2], 1)}[broadcast]
+    g = Graph(name=op_type.lower())
+    q1, q2 = act_quant(rng), act_quant(rng)
+    if op_type == "ADD":
+        qo = act_quant(rng, _f32(max(q1.scale[0], q2.scale[0]) * rng.uniform(0.5, 2.5)))
+    else:
+        qo = act_quant(rng, _f32(q1.scale[0] * q2.scale[0] * 128 * rng.uniform(0.1, 2.0)))
+    g.add_tensor(Tensor("a", shape, "int8", q1))
+    g.add_tensor(Tensor("b", shape2, "int8", q2))
+    g.add_tensor(Tensor("y", shape, "int8", qo))
+    g.add_op(Op(op_type, ["a", "b"], ["y"], dict(fused_activation=_act(rng, act))))
+    g.inputs, g.outputs = ["a", "b"], ["y"]
+    return g
+
+
+def make_add(rng, **kw) -> Graph:
+    return _binary(rng, "ADD", **kw)
+
+
+def make_mul(rng, **kw) -> Graph:
+    return _binary(rng, "MUL", **kw)
+
+
+def make_reshape(rng, shape=None) -> Graph:
+    shape = shape or _rand_shape4(rng)
+    new = (shape[0], int(np.prod(shape[1:])))
+    q = act_quant(rng)
+    g = Graph(name="reshape")
+    g.add_tensor(Tensor("x", shape, "int8", q))
+    g.add_tensor(Tensor("y", new, "int8", Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_op(Op("RESHAPE", ["x"], ["y"], dict(new_shape=list(new))))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_softmax(rng, shape=None, beta=None, in_scale=None) -> Graph:
+    shape = shape or _pick(rng, None, ((1, int(rng.integers(1, 40))),
+                                       (int(rng.integers(1, 4)), int(rng.integers(1, 20))),
+                                       (1, int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+                                        int(rng.integers(1, 12)))))
+    beta = beta if beta is not None else _pick(rng, None, (1.0, 1.0, 0.5, 2.0))
+    g = Graph(name="softmax")
+    g.add_tensor(Tensor("x", shape, "int8", act_quant(rng, in_scale or rand_scale(rng, 0.01, 1.0))))
+    g.add_tensor(Tensor("y", shape, "int8", Quant.per_tensor(1.0 / 256, -128)))
+    g.add_op(Op("SOFTMAX", ["x"], ["y"], dict(beta=float(beta))))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_concatenation(rng, n_inputs=None, axis=None) -> Graph:
+    n_inputs = n_inputs or int(rng.integers(2, 4))
+    base = _rand_shape4(rng)
+    axis = axis if axis is not None else int(rng.integers(-1, 4))
+    ax = axis % 4
+    q = act_quant(rng)
+    g = Graph(name="concatenation")
+    names, total = [], 0
+    for i in range(n_inputs):
+        s = list(base)
+        s[ax] = int(rng.integers(1, 5))
+        total += s[ax]
+        g.add_tensor(Tensor(f"x{i}", tuple(s), "int8", Quant(q.scale.copy(), q.zero_point.copy())))
+        names.append(f"x{i}")
+    out = list(base)
+    out[ax] = total
+    g.add_tensor(Tensor("y", tuple(out), "int8", q))
+    g.add_op(Op("CONCATENATION", names, ["y"], dict(axis=axis, fused_activation="NONE")))
+    g.inputs, g.outputs = names, ["y"]
+    return g
+
+
+def make_pad(rng, shape=None) -> Graph:
+    shape = shape or _rand_shape4(rng)
+    pads = np.zeros((4, 2), np.int32)
+    pads[1:3] = rng.integers(0, 3, size=(2, 2))
+    if rng.integers(0, 3) == 0:
+        pads[3] = rng.integers(0, 2, size=2)
+    out = tuple(int(s + p.sum()) for s, p in zip(shape, pads))
+    q = act_quant(rng)
+    g = Graph(name="pad")
+    g.add_tensor(Tensor("x", shape, "int8", q))
+    g.add_tensor(Tensor("paddings", (4, 2), "int32", None, pads))
+    g.add_tensor(Tensor("y", out, "int8", Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_op(Op("PAD", ["x", "paddings"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_mean(rng, shape=None, axes=None, keep_dims=None, same_quant=None) -> Graph:
+    shape = shape or (1, int(rng.integers(1, 9)), int(rng.integers(1, 9)),
+                      int(rng.integers(1, 10)))
+    axes = axes if axes is not None else _pick(rng, None, ((1, 2), (1, 2), (2,), (1,), (3,),
+                                                           (1, 2, 3)))
+    keep_dims = bool(rng.integers(0, 2)) if keep_dims is None else keep_dims
+    same_quant = bool(rng.integers(0, 2)) if same_quant is None else same_quant
+    q = act_quant(rng)
+    qo = Quant(q.scale.copy(), q.zero_point.copy()) if same_quant else \
+        act_quant(rng, _f32(q.scale[0] * rng.uniform(0.3, 2.0)))
+    out = tuple((1 if i in axes else s) for i, s in enumerate(shape)) if keep_dims else \
+        tuple(s for i, s in enumerate(shape) if i not in axes)
+    g = Graph(name="mean")
+    g.add_tensor(Tensor("x", shape, "int8", q))
+    g.add_tensor(Tensor("axes", (len(axes),), "int32", None, np.array(axes, np.int32)))
+    g.add_tensor(Tensor("y", out, "int8", qo))
+    g.add_op(Op("MEAN", ["x", "axes"], ["y"], dict(keep_dims=keep_dims)))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def _unary(rng, op_type, shape=None, same_quant=None) -> Graph:
+    shape = shape or _rand_shape4(rng)
+    same_quant = bool(rng.integers(0, 2)) if same_quant is None else same_quant
+    if op_type == "RELU6":
+        q = act_quant(rng, rand_scale(rng, 0.01, 0.1))
+        same_quant = True
+    else:
+        q = act_quant(rng)
+    qo = Quant(q.scale.copy(), q.zero_point.copy()) if same_quant else \
+        act_quant(rng, _f32(q.scale[0] * rng.uniform(0.3, 2.0)))
+    g = Graph(name=op_type.lower())
+    g.add_tensor(Tensor("x", shape, "int8", q))
+    g.add_tensor(Tensor("y", shape, "int8", qo))
+    g.add_op(Op(op_type, ["x"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_relu(rng, **kw) -> Graph:
+    return _unary(rng, "RELU", **kw)
+
+
+def make_relu6(rng, **kw) -> Graph:
+    return _unary(rng, "RELU6", **kw)
+
+
+def make_quantize(rng, shape=None, from_float=None) -> Graph:
+    """QUANTIZE float32 -> int8, or int8 -> int8 (requantize)."""
+    shape = shape or _rand_shape4(rng)
+    from_float = bool(rng.integers(0, 2)) if from_float is None else from_float
+    g = Graph(name="quantize")
+    if from_float:
+        g.add_tensor(Tensor("x", shape, "float32"))
+    else:
+        g.add_tensor(Tensor("x", shape, "int8", act_quant(rng)))
+    g.add_tensor(Tensor("y", shape, "int8", act_quant(rng)))
+    g.add_op(Op("QUANTIZE", ["x"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_dequantize(rng, shape=None) -> Graph:
+    shape = shape or _rand_shape4(rng)
+    g = Graph(name="dequantize")
+    g.add_tensor(Tensor("x", shape, "int8", act_quant(rng)))
+    g.add_tensor(Tensor("y", shape, "float32"))
+    g.add_op(Op("DEQUANTIZE", ["x"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+OP_BUILDERS = {
+    "CONV_2D": make_conv2d, "DEPTHWISE_CONV_2D": make_depthwise_conv2d,
+    "FULLY_CONNECTED": make_fully_connected, "AVERAGE_POOL_2D": make_average_pool2d,
+    "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
+    "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
+    "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
+    "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize,
+}
+
+
+def make_random(rng, op_type: str, **kw) -> Graph:
+    return OP_BUILDERS[op_type](rng, **kw)
+
+
+def random_feeds(rng, graph: Graph) -> dict[str, np.ndarray]:
+    """Random inputs: full-range int8 for int8 inputs; for float inputs, values
+    spanning a bit beyond the consumer's quantized range (to exercise clamping)."""
+    feeds = {}
+    for n in graph.inputs:
+        t = graph.t(n)
+        if t.dtype == "int8":
+            feeds[n] = rng.integers(-128, 128, size=t.shape).astype(np.int8)
+        else:
+            span = 1.0
+            for op in graph.ops:
+                if n in op.inputs and op.type == "QUANTIZE":
+                    q = graph.t(op.outputs[0]).quant
+                    span = float(q.scale[0]) * 300
+            x = rng.uniform(-span, span, size=t.shape).astype(np.float32)
+            # include exact half-way points of the quantization grid
+            flat = x.reshape(-1)
+            if flat.size > 2:
+                for op in graph.ops:
+                    if n in op.inputs and op.type == "QUANTIZE":
+                        s = np.float32(graph.t(op.outputs[0]).quant.scale[0])
+                        k = rng.integers(-100, 100, size=flat.size // 3)
+                        flat[:k.size] = (k + 0.5).astype(np.float32) * s
+            feeds[n] = x
+    return feeds
