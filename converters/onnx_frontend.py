@@ -566,6 +566,10 @@ class _Converter:
             pads = pads[list(NCHW_TO_NHWC)]
         elif x.layout == "flat_chw":
             raise IRError(f"Pad node '{node.name}': padding a flattened NCHW tensor")
+        if self.shapes.get(node.output[0]) is None:     # pads computed by a folded chain
+            self.shapes[node.output[0]] = tuple(
+                int(d + p.sum()) for d, p in zip(x.onnx_shape, pads[np.argsort(
+                    list(NCHW_TO_NHWC))] if x.layout == "nchw" else pads))
         out = self.out_val(node, x.layout)
         self.emit("PAD", [x.ir, self.add_const(f"{node.output[0]}_paddings", pads, "int32")],
                   out, name=node.name)
@@ -613,10 +617,14 @@ class _Converter:
             return False
         from onnx import helper
         from onnx.reference import ReferenceEvaluator
-        fn = helper.make_function("local", "fold", list(node.input), list(node.output), [node],
-                                  [helper.make_opsetid("", self.opset)])
         try:
-            res = ReferenceEvaluator(fn).run(None, {i: self.consts[i] for i in ins})
+            feeds = {i: np.asarray(self.consts[i]) for i in ins}
+            vis = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype),
+                                                 v.shape) for k, v in feeds.items()]
+            outs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+            m = helper.make_model(helper.make_graph([node], "fold", vis, outs),
+                                  opset_imports=[helper.make_opsetid("", self.opset)])
+            res = ReferenceEvaluator(m).run(None, feeds)
         except Exception as e:  # noqa: BLE001
             raise IRError(f"cannot fold constant {node.op_type} node '{node.name}': "
                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
