@@ -1,0 +1,91 @@
+/* Internal helpers shared by the kernel files (not part of the public API). */
+#ifndef MCU_DSP_H
+#define MCU_DSP_H
+
+#include <stdint.h>
+#include "mcu_kernels.h"
+#include "mcu_fixedpoint.h"
+
+#if MCU_HAVE_DSP && defined(MCU_EMULATE_DSP)
+/* Host emulation of the ACLE DSP intrinsics (for testing the DSP code paths
+ * on the build machine; never used on a target). */
+MCU_INLINE uint32_t mcu_emu_pack16(int32_t lo, int32_t hi)
+{
+    return ((uint32_t)lo & 0xffffu) | ((uint32_t)hi << 16);
+}
+MCU_INLINE int32_t mcu_emu_lo(uint32_t x) { return (int16_t)(x & 0xffffu); }
+MCU_INLINE int32_t mcu_emu_hi(uint32_t x) { return (int16_t)(x >> 16); }
+MCU_INLINE uint32_t __sxtb16(uint32_t x)
+{
+    return mcu_emu_pack16((int8_t)(x & 0xff), (int8_t)((x >> 16) & 0xff));
+}
+MCU_INLINE uint32_t __sxtab16(uint32_t a, uint32_t x)
+{
+    return mcu_emu_pack16(mcu_emu_lo(a) + (int8_t)(x & 0xff),
+                          mcu_emu_hi(a) + (int8_t)((x >> 16) & 0xff));
+}
+MCU_INLINE int32_t __smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(mcu_emu_lo(a) * mcu_emu_lo(b)) +
+                     (uint32_t)(mcu_emu_hi(a) * mcu_emu_hi(b)));
+}
+MCU_INLINE int32_t __smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(mcu_emu_lo(a) * mcu_emu_lo(b)));
+}
+MCU_INLINE int32_t __smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(mcu_emu_hi(a) * mcu_emu_hi(b)));
+}
+MCU_INLINE uint32_t mcu_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+MCU_INLINE uint32_t mcu_sxtb16_ror8(uint32_t x) { return __sxtb16(mcu_ror8(x)); }
+MCU_INLINE uint32_t mcu_sxtab16_ror8(uint32_t a, uint32_t x) { return __sxtab16(a, mcu_ror8(x)); }
+#elif MCU_HAVE_DSP
+#include <arm_acle.h>
+
+/* SXTB16 / SXTAB16 of the operand rotated right by 8 (one instruction). */
+MCU_INLINE uint32_t mcu_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+MCU_INLINE uint32_t mcu_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+#endif
+
+/* Unaligned 32-bit load/store (Cortex-M4/M7 LDR/STR handle unaligned). */
+MCU_INLINE uint32_t mcu_read_u32(const void *p)
+{
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+}
+
+MCU_INLINE void mcu_write_u32(void *p, uint32_t v)
+{
+    __builtin_memcpy(p, &v, 4);
+}
+
+/* Requantize an accumulator and clamp it to [act_min, act_max]. */
+MCU_INLINE int8_t mcu_requant_clamp(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
+                                    int32_t act_min, int32_t act_max)
+{
+    int32_t v = mcu_requantize(acc, mult, shift) + out_offset;
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
+/* im2col element order used by the DSP kernels: within each group of four
+ * consecutive k, int16 slots hold [x0, x2, x1, x3] so that SXTB16 of a word of
+ * four int8 weights [w0 w1 w2 w3] (-> [w0,w2]) and of the word rotated by 8
+ * (-> [w1,w3]) pair up with the two int16 words for SMLAD. */
+#define MCU_PERM4(k) (((k) & ~3) | ((((k) & 1) << 1) | (((k) >> 1) & 1)))
+
+#endif

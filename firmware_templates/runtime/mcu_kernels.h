@@ -1,0 +1,216 @@
+/* mcu runtime: int8 kernels, bit-exact with TFLite Micro's reference kernels.
+ *
+ * Conventions (see README.md in this directory for the full contract):
+ *  - Activations are NHWC int8. CONV_2D filters OHWI, DEPTHWISE_CONV_2D
+ *    filters 1HWO (O = C_in * depth_multiplier), FULLY_CONNECTED [out, in].
+ *  - *_offset fields follow TFLM: input_offset = -input_zero_point,
+ *    filter_offset = -filter_zero_point, output_offset = +output_zero_point.
+ *  - Multipliers/shifts are TFLM's QuantizeMultiplier output: Q31 mantissa
+ *    in [2^30, 2^31) (or 0) and shift > 0 = left shift.
+ *  - Padding is explicit: pad_h/pad_w = rows/cols of implicit zero-point
+ *    padding at the top/left (TFLM's ComputePaddingHeightWidth offsets).
+ *  - act_min/act_max: the fused activation range in the quantized domain.
+ *  - No allocation: kernels that need scratch take a caller buffer whose byte
+ *    size comes from the matching *_scratch_size() (0 = pass NULL).
+ *  - Every kernel with DSP code exists three times: name_portable (always),
+ *    name_dsp (only when __ARM_FEATURE_DSP), and name (the best available,
+ *    chosen at compile time). All give identical bytes.
+ */
+#ifndef MCU_KERNELS_H
+#define MCU_KERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if (defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP)) || defined(MCU_EMULATE_DSP)
+#define MCU_HAVE_DSP 1
+#else
+#define MCU_HAVE_DSP 0
+#endif
+
+typedef struct {
+    int32_t n, h, w, c;
+} mcu_dims_t;
+
+typedef struct {
+    const int32_t *multiplier; /* [channels] */
+    const int32_t *shift;      /* [channels] */
+} mcu_per_channel_quant_t;
+
+typedef struct {
+    int32_t input_offset;  /* -input zero point */
+    int32_t output_offset; /* +output zero point */
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_h, pad_w;  /* top / left padding */
+    int32_t act_min, act_max;
+} mcu_conv_params_t;
+
+typedef struct {
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_h, pad_w;
+    int32_t depth_multiplier;
+    int32_t act_min, act_max;
+} mcu_dw_conv_params_t;
+
+typedef struct {
+    int32_t input_offset;  /* -input zero point */
+    int32_t filter_offset; /* -filter zero point (0 for TFLite int8 weights) */
+    int32_t output_offset; /* +output zero point */
+    int32_t act_min, act_max;
+} mcu_fc_params_t;
+
+typedef struct {
+    int32_t stride_h, stride_w;
+    int32_t filter_h, filter_w;
+    int32_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} mcu_pool_params_t;
+
+typedef struct {
+    int32_t input1_offset, input2_offset; /* -zero points */
+    int32_t left_shift;                   /* 20 for int8 */
+    int32_t input1_multiplier, input1_shift;
+    int32_t input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+} mcu_add_params_t;
+
+typedef struct {
+    int32_t input1_offset, input2_offset; /* -zero points */
+    int32_t output_multiplier, output_shift;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+} mcu_mul_params_t;
+
+typedef struct {
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+} mcu_softmax_params_t;
+
+/* ---- conv.c ------------------------------------------------------------ */
+/* filter_dims: n = output channels, h, w, c = input channels.
+ * bias: int32 [out channels] or NULL. */
+int32_t mcu_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims);
+void mcu_conv2d_s8(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                   const mcu_dims_t *input_dims, const int8_t *input,
+                   const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
+                   const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                            const mcu_dims_t *input_dims, const int8_t *input,
+                            const mcu_dims_t *filter_dims, const int8_t *filter,
+                            const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output);
+#if MCU_HAVE_DSP
+void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                       const mcu_dims_t *input_dims, const int8_t *input,
+                       const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
+                       const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+#endif
+
+/* ---- depthwise_conv.c -------------------------------------------------- */
+/* filter_dims: n = 1, h, w, c = input channels * depth_multiplier. */
+int32_t mcu_dw_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims);
+void mcu_dw_conv2d_s8(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                      const mcu_dims_t *input_dims, const int8_t *input,
+                      const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
+                      const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+void mcu_dw_conv2d_s8_portable(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                               const mcu_dims_t *input_dims, const int8_t *input,
+                               const mcu_dims_t *filter_dims, const int8_t *filter,
+                               const int32_t *bias, const mcu_dims_t *output_dims,
+                               int8_t *output);
+#if MCU_HAVE_DSP
+void mcu_dw_conv2d_s8_dsp(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                          const mcu_dims_t *input_dims, const int8_t *input,
+                          const mcu_dims_t *filter_dims, const int8_t *filter,
+                          const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output,
+                          void *scratch);
+#endif
+
+/* ---- fully_connected.c ------------------------------------------------- */
+/* input: [batches, in_features]; filter: [out_features, in_features];
+ * q->multiplier/q->shift: per output feature when per_channel != 0, else
+ * only element [0] is used (per-tensor). */
+int32_t mcu_fc_s8_scratch_size(int32_t in_features);
+void mcu_fc_s8(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, int32_t per_channel,
+               int32_t batches, int32_t in_features, int32_t out_features,
+               const int8_t *input, const int8_t *filter, const int32_t *bias, int8_t *output,
+               void *scratch);
+void mcu_fc_s8_portable(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q,
+                        int32_t per_channel, int32_t batches, int32_t in_features,
+                        int32_t out_features, const int8_t *input, const int8_t *filter,
+                        const int32_t *bias, int8_t *output);
+#if MCU_HAVE_DSP
+void mcu_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, int32_t per_channel,
+                   int32_t batches, int32_t in_features, int32_t out_features,
+                   const int8_t *input, const int8_t *filter, const int32_t *bias,
+                   int8_t *output, void *scratch);
+#endif
+
+/* ---- pooling.c --------------------------------------------------------- */
+void mcu_avgpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims, const int8_t *input,
+                    const mcu_dims_t *output_dims, int8_t *output);
+void mcu_maxpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims, const int8_t *input,
+                    const mcu_dims_t *output_dims, int8_t *output);
+
+/* ---- elementwise.c ----------------------------------------------------- */
+/* ADD / MUL on same-shape inputs (size elements each). */
+void mcu_add_s8(const mcu_add_params_t *p, const int8_t *input1, const int8_t *input2,
+                int8_t *output, int32_t size);
+void mcu_mul_s8(const mcu_mul_params_t *p, const int8_t *input1, const int8_t *input2,
+                int8_t *output, int32_t size);
+/* Broadcasting forms (up to 4-D, NHWC): element (n,h,w,c) of the output reads
+ * input1[n*s1[0] + h*s1[1] + w*s1[2] + c*s1[3]] (stride 0 on broadcast dims),
+ * likewise input2 with s2. */
+void mcu_add_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *output_dims,
+                          const int8_t *input1, const int32_t *s1, const int8_t *input2,
+                          const int32_t *s2, int8_t *output);
+void mcu_mul_s8_broadcast(const mcu_mul_params_t *p, const mcu_dims_t *output_dims,
+                          const int8_t *input1, const int32_t *s1, const int8_t *input2,
+                          const int32_t *s2, int8_t *output);
+/* RESHAPE: copy (no-op when output == input). */
+void mcu_reshape_s8(const int8_t *input, int8_t *output, int32_t size);
+/* RELU (TFLM ReluQuantized): out = clamp(output_zp + MBQM(x - input_zp, m, s)) */
+void mcu_relu_s8(const int8_t *input, int8_t *output, int32_t size, int32_t input_zero_point,
+                 int32_t output_zero_point, int32_t multiplier, int32_t shift,
+                 int32_t act_min, int32_t act_max);
+/* RELU6 (TFLM Relu6Quantized): out = clamp(x, lo, hi), no requantization. */
+void mcu_clamp_s8(const int8_t *input, int8_t *output, int32_t size, int32_t lo, int32_t hi);
+
+/* ---- softmax.c --------------------------------------------------------- */
+/* rows x depth, softmax over the last axis; output scale 1/256, zp -128. */
+void mcu_softmax_s8(const mcu_softmax_params_t *p, int32_t rows, int32_t depth,
+                    const int8_t *input, int8_t *output);
+
+/* ---- concat_pad.c ------------------------------------------------------ */
+/* CONCATENATION: outer = product of dims before the axis; inner_sizes[i] =
+ * input i's product of dims from the axis on (bytes per outer step). */
+void mcu_concat_s8(int32_t num_inputs, const int8_t *const *inputs, const int32_t *inner_sizes,
+                   int32_t outer, int8_t *output);
+/* PAD, 4-D NHWC: pads[8] = {n_before, n_after, h_before, h_after, w_before,
+ * w_after, c_before, c_after}; fill value = output zero point. */
+void mcu_pad_s8(const mcu_dims_t *input_dims, const int8_t *input, const int32_t *pads,
+                int8_t pad_value, int8_t *output);
+
+/* ---- mean.c ------------------------------------------------------------ */
+/* MEAN over a contiguous block of axes (TFLM int8 MEAN): the input is viewed
+ * as [outer, reduce, inner]; output [outer, inner].  multiplier/shift are
+ * QuantizeMultiplier(input_scale / output_scale) with the 1/reduce division
+ * folded in (see README / kernel_params.mean_params). */
+void mcu_mean_s8(int32_t outer, int32_t reduce, int32_t inner, const int8_t *input,
+                 int32_t input_zero_point, int32_t multiplier, int32_t shift,
+                 int32_t output_zero_point, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MCU_KERNELS_H */
