@@ -19,6 +19,7 @@ import numpy as np
 
 from toolchain.errors import ConvertError
 from toolchain.ir.graph import OP_ATTRS, Graph, IRError, Op, Quant, Tensor
+from toolchain.ir.validate import validate
 
 from .tflite_schema import (ACT_TO_NAME, BUILTIN_NAME, FILE_IDENTIFIER, NP_DTYPE,
                             PADDING_TO_NAME, TENSOR_TYPE_TO_DTYPE, schema)
@@ -179,4 +180,5 @@ def _to_graph(model, raw: bytes, where: str) -> Graph:
         used.update(n for n in op.inputs + op.outputs if n)
     g.tensors = {n: t for n, t in g.tensors.items() if n in used}
     g.meta["source"] = "tflite"
+    validate(g)
     return g

@@ -1,6 +1,7 @@
 """The numpy reference interpreter equals TFLite Micro byte for byte: every
 supported op on randomized single-op graphs (written by our writer, run in
 tflite-micro) and both MLPerf Tiny models on random inputs, intermediates included."""
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from toolchain.ir.graph import Quant
 from toolchain.ir.tflm import TflmRunner, run_graph
 
 MODELS = Path("/work/shared/models/mlperf-tiny")
-CASES_PER_OP = 40
+CASES_PER_OP = 100
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -23,7 +24,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 @pytest.mark.parametrize("op_type", sorted(opgen.OP_BUILDERS))
 def test_single_op_bitexact(op_type):
     for seed in range(CASES_PER_OP):
-        rng = np.random.default_rng([hash(op_type) % 2**32, seed])
+        rng = np.random.default_rng([zlib.crc32(op_type.encode()), seed])
         g = opgen.make_random(rng, op_type)
         feeds = opgen.random_feeds(rng, g)
         want = run_graph(g, feeds)
