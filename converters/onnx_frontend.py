@@ -50,10 +50,11 @@ class _Converter:
             model = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
         except Exception as e:  # noqa: BLE001 - inference failure is a model problem
             raise IRError(f"ONNX shape inference failed: {str(e).splitlines()[0]}") from None
-        self.model = model
-        g = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                           13)
+        model = self._prefold(model)
+        self.model = model
+        g = model.graph
         self.graph = Graph(name=g.name or "model")
         self.consts: dict[str, np.ndarray] = {}
         self.vals: dict[str, _Val] = {}
@@ -71,6 +72,40 @@ class _Converter:
                     self.uses[i] = self.uses.get(i, 0) + 1
         for o in self.outputs:
             self.uses[o] = self.uses.get(o, 0) + 1
+
+    def _prefold(self, model):
+        """Evaluate constant subgraphs into initializers and re-run shape inference until
+        nothing changes, so shapes behind computed pads/reshapes become static."""
+        from onnx import shape_inference
+        m = self.onnx.ModelProto()
+        m.CopyFrom(model)
+        for _ in range(10):
+            g = m.graph
+            self.consts = {i.name: self.nh.to_array(i) for i in g.initializer}
+            self.shapes = {vi.name: self._static_shape(vi)
+                           for vi in list(g.value_info) + list(g.output) + list(g.input)}
+            keep, folded = [], []
+            for idx, node in enumerate(g.node):
+                if not node.name:
+                    node.name = f"{node.op_type}_{idx}"
+                if node.domain in ("", "ai.onnx") and self.fold(node):
+                    folded.extend(o for o in node.output if o)
+                else:
+                    keep.append(node)
+            if not folded:
+                break
+            used = {i for n in keep for i in n.input} | {o.name for o in g.output}
+            new_inits = [self.nh.from_array(np.asarray(self.consts[o]), o)
+                         for o in folded if o in used]
+            del g.node[:]
+            g.node.extend(keep)
+            g.initializer.extend(new_inits)
+            del g.value_info[:]
+            try:
+                m = shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+            except Exception as e:  # noqa: BLE001
+                raise IRError(f"ONNX shape inference failed: {str(e).splitlines()[0]}") from None
+        return m
 
     # -- shapes and values --------------------------------------------------------
     @staticmethod

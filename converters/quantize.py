@@ -156,13 +156,14 @@ def calibrate(graph: Graph, calib, method: str = "minmax", percentile: float = 9
 
 # -- parameters ----------------------------------------------------------------------
 def asymmetric_params(lo: float, hi: float) -> tuple[float, int]:
-    """TFLite GetAsymmetricQuantizationParams for int8: (scale, zero_point)."""
+    """TFLite GetAsymmetricQuantizationParams for int8: (scale, zero_point); the zero
+    point rounds half away from zero (std::round)."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi - lo < 1e-12:
         return 1.0, 0 if lo == 0 else -128
     scale = float(_f32((hi - lo) / 255.0))
     zp_from_min = -128 - lo / scale
-    zp = int(np.clip(np.round(zp_from_min), -128, 127))
+    zp = int(np.clip(np.sign(zp_from_min) * np.floor(abs(zp_from_min) + 0.5), -128, 127))
     return scale, zp
 
 
