@@ -1,0 +1,187 @@
+"""Host build of the C runtime kernels (firmware_templates/runtime) and a ctypes
+bridge that runs one IR op through them, with parameters from
+toolchain.codegen.kernel_params.
+
+    lib = host_lib("portable")     # or "dsp": DSP code paths with emulated intrinsics
+    y = run_op(lib, graph, op, feeds_by_name)
+"""
+from __future__ import annotations
+
+import ctypes as C
+import hashlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from toolchain.codegen.kernel_params import kernel_params
+
+RUNTIME = Path(__file__).resolve().parents[1] / "firmware_templates" / "runtime"
+CFLAGS = ["-O2", "-shared", "-fPIC", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+VARIANT_FLAGS = {"portable": [], "dsp": ["-DMCU_EMULATE_DSP"]}
+
+
+def runtime_sources() -> list[Path]:
+    return sorted(RUNTIME.glob("*.c"))
+
+
+def _src_hash(extra: list[str]) -> str:
+    h = hashlib.sha256(" ".join(extra).encode())
+    for p in sorted(RUNTIME.glob("*.[ch]")):
+        h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_LIBS: dict[str, C.CDLL] = {}
+
+
+def host_lib(variant: str = "portable") -> C.CDLL:
+    if variant in _LIBS:
+        return _LIBS[variant]
+    flags = VARIANT_FLAGS[variant]
+    out = Path(tempfile.gettempdir()) / f"mcu_kernels_{variant}_{_src_hash(flags)}.so"
+    if not out.exists():
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        cc = os.environ.get("CC", "cc")
+        subprocess.run([cc, *CFLAGS, *flags, f"-I{RUNTIME}", *map(str, runtime_sources()),
+                        "-o", str(tmp)], check=True)
+        os.replace(tmp, out)
+    lib = C.CDLL(str(out))
+    _LIBS[variant] = lib
+    return lib
+
+
+# --------------------------------------------------------------------------- structs
+class Dims(C.Structure):
+    _fields_ = [(k, C.c_int32) for k in ("n", "h", "w", "c")]
+
+
+class PerChannel(C.Structure):
+    _fields_ = [("multiplier", C.POINTER(C.c_int32)), ("shift", C.POINTER(C.c_int32))]
+
+
+def _struct(name, fields):
+    return type(name, (C.Structure,), {"_fields_": [(f, C.c_int32) for f in fields]})
+
+
+ConvParams = _struct("ConvParams", ["input_offset", "output_offset", "stride_h", "stride_w",
+                                    "dilation_h", "dilation_w", "pad_h", "pad_w", "act_min",
+                                    "act_max"])
+DwParams = _struct("DwParams", ["input_offset", "output_offset", "stride_h", "stride_w",
+                                "dilation_h", "dilation_w", "pad_h", "pad_w",
+                                "depth_multiplier", "act_min", "act_max"])
+FcParams = _struct("FcParams", ["input_offset", "filter_offset", "output_offset", "act_min",
+                                "act_max"])
+PoolParams = _struct("PoolParams", ["stride_h", "stride_w", "filter_h", "filter_w", "pad_h",
+                                    "pad_w", "act_min", "act_max"])
+AddParams = _struct("AddParams", ["input1_offset", "input2_offset", "left_shift",
+                                  "input1_multiplier", "input1_shift", "input2_multiplier",
+                                  "input2_shift", "output_multiplier", "output_shift",
+                                  "output_offset", "act_min", "act_max"])
+MulParams = _struct("MulParams", ["input1_offset", "input2_offset", "output_multiplier",
+                                  "output_shift", "output_offset", "act_min", "act_max"])
+SoftmaxParams = _struct("SoftmaxParams", ["input_multiplier", "input_left_shift", "diff_min"])
+
+
+def fill(struct_cls, p: dict):
+    return struct_cls(**{f: int(p[f]) for f, _ in struct_cls._fields_})
+
+
+def ptr(a, ctype=C.c_int8):
+    if a is None:
+        return None
+    return a.ctypes.data_as(C.POINTER(ctype))
+
+
+def i8(a):
+    return np.ascontiguousarray(np.asarray(a).astype(np.int8))
+
+
+def i32(a):
+    return np.ascontiguousarray(np.asarray(a).astype(np.int32))
+
+
+# --------------------------------------------------------------------------- runner
+def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
+    """Run op through the C kernel. variant_fn: "" (dispatching entry point),
+    "_portable" or "_dsp" (explicit variant, where the kernel has one)."""
+    p = kernel_params(g, op)
+    ot = g.t(op.outputs[0])
+    out = np.zeros(ot.shape, np.int8)
+    x = i8(feeds[op.inputs[0]])
+    t = op.type
+    keep = []  # keep temporaries alive
+
+    def scratch(nbytes):
+        buf = np.zeros(max(int(nbytes), 4) // 4 + 1, np.int32)
+        keep.append(buf)
+        return buf.ctypes.data_as(C.c_void_p)
+
+    if t in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        conv = t == "CONV_2D"
+        prm = fill(ConvParams if conv else DwParams, p)
+        mult, shift = i32(p["multiplier"]), i32(p["shift"])
+        q = PerChannel(ptr(mult, C.c_int32), ptr(shift, C.c_int32))
+        idims, fdims, odims = Dims(*p["input_dims"]), Dims(*p["filter_dims"]), Dims(*p["output_dims"])
+        bias = None if p["bias"] is None else i32(p["bias"])
+        base = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
+        size_fn = getattr(lib, base + "_scratch_size")
+        nbytes = size_fn(C.byref(idims), C.byref(fdims))
+        args = [C.byref(prm), C.byref(q), C.byref(idims), ptr(x), C.byref(fdims), ptr(p["filter"]),
+                ptr(bias, C.c_int32), C.byref(odims), ptr(out)]
+        if variant_fn != "_portable":
+            args.append(scratch(nbytes))
+        getattr(lib, base + variant_fn)(*args)
+    elif t == "FULLY_CONNECTED":
+        prm = fill(FcParams, p)
+        mult, shift = i32(p["multiplier"]), i32(p["shift"])
+        q = PerChannel(ptr(mult, C.c_int32), ptr(shift, C.c_int32))
+        bias = None if p["bias"] is None else i32(p["bias"])
+        args = [C.byref(prm), C.byref(q), p["per_channel"], p["batches"], p["in_features"],
+                p["out_features"], ptr(x), ptr(p["filter"]), ptr(bias, C.c_int32), ptr(out)]
+        if variant_fn != "_portable":
+            args.append(scratch(lib.mcu_fc_s8_scratch_size(p["in_features"])))
+        getattr(lib, "mcu_fc_s8" + variant_fn)(*args)
+    elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        prm = fill(PoolParams, p)
+        fn = lib.mcu_avgpool_s8 if t == "AVERAGE_POOL_2D" else lib.mcu_maxpool_s8
+        fn(C.byref(prm), C.byref(Dims(*p["input_dims"])), ptr(x),
+           C.byref(Dims(*p["output_dims"])), ptr(out))
+    elif t in ("ADD", "MUL"):
+        prm = fill(AddParams if t == "ADD" else MulParams, p)
+        y = i8(feeds[op.inputs[1]])
+        name = "mcu_add_s8" if t == "ADD" else "mcu_mul_s8"
+        if p["broadcast"]:
+            s1, s2 = i32(p["strides1"]), i32(p["strides2"])
+            getattr(lib, name + "_broadcast")(C.byref(prm), C.byref(Dims(*p["output_dims"])),
+                                              ptr(x), ptr(s1, C.c_int32), ptr(y),
+                                              ptr(s2, C.c_int32), ptr(out))
+        else:
+            getattr(lib, name)(C.byref(prm), ptr(x), ptr(y), ptr(out), p["size"])
+    elif t == "RESHAPE":
+        lib.mcu_reshape_s8(ptr(x), ptr(out), p["size"])
+    elif t == "SOFTMAX":
+        lib.mcu_softmax_s8(C.byref(fill(SoftmaxParams, p)), p["rows"], p["depth"], ptr(x), ptr(out))
+    elif t == "CONCATENATION":
+        ins = [i8(feeds[n]) for n in op.inputs]
+        arr = (C.POINTER(C.c_int8) * len(ins))(*[ptr(a) for a in ins])
+        sizes = i32(p["inner_sizes"])
+        lib.mcu_concat_s8(len(ins), arr, ptr(sizes, C.c_int32), p["outer"], ptr(out))
+    elif t == "PAD":
+        pads = i32(p["pads"])
+        lib.mcu_pad_s8(C.byref(Dims(*p["input_dims"])), ptr(x), ptr(pads, C.c_int32),
+                       C.c_int8(p["pad_value"]), ptr(out))
+    elif t == "MEAN":
+        lib.mcu_mean_s8(p["outer"], p["reduce"], p["inner"], ptr(x), p["input_zero_point"],
+                        p["multiplier"], p["shift"], p["output_zero_point"], ptr(out))
+    elif t == "RELU":
+        lib.mcu_relu_s8(ptr(x), ptr(out), p["size"], p["input_zero_point"],
+                        p["output_zero_point"], p["multiplier"], p["shift"], p["act_min"],
+                        p["act_max"])
+    elif t == "RELU6":
+        lib.mcu_clamp_s8(ptr(x), ptr(out), p["size"], p["lo"], p["hi"])
+    else:
+        raise NotImplementedError(t)
+    return out
