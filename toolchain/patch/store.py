@@ -14,7 +14,8 @@ Definition (docs/patch-format.md §2, the device relies on it):
   paddings, constant operands). Patches may only touch weight and bias tensors.
 - structure_hash(graph): SHA-256 of a canonical descriptor of everything that is
   not weight-store bytes: op types and semantic attributes, tensor wiring,
-  shapes, dtypes, quantization parameters (scales, zero points, axes) and the
+  shapes, dtypes, quantization parameters (scales rounded to float32 as a .tflite
+  stores them, zero points, axes) and the
   store order. Tensor and layer names are not part of it.
 - store_hash = SHA-256(structure_hash ‖ bytes of store tensor 0 ‖ tensor 1 ‖ …).
   The firmware embeds the 32-byte structure hash at build time and recomputes
@@ -197,7 +198,7 @@ def structure_descriptor(graph: Graph) -> bytes:
         t = graph.tensors[n]
         q = None
         if t.quant is not None:
-            q = [_canon(t.quant.scale.astype(np.float64)), _canon(t.quant.zero_point),
+            q = [_canon(t.quant.scale.astype(np.float32).astype(np.float64)), _canon(t.quant.zero_point),
                  t.quant.axis if t.quant.per_channel else None]
         tensors.append([list(t.shape), t.dtype, q, spos.get(n, -1),
                         roles.get(n, ("", ""))[0]])
