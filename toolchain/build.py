@@ -161,6 +161,7 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
     firmware_templates/runtime/ too. werror turns warnings into errors."""
     board = load_board(board)
     build_dir = Path(build_dir or Path("build") / (board.name + ("-test" if test_build else "")))
+    build_dir = build_dir.resolve()
     cc = require_tool(board.cc, board)
     objcopy = require_tool(board.objcopy, board) if board.objcopy else None
 
@@ -193,7 +194,7 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
     if not force and man.exists():
         try:
             old = load_build(build_dir)
-            if old.build_id == build_id and old.elf.exists():
+            if old.build_id == build_id and old.build_dir == build_dir and old.elf.exists():
                 old.cached = True
                 return old
         except (BuildError, TypeError, ValueError, KeyError):

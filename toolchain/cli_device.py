@@ -1,2 +1,154 @@
-"""`mcu boards|build|run|info`: boards, firmware builds, devices."""
-from toolchain.cli import main  # noqa: F401
+"""`mcu boards|build|run|info|bench-link`: boards, firmware builds, devices, the link."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from toolchain.cli import main, write_json
+
+
+def _default_board() -> str:
+    from toolchain.boards import default_board_name
+    return default_board_name()
+
+
+@main.command("boards")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the list as JSON.")
+def boards_cmd(json_path):
+    """List the boards (hw/boards/*.toml and $MCU_BOARDS_PATH)."""
+    from toolchain.boards import list_boards
+    boards = list_boards()
+    click.echo(f"{'board':<14} {'kind':<7} {'core':<11} {'flash':>9} {'RAM':>9}  description")
+    for b in boards:
+        mark = " (default)" if b.default else ""
+        click.echo(f"{b.name:<14} {b.kind:<7} {b.core:<11} {b.flash_size // 1024:>6} KiB "
+                   f"{b.ram_size // 1024:>5} KiB  {b.description}{mark}")
+    write_json(json_path, [b.summary() for b in boards])
+
+
+@main.command("build")
+@click.argument("model", required=False)
+@click.option("--board", "-b", default=None, help="Board name (`mcu boards`); default: the default board.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Build directory (default: build/BOARD).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the build report as JSON.")
+@click.option("--test-build", is_flag=True, help="Test build: semihosting exit/log enabled.")
+@click.option("--werror", is_flag=True, help="Treat compiler warnings as errors.")
+@click.option("--force", is_flag=True, help="Rebuild even if nothing changed.")
+def build_cmd(model, board, out_dir, json_path, test_build, werror, force):
+    """Build the device firmware for a board; print flash/RAM use from the linker."""
+    from toolchain.boards import load_board
+    from toolchain.build import build_firmware, model_sources
+    b = load_board(board or _default_board())
+    out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
+    kw = {}
+    if model:
+        srcs, incs, defs = model_sources(model, b, out / "model")
+        kw = dict(extra_sources=srcs, include_dirs=incs, defines=defs, with_runtime=True)
+    res = build_firmware(b, out, test_build=test_build, werror=werror, force=force, **kw)
+    click.echo(f"board: {b.name}" + ("  (unchanged, reused)" if res.cached else ""))
+    click.echo(res.report())
+    top = list(res.by_file.items())[:6]
+    if top:
+        click.echo("largest: " + ", ".join(f"{k} {v['flash']:,}/{v['ram']:,} B" for k, v in top)
+                   + "  (flash/RAM)")
+    write_json(json_path, res.to_json())
+
+
+def _start(board, firmware, test_build):
+    from toolchain.build import build_firmware
+    from toolchain.devices import start_device
+    from toolchain.boards import load_board
+    b = load_board(board or _default_board())
+    fw = firmware
+    if fw is None and b.kind != "serial":
+        fw = build_firmware(b, test_build=test_build)
+    return b, start_device(b, fw, test_build=test_build or None)
+
+
+@main.command("run")
+@click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
+@click.option("--firmware", type=click.Path(exists=True), default=None,
+              help="Build directory or ELF (default: build the firmware first).")
+@click.option("--test-build", is_flag=True, help="Run a test build (semihosting on).")
+def run_cmd(board, firmware, test_build):
+    """Start a board, print its serial URL, keep it running until Ctrl-C."""
+    b, dev = _start(board, firmware, test_build)
+    with dev:
+        info = dev.link().info()
+        dev.release()  # let other clients connect to the URL
+        click.echo(f"{b.name} running firmware {info.build_id}")
+        click.echo(f"serial: {dev.url}")
+        click.echo(f"try: mcu info --port {dev.url}   (Ctrl-C stops the device)", err=True)
+        try:
+            while dev.alive:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            click.echo("stopping", err=True)
+            return
+        click.echo(f"device exited with status {dev.proc.returncode}")
+
+
+def _print_info(info, url):
+    def used(u):
+        return f" (firmware uses {u:,} B)" if u else ""
+    rows = [("board", info.board), ("protocol", "v%d.%d" % tuple(info.proto_version)),
+            ("firmware build", info.build_id + (" (test build)" if info.test_build else "")),
+            ("model", (f"{info.model_name or 'unnamed'} {info.model_hash}" if info.model_hash
+                       else "none")),
+            ("flash budget", f"{info.flash_budget:,} B{used(info.flash_used)}"),
+            ("RAM budget", f"{info.ram_budget:,} B{used(info.ram_used)}"),
+            ("max payload", f"{info.max_payload} B"),
+            ("timer", f"{info.tick_hz:,} Hz" + (f", {info.instructions_per_tick} "
+                                                 f"instructions/tick"
+                                                 if info.instructions_per_tick else "")),
+            ("serial", url)]
+    if info.model_hash:
+        rows.insert(4, ("model I/O", f"{info.model_input_size} B in, "
+                                     f"{info.model_output_size} B out"))
+    for k, v in rows:
+        click.echo(f"{k + ':':<16}{v}")
+
+
+@main.command("info")
+@click.option("--board", "-b", default=None, help="Start this board (`mcu boards`) and ask it.")
+@click.option("--port", default=None, help="Ask a running device at this pyserial URL "
+              "(/dev/ttyACM0, socket://HOST:PORT).")
+@click.option("--firmware", type=click.Path(exists=True), default=None,
+              help="Build directory or ELF to run (default: build it).")
+@click.option("--timeout", type=float, default=None, help="Seconds per request try.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the info as JSON.")
+def info_cmd(board, port, firmware, timeout, json_path):
+    """Print a device's info: protocol, board, firmware build, model, budgets."""
+    from toolchain.boards import load_board
+    from toolchain.link import Link
+    if port and not board:
+        with Link.open(port, timeout=timeout or 2.0) as link:
+            info = link.info()
+        url = port
+    elif port:
+        from toolchain.devices import start_device
+        with start_device(load_board(board), firmware, port=port) as dev:
+            info = dev.link(timeout=timeout).info()
+        url = port
+    else:
+        b, dev = _start(board, firmware, False)
+        with dev:
+            info = dev.link(timeout=timeout).info()
+            url = dev.url
+    _print_info(info, url)
+    write_json(json_path, dict(info.to_dict(), url=url))
+
+
+@main.command("bench-link")
+@click.option("--board", "-b", "boards", multiple=True,
+              help="Board(s) to measure (default: host and mps2-an386).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              default="bench-results/link.json", show_default=True)
+@click.option("--quick", is_flag=True, help="Fewer iterations.")
+def bench_link_cmd(boards, json_path, quick):
+    """Measure link round-trip latency and throughput (not a test)."""
+    from toolchain.bench_link import run_bench
+    run_bench(list(boards) or None, json_path, quick=quick, echo=click.echo)

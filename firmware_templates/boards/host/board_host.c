@@ -20,8 +20,8 @@
 int mcu_main(void);
 
 static int listen_fd = -1, conn_fd = -1;
-static unsigned char txb[4096];
-static size_t txn;
+static unsigned char txb[4096], rxb[4096];
+static size_t txn, rxn, rxi;
 
 static void die(const char *what) {
     fprintf(stderr, "host board: %s: %s\n", what, strerror(errno));
@@ -40,18 +40,22 @@ static void accept_client(void) {
 static void drop_client(void) {
     if (conn_fd >= 0) close(conn_fd);
     conn_fd = -1;
-    txn = 0;
+    txn = rxn = rxi = 0;
 }
 
 void board_init(void) {}
 
 uint8_t board_uart_getc(void) {
     for (;;) {
-        unsigned char c;
         ssize_t r;
+        if (rxi < rxn) return rxb[rxi++];
         if (conn_fd < 0) accept_client();
-        r = read(conn_fd, &c, 1);
-        if (r == 1) return c;
+        r = read(conn_fd, rxb, sizeof rxb);
+        if (r > 0) {
+            rxn = (size_t)r;
+            rxi = 0;
+            continue;
+        }
         if (r < 0 && errno == EINTR) continue;
         drop_client(); /* client left: wait for the next one, like a board that keeps running */
     }
