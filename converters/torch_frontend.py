@@ -55,7 +55,9 @@ def torch_to_onnx(module, example_input, opset: int = 17):
         try:
             with _quiet(), torch.no_grad():
                 torch.onnx.export(module, args, f, dynamo=False, opset_version=opset,
-                                  do_constant_folding=True)
+                                  do_constant_folding=True,
+                                  input_names=["input"] if len(args) == 1 else None,
+                                  output_names=["output"])
             return onnx.load_model_from_string(f.getvalue())
         except Exception as first:  # noqa: BLE001 - fall back to the dynamo exporter
             try:
