@@ -44,7 +44,8 @@ void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_qu
 int32_t mcu_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims)
 {
 #if MCU_HAVE_DSP
-    return 2 * filter_dims->h * filter_dims->w * input_dims->c * (int32_t)sizeof(int16_t);
+    const int32_t K = filter_dims->h * filter_dims->w * input_dims->c;
+    return 2 * ((K + 1) & ~1) * (int32_t)sizeof(int16_t);
 #else
     (void)input_dims;
     (void)filter_dims;
@@ -116,7 +117,7 @@ void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
     const int32_t K4 = K & ~3;
     const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     int16_t *col0 = (int16_t *)scratch;
-    int16_t *col1 = col0 + K;
+    int16_t *col1 = col0 + ((K + 1) & ~1); /* word aligned */
     const int32_t n_pix = out_h * out_w;
 
     for (int32_t b = 0; b < input_dims->n; b++) {
