@@ -115,6 +115,7 @@ static void handle_frame(uint8_t *f, uint32_t n) {
 
     if (n < MCU_HDR_SIZE + MCU_CRC_SIZE) { mcu_stats.bad_frame++; return; }
     len = mcu_get_u16(f + 6);
+    if (len > MCU_MAX_PAYLOAD) { mcu_stats.oversized++; return; }
     if ((uint32_t)len + MCU_HDR_SIZE + MCU_CRC_SIZE != n) { mcu_stats.bad_frame++; return; }
     crc = mcu_crc32_update(0, f, MCU_HDR_SIZE + len);
     if (crc != mcu_get_u32(f + MCU_HDR_SIZE + len)) { mcu_stats.bad_crc++; return; }
