@@ -1,0 +1,162 @@
+"""Train an int8 IR graph's weights in PyTorch, in the IR's own layout.
+
+`GraphModule(graph)` executes the graph in float (NHWC, TFLite semantics) with one
+`nn.Parameter` per patchable weight-store tensor (store index -> dequantized weights
+or bias, IR shape), so trained values map back to the store with no layout
+conversion, for any int8 model the toolchain reads. Activations are fake-quantized
+(straight-through) with the deployed scales and zero points, which a patch cannot
+change; the weights stay float (they are re-quantized in the deployed scales when
+the patch is built). `forward` returns the logits (the input of a trailing SOFTMAX).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolchain.ir.float_eval import same_padding
+from toolchain.ir.graph import Graph, IRError
+
+from .make import dequantize_store
+from .store import store_order
+
+
+def _fq(x, s, zp):
+    q = torch.clamp(torch.round(x / s) + zp, -128, 127)
+    return x + ((q - zp) * s - x).detach()
+
+
+def _act(y, a):
+    if a in (None, "NONE"):
+        return y
+    if a == "RELU":
+        return torch.relu(y)
+    if a == "RELU6":
+        return torch.clamp(y, 0, 6)
+    if a == "RELU_N1_TO_1":
+        return torch.clamp(y, -1, 1)
+    raise IRError(f"unsupported fused activation {a}")
+
+
+class GraphModule(nn.Module):
+    def __init__(self, graph: Graph, fake_quant: bool = True):
+        super().__init__()
+        self.graph = graph
+        self.fake_quant = fake_quant
+        floats = dequantize_store(graph)
+        self.order = store_order(graph)
+        self.index = {n: i for i, n in enumerate(self.order)}
+        self.params = nn.ParameterDict({str(i): nn.Parameter(torch.tensor(f, dtype=torch.float32))
+                                        for i, f in floats.items()})
+        self.consts = {}
+        for t in graph.constants():
+            if t.name not in self.index or str(self.index[t.name]) not in self.params:
+                self.consts[t.name] = t.data
+        ops = list(graph.ops)
+        self.final_softmax = bool(ops) and ops[-1].type == "SOFTMAX"
+        self.ops = ops[:-1] if self.final_softmax else ops
+
+    def store_floats(self) -> dict[int, np.ndarray]:
+        return {int(k): p.detach().double().numpy() for k, p in self.params.items()}
+
+    def _val(self, env, name):
+        if name in env:
+            return env[name]
+        i = self.index.get(name)
+        if i is not None and str(i) in self.params:
+            return self.params[str(i)]
+        t = self.graph.tensors[name]
+        d = t.data.astype(np.float64)
+        if t.quant is not None:
+            shape = [1] * d.ndim
+            if t.quant.per_channel:
+                shape[t.quant.axis] = -1
+            d = (d - t.quant.zero_point.reshape(shape)) * t.quant.scale.reshape(shape)
+        return torch.tensor(d, dtype=torch.float32)
+
+    def _q(self, name, y):
+        t = self.graph.tensors[name]
+        if not self.fake_quant or t.quant is None or t.dtype != "int8":
+            return y
+        return _fq(y, float(t.quant.scale[0]), float(t.quant.zero_point[0]))
+
+    def forward(self, x):
+        g = self.graph
+        x = torch.as_tensor(x, dtype=torch.float32)
+        env = {g.inputs[0]: self._q(g.inputs[0], x)}
+        for op in self.ops:
+            y = self._op(op, env)
+            y = _act(y, op.attrs.get("fused_activation", "NONE"))
+            env[op.outputs[0]] = self._q(op.outputs[0], y)
+        return env[self.ops[-1].outputs[0]]
+
+    def _op(self, op, env):
+        t = op.type
+        x = self._val(env, op.inputs[0])
+        inp = lambda i: self._val(env, op.inputs[i]) if len(op.inputs) > i and op.inputs[i] else None  # noqa: E731
+        if t in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            w, b = inp(1), inp(2)
+            n, h, wd, c = x.shape
+            kh, kw = w.shape[1], w.shape[2]
+            sh, sw = op.attr("stride_h") or 1, op.attr("stride_w") or 1
+            dh, dw = op.attr("dilation_h") or 1, op.attr("dilation_w") or 1
+            xc = x.permute(0, 3, 1, 2)
+            if op.attr("padding") == "SAME":
+                _, pt, pb = same_padding(h, kh, sh, dh)
+                _, pl, pr = same_padding(wd, kw, sw, dw)
+                xc = F.pad(xc, (pl, pr, pt, pb))
+            if t == "CONV_2D":
+                y = F.conv2d(xc, w.permute(0, 3, 1, 2), b, (sh, sw), 0, (dh, dw))
+            else:
+                y = F.conv2d(xc, w.permute(3, 0, 1, 2), b, (sh, sw), 0, (dh, dw), groups=c)
+            return y.permute(0, 2, 3, 1)
+        if t == "FULLY_CONNECTED":
+            w, b = inp(1), inp(2)
+            y = (x if op.attr("keep_num_dims") else x.reshape(-1, w.shape[1])) @ w.T
+            return y + b if b is not None else y
+        if t in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+            n, h, wd, c = x.shape
+            kh, kw = op.attr("filter_h"), op.attr("filter_w")
+            sh, sw = op.attr("stride_h") or 1, op.attr("stride_w") or 1
+            xc = x.permute(0, 3, 1, 2)
+            pads = (0, 0, 0, 0)
+            if op.attr("padding") == "SAME":
+                _, pt, pb = same_padding(h, kh, sh)
+                _, pl, pr = same_padding(wd, kw, sw)
+                pads = (pl, pr, pt, pb)
+            if t == "MAX_POOL_2D":
+                y = F.max_pool2d(F.pad(xc, pads, value=-1e30), (kh, kw), (sh, sw))
+            else:
+                s = F.avg_pool2d(F.pad(xc, pads), (kh, kw), (sh, sw)) * (kh * kw)
+                cnt = F.avg_pool2d(F.pad(torch.ones(1, 1, h, wd), pads), (kh, kw), (sh, sw)) * (kh * kw)
+                y = s / cnt
+            return y.permute(0, 2, 3, 1)
+        if t == "RESHAPE":
+            return x.reshape(x.shape[0], *g_shape(self.graph, op.outputs[0])[1:])
+        if t == "SOFTMAX":
+            return torch.softmax(x * float(op.attr("beta")), dim=-1)
+        if t == "ADD":
+            return x + inp(1)
+        if t == "MUL":
+            return x * inp(1)
+        if t == "RELU":
+            return torch.relu(x)
+        if t == "RELU6":
+            return torch.clamp(x, 0, 6)
+        if t == "MEAN":
+            axes = tuple(int(a) for a in np.asarray(self.graph.t(op.inputs[1]).data).reshape(-1))
+            return x.mean(dim=axes, keepdim=bool(op.attr("keep_dims")))
+        if t == "PAD":
+            p = np.asarray(self.graph.t(op.inputs[1]).data).reshape(-1, 2).astype(int)
+            flat = [int(v) for pair in p[::-1] for v in pair]
+            return F.pad(x, flat)
+        if t == "CONCATENATION":
+            return torch.cat([inp(i) for i in range(len(op.inputs))], dim=int(op.attr("axis")))
+        if t in ("QUANTIZE", "DEQUANTIZE"):
+            return x
+        raise IRError(f"layer '{op.name}' ({t}): not supported for patch training")
+
+
+def g_shape(graph: Graph, name: str):
+    return graph.tensors[name].shape
