@@ -169,3 +169,15 @@ def test_c_array_header_contents():
     assert "KWS_MODEL_ALIGN const unsigned char kws_model[]" in c and "0x01, 0x02, 0x03" in c
     with pytest.raises(ValueError):
         c_array_sources(b"", "bad-name")
+
+
+MLPERF = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "mlperf-tiny",
+                      "kws_ref_model.tflite")
+
+
+@pytest.mark.skipif(not os.path.exists(MLPERF), reason="MLPerf Tiny models not available")
+def test_mlperf_kws_passthrough(tmp_path):
+    r = mcu("convert", MLPERF, "-o", tmp_path / "kws", "--json", tmp_path / "k.json")
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "k.json").read_text())
+    assert s["tflm_check"]["bit_exact"] and s["ops"]["DEPTHWISE_CONV_2D"] == 4
