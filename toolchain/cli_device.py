@@ -75,6 +75,12 @@ def _start(board, firmware, test_build):
 @click.option("--test-build", is_flag=True, help="Run a test build (semihosting on).")
 def run_cmd(board, firmware, test_build):
     """Start a board, print its serial URL, keep it running until Ctrl-C."""
+    import signal
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, _stop)   # also when started in the background
+    signal.signal(signal.SIGTERM, _stop)
     b, dev = _start(board, firmware, test_build)
     with dev:
         info = dev.link().info()
