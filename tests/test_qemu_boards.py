@@ -186,3 +186,16 @@ def test_an500_release_build(tmp_path):
         assert link.echo(b"m7" * 100) == b"m7" * 100
         link.exit(5)  # release build: reset request; QEMU -no-reboot exits cleanly
         assert d.wait_exit(10) == 0
+
+
+@needs_qemu
+def test_pipelined_frames_are_never_dropped(link):
+    """More bytes than the device's RX ring in flight: it must stall, not drop."""
+    frames = [Frame(Msg.ECHO, 300 + i, os.urandom(1024)) for i in range(8)]
+    link.ser.write(b"".join(f.encode() for f in frames))
+    r, got = FrameReader(), []
+    for _ in range(200):
+        got += r.feed(link._read_some(0.5))
+        if len(got) >= len(frames):
+            break
+    assert [(g.seq, g.payload) for g in got] == [(f.seq, f.payload) for f in frames]
