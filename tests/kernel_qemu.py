@@ -188,7 +188,7 @@ def build_image(cases_src: str, cpu: str, workdir: Path, opt: str = "-O2") -> Pa
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "vectors.c").write_text(cases_src)
     elf = workdir / f"kernels_{cpu}.elf"
-    srcs = [*sorted(RUNTIME.glob("*.c")), HARNESS / "startup_test.c",
+    srcs = [*sorted(RUNTIME.glob("*.c")), *sorted(RUNTIME.glob("*.S")), HARNESS / "startup_test.c",
             HARNESS / "harness_main.c", workdir / "vectors.c"]
     cmd = ["arm-none-eabi-gcc", *CPUS[cpu]["flags"], opt, "-std=c99", "-Wall", "-Wextra",
            "-Werror", "-ffreestanding", "-ffunction-sections", "-fdata-sections",

@@ -41,11 +41,17 @@ void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_qu
     }
 }
 
+/* DSP scratch layout (bytes, all word aligned):
+ *   cols: K4/4 groups x 8 int16 (two im2col columns interleaved per group of
+ *         four k, MCU_PERM4 order), then 2 x 4 int16 for the K % 4 tails;
+ *   acc:  2 * out_c int32 raw sums (acc[2*oc + column]). */
 int32_t mcu_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims)
 {
 #if MCU_HAVE_DSP
     const int32_t K = filter_dims->h * filter_dims->w * input_dims->c;
-    return 2 * ((K + 1) & ~1) * (int32_t)sizeof(int16_t);
+    const int32_t out_c = filter_dims->n;
+    return (2 * (K & ~3) + 8) * (int32_t)sizeof(int16_t) +
+           2 * (out_c + 1) * (int32_t)sizeof(int32_t);
 #else
     (void)input_dims;
     (void)filter_dims;
@@ -55,17 +61,49 @@ int32_t mcu_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_
 
 #if MCU_HAVE_DSP
 
-/* One im2col column: K = f_h*f_w*in_c int16 values (input + offset, 0 in
- * the padding) in MCU_PERM4 order for k < K & ~3, natural order after. */
+#if defined(MCU_EMULATE_DSP)
+/* C model of mcu_mm_arm.S (host tests of the DSP path). */
+static void mcu_mm_s8s16_2col(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_pairs,
+                              int32_t *acc)
+{
+    for (int32_t p = 0; p < n_pairs; p++) {
+        const int8_t *w0 = w + 2 * p * K, *w1 = w0 + K;
+        const uint32_t *a = (const uint32_t *)cols;
+        int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+        for (int32_t k = 0; k + 4 <= K; k += 4) {
+            const uint32_t W0 = mcu_read_u32(w0 + k), W1 = mcu_read_u32(w1 + k);
+            s00 = __smlad(__sxtb16(W0), a[0], s00);
+            s00 = __smlad(mcu_sxtb16_ror8(W0), a[1], s00);
+            s01 = __smlad(__sxtb16(W0), a[2], s01);
+            s01 = __smlad(mcu_sxtb16_ror8(W0), a[3], s01);
+            s10 = __smlad(__sxtb16(W1), a[0], s10);
+            s10 = __smlad(mcu_sxtb16_ror8(W1), a[1], s10);
+            s11 = __smlad(__sxtb16(W1), a[2], s11);
+            s11 = __smlad(mcu_sxtb16_ror8(W1), a[3], s11);
+            a += 4;
+        }
+        acc[4 * p + 0] = s00;
+        acc[4 * p + 1] = s01;
+        acc[4 * p + 2] = s10;
+        acc[4 * p + 3] = s11;
+    }
+}
+#else
+void mcu_mm_s8s16_2col(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_pairs,
+                       int32_t *acc);
+#endif
+
+/* im2col of one output pixel into column `col` (0/1) of the interleaved
+ * buffer: input + offset as int16, 0 in the padding. */
 static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_t in_h,
                           int32_t in_w, int32_t in_c, int32_t f_h, int32_t f_w, int32_t iy0,
-                          int32_t ix0, int16_t *col)
+                          int32_t ix0, int16_t *buf, int32_t col)
 {
     const int32_t K = f_h * f_w * in_c;
     const int32_t K4 = K & ~3;
     const uint32_t off2 = ((uint32_t)(uint16_t)p->input_offset) * 0x10001u;
     if ((in_c & 3) == 0) {
-        uint32_t *dst = (uint32_t *)col;
+        uint32_t *dst = (uint32_t *)buf + 2 * col;
         for (int32_t fy = 0; fy < f_h; fy++) {
             const int32_t iy = iy0 + p->dilation_h * fy;
             for (int32_t fx = 0; fx < f_w; fx++) {
@@ -74,7 +112,7 @@ static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_
                     for (int32_t i = 0; i < in_c; i += 4) {
                         dst[0] = 0;
                         dst[1] = 0;
-                        dst += 2;
+                        dst += 4;
                     }
                 } else {
                     const int8_t *x = in_b + (iy * in_w + ix) * in_c;
@@ -82,7 +120,7 @@ static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_
                         const uint32_t v = mcu_read_u32(x + i);
                         dst[0] = __sxtab16(off2, v);
                         dst[1] = mcu_sxtab16_ror8(off2, v);
-                        dst += 2;
+                        dst += 4;
                     }
                 }
             }
@@ -90,21 +128,24 @@ static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_
         return;
     }
     int32_t k = 0;
+    int16_t *tail = buf + 2 * K4 + 4 * col;
     for (int32_t fy = 0; fy < f_h; fy++) {
         const int32_t iy = iy0 + p->dilation_h * fy;
         for (int32_t fx = 0; fx < f_w; fx++) {
             const int32_t ix = ix0 + p->dilation_w * fx;
             const int inside = !(iy < 0 || iy >= in_h || ix < 0 || ix >= in_w);
-            const int8_t *x = in_b + (iy * in_w + ix) * in_c;
+            const int8_t *x = inside ? in_b + (iy * in_w + ix) * in_c : in_b;
             for (int32_t i = 0; i < in_c; i++, k++) {
                 const int16_t v = inside ? (int16_t)(x[i] + p->input_offset) : 0;
-                col[k < K4 ? MCU_PERM4(k) : k] = v;
+                if (k < K4)
+                    buf[(k & ~3) * 2 + 4 * col + MCU_PERM4(k & 3)] = v;
+                else
+                    tail[k - K4] = v;
             }
         }
     }
 }
 
-/* out[oc] for two columns; returns via the four accumulators. */
 void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
                        const mcu_dims_t *input_dims, const int8_t *input,
                        const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
@@ -116,89 +157,80 @@ void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
     const int32_t K = f_h * f_w * in_c;
     const int32_t K4 = K & ~3;
     const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    int16_t *col0 = (int16_t *)scratch;
-    int16_t *col1 = col0 + ((K + 1) & ~1); /* word aligned */
+    int16_t *cols = (int16_t *)scratch;
+    int32_t *acc = (int32_t *)(void *)(cols + 2 * K4 + 8);
     const int32_t n_pix = out_h * out_w;
+    const int32_t n_pairs = out_c >> 1;
 
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int8_t *in_b = input + b * in_h * in_w * in_c;
         int8_t *out_b = output + b * n_pix * out_c;
+        int32_t oy = 0, ox = 0;
         for (int32_t pix = 0; pix < n_pix; pix += 2) {
             const int two = pix + 1 < n_pix;
-            {
-                const int32_t oy = pix / out_w, ox = pix - oy * out_w;
-                im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w, oy * p->stride_h - p->pad_h,
-                              ox * p->stride_w - p->pad_w, col0);
+            im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w, oy * p->stride_h - p->pad_h,
+                          ox * p->stride_w - p->pad_w, cols, 0);
+            if (++ox == out_w) {
+                ox = 0;
+                oy++;
             }
             if (two) {
-                const int32_t oy = (pix + 1) / out_w, ox = (pix + 1) - oy * out_w;
-                im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w, oy * p->stride_h - p->pad_h,
-                              ox * p->stride_w - p->pad_w, col1);
-            }
-            int8_t *o0 = out_b + pix * out_c;
-            int8_t *o1 = o0 + out_c;
-            int32_t oc = 0;
-            if (two) {
-                for (; oc + 1 < out_c; oc += 2) {
-                    const int8_t *w0 = filter + oc * K;
-                    const int8_t *w1 = w0 + K;
-                    const uint32_t *a = (const uint32_t *)col0;
-                    const uint32_t *c = (const uint32_t *)col1;
-                    int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0; /* s[oc][col] */
-                    for (int32_t k = 0; k < K4; k += 4) {
-                        const uint32_t W0 = mcu_read_u32(w0 + k);
-                        const uint32_t W1 = mcu_read_u32(w1 + k);
-                        const uint32_t a0 = a[0], a1 = a[1], c0 = c[0], c1 = c[1];
-                        a += 2;
-                        c += 2;
-                        const uint32_t w0e = __sxtb16(W0), w0o = mcu_sxtb16_ror8(W0);
-                        const uint32_t w1e = __sxtb16(W1), w1o = mcu_sxtb16_ror8(W1);
-                        s00 = __smlad(w0e, a0, s00);
-                        s01 = __smlad(w0e, c0, s01);
-                        s10 = __smlad(w1e, a0, s10);
-                        s11 = __smlad(w1e, c0, s11);
-                        s00 = __smlad(w0o, a1, s00);
-                        s01 = __smlad(w0o, c1, s01);
-                        s10 = __smlad(w1o, a1, s10);
-                        s11 = __smlad(w1o, c1, s11);
-                    }
-                    for (int32_t k = K4; k < K; k++) {
-                        s00 += w0[k] * col0[k];
-                        s01 += w0[k] * col1[k];
-                        s10 += w1[k] * col0[k];
-                        s11 += w1[k] * col1[k];
-                    }
-                    if (bias) {
-                        s00 += bias[oc];
-                        s01 += bias[oc];
-                        s10 += bias[oc + 1];
-                        s11 += bias[oc + 1];
-                    }
-                    const int32_t m0 = q->multiplier[oc], sh0 = q->shift[oc];
-                    const int32_t m1 = q->multiplier[oc + 1], sh1 = q->shift[oc + 1];
-                    o0[oc] = mcu_requant_clamp(s00, m0, sh0, out_off, act_min, act_max);
-                    o1[oc] = mcu_requant_clamp(s01, m0, sh0, out_off, act_min, act_max);
-                    o0[oc + 1] = mcu_requant_clamp(s10, m1, sh1, out_off, act_min, act_max);
-                    o1[oc + 1] = mcu_requant_clamp(s11, m1, sh1, out_off, act_min, act_max);
+                im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w,
+                              oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w, cols,
+                              1);
+                if (++ox == out_w) {
+                    ox = 0;
+                    oy++;
                 }
             }
-            /* remaining output channels (odd count) or single last column */
-            for (; oc < out_c; oc++) {
-                const int8_t *w0 = filter + oc * K;
-                for (int ci = 0; ci < 1 + two; ci++) {
-                    const int16_t *cc = ci ? col1 : col0;
-                    const uint32_t *a = (const uint32_t *)cc;
-                    int32_t s = 0;
-                    for (int32_t k = 0; k < K4; k += 4) {
-                        const uint32_t W0 = mcu_read_u32(w0 + k);
-                        s = __smlad(__sxtb16(W0), a[0], s);
-                        s = __smlad(mcu_sxtb16_ror8(W0), a[1], s);
-                        a += 2;
+            /* raw sums over k < K4 for all channel pairs */
+            mcu_mm_s8s16_2col(filter, cols, K, n_pairs, acc);
+            if (out_c & 1) { /* last channel */
+                const int8_t *w0 = filter + (out_c - 1) * K;
+                const uint32_t *a = (const uint32_t *)cols;
+                int32_t s0 = 0, s1 = 0;
+                for (int32_t k = 0; k < K4; k += 4) {
+                    const uint32_t W = mcu_read_u32(w0 + k);
+                    const uint32_t we = __sxtb16(W), wo = mcu_sxtb16_ror8(W);
+                    s0 = __smlad(we, a[0], s0);
+                    s0 = __smlad(wo, a[1], s0);
+                    s1 = __smlad(we, a[2], s1);
+                    s1 = __smlad(wo, a[3], s1);
+                    a += 4;
+                }
+                acc[2 * (out_c - 1)] = s0;
+                acc[2 * (out_c - 1) + 1] = s1;
+            }
+            if (K4 != K) { /* K % 4 tail */
+                const int16_t *t0 = cols + 2 * K4, *t1 = t0 + 4;
+                for (int32_t oc = 0; oc < out_c; oc++) {
+                    const int8_t *w = filter + oc * K + K4;
+                    int32_t s0 = 0, s1 = 0;
+                    for (int32_t k = 0; k < K - K4; k++) {
+                        s0 += w[k] * t0[k];
+                        s1 += w[k] * t1[k];
                     }
-                    for (int32_t k = K4; k < K; k++) s += w0[k] * cc[k];
-                    if (bias) s += bias[oc];
-                    (ci ? o1 : o0)[oc] = mcu_requant_clamp(s, q->multiplier[oc], q->shift[oc],
-                                                           out_off, act_min, act_max);
+                    acc[2 * oc] += s0;
+                    acc[2 * oc + 1] += s1;
+                }
+            }
+            int8_t *o0 = out_b + pix * out_c;
+            const int32_t *ac = acc;
+            if (two) {
+                int8_t *o1 = o0 + out_c;
+                for (int32_t oc = 0; oc < out_c; oc++) {
+                    const int32_t bv = bias ? bias[oc] : 0;
+                    const int32_t m = q->multiplier[oc], sh = q->shift[oc];
+                    o0[oc] = mcu_requant_clamp(ac[0] + bv, m, sh, out_off, act_min, act_max);
+                    o1[oc] = mcu_requant_clamp(ac[1] + bv, m, sh, out_off, act_min, act_max);
+                    ac += 2;
+                }
+            } else {
+                for (int32_t oc = 0; oc < out_c; oc++) {
+                    const int32_t bv = bias ? bias[oc] : 0;
+                    o0[oc] = mcu_requant_clamp(ac[0] + bv, q->multiplier[oc], q->shift[oc],
+                                               out_off, act_min, act_max);
+                    ac += 2;
                 }
             }
         }
