@@ -233,9 +233,12 @@ class Link:
                     if item.flags & FLAG_DUPLICATE:
                         self.counters["duplicates"] += 1
                     return item
+        bad = sum(self.counters[k] for k in ("bad_crc", "bad_frame", "oversized"))
+        garbled = (f", {bad} corrupt frame(s) received so far: check the baud rate and "
+                   f"cable" if bad else "")
         raise LinkError(f"device at {self.url} did not answer {msg_name(msg_type)} after "
-                        f"{retries + 1} tries ({timeout:g} s each); check that it is running "
-                        f"the mcu firmware and that the port and baud rate are right")
+                        f"{retries + 1} tries ({timeout:g} s each){garbled}; check that it is "
+                        f"running the mcu firmware and that the port and baud rate are right")
 
     def request(self, msg_type: int, payload: bytes = b"", *, timeout: float | None = None,
                 retries: int | None = None) -> bytes:
