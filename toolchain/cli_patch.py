@@ -263,8 +263,10 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
               help="Write the results as JSON (default: build/patch-bench.json).")
 @click.option("--quick", is_flag=True, help="One round, fewer epochs (a smoke run).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def bench_cmd(json_path, quick, seed):
+@click.option("--scenario", type=click.Choice(["growth", "classes"]), default="growth",
+              show_default=True, help="growth: more data per round; classes: class-incremental.")
+def bench_cmd(json_path, quick, seed, scenario):
     """Partial (DPU at 1/5/10 %) vs full vs random updates on the digits CNN: accuracy,
     patch bytes, streaming time at 115200 baud."""
     from toolchain.patch.bench import run_bench
-    run_bench(json_path=json_path, quick=quick, seed=seed, echo=click.echo)
+    run_bench(json_path=json_path, quick=quick, seed=seed, echo=click.echo, scenario=scenario)

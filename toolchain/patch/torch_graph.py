@@ -5,8 +5,10 @@
 or bias, IR shape), so trained values map back to the store with no layout
 conversion, for any int8 model the toolchain reads. Activations are fake-quantized
 (straight-through) with the deployed scales and zero points, which a patch cannot
-change; the weights stay float (they are re-quantized in the deployed scales when
-the patch is built). `forward` returns the logits (the input of a trailing SOFTMAX).
+change. With `weight_fake_quant` (default) the conv/fc weights are also seen through
+int8 in the *deployed* scales (clamped to ±127·scale, rounded straight-through), so
+training learns what the patch can express; the latent float weights are
+re-quantized in those scales when the patch is built. `forward` returns the logits (the input of a trailing SOFTMAX).
 """
 from __future__ import annotations
 
@@ -40,10 +42,19 @@ def _act(y, a):
 
 
 class GraphModule(nn.Module):
-    def __init__(self, graph: Graph, fake_quant: bool = True):
+    def __init__(self, graph: Graph, fake_quant: bool = True, weight_fake_quant: bool = True):
         super().__init__()
         self.graph = graph
         self.fake_quant = fake_quant
+        self.weight_fake_quant = weight_fake_quant
+        self.wscale = {}
+        for i, n in enumerate(store_order(graph)):
+            t = graph.tensors[n]
+            if t.dtype == "int8" and t.quant is not None:
+                shape = [1] * len(t.shape)
+                if t.quant.per_channel:
+                    shape[t.quant.axis] = -1
+                self.wscale[i] = torch.tensor(t.quant.scale.reshape(shape), dtype=torch.float32)
         floats = dequantize_store(graph)
         self.order = store_order(graph)
         self.index = {n: i for i, n in enumerate(self.order)}
@@ -65,7 +76,12 @@ class GraphModule(nn.Module):
             return env[name]
         i = self.index.get(name)
         if i is not None and str(i) in self.params:
-            return self.params[str(i)]
+            p = self.params[str(i)]
+            if self.weight_fake_quant and i in self.wscale:
+                s = self.wscale[i]
+                w = torch.maximum(torch.minimum(p, 127 * s), -127 * s)
+                return w + (torch.round(w / s) * s - w).detach()
+            return p
         t = self.graph.tensors[name]
         d = t.data.astype(np.float64)
         if t.quant is not None:
