@@ -115,7 +115,9 @@ def _sources(board: Board, with_runtime: bool, extra_sources) -> list[tuple[Path
     if with_runtime and (TEMPLATES / "runtime").is_dir():
         dirs.append(("runtime", TEMPLATES / "runtime"))
     for tag, d in dirs:
-        for p in sorted(list(d.rglob("*.c")) + list(d.rglob("*.S"))):
+        # runtime/: top level only (runtime/test/ is the kernel engineer's own harness)
+        glob = d.glob if tag == "runtime" else d.rglob
+        for p in sorted(list(glob("*.c")) + list(glob("*.S"))):
             out.append((p, f"{tag}/{p.relative_to(d).as_posix()}"))
     for p in extra_sources:
         p = Path(p).resolve()
