@@ -44,14 +44,15 @@ void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_qu
 /* DSP scratch layout (bytes, all word aligned):
  *   cols: K4/4 groups x 8 int16 (two im2col columns interleaved per group of
  *         four k, MCU_PERM4 order), then 2 x 4 int16 for the K % 4 tails;
- *   acc:  2 * out_c int32 raw sums (acc[2*oc + column]). */
+ *   acc:  2 * out_c int32 raw sums (acc[2*oc + column]);
+ *   rqc:  out_c mcu_rqc_t (bias + requantization constants per channel). */
 int32_t mcu_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims)
 {
 #if MCU_HAVE_DSP
     const int32_t K = filter_dims->h * filter_dims->w * input_dims->c;
     const int32_t out_c = filter_dims->n;
     return (2 * (K & ~3) + 8) * (int32_t)sizeof(int16_t) +
-           2 * (out_c + 1) * (int32_t)sizeof(int32_t);
+           2 * (out_c + 1) * (int32_t)sizeof(int32_t) + out_c * (int32_t)sizeof(mcu_rqc_t);
 #else
     (void)input_dims;
     (void)filter_dims;
@@ -159,6 +160,8 @@ void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
     const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     int16_t *cols = (int16_t *)scratch;
     int32_t *acc = (int32_t *)(void *)(cols + 2 * K4 + 8);
+    mcu_rqc_t *rqc = (mcu_rqc_t *)(void *)(acc + 2 * (out_c + 1));
+    mcu_rqc_build(rqc, out_c, bias, q->multiplier, q->shift, 1);
     const int32_t n_pix = out_h * out_w;
     const int32_t n_pairs = out_c >> 1;
 
@@ -215,23 +218,20 @@ void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
                 }
             }
             int8_t *o0 = out_b + pix * out_c;
+            int8_t *o1 = two ? o0 + out_c : o0; /* single column: written twice */
             const int32_t *ac = acc;
-            if (two) {
-                int8_t *o1 = o0 + out_c;
-                for (int32_t oc = 0; oc < out_c; oc++) {
-                    const int32_t bv = bias ? bias[oc] : 0;
-                    const int32_t m = q->multiplier[oc], sh = q->shift[oc];
-                    o0[oc] = mcu_requant_clamp(ac[0] + bv, m, sh, out_off, act_min, act_max);
-                    o1[oc] = mcu_requant_clamp(ac[1] + bv, m, sh, out_off, act_min, act_max);
-                    ac += 2;
+            const mcu_rqc_t *t = rqc;
+            for (int32_t oc = 0; oc < out_c; oc++, t++, ac += 2) {
+                int32_t v0, v1;
+                if (t->rq.sh >= 0) {
+                    v0 = mcu_rq_apply(ac[0] + t->bias, t->mult, t->rq);
+                    v1 = mcu_rq_apply(ac[1] + t->bias, t->mult, t->rq);
+                } else {
+                    v0 = mcu_requantize(ac[0] + t->bias, t->mult, t->shift);
+                    v1 = mcu_requantize(ac[1] + t->bias, t->mult, t->shift);
                 }
-            } else {
-                for (int32_t oc = 0; oc < out_c; oc++) {
-                    const int32_t bv = bias ? bias[oc] : 0;
-                    o0[oc] = mcu_requant_clamp(ac[0] + bv, q->multiplier[oc], q->shift[oc],
-                                               out_off, act_min, act_max);
-                    ac += 2;
-                }
+                o1[oc] = mcu_clamp8(v1 + out_off, act_min, act_max);
+                o0[oc] = mcu_clamp8(v0 + out_off, act_min, act_max);
             }
         }
     }

@@ -82,6 +82,83 @@ MCU_INLINE int8_t mcu_requant_clamp(int32_t acc, int32_t mult, int32_t shift, in
     return (int8_t)v;
 }
 
+/* Requantization split into a per-channel part (mcu_rq_prep) and a 5-instruction
+ * per-value part (mcu_rq_apply), equal to mcu_requantize for shift <= -1:
+ *   acc = x*M + 2^30 + 2^(30+e) - [x<0]*2^31,  result = (acc >> 32) >> (e-1)
+ * with e = -shift. mcu_rq_prep returns 0 when shift >= 0 (use mcu_requantize). */
+typedef struct {
+    uint32_t rlo;
+    int32_t rhi;
+    int32_t sh;
+} mcu_rq_t;
+
+MCU_INLINE int mcu_rq_prep(int32_t shift, mcu_rq_t *r)
+{
+    if (shift >= 0) return 0;
+    const int32_t e = -shift;
+    const uint64_t c = ((uint64_t)1 << 30) + ((uint64_t)1 << (30 + e));
+    r->rlo = (uint32_t)c;
+    r->rhi = (int32_t)(uint32_t)(c >> 32);
+    r->sh = e - 1;
+    return 1;
+}
+
+MCU_INLINE int32_t mcu_rq_apply(int32_t x, int32_t mult, mcu_rq_t r)
+{
+#if MCU_HAVE_DSP && !defined(MCU_EMULATE_DSP)
+    uint32_t lo, t;
+    int32_t hi;
+    __asm__("and %[t], %[x], #0x80000000\n\t"
+            "adds %[lo], %[rlo], %[t]\n\t"
+            "adc %[hi], %[rhi], %[x], asr #31\n\t"
+            "smlal %[lo], %[hi], %[x], %[m]\n\t"
+            "asr %[hi], %[hi], %[sh]"
+            : [lo] "=&r"(lo), [hi] "=&r"(hi), [t] "=&r"(t)
+            : [x] "r"(x), [m] "r"(mult), [rlo] "r"(r.rlo), [rhi] "r"(r.rhi), [sh] "r"(r.sh)
+            : "cc");
+    return hi;
+#else
+    int64_t acc = (int64_t)(((uint64_t)(uint32_t)r.rhi << 32) | r.rlo);
+    acc += (int64_t)(x >> 31) * ((int64_t)1 << 31);
+    acc += (int64_t)x * mult;
+    return (int32_t)(acc >> 32) >> r.sh;
+#endif
+}
+
+MCU_INLINE int8_t mcu_clamp8(int32_t v, int32_t lo, int32_t hi)
+{
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    return (int8_t)v;
+}
+
+/* Per-channel requantization table (built in the scratch once per call). */
+typedef struct {
+    int32_t bias;
+    int32_t mult;
+    int32_t shift;
+    mcu_rq_t rq; /* rq.sh < 0: shift >= 0, use mcu_requantize */
+} mcu_rqc_t;
+
+MCU_INLINE void mcu_rqc_build(mcu_rqc_t *t, int32_t n, const int32_t *bias, const int32_t *mult,
+                              const int32_t *shift, int32_t per_channel)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t qi = per_channel ? i : 0;
+        t[i].bias = bias ? bias[i] : 0;
+        t[i].mult = mult[qi];
+        t[i].shift = shift[qi];
+        if (!mcu_rq_prep(shift[qi], &t[i].rq)) t[i].rq.sh = -1;
+    }
+}
+
+MCU_INLINE int32_t mcu_rqc_apply(int32_t acc, const mcu_rqc_t *t)
+{
+    const int32_t x = acc + t->bias;
+    if (t->rq.sh >= 0) return mcu_rq_apply(x, t->mult, t->rq);
+    return mcu_requantize(x, t->mult, t->shift);
+}
+
 /* im2col element order used by the DSP kernels: within each group of four
  * consecutive k, int16 slots hold [x0, x2, x1, x3] so that SXTB16 of a word of
  * four int8 weights [w0 w1 w2 w3] (-> [w0,w2]) and of the word rotated by 8
