@@ -43,6 +43,7 @@ def write_json(path, obj) -> None:
 from toolchain import cli_device  # noqa: E402,F401
 from toolchain import cli_convert  # noqa: E402,F401
 from toolchain import cli_patch  # noqa: E402,F401
+from toolchain import cli_hil  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,62 @@
+"""`mcu hil`: run a data set on a device and compare with the host reference."""
+from __future__ import annotations
+
+import click
+
+from toolchain.cli import main
+
+
+@main.command("hil")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--board", "-b", default=None, help="Board name (`mcu boards`); default: the default board.")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="Samples: .npz with 'x' (N, ...) float32 (quantized with the model's input "
+                   "scale/zero point) or int8 (already quantized), in the model's NHWC layout "
+                   "or NCHW as from PyTorch (4-D; transposed, and the run says so); optional "
+                   "integer labels 'y' (N,).")
+@click.option("--limit", type=int, default=None, help="Run only the first N samples.")
+@click.option("--min-accuracy", type=float, default=None,
+              help="Fail when device accuracy is below A (0..1, or a percentage > 1).")
+@click.option("--tolerance", type=int, default=0, show_default=True,
+              help="Accept outputs within this max abs difference (int8 steps) of the reference.")
+@click.option("--layout", type=click.Choice(["auto", "nchw", "nhwc"]), default="auto",
+              show_default=True, help="Layout of 4-D data x.")
+@click.option("--port", default=None,
+              help="A real device already flashed with this model's firmware (pyserial URL: "
+                   "/dev/ttyACM0, socket://HOST:PORT); its model hash is checked.")
+@click.option("--debug-layer", is_flag=True,
+              help="Always run the divergence finder (it runs by itself when outputs differ).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Write summary + per-sample results (partial if cut short) as JSON.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Write a self-contained HTML report (plots inline).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, port, debug_layer,
+            json_path, html_path, quiet):
+    """Run DATA through MODEL on a device (QEMU by default) and check every output
+    against the host reference (tflite-micro; the numpy reference where TFLM cannot
+    run). Builds the firmware (or reuses the build for the same model, board and
+    options), boots the board, streams each sample over serial and prints accuracy,
+    byte-exact agreement, latency, flash and RAM.
+
+    Exit status: 0 pass; 1 a check failed (accuracy below --min-accuracy, an output
+    differs beyond --tolerance); 2 bad data; 3 the device runs another model; 4 the
+    device stopped answering (partial results are kept in the JSON)."""
+    from toolchain.hil.api import run_hil
+    from toolchain.hil.errors import CheckFailed, DeviceStopped
+    from toolchain.hil.runner import HilConfig, format_summary
+    if min_accuracy is not None and min_accuracy > 1:
+        min_accuracy /= 100.0
+    cfg = HilConfig(limit=limit, min_accuracy=min_accuracy, tolerance=tolerance, layout=layout,
+                    debug_layer=debug_layer, progress=not quiet)
+    res = run_hil(model, data_path, board=board, port=port, config=cfg, json_path=json_path,
+                  html_path=html_path, log=lambda s: click.echo(s, err=True))
+    click.echo(format_summary(res))
+    for p, what in ((json_path, "JSON"), (html_path, "HTML")):
+        if p:
+            click.echo(f"{what} report: {p}")
+    fails = res.failures()
+    if res.stopped:
+        raise DeviceStopped(fails[0] + (f"; partial results in {json_path}" if json_path else ""))
+    if fails:
+        raise CheckFailed("; ".join(fails))

@@ -1,0 +1,159 @@
+"""HIL data sets: an .npz with `x` (N, ...) and optional labels `y`, checked against the
+model's input and turned into int8 tensors in the model's layout.
+
+- float `x` is quantized with the model input's scale and zero point;
+  int8 `x` is taken as already quantized (any other integer dtype is refused:
+  say which you mean by casting to float32 or int8).
+- Layout: the int8 model's input is NHWC. 4-D data in NCHW (as PyTorch feeds it)
+  is accepted and transposed, and the run says so. `layout="auto"` picks NHWC when
+  the shape matches it, NCHW when only the transposed shape matches; "nchw"/"nhwc"
+  force one.
+- `y` (N,) integer class labels, each in [0, number of output classes)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from toolchain.hil.errors import DataError
+
+
+@dataclass
+class HilData:
+    xq: np.ndarray            # int8 (N, *input shape without batch), NHWC
+    y: np.ndarray | None      # int64 (N,) or None
+    source_dtype: str         # "float32", "int8", ...
+    layout_note: str          # how the layout was read
+    path: str = ""
+    total: int = 0            # samples in the file (before --limit)
+
+    def __len__(self):
+        return len(self.xq)
+
+
+def _shape(s) -> str:
+    return "(" + ", ".join(str(d) for d in s) + ")"
+
+
+def read_npz(path) -> tuple[np.ndarray, np.ndarray | None]:
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z.files:
+                raise DataError(f"data file {path} has no array 'x' (found: "
+                                f"{', '.join(z.files) or 'none'}); save it with "
+                                f"np.savez(path, x=inputs, y=labels)")
+            x = np.asarray(z["x"])
+            y = np.asarray(z["y"]) if "y" in z.files else None
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"cannot read data file {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - zip/pickle/format errors
+        raise DataError(f"cannot read data file {path}: not a valid .npz "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})"
+                        ) from None
+    return x, y
+
+
+def to_model_layout(x: np.ndarray, in_shape: tuple, layout: str = "auto",
+                    source_layout: str | None = None) -> tuple[np.ndarray, str]:
+    """x (N, ...) -> (N, *in_shape) where in_shape is the model's NHWC input without batch.
+    source_layout: what the model's front end used ("NCHW" for ONNX/PyTorch), if known."""
+    in_shape = tuple(int(d) for d in in_shape)
+    layout = (layout or "auto").lower()
+    if layout not in ("auto", "nchw", "nhwc"):
+        raise DataError(f"unknown layout '{layout}'; use auto, nchw or nhwc")
+    if x.ndim == 0:
+        raise DataError("data x is a scalar; expected (N, ...) samples")
+    want = _shape(("N",) + in_shape)
+    nhwc_ok = tuple(x.shape[1:]) == in_shape
+    nchw_shape = None
+    if len(in_shape) == 3:
+        h, w, c = in_shape
+        nchw_shape = (c, h, w)
+    nchw_ok = nchw_shape is not None and tuple(x.shape[1:]) == nchw_shape
+    if layout == "nhwc" or (layout == "auto" and nhwc_ok and
+                            not (source_layout == "NCHW" and nchw_ok)):
+        if not nhwc_ok:
+            raise DataError(f"data x has shape {_shape(x.shape)}; the model's input is "
+                            f"{want} (NHWC)")
+        note = "NHWC (as the model's input)" if len(in_shape) == 3 else "as the model's input"
+        return x, note
+    if layout == "nchw" or (layout == "auto" and nchw_ok):
+        if not nchw_ok:
+            what = (f"{_shape(('N',) + nchw_shape)} in NCHW" if nchw_shape
+                    else "not 4-D, so NCHW does not apply")
+            raise DataError(f"data x has shape {_shape(x.shape)}; expected {what}")
+        return (np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                f"NCHW {_shape(('N',) + nchw_shape)} as from PyTorch, transposed to the "
+                f"model's NHWC {want}")
+    alt = f" or {_shape(('N',) + nchw_shape)} (NCHW)" if nchw_shape else ""
+    raise DataError(f"data x has shape {_shape(x.shape)}; the model's input is {want}"
+                    + (" (NHWC)" if nchw_shape else "") + alt)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """float -> int8 as TFLite quantizes model inputs: round half to even (np.round,
+    like converters.quantize.quantize_input), add the zero point, saturate."""
+    return np.clip(np.round(np.asarray(x, np.float64) / scale) + zero_point,
+                   -128, 127).astype(np.int8)
+
+
+def load_data(path, in_shape, scale: float, zero_point: int, num_classes: int | None = None,
+              *, layout: str = "auto", source_layout: str | None = None,
+              limit: int | None = None) -> HilData:
+    """Read and check a HIL data set; see the module docstring."""
+    x, y = read_npz(path)
+    return prepare(x, y, in_shape, scale, zero_point, num_classes, layout=layout,
+                   source_layout=source_layout, limit=limit, path=os.fspath(path))
+
+
+def prepare(x, y, in_shape, scale, zero_point, num_classes=None, *, layout="auto",
+            source_layout=None, limit=None, path="") -> HilData:
+    x = np.asarray(x)
+    if x.dtype == np.int8:
+        src = "int8"
+    elif np.issubdtype(x.dtype, np.floating):
+        src = str(x.dtype)
+        if not np.all(np.isfinite(x)):
+            bad = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+            raise DataError(f"data x holds NaN or infinite values (first in sample {bad})")
+    elif np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+        raise DataError(f"data x has dtype {x.dtype}; give float32 (quantized with the model's "
+                        f"input scale {scale:.6g} and zero point {zero_point}) or int8 "
+                        f"(already quantized)")
+    else:
+        raise DataError(f"data x has dtype {x.dtype}; expected float32 or int8")
+    if x.ndim < 1 or len(x) == 0:
+        raise DataError("data x is empty; expected (N, ...) samples with N >= 1")
+    total = len(x)
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise DataError(f"labels y have shape {_shape(y.shape)}; expected (N,) class "
+                            f"indices")
+        if len(y) != len(x):
+            raise DataError(f"labels y have {len(y)} entries for {len(x)} samples in x")
+        if not (np.issubdtype(y.dtype, np.integer) or
+                (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
+            raise DataError(f"labels y have dtype {y.dtype}; expected integer class indices")
+        y = y.astype(np.int64)
+        if num_classes is not None:
+            bad = np.flatnonzero((y < 0) | (y >= num_classes))
+            if len(bad):
+                i = int(bad[0])
+                raise DataError(f"label y[{i}] = {int(y[i])} is out of range: the model has "
+                                f"{num_classes} output classes (0..{num_classes - 1}); "
+                                f"{len(bad)} labels out of range in all")
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"--limit {limit}: must be at least 1")
+        x = x[:limit]
+        y = y[:limit] if y is not None else None
+    x, note = to_model_layout(x, in_shape, layout, source_layout)
+    xq = x if src == "int8" else quantize(x, scale, zero_point)
+    return HilData(np.ascontiguousarray(xq), y, src, note, path, total)
