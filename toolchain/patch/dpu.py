@@ -52,7 +52,7 @@ def _batches(n, bs, gen):
 def dpu_update(graph: Graph, x: np.ndarray, y: np.ndarray, budget: float = 0.05,
                lam: float = 0.5, epochs: int = 20, finetune_epochs: int = 20,
                selection: str = "dpu", seed: int = 0, lr: float = 3e-3,
-               batch: int = 64) -> DPUResult:
+               batch: int = 64, rewind: str = "all") -> DPUResult:
     """x: float inputs in the graph's input layout (NHWC), y: int labels."""
     import torch
     from .torch_graph import GraphModule
@@ -100,9 +100,13 @@ def dpu_update(graph: Graph, x: np.ndarray, y: np.ndarray, budget: float = 0.05,
             tmask = {k: torch.as_tensor(masks[int(k)].reshape(tuple(m.params[k].shape)))
                      for k in w_keys}
             with torch.no_grad():
-                for k in w_keys:
-                    m.params[k].copy_(torch.where(tmask[k], m.params[k], w0[k]))
-        opt = torch.optim.Adam(m.parameters(), lr=lr / 3)
+                if rewind == "all":          # everything back to w0, biases included
+                    for k, p in m.params.items():
+                        p.copy_(w0[k])
+                else:                        # only the unselected weights
+                    for k in w_keys:
+                        m.params[k].copy_(torch.where(tmask[k], m.params[k], w0[k]))
+        opt = torch.optim.Adam(m.parameters(), lr=lr if rewind == "all" else lr / 3)
         for _ in range(finetune_epochs):
             for b in _batches(len(xt), batch, gen):
                 opt.zero_grad()
