@@ -1,0 +1,99 @@
+"""`mcu patch`: keygen, diff, show, verify, apply, train (tiny), one-line errors."""
+import copy
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("converters.tflite_writer")
+
+from converters.tflite_writer import write_tflite  # noqa: E402
+from toolchain.cli import main  # noqa: E402
+from toolchain.patch.toy import toy_int8_graph  # noqa: E402
+
+
+@pytest.fixture()
+def files(tmp_path):
+    g = toy_int8_graph()
+    n = copy.deepcopy(g)
+    n.t("fc.w").data[0, :30] = 7
+    n.t("conv.b").data[:] += 11
+    (tmp_path / "old.tflite").write_bytes(write_tflite(g))
+    (tmp_path / "new.tflite").write_bytes(write_tflite(n))
+    r = CliRunner().invoke(main, ["patch", "keygen", str(tmp_path / "dev.key")])
+    assert r.exit_code == 0, r.output
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["patch", *map(str, args)])
+
+
+def test_diff_show_verify_apply(files):
+    d = files
+    r = run("diff", d / "old.tflite", d / "new.tflite", "-k", d / "dev.key", "--seq", 4,
+            "-o", d / "p.mcup", "--out-model", d / "out.tflite", "--json", d / "p.json")
+    assert r.exit_code == 0, r.output
+    assert "entries" in r.output and "115200 baud" in r.output
+    r = run("show", d / "p.mcup", "-k", d / "dev.key", "--base", d / "old.tflite")
+    assert r.exit_code == 0, r.output
+    assert "tag       HMAC-SHA256" in r.output and ": OK" in r.output and "fc.w" in r.output
+    assert "matches --base" in r.output
+    r = run("verify", d / "p.mcup", "-k", d / "dev.key", "--base", d / "old.tflite", "--last-seq", 3)
+    assert r.exit_code == 0 and "OK" in r.output, r.output
+    r = run("apply", d / "p.mcup", "-k", d / "dev.key", "--base", d / "old.tflite", "-o", d / "a.tflite")
+    assert r.exit_code == 0, r.output
+    from toolchain.patch import store_hash
+    from converters.tflite_reader import read_tflite
+    assert store_hash(read_tflite(str(d / "a.tflite"))) == store_hash(read_tflite(str(d / "new.tflite")))
+    r = run("diff", d / "old.tflite", d / "new.tflite", "-k", d / "dev.key", "--seq", 1, "--full",
+            "-o", d / "f.mcup")
+    assert r.exit_code == 0 and "full" in r.output
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("replay", "not above"), ("wrong_base", "wrong base"), ("forged", "tag mismatch"),
+    ("truncated", "truncated"), ("wrong_key", "another key")])
+def test_verify_rejects_in_one_line(files, case, msg):
+    d = files
+    assert run("diff", d / "old.tflite", d / "new.tflite", "-k", d / "dev.key", "--seq", 2,
+               "-o", d / "p.mcup").exit_code == 0
+    patch, key, base, extra = d / "p.mcup", d / "dev.key", d / "old.tflite", []
+    if case == "replay":
+        extra = ["--last-seq", 2]
+    elif case == "wrong_base":
+        base = d / "new.tflite"
+    elif case == "forged":
+        b = bytearray(patch.read_bytes())
+        b[140] ^= 0x40
+        patch = d / "forged.mcup"
+        patch.write_bytes(bytes(b))
+    elif case == "truncated":
+        patch = d / "t.mcup"
+        patch.write_bytes((d / "p.mcup").read_bytes()[:-5])
+    elif case == "wrong_key":
+        key = d / "other.key"
+        assert run("keygen", key).exit_code == 0
+    r = run("verify", patch, "-k", key, "--base", base, *extra)
+    assert r.exit_code == 1
+    err = r.output.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and msg in err[0], r.output
+
+
+def test_keygen_refuses_overwrite(files):
+    r = run("keygen", files / "dev.key")
+    assert r.exit_code == 1 and "refusing" in r.output
+
+
+def test_train_tiny(files):
+    pytest.importorskip("torch")
+    d = files
+    rng = np.random.default_rng(0)
+    np.savez(d / "data.npz", x=rng.random((64, 6, 6, 1)).astype(np.float32),
+             y=rng.integers(0, 5, 64))
+    r = run("train", d / "old.tflite", "--data", d / "data.npz", "-k", d / "dev.key", "--seq", 1,
+            "--budget", 0.05, "--epochs", 1, "--finetune-epochs", 1, "-o", d / "t.mcup",
+            "--out-model", d / "t.tflite", "--json", d / "t.json")
+    assert r.exit_code == 0, r.output
+    assert "budget 0.05: 40 selected" in r.output
+    assert run("verify", d / "t.mcup", "-k", d / "dev.key", "--base", d / "old.tflite").exit_code == 0
