@@ -38,7 +38,8 @@ def _short(name: str, n: int = 26) -> str:
     return name if len(name) <= n else "…" + name[-(n - 1):]
 
 
-def hbar_chart(labels, values, unit: str, color="#4e79a7", title="", note=None) -> str:
+def hbar_chart(labels, values, unit: str, color="#4e79a7", title="", note=None,
+               share: bool = True) -> str:
     """Horizontal bars, one per label, with the value printed at the bar's end."""
     values = [v or 0 for v in values]
     lw, bw, rh = 230, 380, 20
@@ -54,8 +55,8 @@ def hbar_chart(labels, values, unit: str, color="#4e79a7", title="", note=None) 
                      f'{_e(lab)}</text>')
         parts.append(f'<rect x="{lw}" y="{y + 2}" width="{w:.1f}" height="{rh - 5}" rx="2" '
                      f'fill="{(note or {}).get(i, color)}"><title>{_e(tip)}</title></rect>')
-        parts.append(f'<text x="{lw + w + 5:.1f}" y="{y + 13}" fill="#333">{v:,} '
-                     f'<tspan fill="#888">({100 * v / total:.0f} %)</tspan></text>')
+        pct = f'<tspan fill="#888">({100 * v / total:.0f} %)</tspan>' if share else ""
+        parts.append(f'<text x="{lw + w + 5:.1f}" y="{y + 13}" fill="#333">{v:,} {pct}</text>')
     return _svg(lw + bw + 120, h, "".join(parts), title)
 
 
@@ -158,7 +159,8 @@ def arena_use_svg(rows: list[dict], arena: int) -> str:
     labels = [f"{r['index']} {r['type'].lower()}" for r in rows]
     vals = [r.get("arena_live", 0) for r in rows]
     return hbar_chart(labels, vals, f"bytes live in the arena during each op (arena "
-                                    f"{arena:,} B)", color="#59a14f", title="arena use")
+                                    f"{arena:,} B)", color="#59a14f", title="arena use",
+                      share=False)
 
 
 def latency_hist_svg(lat: list[int], unit: str) -> str:
