@@ -37,15 +37,26 @@ def boards_cmd(json_path):
 @click.option("--test-build", is_flag=True, help="Test build: semihosting exit/log enabled.")
 @click.option("--werror", is_flag=True, help="Treat compiler warnings as errors.")
 @click.option("--force", is_flag=True, help="Rebuild even if nothing changed.")
-def build_cmd(model, board, out_dir, json_path, test_build, werror, force):
+@click.option("--protocol", type=click.Choice(["binary", "eembc"]), default="binary",
+              show_default=True, help="Host link protocol: the framed binary protocol, or the "
+              "MLPerf Tiny / EEMBC benchmark text protocol (needs a MODEL).")
+def build_cmd(model, board, out_dir, json_path, test_build, werror, force, protocol):
     """Build the device firmware for a board; print flash/RAM use from the linker."""
     from toolchain.boards import load_board
     from toolchain.build import build_firmware, model_sources
     b = load_board(board or _default_board())
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     kw = {}
+    if protocol == "eembc" and not model:
+        raise click.UsageError("--protocol eembc needs a MODEL")
     if model:
         srcs, incs, defs = model_sources(model, b, out / "model")
+        if protocol == "eembc":
+            from toolchain.hil.session import load_int8_model, write_eembc_source
+            m = load_int8_model(model)
+            srcs = list(srcs) + [write_eembc_source(m, out / "eembc_model.c")]
+            defs = dict(defs or {}, MCU_PROTOCOL_EEMBC=1,
+                        MCU_EEMBC_DB_SIZE=max(1, m.in_tensor.nbytes))
         kw = dict(extra_sources=srcs, include_dirs=incs, defines=defs, with_runtime=True)
     res = build_firmware(b, out, test_build=test_build, werror=werror, force=force, **kw)
     click.echo(f"board: {b.name}" + ("  (unchanged, reused)" if res.cached else ""))

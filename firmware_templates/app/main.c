@@ -6,8 +6,12 @@
 
 void mcu_core_poll(void);
 int mcu_main(void);
+int mcu_eembc_main(void); /* app/eembc.c: MLPerf Tiny text protocol instead (build option) */
 
 int mcu_main(void) {
+#ifdef MCU_PROTOCOL_EEMBC
+    return mcu_eembc_main();
+#endif
     board_init();
     mcu_proto_init();
     board_log("mcu firmware ready: " MCU_BOARD_NAME " " MCU_BUILD_ID);
