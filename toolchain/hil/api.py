@@ -5,7 +5,7 @@
                   json_path="out/hil.json", html_path="out/hil.html")
     print(format_summary(res)); sys.exit(0 if res.passed else 1)
 
-The JSON is rewritten every couple of seconds while the run goes on (complete:
+The JSON is rewritten every second while the run goes on (complete:
 false), so a run that is killed still leaves its partial results."""
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def run_hil(model, data_path, *, board: str | None = None, port: str | None = No
         last = [0.0]
 
         def on_sample(res, s):
-            if json_path and time.monotonic() - last[0] > 2.0:
+            if json_path and time.monotonic() - last[0] > 1.0:
                 last[0] = time.monotonic()
                 write_json_atomic(json_path, res.to_json())
 
