@@ -6,6 +6,12 @@ in place write their output over an input that dies at that op (the two become o
 buffer): RESHAPE always (it is a no-op), elementwise ops, and the kernels that the
 runtime can run in place with a small scratch (see `default_inplace`).
 
+Row-delayed in place (`rows=` policy, see toolchain/codegen/rows.py): a
+CONV_2D / DEPTHWISE_CONV_2D / pooling op whose input dies at the op writes its
+output into the input's buffer (same base), one output row at a time through a
+small ring of row slots in the op's scratch. Used when ring + max(in, out) is
+smaller than in + out (or always with force_rows, for tests).
+
 Placement is greedy-by-size like TFLite Micro's GreedyMemoryPlanner, but tried
 under several orderings, keeping the smallest arena; the plan is verified before
 it is returned so a planner bug cannot silently corrupt activations.
@@ -47,6 +53,22 @@ class MemoryPlan:
     inplace: dict[str, str] = field(default_factory=dict)  # op name -> input tensor it overwrites
     scratch: dict[str, tuple[int, int]] = field(default_factory=dict)  # op name -> (offset, size)
     naive_size: int = 0                      # sum of all buffers, no sharing
+    rows: dict = field(default_factory=dict)  # op name -> RowSchedule (row-delayed in place)
+    kernel_scratch: dict = field(default_factory=dict)  # op name -> kernel scratch bytes
+
+    def ring(self, op_name: str) -> tuple[int, int] | None:
+        """(offset, bytes) of a row-delayed op's ring; its kernel scratch follows it."""
+        if op_name not in self.rows:
+            return None
+        return self.scratch[op_name][0], _align(self.rows[op_name].ring_bytes, self.alignment)
+
+    def kernel_scratch_offset(self, op_name: str) -> int | None:
+        if op_name not in self.scratch:
+            return None
+        off = self.scratch[op_name][0]
+        if op_name in self.rows:
+            off += _align(self.rows[op_name].ring_bytes, self.alignment)
+        return off
 
     def usage_timeline(self, num_ops: int) -> list[int]:
         """Bytes of the arena live during each op (for reports)."""
@@ -65,15 +87,18 @@ class MemoryPlan:
     def to_json(self, num_ops: int) -> dict:
         return dict(arena_size=self.arena_size, alignment=self.alignment,
                     naive_size=self.naive_size, inplace=self.inplace,
+                    rows={k: v.to_json() for k, v in self.rows.items()},
                     buffers=self.table(), timeline=self.usage_timeline(num_ops))
 
 
-InplacePolicy = Callable[[Op, Graph], "int | None"]
+InplacePolicy = Callable[[Op, Graph], "int | list[int] | None"]
 ScratchPolicy = Callable[[Op, Graph], int]
+RowPolicy = Callable[[Op, Graph], "object | None"]   # -> rows.RowSchedule | None
 
 
-def default_inplace(op: Op, graph: Graph) -> int | None:
-    """Index of the input whose buffer the op's output may overwrite, or None.
+def default_inplace(op: Op, graph: Graph) -> list[int] | None:
+    """Indices of the inputs whose buffer the op's output may overwrite (tried in
+    order: the first that dies at the op is used), or None.
 
     Only cases where the kernel reads each input element no later than it writes
     the output element at the same address: same byte size and element-aligned."""
@@ -81,12 +106,14 @@ def default_inplace(op: Op, graph: Graph) -> int | None:
         return None
     out = graph.tensors[op.outputs[0]]
     if op.type == "RESHAPE":
-        return 0
+        return [0]
     if op.type in ELEMENTWISE:
+        ks = []
         for k, name in enumerate(op.inputs):
             t = graph.tensors.get(name) if name else None
             if t is not None and not t.is_const and t.nbytes == out.nbytes and t.shape == out.shape:
-                return k
+                ks.append(k)
+        return ks or None
     return None
 
 
@@ -117,33 +144,57 @@ def _lifetimes(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def plan_memory(graph: Graph, alignment: int = 4, inplace: InplacePolicy = default_inplace,
-                scratch: ScratchPolicy = no_scratch) -> MemoryPlan:
+                scratch: ScratchPolicy = no_scratch, rows: RowPolicy | None = None,
+                force_rows: bool = False) -> MemoryPlan:
+    """Plan the arena for graph.ops in their order. `rows` (e.g.
+    toolchain.codegen.rows.row_schedule) enables row-delayed in-place execution."""
     first, last = _lifetimes(graph)
     protected = set(graph.outputs) | set(graph.state)
     group: dict[str, Buffer] = {}
     inplace_ops: dict[str, str] = {}
+    row_ops: dict = {}
 
     for name in first:
         t = graph.tensors[name]
         group[name] = Buffer([name], _align(t.nbytes, alignment), first[name], last[name])
 
-    for i, op in enumerate(graph.ops):
-        k = inplace(op, graph)
-        if k is None:
-            continue
+    def can_merge(i, op, k):
         src = op.inputs[k]
-        dst = op.outputs[0]
-        gs, gd = group[src], group[dst]
+        gs, gd = group[src], group[op.outputs[0]]
         # The input must die here (or alias further along only through this op), and must
         # not be something the caller reads after invoke.
         if gs is gd or gs.last != i or any(n in protected for n in gs.tensors):
-            continue
-        if any(op.inputs[j] and group.get(op.inputs[j]) is gs for j in range(len(op.inputs)) if j != k):
-            continue  # same buffer feeds two inputs (e.g. x + x): still fine, but keep simple
-        merged = Buffer(gs.tensors + gd.tensors, max(gs.size, gd.size), gs.first, max(gs.last, gd.last))
+            return False
+        # the same buffer feeding two inputs (e.g. x + x): still fine, but keep simple
+        return not any(op.inputs[j] and group.get(op.inputs[j]) is gs
+                       for j in range(len(op.inputs)) if j != k)
+
+    def merge(op, k):
+        gs, gd = group[op.inputs[k]], group[op.outputs[0]]
+        merged = Buffer(gs.tensors + gd.tensors, max(gs.size, gd.size), gs.first,
+                        max(gs.last, gd.last))
         for n in merged.tensors:
             group[n] = merged
-        inplace_ops[op.name] = src
+        inplace_ops[op.name] = op.inputs[k]
+
+    for i, op in enumerate(graph.ops):
+        ks = inplace(op, graph)
+        if ks is not None:
+            for k in ([ks] if isinstance(ks, int) else ks):
+                if can_merge(i, op, k):
+                    merge(op, k)
+                    break
+            continue
+        if rows is None or not op.inputs or not op.outputs or not can_merge(i, op, 0):
+            continue
+        sched = rows(op, graph)
+        if sched is None:
+            continue
+        gs, gd = group[op.inputs[0]], group[op.outputs[0]]
+        ring = _align(sched.ring_bytes, alignment)
+        if force_rows or ring + max(gs.size, gd.size) < gs.size + gd.size:
+            merge(op, 0)
+            row_ops[op.name] = sched
 
     buffers: list[Buffer] = []
     seen = set()
@@ -151,8 +202,13 @@ def plan_memory(graph: Graph, alignment: int = 4, inplace: InplacePolicy = defau
         if id(b) not in seen:
             seen.add(id(b))
             buffers.append(b)
+    kernel_scratch: dict[str, int] = {}
     for i, op in enumerate(graph.ops):
         s = scratch(op, graph)
+        if s > 0:
+            kernel_scratch[op.name] = s
+        if op.name in row_ops:
+            s = _align(row_ops[op.name].ring_bytes, alignment) + s
         if s > 0:
             buffers.append(Buffer([f"{op.name}:scratch"], _align(s, alignment), i, i, kind="scratch"))
 
@@ -174,10 +230,12 @@ def plan_memory(graph: Graph, alignment: int = 4, inplace: InplacePolicy = defau
     _verify(buffers)
 
     offsets = {n: b.offset for b in buffers if b.kind == "tensor" for n in b.tensors}
-    scratch_map = {b.tensors[0].split(":")[0]: (b.offset, b.size) for b in buffers if b.kind == "scratch"}
+    scratch_map = {b.tensors[0].rsplit(":", 1)[0]: (b.offset, b.size)
+                   for b in buffers if b.kind == "scratch"}
     return MemoryPlan(arena_size=_align(size, alignment), alignment=alignment, buffers=buffers,
                       offsets=offsets, inplace=inplace_ops, scratch=scratch_map,
-                      naive_size=sum(b.size for b in buffers))
+                      naive_size=sum(b.size for b in buffers), rows=row_ops,
+                      kernel_scratch=kernel_scratch)
 
 
 def _place(order: list[Buffer]) -> dict[int, int]:

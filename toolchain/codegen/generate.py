@@ -1,0 +1,589 @@
+"""int8 IR graph -> a directory of C that compiles on its own with the runtime.
+
+    res = generate(graph, "out/model", kernels="dsp")
+    res.files        # [model.c, model_weights.c, model_weights.h]
+    res.plan         # MemoryPlan (arena offsets, in-place, row-delayed ops)
+    res.summary()    # JSON-ready figures
+
+What is generated:
+- model_weights.c: every constant the kernels read (filters int8, biases int32) as
+  aligned `const` arrays (flash).
+- model.c: per-layer precomputed parameters (TFLM-exact multipliers/shifts from
+  toolchain.codegen.kernel_params) as `static const` structs, one static arena
+  sized by the memory planner, one function per layer calling the runtime kernel,
+  the layers in execution order with timing hooks, and the model interface of
+  firmware_templates/app/model_iface.h (hash, I/O, invoke, per-layer counts,
+  intermediate outputs).
+
+Layers keep the IR graph's op indices ("layer k" everywhere: timing, intermediate
+outputs); the execution order may differ (independent branches reordered when that
+lowers the arena), see `exec_order`.
+
+Ops are validated before any C is written: an op without a runtime kernel raises
+IRError naming the op and the layer.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toolchain.codegen.kernel_params import kernel_params
+from toolchain.codegen.planner import MemoryPlan, plan_memory
+from toolchain.codegen.rows import row_schedule
+from toolchain.codegen.scratch import kernel_scratch
+from toolchain.ir.graph import Graph, IRError, Op
+from toolchain.ir.validate import validate
+
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
+                 "MAX_POOL_2D", "ADD", "MUL", "RESHAPE", "SOFTMAX", "CONCATENATION", "PAD",
+                 "MEAN", "RELU", "RELU6")
+ROW_CAPABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
+VARIANTS = ("portable", "dsp")
+DESC_VERSION = 1
+UNIT_NAMES = {0: "ticks", 1: "instructions", 2: "cycles", 3: "ns"}
+
+
+# ---------------------------------------------------------------- validation
+def check_graph(graph: Graph) -> None:
+    """Raise IRError for anything the runtime cannot run, naming op and layer."""
+    validate(graph, SUPPORTED_OPS, target="the mcu runtime")
+    for op in graph.ops:
+        for n in op.outputs:
+            t = graph.t(n)
+            if t.dtype != "int8":
+                raise IRError(f"layer '{op.name}' ({op.type}): output '{n}' is {t.dtype}; "
+                              "the mcu runtime runs int8 models (convert with mcu convert "
+                              "--calib)")
+        for k, n in enumerate(op.inputs):
+            if not n:
+                continue
+            t = graph.t(n)
+            if not t.is_const and t.dtype != "int8":
+                raise IRError(f"layer '{op.name}' ({op.type}): input '{n}' is {t.dtype}; "
+                              "the mcu runtime runs int8 models")
+            if t.is_const and op.type in ("ADD", "MUL", "CONCATENATION") and t.dtype != "int8":
+                raise IRError(f"layer '{op.name}' ({op.type}): constant input '{n}' is "
+                              f"{t.dtype}, expected int8")
+        kernel_params(graph, op)   # raises IRError on unsupported parameters
+    for n in graph.inputs + graph.outputs:
+        if graph.t(n).dtype != "int8":
+            raise IRError(f"graph input/output '{n}' is {graph.t(n).dtype}; the mcu runtime "
+                          "runs int8 models (convert with mcu convert --calib)")
+
+
+# ---------------------------------------------------------------- scheduling
+def _with_order(graph: Graph, order: list[int]) -> Graph:
+    g = copy.copy(graph)
+    g.ops = [graph.ops[i] for i in order]
+    return g
+
+
+def _topo_orders(graph: Graph, n_random: int = 24, seed: int = 0) -> list[list[int]]:
+    """The original order plus random and greedy topological orders (independent
+    branches interleaved differently)."""
+    prod = {o: i for i, op in enumerate(graph.ops) for o in op.outputs}
+    deps = [{prod[n] for n in op.inputs if n in prod} for op in graph.ops]
+    n = len(graph.ops)
+    orders = [list(range(n))]
+    rng = random.Random(seed)
+
+    def one(pick):
+        done, order = set(), []
+        while len(order) < n:
+            ready = [i for i in range(n) if i not in done and deps[i] <= done]
+            i = pick(ready, done)
+            done.add(i)
+            order.append(i)
+        return order
+
+    # greedy: prefer the op whose inputs then die (frees memory first)
+    cons: dict[str, list[int]] = {}
+    for i, op in enumerate(graph.ops):
+        for x in op.inputs:
+            if x:
+                cons.setdefault(x, []).append(i)
+
+    def frees(i, done):
+        return -sum(graph.t(x).nbytes for x in graph.ops[i].inputs
+                    if x and not graph.t(x).is_const and x not in graph.outputs
+                    and all(c in done or c == i for c in cons[x]))
+    orders.append(one(lambda ready, done: min(ready, key=lambda i: (frees(i, done), i))))
+    for _ in range(n_random):
+        orders.append(one(lambda ready, done: rng.choice(ready)))
+    uniq, seen = [], set()
+    for o in orders:
+        if tuple(o) not in seen:
+            seen.add(tuple(o))
+            uniq.append(o)
+    return uniq
+
+
+def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
+               force_rows: bool = False, reorder: bool = True, alignment: int = 4):
+    """(execution order, MemoryPlan): the smallest arena over candidate orders."""
+    ks = {op.name: kernel_scratch(op.type, kernel_params(graph, op), variant) for op in graph.ops}
+
+    def scratch(op, g):
+        return ks[op.name]
+
+    def row_policy(op, g):
+        return row_schedule(g, op)
+
+    best = None
+    orders = _topo_orders(graph) if reorder else [list(range(len(graph.ops)))]
+    for order in orders:
+        g = _with_order(graph, order)
+        plan = plan_memory(g, alignment, scratch=scratch, rows=row_policy if rows else None,
+                           force_rows=force_rows)
+        if best is None or plan.arena_size < best[1].arena_size:
+            best = (order, plan)
+    return best
+
+
+# ---------------------------------------------------------------- C emission
+def _cname(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", s)
+
+
+def _cstr(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _arr(vals, per_line: int = 24) -> str:
+    vals = [str(int(v)) for v in np.asarray(vals).reshape(-1)]
+    if not vals:
+        return "0"
+    lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
+    return "\n    " + ",\n    ".join(lines) + "\n"
+
+
+def short_name(op: Op) -> str:
+    n = op.name.split(";")[0]
+    return n if len(n) <= 48 else "..." + n[-45:]
+
+
+@dataclass
+class GenResult:
+    out_dir: Path
+    files: list
+    graph: Graph
+    plan: MemoryPlan
+    exec_order: list          # layer indices in execution order
+    variant: str
+    prefix: str
+    model_hash: str
+    weights_bytes: int
+    layers: list = field(default_factory=list)
+
+    @property
+    def arena_size(self) -> int:
+        return self.plan.arena_size
+
+    def summary(self) -> dict:
+        return dict(model_hash=self.model_hash, kernels=self.variant,
+                    arena_size=self.plan.arena_size, weights_bytes=self.weights_bytes,
+                    naive_arena=self.plan.naive_size, num_layers=len(self.graph.ops),
+                    exec_order=self.exec_order, reordered=self.exec_order != sorted(self.exec_order),
+                    row_inplace=sorted(self.plan.rows), inplace=self.plan.inplace,
+                    layers=self.layers, files=[str(f) for f in self.files])
+
+
+class _Emitter:
+    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str):
+        self.g = graph
+        self.plan = plan
+        self.p = prefix
+        self.consts: dict[str, tuple[str, str, np.ndarray]] = {}   # tensor -> (sym, ctype, data)
+        self.decls: list[str] = []
+        self.checks: list[str] = []
+
+    def const(self, name: str, data: np.ndarray, ctype: str) -> str:
+        if name not in self.consts:
+            sym = f"{self.p}w{len(self.consts)}_{_cname(name)[-40:]}"
+            self.consts[name] = (sym, ctype, np.ascontiguousarray(data))
+        return self.consts[name][0]
+
+    def ptr(self, name: str, const_ok: bool = True) -> str:
+        t = self.g.t(name)
+        if t.is_const:
+            return self.const(name, t.data.astype(np.int8), "int8_t")
+        return f"({self.p}arena + {self.plan.offsets[name]})"
+
+    def scratch(self, op: Op) -> str:
+        off = self.plan.kernel_scratch_offset(op.name)
+        if off is None or op.name not in self.plan.kernel_scratch:
+            return "0"
+        return f"(void *)({self.p}arena + {off})"
+
+    def layer(self, k: int, op: Op) -> str:
+        g, P = self.g, f"{self.p}L{k}"
+        p = kernel_params(g, op)
+        out = self.ptr(op.outputs[0])
+        d = self.decls
+        body = []
+
+        def dims(nm, v):
+            d.append(f"static const mcu_dims_t {P}_{nm} = {{{', '.join(map(str, v))}}};")
+            return f"&{P}_{nm}"
+
+        def quant(per_ch=True):
+            d.append(f"static const int32_t {P}_mult[] = {{{_arr(p['multiplier'])}}};")
+            d.append(f"static const int32_t {P}_shift[] = {{{_arr(p['shift'])}}};")
+            d.append(f"static const mcu_per_channel_quant_t {P}_q = {{{P}_mult, {P}_shift}};")
+            return f"&{P}_q"
+
+        def bias():
+            if p.get("bias") is None:
+                return "0"
+            return self.const(op.inputs[2], p["bias"], "int32_t")
+
+        def struct(ctype, fields):
+            vals = ", ".join(str(int(p[f])) for f in fields)
+            d.append(f"static const {ctype} {P}_p = {{{vals}}};")
+            return f"&{P}_p"
+
+        t = op.type
+        if t in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            conv = t == "CONV_2D"
+            fields = ["input_offset", "output_offset", "stride_h", "stride_w", "dilation_h",
+                      "dilation_w", "pad_h", "pad_w"] + ([] if conv else ["depth_multiplier"]) \
+                + ["act_min", "act_max"]
+            ctype = "mcu_conv_params_t" if conv else "mcu_dw_conv_params_t"
+            fn = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
+            sfn = "mcu_conv2d_s8_scratch_size" if conv else "mcu_dw_conv2d_s8_scratch_size"
+            pp = struct(ctype, fields)
+            q = quant()
+            idm, fdm, odm = dims("id", p["input_dims"]), dims("fd", p["filter_dims"]), dims("od", p["output_dims"])
+            w = self.const(op.inputs[1], p["filter"], "int8_t")
+            b = bias()
+            scr = self.scratch(op)
+            alloc = self.plan.kernel_scratch.get(op.name, 0)
+            self.checks.append(f"if ({sfn}({idm}, {fdm}) > {alloc}) return 0;")
+            if op.name in self.plan.rows:
+                body += self._rows(op, p, fn, ctype, pp, f"{q}, ", idm, f"{fdm}, {w}, {b}, ",
+                                   odm, f", {scr}")
+            else:
+                body.append(f"{fn}({pp}, {q}, {idm}, {self.ptr(op.inputs[0])}, {fdm}, {w}, {b}, "
+                            f"{odm}, {out}, {scr});")
+        elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            fn = "mcu_avgpool_s8" if t == "AVERAGE_POOL_2D" else "mcu_maxpool_s8"
+            pp = struct("mcu_pool_params_t", ["stride_h", "stride_w", "filter_h", "filter_w",
+                                              "pad_h", "pad_w", "act_min", "act_max"])
+            idm, odm = dims("id", p["input_dims"]), dims("od", p["output_dims"])
+            if op.name in self.plan.rows:
+                body += self._rows(op, p, fn, "mcu_pool_params_t", pp, "", idm, "", odm, "")
+            else:
+                body.append(f"{fn}({pp}, {idm}, {self.ptr(op.inputs[0])}, {odm}, {out});")
+        elif t == "FULLY_CONNECTED":
+            pp = struct("mcu_fc_params_t", ["input_offset", "filter_offset", "output_offset",
+                                            "act_min", "act_max"])
+            q = quant()
+            w = self.const(op.inputs[1], p["filter"], "int8_t")
+            alloc = self.plan.kernel_scratch.get(op.name, 0)
+            self.checks.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}) > {alloc}) return 0;")
+            body.append(f"mcu_fc_s8({pp}, {q}, {p['per_channel']}, {p['batches']}, "
+                        f"{p['in_features']}, {p['out_features']}, {self.ptr(op.inputs[0])}, {w}, "
+                        f"{bias()}, {out}, {self.scratch(op)});")
+        elif t in ("ADD", "MUL"):
+            if t == "ADD":
+                pp = struct("mcu_add_params_t", ["input1_offset", "input2_offset", "left_shift",
+                                                 "input1_multiplier", "input1_shift",
+                                                 "input2_multiplier", "input2_shift",
+                                                 "output_multiplier", "output_shift",
+                                                 "output_offset", "act_min", "act_max"])
+            else:
+                pp = struct("mcu_mul_params_t", ["input1_offset", "input2_offset",
+                                                 "output_multiplier", "output_shift",
+                                                 "output_offset", "act_min", "act_max"])
+            a, b = self.ptr(op.inputs[0]), self.ptr(op.inputs[1])
+            fn = "mcu_add_s8" if t == "ADD" else "mcu_mul_s8"
+            if p["broadcast"]:
+                odm = dims("od", p["output_dims"])
+                d.append(f"static const int32_t {P}_s1[4] = {{{_arr(p['strides1'])}}};")
+                d.append(f"static const int32_t {P}_s2[4] = {{{_arr(p['strides2'])}}};")
+                body.append(f"{fn}_broadcast({pp}, {odm}, {a}, {P}_s1, {b}, {P}_s2, {out});")
+            else:
+                body.append(f"{fn}({pp}, {a}, {b}, {out}, {p['size']});")
+        elif t == "RESHAPE":
+            src = self.ptr(op.inputs[0])
+            if src != out:
+                body.append(f"mcu_reshape_s8({src}, {out}, {p['size']});")
+        elif t == "SOFTMAX":
+            pp = struct("mcu_softmax_params_t", ["input_multiplier", "input_left_shift", "diff_min"])
+            body.append(f"mcu_softmax_s8({pp}, {p['rows']}, {p['depth']}, "
+                        f"{self.ptr(op.inputs[0])}, {out});")
+        elif t == "MEAN":
+            body.append(f"mcu_mean_s8({p['outer']}, {p['reduce']}, {p['inner']}, "
+                        f"{self.ptr(op.inputs[0])}, {p['input_zero_point']}, {p['multiplier']}, "
+                        f"{p['shift']}, {p['output_zero_point']}, {out});")
+        elif t == "CONCATENATION":
+            ins = ", ".join(self.ptr(n) for n in op.inputs)
+            d.append(f"static const int32_t {P}_inner[] = {{{_arr(p['inner_sizes'])}}};")
+            body.append(f"const int8_t *const ins[{p['num_inputs']}] = {{{ins}}};")
+            body.append(f"mcu_concat_s8({p['num_inputs']}, ins, {P}_inner, {p['outer']}, {out});")
+        elif t == "PAD":
+            idm = dims("id", p["input_dims"])
+            d.append(f"static const int32_t {P}_pads[8] = {{{_arr(p['pads'])}}};")
+            body.append(f"mcu_pad_s8({idm}, {self.ptr(op.inputs[0])}, {P}_pads, "
+                        f"(int8_t){int(p['pad_value'])}, {out});")
+        elif t == "RELU":
+            body.append(f"mcu_relu_s8({self.ptr(op.inputs[0])}, {out}, {p['size']}, "
+                        f"{p['input_zero_point']}, {p['output_zero_point']}, {p['multiplier']}, "
+                        f"{p['shift']}, {p['act_min']}, {p['act_max']});")
+        elif t == "RELU6":
+            body.append(f"mcu_clamp_s8({self.ptr(op.inputs[0])}, {out}, {p['size']}, "
+                        f"{p['lo']}, {p['hi']});")
+        else:  # pragma: no cover - check_graph refuses it first
+            raise IRError(f"layer '{op.name}': no runtime kernel for op {t}")
+        fn_body = "\n    ".join(body) if body else "/* in place: nothing to do */"
+        return (f"/* layer {k}: {t} {short_name(op)} */\n"
+                f"static void {P}_run(void) {{\n    {fn_body}\n}}\n")
+
+    def _rows(self, op, p, fn, ctype, pp, q, idm, wb, odm, scr):
+        """Row-delayed in place: one output row per kernel call into a ring slot, rows
+        flushed to the shared buffer once the input rows they overlap are dead."""
+        s = self.plan.rows[op.name]
+        P = f"{self.p}L{self.g.ops.index(op)}"
+        ring_off, _ = self.plan.ring(op.name)
+        base = self.plan.offsets[op.inputs[0]]
+        assert base == self.plan.offsets[op.outputs[0]]
+        self.decls.append(f"static const uint16_t {P}_flush[] = {{{_arr(s.flush_after)}}};")
+        n, hi, wi, ci = p["input_dims"]
+        return [
+            f"int8_t *buf = {self.p}arena + {base};",
+            f"int8_t *ring = {self.p}arena + {ring_off};",
+            f"{ctype} prm = *{pp};",
+            f"mcu_dims_t id = *{idm}, od = *{odm};",
+            "int32_t r, done = 0;",
+            "od.h = 1;",
+            f"for (r = 0; r < {s.out_h}; r++) {{",
+            f"    const int32_t start = r * {s.stride_h} - {s.pad_h};",
+            "    const int32_t i0 = start > 0 ? start : 0;",
+            "    prm.pad_h = start < 0 ? -start : 0;",
+            f"    id.h = {hi} - i0;",
+            f"    {fn}(&prm, {q}&id, buf + i0 * {s.in_row}, {wb}&od, "
+            f"ring + (r % {s.depth}) * {s.out_row}{scr});",
+            f"    while (done < (int32_t){P}_flush[r]) {{",
+            f"        mcu_copy8(buf + done * {s.out_row}, ring + (done % {s.depth}) * {s.out_row}, "
+            f"{s.out_row});",
+            "        done++;",
+            "    }",
+            "}",
+        ]
+
+
+def _desc_blob(graph: Graph, hash_bytes: bytes, arena: int) -> bytes:
+    """MODEL_INFO payload (docs/protocol.md); byte 1 (count unit) is set on the device."""
+    b = struct.pack("<BBHIBBBB", DESC_VERSION, 0, len(graph.ops), arena, len(graph.inputs),
+                    len(graph.outputs), len(hash_bytes), 0) + hash_bytes
+    for n in graph.inputs + graph.outputs:
+        t = graph.t(n)
+        s = float(t.quant.scale[0]) if t.quant is not None else 0.0
+        z = int(t.quant.zero_point[0]) if t.quant is not None else 0
+        b += struct.pack("<BB", 1, len(t.shape)) + struct.pack(f"<{len(t.shape)}I", *t.shape)
+        b += struct.pack("<fi", s, z)
+    return b
+
+
+def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = "",
+             rows: bool = True, force_rows: bool = False, reorder: bool = True,
+             name: str | None = None, alignment: int = 4) -> GenResult:
+    """Write model.c, model_weights.c/.h for `graph` into out_dir (see module doc).
+
+    kernels: 'portable' or 'dsp' (sizes the DSP kernels' scratch). prefix: prepended
+    to every exported symbol (several models in one test library); the firmware
+    build uses "" so the symbols implement app/model_iface.h."""
+    if kernels not in VARIANTS:
+        raise IRError(f"unknown kernel variant '{kernels}'; use portable or dsp")
+    check_graph(graph)
+    model_hash = graph.model_hash()
+    order, plan = plan_model(graph, kernels, rows=rows, force_rows=force_rows,
+                             reorder=reorder, alignment=alignment)
+    # The plan's ops are graph.ops permuted; layer k = index in graph.ops.
+    em = _Emitter(graph, plan, prefix)
+    layers_c = [em.layer(k, op) for k, op in enumerate(graph.ops)]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    P = prefix
+    hash_bytes = bytes.fromhex(model_hash)
+    desc = _desc_blob(graph, hash_bytes, plan.arena_size)
+    mname = name or graph.name or "model"
+
+    # ---- weights
+    wh = [f"/* Generated by toolchain.codegen: constants of model '{mname}' ({model_hash[:16]}). */",
+          f"#ifndef {P.upper()}MODEL_WEIGHTS_H", f"#define {P.upper()}MODEL_WEIGHTS_H",
+          "#include <stdint.h>"]
+    wc = [f"/* Generated by toolchain.codegen: constants of model '{mname}' (flash). */",
+          "#include <stdint.h>", f'#include "{P}model_weights.h"', ""]
+    wbytes = 0
+    for tname, (sym, ctype, data) in em.consts.items():
+        wh.append(f"extern const {ctype} {sym}[{data.size}];")
+        wc.append(f"/* {tname[:100].replace('*/', '*_/')} {list(data.shape)} */")
+        wc.append(f"const {ctype} {sym}[{data.size}] __attribute__((aligned(8))) = {{{_arr(data)}}};")
+        wbytes += data.nbytes
+    wh.append("#endif")
+    (out_dir / f"{P}model_weights.h").write_text("\n".join(wh) + "\n")
+    (out_dir / f"{P}model_weights.c").write_text("\n".join(wc) + "\n")
+
+    # ---- model
+    g = graph
+    n_l = len(g.ops)
+    out_off = [plan.offsets[op.outputs[0]] for op in g.ops]
+    out_sz = [g.t(op.outputs[0]).nbytes for op in g.ops]
+    names = ",\n    ".join(_cstr(f"{op.type} {short_name(op)}") for op in g.ops)
+    in_offs = [plan.offsets[n] for n in g.inputs]
+    in_szs = [g.t(n).nbytes for n in g.inputs]
+    o_offs = [plan.offsets[n] for n in g.outputs]
+    o_szs = [g.t(n).nbytes for n in g.outputs]
+    checks = "\n    ".join(em.checks) or "/* no kernel scratch */"
+    src = f"""/* Generated by toolchain.codegen: model '{mname}', {n_l} layers, kernels: {kernels}.
+ * model hash {model_hash}
+ * arena {plan.arena_size} B (sum of tensors without sharing: {plan.naive_size} B);
+ * row-delayed in place: {', '.join(str(g.ops.index(o)) for o in g.ops if o.name in plan.rows) or 'none'};
+ * execution order: {' '.join(map(str, order))}
+ * Do not edit: regenerate with `mcu build`. */
+#include <stdint.h>
+#include <stddef.h>
+#include "mcu_kernels.h"
+#include "board.h"
+#include "{P}model_weights.h"
+
+#define MCU_ST_OK_ 0u
+#define MCU_ST_BAD_ARG_ 3u
+#define MCU_ST_INTERNAL_ 9u
+
+#define {P}ARENA_SIZE {plan.arena_size}u
+#define {P}NUM_LAYERS {n_l}u
+static int8_t {P}arena[{max(plan.arena_size, 4)}] __attribute__((aligned(16)));
+
+static void mcu_copy8(int8_t *dst, const int8_t *src, int32_t n) {{
+    while (n-- > 0) *dst++ = *src++;
+}}
+"""
+    src += "\n".join(em.decls) + "\n\n" + "\n".join(layers_c)
+    src += f"""
+typedef void (*{P}layer_fn)(void);
+static const {P}layer_fn {P}exec_fn[{n_l}] = {{{', '.join(f'{P}L{k}_run' for k in order)}}};
+static const uint16_t {P}exec_layer[{n_l}] = {{{', '.join(map(str, order))}}};
+static const uint32_t {P}layer_out_off[{n_l}] = {{{_arr(out_off)}}};
+static const uint32_t {P}layer_out_size[{n_l}] = {{{_arr(out_sz)}}};
+static const char *const {P}layer_names[{n_l}] = {{
+    {names}
+}};
+static const uint32_t {P}in_off[] = {{{_arr(in_offs)}}}, {P}in_size[] = {{{_arr(in_szs)}}};
+static const uint32_t {P}out_off[] = {{{_arr(o_offs)}}}, {P}out_size[] = {{{_arr(o_szs)}}};
+static const uint8_t {P}hash[{len(hash_bytes)}] = {{{_arr(list(hash_bytes))}}};
+static const uint8_t {P}desc[{len(desc)}] = {{{_arr(list(desc))}}};
+static uint64_t {P}layer_count[{n_l}];
+static uint64_t {P}total_count;
+static uint8_t {P}init_state; /* 0 not checked, 1 ok, 2 bad */
+
+/* ---- timing: instructions (QEMU -icount: ticks x MCU_INSTR_PER_TICK), cycles (DWT),
+ * or the board's ticks (ns on the host board) */
+#if defined(MCU_TIMER_DWT)
+#define {P}DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
+#define {P}DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
+#define {P}DEMCR (*(volatile uint32_t *)0xE000EDFCu)
+#define {P}COUNT_UNIT 2u
+static uint64_t {P}now(void) {{ return {P}DWT_CYCCNT; }}
+static uint64_t {P}delta(uint64_t a, uint64_t b) {{ return (uint32_t)((uint32_t)b - (uint32_t)a); }}
+#else
+#if defined(MCU_INSTR_PER_TICK) && MCU_INSTR_PER_TICK > 0
+#define {P}COUNT_UNIT 1u
+#define {P}SCALE ((uint64_t)MCU_INSTR_PER_TICK)
+#elif defined(MCU_TICK_HZ) && MCU_TICK_HZ == 1000000000
+#define {P}COUNT_UNIT 3u
+#define {P}SCALE 1u
+#else
+#define {P}COUNT_UNIT 0u
+#define {P}SCALE 1u
+#endif
+static uint64_t {P}now(void) {{ return board_ticks(); }}
+static uint64_t {P}delta(uint64_t a, uint64_t b) {{ return (b - a) * {P}SCALE; }}
+#endif
+
+/* Checks the kernels' scratch needs against the plan (1 = ok). */
+static int {P}check_scratch(void) {{
+    {checks}
+    return 1;
+}}
+
+uint8_t {P}model_init(void) {{
+    if (!{P}init_state) {{
+#if defined(MCU_TIMER_DWT)
+        {P}DEMCR |= 1u << 24;
+        {P}DWT_CYCCNT = 0;
+        {P}DWT_CTRL |= 1u;
+#endif
+        {P}init_state = {P}check_scratch() ? 1u : 2u;
+        if ({P}init_state != 1u) board_log("model: kernel scratch larger than planned");
+    }}
+    return {P}init_state == 1u ? MCU_ST_OK_ : MCU_ST_INTERNAL_;
+}}
+
+/* Run the layers in execution order until layer `layer` has run (-1: all). */
+uint8_t {P}model_invoke_until(int32_t layer) {{
+    uint64_t t_start, t0, t1;
+    uint32_t s;
+    uint8_t st = {P}model_init();
+    if (st != MCU_ST_OK_) return st;
+    if (layer >= (int32_t){P}NUM_LAYERS) return MCU_ST_BAD_ARG_;
+    t_start = t0 = {P}now();
+    for (s = 0; s < {P}NUM_LAYERS; s++) {{
+        {P}exec_fn[s]();
+        t1 = {P}now();
+        {P}layer_count[{P}exec_layer[s]] = {P}delta(t0, t1);
+        t0 = t1;
+        if ((int32_t){P}exec_layer[s] == layer) break;
+    }}
+    {P}total_count = {P}delta(t_start, t0);
+    return MCU_ST_OK_;
+}}
+
+uint8_t {P}model_invoke(void) {{ return {P}model_invoke_until(-1); }}
+const uint8_t *{P}model_hash(void) {{ return {P}hash; }}
+uint32_t {P}model_hash_len(void) {{ return {len(hash_bytes)}u; }}
+const char *{P}model_name(void) {{ return {_cstr(mname[:60])}; }}
+uint32_t {P}model_num_inputs(void) {{ return {len(g.inputs)}u; }}
+uint32_t {P}model_num_outputs(void) {{ return {len(g.outputs)}u; }}
+uint8_t *{P}model_input_n(uint32_t i) {{ return i < {len(g.inputs)}u ? (uint8_t *)({P}arena + {P}in_off[i]) : 0; }}
+uint32_t {P}model_input_size_n(uint32_t i) {{ return i < {len(g.inputs)}u ? {P}in_size[i] : 0u; }}
+const uint8_t *{P}model_output_n(uint32_t i) {{ return i < {len(g.outputs)}u ? (const uint8_t *)({P}arena + {P}out_off[i]) : 0; }}
+uint32_t {P}model_output_size_n(uint32_t i) {{ return i < {len(g.outputs)}u ? {P}out_size[i] : 0u; }}
+uint8_t *{P}model_input(void) {{ return {P}model_input_n(0); }}
+uint32_t {P}model_input_size(void) {{ return {P}in_size[0]; }}
+const uint8_t *{P}model_output(void) {{ return {P}model_output_n(0); }}
+uint32_t {P}model_output_size(void) {{ return {P}out_size[0]; }}
+uint32_t {P}model_arena_size(void) {{ return {P}ARENA_SIZE; }}
+uint32_t {P}model_num_layers(void) {{ return {P}NUM_LAYERS; }}
+const char *{P}model_layer_name(uint32_t k) {{ return k < {P}NUM_LAYERS ? {P}layer_names[k] : ""; }}
+uint64_t {P}model_layer_count(uint32_t k) {{ return k < {P}NUM_LAYERS ? {P}layer_count[k] : 0u; }}
+uint64_t {P}model_last_count(void) {{ return {P}total_count; }}
+uint8_t {P}model_count_unit(void) {{ return {P}COUNT_UNIT; }}
+const uint8_t *{P}model_layer_output(uint32_t k, uint32_t *size) {{
+    if (k >= {P}NUM_LAYERS) {{ *size = 0; return 0; }}
+    *size = {P}layer_out_size[k];
+    return (const uint8_t *)({P}arena + {P}layer_out_off[k]);
+}}
+const uint8_t *{P}model_desc(uint32_t *len) {{ *len = sizeof {P}desc; return {P}desc; }}
+"""
+    (out_dir / f"{P}model.c").write_text(src)
+    layers = []
+    for k, op in enumerate(g.ops):
+        layers.append(dict(index=k, name=op.name, type=op.type, exec_pos=order.index(k),
+                           output=op.outputs[0], out_bytes=out_sz[k],
+                           offset=out_off[k], row_inplace=op.name in plan.rows,
+                           scratch=plan.scratch.get(op.name, (0, 0))[1]))
+    (out_dir / f"{P}plan.json").write_text(json.dumps(
+        dict(plan.to_json(len(g.ops)), exec_order=order, kernels=kernels,
+             model_hash=model_hash, layers=layers), indent=1, default=str) + "\n")
+    files = [out_dir / f"{P}model.c", out_dir / f"{P}model_weights.c"]
+    return GenResult(out_dir, files, graph, plan, order, kernels, prefix, model_hash, wbytes,
+                     layers)
