@@ -48,6 +48,14 @@
 #define MCU_MSG_MODEL_LAST 0x3Fu
 #define MCU_MSG_PATCH_FIRST 0x40u
 #define MCU_MSG_PATCH_LAST 0x5Fu
+/* patch messages (firmware_templates/patch/patch_dev.c, docs/patch-device.md) */
+#define MCU_MSG_PATCH_STATUS 0x40u /* -> store hash, sequence, staging progress */
+#define MCU_MSG_PATCH_BEGIN 0x41u  /* start or resume staging a patch */
+#define MCU_MSG_PATCH_CHUNK 0x42u  /* patch bytes at an offset (pipelined, go-back-N) */
+#define MCU_MSG_PATCH_APPLY 0x43u  /* verify, apply to the other slot, commit */
+#define MCU_MSG_PATCH_ABORT 0x44u  /* forget the staged patch */
+#define MCU_MSG_PATCH_READ 0x45u   /* read the active weight slot */
+#define MCU_MSG_PATCH_FAULT 0x4Fu  /* test builds: power cut at the n-th flash operation */
 #define MCU_MSG_DEBUG_FIRST 0x60u
 #define MCU_MSG_DEBUG_SCRATCH 0x60u /* stream: a RAM scratch buffer (link tests) */
 #define MCU_MSG_DEBUG_COUNTER 0x61u /* non-idempotent: increments and returns a counter */
@@ -65,6 +73,12 @@
 #define MCU_ST_BUSY 8u
 #define MCU_ST_INTERNAL 9u
 #define MCU_ST_UNSUPPORTED 10u
+#define MCU_ST_AUTH_FAILED 11u   /* patch tag (HMAC) mismatch */
+#define MCU_ST_WRONG_BASE 12u    /* patch made for another model */
+#define MCU_ST_REPLAY 13u        /* patch sequence not above the last applied */
+#define MCU_ST_PATCH_INVALID 14u /* malformed patch (header, digest, payload) */
+#define MCU_ST_APPLY_FAILED 15u  /* applied store != target hash; rolled back */
+#define MCU_ST_FLASH_ERROR 16u   /* flash erase/program failed */
 
 /* INFO response: TLV records {u8 tag, u8 len, value}; hosts skip unknown tags. */
 #define MCU_INFO_PROTO_VERSION 1u   /* u8 major, u8 minor */

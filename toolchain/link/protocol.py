@@ -31,8 +31,15 @@ class Msg(enum.IntEnum):
     XFER_READ = 0x14
     MODEL_FIRST = 0x20
     MODEL_LAST = 0x3F
+    PATCH_STATUS = 0x40        # (first of the patch range: the canonical name of 0x40)
     PATCH_FIRST = 0x40
     PATCH_LAST = 0x5F
+    PATCH_BEGIN = 0x41
+    PATCH_CHUNK = 0x42
+    PATCH_APPLY = 0x43
+    PATCH_ABORT = 0x44
+    PATCH_READ = 0x45
+    PATCH_FAULT = 0x4F
     DEBUG_FIRST = 0x60
     DEBUG_SCRATCH = 0x60
     DEBUG_COUNTER = 0x61
@@ -61,6 +68,12 @@ class Status(enum.IntEnum):
     BUSY = 8
     INTERNAL = 9
     UNSUPPORTED = 10
+    AUTH_FAILED = 11
+    WRONG_BASE = 12
+    REPLAY = 13
+    PATCH_INVALID = 14
+    APPLY_FAILED = 15
+    FLASH_ERROR = 16
 
 
 class InfoTag(enum.IntEnum):

@@ -1,7 +1,8 @@
 /* Host "board": the device firmware compiled natively. The serial link is a
  * TCP server on 127.0.0.1 (one client at a time; a new client may connect
  * after the previous one left). Usage: firmware [--port N] (0 = any free
- * port). Once listening it prints "MCU_LISTEN 127.0.0.1 <port>" on stdout. */
+ * port; --flash FILE backs the emulated weight flash). Once listening it
+ * prints "MCU_LISTEN 127.0.0.1 <port>" on stdout. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include "board.h"
 
 int mcu_main(void);
+extern const char *board_flash_path; /* flash_host.c: file behind the emulated NOR flash */
 
 static int listen_fd = -1, conn_fd = -1;
 static unsigned char txb[4096], rxb[4096];
@@ -104,8 +106,9 @@ int main(int argc, char **argv) {
     int one = 1, port = 0, i;
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--flash") == 0 && i + 1 < argc) board_flash_path = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--port N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--port N] [--flash FILE]\n", argv[0]);
             return 2;
         }
     }

@@ -1,0 +1,297 @@
+"""Stream a patch to a device and apply it: `mcu patch send`.
+
+    res = send_patch(lambda: Link.open(url), data, progress=cb)
+
+Protocol (docs/patch-device.md): PATCH_STATUS, PATCH_BEGIN (size, CRC-32 and the
+patch header: the device refuses a replayed, wrong-base or oversized patch before a
+byte is streamed; it answers the offset to start from, so a transfer resumes where
+the device's acknowledged offset is, in RAM across link drops and in its staging
+header across reboots), PATCH_CHUNKs pipelined `window` at a time (each acknowledged
+with the device's next offset; a chunk beyond it is answered with a gap flag and the
+sender goes back to that offset: go-back-N), then PATCH_APPLY (the device checks tag,
+digest, sequence, base and old values, builds the other slot, checks the target hash
+and commits). Each chunk goes with a fresh sequence number; chunk writes are
+idempotent by offset, so duplicates and retransmissions are harmless.
+"""
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from dataclasses import asdict, dataclass
+
+from toolchain.errors import LinkError
+from toolchain.link.frame import Frame, FrameError
+from toolchain.link.protocol import Msg, Status
+
+from .errors import (PatchApplyError, PatchAuthError, PatchBaseError, PatchError,
+                     PatchFormatError, PatchReplayError)
+from .format import HEADER_SIZE, read_header
+
+NOMINAL_BAUD = 115200
+
+
+class PatchDeviceError(PatchError):
+    """The device refused the patch (status code in .status)."""
+
+    def __init__(self, msg, status=0):
+        super().__init__(msg)
+        self.status = status
+
+
+_ERR = {Status.AUTH_FAILED: ("tag check failed", PatchAuthError),
+        Status.WRONG_BASE: ("wrong base model", PatchBaseError),
+        Status.REPLAY: ("replayed or stale patch", PatchReplayError),
+        Status.PATCH_INVALID: ("malformed patch", PatchFormatError),
+        Status.APPLY_FAILED: ("apply failed, rolled back", PatchApplyError)}
+
+
+def device_error(status: int, payload: bytes, what: str) -> PatchError:
+    text = payload.decode(errors="replace").strip()
+    name, cls = _ERR.get(status, (None, PatchDeviceError))
+    if name is None:
+        try:
+            name = Status(status).name
+        except ValueError:
+            name = f"status {status}"
+    e = cls(f"device refused the patch at {what}: {name}" + (f" ({text})" if text else ""))
+    e.status = status
+    return e
+
+
+@dataclass
+class PatchStatus:
+    valid: bool
+    staging: bool
+    staged_complete: bool
+    test_build: bool
+    flash_loaded: bool
+    slot: int
+    fallbacks: int
+    seq: int
+    last_seq: int
+    staged_total: int
+    staged_next: int
+    staged_crc: int
+    stage_capacity: int
+    slot_size: int
+    erases: int
+    programs: int
+    refused: int
+    max_chunk: int
+    page: int
+    hash: str | None
+    key_id: str
+
+    @property
+    def flash_ops(self) -> int:
+        return self.erases + self.programs
+
+    @classmethod
+    def parse(cls, p: bytes) -> "PatchStatus":
+        if len(p) < 84 or p[0] != 1:
+            raise LinkError("malformed PATCH_STATUS response; firmware and host versions differ")
+        f = p[1]
+        (seq, last, tot, nxt, crc, cap, slot, er, pr, rf) = struct.unpack_from("<10I", p, 4)
+        mc, pg = struct.unpack_from("<HH", p, 44)
+        return cls(bool(f & 1), bool(f & 2), bool(f & 4), bool(f & 8), bool(f & 16), p[2], p[3],
+                   seq, last, tot, nxt, crc, cap, slot, er, pr, rf, mc, pg,
+                   p[48:80].hex() if f & 1 else None, p[80:84].hex())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def patch_status(link) -> PatchStatus:
+    r = link.transact(Msg.PATCH_STATUS)
+    if r.status == Status.UNKNOWN_TYPE:
+        raise PatchError(f"device at {link.url} has no patch support (firmware built without "
+                         f"a weight area; build it with `mcu patch firmware` or a patchable model)")
+    if r.status != Status.OK:
+        raise device_error(r.status, r.payload, "PATCH_STATUS")
+    return PatchStatus.parse(r.payload)
+
+
+def _request(link, t, payload=b"", what="", **kw) -> bytes:
+    r = link.transact(t, payload, **kw)
+    if r.status != Status.OK:
+        raise device_error(r.status, r.payload, what or Msg(t).name)
+    return r.payload
+
+
+@dataclass
+class SendResult:
+    bytes: int = 0              # patch size
+    streamed: int = 0           # patch bytes acknowledged in this run
+    resumed_from: int = 0       # device offset at the first BEGIN
+    sent_bytes: int = 0         # chunk payload bytes put on the link (retransmissions too)
+    chunks: int = 0
+    chunk_size: int = 0
+    window: int = 0
+    retransmits: int = 0        # go-back-N rewinds
+    timeouts: int = 0
+    reconnects: int = 0
+    stream_seconds: float = 0.0
+    bytes_per_s: float = 0.0
+    fraction_of_baud: float = 0.0   # of NOMINAL_BAUD / 10 bytes/s
+    apply_seconds: float = 0.0
+    applied: bool = False
+    already_applied: bool = False
+    seq: int = 0
+    hash: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Session:
+    def __init__(self, opener, link=None):
+        self.opener = opener
+        self.link = link
+
+    def get(self):
+        if self.link is None or self.link.ser is None:
+            self.link = self.opener()
+            try:
+                self.link._write(b"\x00")   # end any partial frame the device still holds
+            except LinkError:
+                pass
+        return self.link
+
+    def drop(self):
+        if self.link is not None:
+            try:
+                self.link.close()
+            except Exception:
+                pass
+        self.link = None
+
+
+def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None,
+               progress=None, apply: bool = True, reconnects: int = 5,
+               apply_timeout: float = 60.0, link=None, baud: int = NOMINAL_BAUD,
+               chunk_timeout: float | None = None) -> SendResult:
+    """Stream `data` (a patch file) to the device and apply it. `opener()` returns a
+    new Link (used after a dropped connection); `link` an already open one. Raises
+    PatchError (one line) when the device refuses the patch."""
+    data = bytes(data)
+    h = read_header(data)           # a malformed file fails here, before the device sees it
+    total, crc = len(data), zlib.crc32(data)
+    res = SendResult(bytes=total, window=window)
+    ses = _Session(opener, link)
+    attempts = 0
+    begun = False
+    t0 = None
+    while True:
+        try:
+            lk = ses.get()
+            st = patch_status(lk)
+            if st.hash == h["target_hash"].hex() and st.last_seq >= h["seq"]:
+                res.already_applied = not res.applied
+                res.applied = True
+                res.seq, res.hash = st.seq, st.hash
+                break
+            if st.staged_complete and st.staged_total == total and st.staged_crc == crc:
+                nxt = total                     # nothing left to stream
+                if not begun:
+                    res.resumed_from = nxt
+                    begun = True
+            else:
+                r = _request(lk, Msg.PATCH_BEGIN, struct.pack("<II", total, crc)
+                             + data[:HEADER_SIZE], "PATCH_BEGIN")
+                nxt, max_chunk = struct.unpack_from("<IH", r)
+                n_chunk = min(max_chunk, chunk or max_chunk)
+                res.chunk_size = n_chunk
+                if not begun:
+                    res.resumed_from = nxt
+                    begun = True
+                if t0 is None:
+                    t0 = time.monotonic()
+                _stream(lk, data, nxt, n_chunk, window, res, progress,
+                        chunk_timeout or lk.timeout)
+            if t0 is not None and not res.stream_seconds:
+                res.stream_seconds = time.monotonic() - t0
+            if not apply:
+                break
+            ta = time.monotonic()
+            r = _request(lk, Msg.PATCH_APPLY, b"", "PATCH_APPLY", timeout=apply_timeout)
+            res.apply_seconds = time.monotonic() - ta
+            res.seq = struct.unpack_from("<I", r)[0]
+            res.hash = r[4:36].hex()
+            res.applied = True
+            break
+        except LinkError as e:
+            if isinstance(e, PatchError):
+                raise
+            attempts += 1
+            if attempts > reconnects:
+                raise
+            res.reconnects += 1
+            ses.drop()
+            time.sleep(min(0.05 * attempts, 0.5))
+    res.streamed = total - res.resumed_from
+    if res.stream_seconds > 0:
+        res.bytes_per_s = res.streamed / res.stream_seconds
+        res.fraction_of_baud = res.bytes_per_s / (baud / 10)
+    if link is None:
+        ses.drop()
+    return res
+
+
+def _stream(lk, data, base, n_chunk, window, res, progress, timeout):
+    """Pipelined go-back-N: keep `window` chunks in flight from `base` until the
+    device acknowledges the whole patch."""
+    total = len(data)
+    nxt = base
+    inflight: dict[int, tuple[int, float]] = {}     # seq -> (offset, sent at)
+    sent: set[int] = set()
+    last_progress = time.monotonic()
+    if progress:
+        progress(base, total)
+    while base < total:
+        while len(inflight) < window and nxt < total:
+            n = min(n_chunk, total - nxt)
+            seq = lk._next_seq()
+            lk._write(Frame(Msg.PATCH_CHUNK, seq, struct.pack("<I", nxt) + data[nxt:nxt + n])
+                      .encode())
+            lk.counters["tx_frames"] += 1
+            inflight[seq] = (nxt, time.monotonic())
+            sent.add(seq)
+            res.sent_bytes += n
+            res.chunks += 1
+            nxt += n
+        oldest = min(t for _, t in inflight.values()) if inflight else time.monotonic()
+        left = oldest + timeout - time.monotonic()
+        if left <= 0:
+            res.timeouts += 1
+            lk.counters["timeouts"] += 1
+            if time.monotonic() - last_progress > 4 * timeout + 1:
+                raise LinkError(f"device at {lk.url} stopped acknowledging patch chunks at "
+                                f"offset {base} of {total}")
+            inflight.clear()
+            nxt = base
+            res.retransmits += 1
+            continue
+        for item in lk.reader.feed(lk._read_some(min(left, 0.2))):
+            if isinstance(item, FrameError):
+                lk.counters[item.kind] += 1
+                continue
+            lk.counters["rx_frames"] += 1
+            if not item.is_response or item.type != Msg.PATCH_CHUNK or item.seq not in sent:
+                lk.counters["stale"] += 1
+                continue
+            if item.status != Status.OK:
+                raise device_error(item.status, item.payload, f"offset {inflight.get(item.seq, (0,))[0]}")
+            ack, gap = struct.unpack_from("<IB", item.payload)
+            current = inflight.pop(item.seq, None)
+            if ack > base:
+                base = ack
+                last_progress = time.monotonic()
+                if progress:
+                    progress(base, total)
+            if gap and current is not None and ack == base and nxt > base:
+                inflight.clear()                    # go back to the device's offset
+                nxt = base
+                res.retransmits += 1
+        if nxt < base:
+            nxt = base
