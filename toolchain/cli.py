@@ -44,6 +44,7 @@ from toolchain import cli_device  # noqa: E402,F401
 from toolchain import cli_convert  # noqa: E402,F401
 from toolchain import cli_patch  # noqa: E402,F401
 from toolchain import cli_hil  # noqa: E402,F401
+from toolchain import cli_model  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -40,25 +40,39 @@ def boards_cmd(json_path):
 @click.option("--protocol", type=click.Choice(["binary", "eembc"]), default="binary",
               show_default=True, help="Host link protocol: the framed binary protocol, or the "
               "MLPerf Tiny / EEMBC benchmark text protocol (needs a MODEL).")
-def build_cmd(model, board, out_dir, json_path, test_build, werror, force, protocol):
-    """Build the device firmware for a board; print flash/RAM use from the linker."""
+@click.option("--kernels", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
+              show_default=True, help="Runtime kernels: portable C, Cortex-M DSP (SIMD), or "
+              "the best the board's core has.")
+@click.option("--calib", type=click.Path(dir_okay=False), default=None,
+              help="Calibration inputs (.npz, array 'x') to quantize a float model (.onnx, "
+                   ".pt2) first, as `mcu convert` does.")
+@click.option("--no-tflm", is_flag=True, help="Skip measuring TFLite Micro's arena.")
+def build_cmd(model, board, out_dir, json_path, test_build, werror, force, protocol, kernels,
+              calib, no_tflm):
+    """Build the device firmware for a board, with MODEL (.tflite int8, or .onnx/.pt2 with
+    --calib) compiled in when given; print flash/RAM use from the linker."""
     from toolchain.boards import load_board
-    from toolchain.build import build_firmware, model_sources
+    from toolchain.build import build_firmware
     b = load_board(board or _default_board())
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
-    kw = {}
     if protocol == "eembc" and not model:
         raise click.UsageError("--protocol eembc needs a MODEL")
     if model:
-        srcs, incs, defs = model_sources(model, b, out / "model")
+        from toolchain.codegen.build_model import build_model, format_report
+        extra, defs = [], {}
         if protocol == "eembc":
             from toolchain.hil.session import load_int8_model, write_eembc_source
             m = load_int8_model(model)
-            srcs = list(srcs) + [write_eembc_source(m, out / "eembc_model.c")]
-            defs = dict(defs or {}, MCU_PROTOCOL_EEMBC=1,
-                        MCU_EEMBC_DB_SIZE=max(1, m.in_tensor.nbytes))
-        kw = dict(extra_sources=srcs, include_dirs=incs, defines=defs, with_runtime=True)
-    res = build_firmware(b, out, test_build=test_build, werror=werror, force=force, **kw)
+            extra = [write_eembc_source(m, out / "eembc_model.c")]
+            defs = dict(MCU_PROTOCOL_EEMBC=1, MCU_EEMBC_DB_SIZE=max(1, m.in_tensor.nbytes))
+        rep = build_model(model, b, out, kernels=kernels, calib=calib, test_build=test_build,
+                          werror=werror, force=force, measure_tflm=not no_tflm,
+                          defines=defs, extra_sources=extra,
+                          log=lambda msg: click.echo(msg, err=True))
+        click.echo(format_report(rep))
+        write_json(json_path, rep)
+        return
+    res = build_firmware(b, out, test_build=test_build, werror=werror, force=force)
     click.echo(f"board: {b.name}" + ("  (unchanged, reused)" if res.cached else ""))
     click.echo(res.report())
     top = list(res.by_file.items())[:6]
@@ -68,31 +82,38 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
     write_json(json_path, res.to_json())
 
 
-def _start(board, firmware, test_build):
-    from toolchain.build import build_firmware
+def _start(board, firmware, test_build, model=None):
+    from toolchain.build import build_firmware, load_build
     from toolchain.devices import start_device
     from toolchain.boards import load_board
     b = load_board(board or _default_board())
     fw = firmware
-    if fw is None and b.kind != "serial":
+    if fw is None and model and b.kind != "serial":
+        from toolchain.codegen.build_model import build_model
+        rep = build_model(model, b, Path("build") / f"{b.name}-{Path(model).stem}",
+                          test_build=test_build, measure_tflm=False)
+        fw = load_build(rep["build_dir"])
+    elif fw is None and b.kind != "serial":
         fw = build_firmware(b, test_build=test_build)
     return b, start_device(b, fw, test_build=test_build or None)
 
 
 @main.command("run")
+@click.argument("model", required=False)
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
 @click.option("--firmware", type=click.Path(exists=True), default=None,
               help="Build directory or ELF (default: build the firmware first).")
 @click.option("--test-build", is_flag=True, help="Run a test build (semihosting on).")
-def run_cmd(board, firmware, test_build):
-    """Start a board, print its serial URL, keep it running until Ctrl-C."""
+def run_cmd(model, board, firmware, test_build):
+    """Start a board (with MODEL's firmware when given), print its serial URL, keep it
+    running until Ctrl-C."""
     import signal
 
     def _stop(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGINT, _stop)   # also when started in the background
     signal.signal(signal.SIGTERM, _stop)
-    b, dev = _start(board, firmware, test_build)
+    b, dev = _start(board, firmware, test_build, model)
     with dev:
         info = dev.link().info()
         dev.release()  # let other clients connect to the URL

@@ -85,6 +85,7 @@ def firmware_sources(model, board, out_dir, kernels: str = "auto", calib=None,
     firmware_sources.last = gen
     defs = dict(kernel_defines(variant, board))
     defs.update(timer_defines(board))
+    defs["MCU_SCRATCH_SIZE"] = 64    # the link-test scratch stream: not needed beside a model
     return [str(f) for f in gen.files], [str(out_dir)], defs
 
 

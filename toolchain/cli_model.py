@@ -1,0 +1,84 @@
+"""`mcu infer`: run a model on a board (built with `mcu build MODEL`) for inputs from .npy."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolchain.cli import main, write_json
+
+
+@main.command("infer")
+@click.argument("model", type=click.Path(dir_okay=False, exists=True))
+@click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True),
+              required=True, help=".npy: one input (the model's shape) or a batch (N, ...); "
+              "int8 as is, float quantized with the model's input scale/zero point.")
+@click.option("--kernels", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
+              show_default=True)
+@click.option("--port", default=None, help="A flashed board at this serial URL instead.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Compare every output byte with the tflite-micro interpreter (.tflite).")
+@click.option("--layers", is_flag=True, help="Print per-layer counts of the last inference.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False))
+def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path):
+    """Run MODEL on a board for the inputs in --input; print outputs and counts."""
+    import numpy as np
+
+    from toolchain.boards import default_board_name, load_board
+    from toolchain.build import load_build
+    from toolchain.codegen.build_model import build_model
+    from toolchain.codegen.firmware import load_int8_graph
+    from toolchain.devices import start_device
+    from toolchain.errors import McuError
+    from toolchain.link.model import ModelClient
+    b = load_board(board or default_board_name())
+    graph, tfl = load_int8_graph(model)
+    xt = graph.t(graph.inputs[0])
+    x = np.load(input_path, allow_pickle=False)
+    if x.size == xt.size:
+        x = x.reshape((1,) + tuple(xt.shape))
+    elif x.size % xt.size == 0:
+        x = x.reshape((-1,) + tuple(xt.shape))
+    else:
+        raise McuError(f"{input_path} has shape {x.shape}; the model takes {list(xt.shape)} "
+                       f"(or a batch of them)")
+    if x.dtype != np.int8:
+        s, z = float(xt.quant.scale[0]), int(xt.quant.zero_point[0])
+        x = np.clip(np.round(x.astype(np.float64) / s) + z, -128, 127).astype(np.int8)
+    if port:
+        dev = start_device(b, None, port=port)
+    else:
+        rep = build_model(model, b, Path("build") / f"{b.name}-{Path(model).stem}-{kernels}",
+                          kernels=kernels, measure_tflm=False)
+        dev = start_device(b, load_build(rep["build_dir"]))
+    ref = None
+    if check and tfl:
+        from toolchain.ir.tflm import TflmRunner
+        ref = TflmRunner(Path(tfl).read_bytes())
+    rows = []
+    with dev:
+        client = ModelClient(dev.link())
+        info = client.info()
+        for i, xi in enumerate(x):
+            out, count = client.infer(xi.tobytes())
+            y = np.frombuffer(out, np.int8)
+            row = dict(index=i, output=y.tolist(), count=count, unit=info.count_unit)
+            if ref is not None:
+                row["tflm_equal"] = bool(np.array_equal(ref.run(xi)[0].reshape(-1), y))
+            rows.append(row)
+            click.echo(f"[{i}] {count:,} {info.count_unit}  argmax {int(y.argmax())}  "
+                       f"{y.tolist() if y.size <= 16 else str(y[:16].tolist()) + '...'}"
+                       + ("" if ref is None else ("  = TFLM" if row["tflm_equal"]
+                                                  else "  DIFFERS from TFLM")))
+        lt = client.layer_times() if layers else None
+    if lt:
+        for k, (op, c) in enumerate(zip(graph.ops, lt)):
+            click.echo(f"  layer {k:3d} {op.type:<18} {c:>12,} {info.count_unit}")
+    if ref is not None:
+        n_eq = sum(r["tflm_equal"] for r in rows)
+        click.echo(f"bit-exact with tflite-micro: {n_eq}/{len(rows)}")
+    write_json(json_path, dict(board=b.name, model=model, unit=info.count_unit, results=rows,
+                               layer_counts=lt))
+    if ref is not None and n_eq != len(rows):
+        raise McuError(f"{len(rows) - n_eq} of {len(rows)} outputs differ from tflite-micro")
