@@ -244,3 +244,34 @@ def mutate_store(store: WeightStore, fraction: float = 0.05, seed: int = 1) -> W
         else:
             t.data[m] = rng.integers(-2**20, 2**20, int(m.sum())).astype(t.data.dtype)
     return new
+
+
+def build_patch_model_firmware(model, board, key: bytes, out_dir, *, kernels: str = "auto",
+                               test_build: bool = True, werror: bool = False,
+                               stage_capacity: int | None = None, name: str | None = None,
+                               defines=None):
+    """A model firmware whose weights live in the patch weight area: codegen with
+    patchable=True (kernels read tensor i at mcu_wstore() + offset i; model hash = store
+    hash of the active slot) + the patch sources and config with slot A = the model's
+    store. Returns (BuildResult, graph)."""
+    import os
+
+    from toolchain.boards import load_board
+    from toolchain.build import build_firmware
+    from toolchain.codegen.firmware import firmware_sources, load_int8_graph
+
+    from .store import weight_store
+    b = load_board(board)
+    out = Path(out_dir)
+    graph, _ = load_int8_graph(model, None, out)
+    nm = name or (graph.name if not isinstance(model, (str, os.PathLike))
+                  else Path(os.fspath(model)).stem) or "model"
+    srcs, incs, defs = firmware_sources(graph, b, out / "model", kernels=kernels, name=nm,
+                                        patchable=True)
+    st = weight_store(graph)
+    lay = area_layout(st, stage_capacity=stage_capacity)
+    psrcs, pincs, pdefs = patch_sources(out / "gen-patch", st, key, lay)
+    defs = dict(defs, **pdefs, **(defines or {}))
+    res = build_firmware(b, out, extra_sources=[*srcs, *psrcs], include_dirs=[*incs, *pincs],
+                         defines=defs, with_runtime=True, test_build=test_build, werror=werror)
+    return res, graph
