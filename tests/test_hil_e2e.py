@@ -32,8 +32,11 @@ BOARDS = [pytest.param("host", marks=pytest.mark.skipif(not HAVE_CC, reason="nee
               not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")])]
 
 
+MCU = [sys.executable, "-c", "from toolchain.cli import main; main()"]
+
+
 def _mcu(*args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "toolchain.cli", *map(str, args)], cwd=ROOT,
+    return subprocess.run([*MCU, *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -54,8 +57,8 @@ def test_hil_cli_end_to_end(board, tmp_path):
     assert s["device_accuracy"] == s["host_accuracy"]
     lat = s["latency"]
     assert lat["n"] == 12 and lat["min"] > 0
-    if board == "mps2-an386":   # deterministic under -icount: same count every run
-        assert lat["unit"] == "instructions" and lat["min"] == lat["max"]
+    if board == "mps2-an386":   # -icount: instructions, deterministic per input
+        assert lat["unit"] == "instructions" and lat["max"] - lat["min"] < lat["min"] // 50
     assert len(j["layers"]) == 8 and all("latency" in x for x in j["layers"])
     assert j["meta"]["flash_used"] > 0 and j["meta"]["ram_used"] > 0
     assert "<svg" in ht.read_text()
@@ -114,7 +117,7 @@ def test_cli_device_stops_answering(tmp_path):
     with start_device("mps2-an386", fw) as dev:
         dev.link().info()
         dev.release()
-        p = subprocess.Popen([sys.executable, "-m", "toolchain.cli", "hil", str(model), "--board",
+        p = subprocess.Popen([*MCU, "hil", str(model), "--board",
                               "mps2-an386", "--port", dev.url, "--data", str(data), "-q",
                               "--json", str(js)], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -126,9 +129,10 @@ def test_cli_device_stops_answering(tmp_path):
         os.killpg(os.getpgid(dev.proc.pid), signal.SIGKILL)
         out, err = p.communicate(timeout=60)
     assert p.returncode == 4, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.startswith("error")]
     assert len(lines) == 1 and lines[0].startswith("error: device stopped answering at sample")
-    assert "partial results in" in lines[0] and "Traceback" not in err
+    assert err.rstrip().endswith(lines[0]) and "partial results in" in lines[0]
+    assert "Traceback" not in err
     j = json.loads(js.read_text())
     assert j["summary"]["complete"] is False and j["summary"]["samples_done"] == len(j["samples"]) > 0
 
@@ -146,7 +150,7 @@ def test_firmware_for_another_model_is_refused(tmp_path):
         dev.release()
         r = _mcu("hil", model, "--board", "host", "--port", dev.url, "--data", data, "-q")
     assert r.returncode == 3
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error")]
     assert len(lines) == 1 and "runs model" in lines[0] and "not " in lines[0], r.stderr
     assert "Traceback" not in r.stderr
 

@@ -212,6 +212,9 @@ class HilDevice:
     @property
     def latency_unit(self) -> str:
         info = self.info()
+        unit = getattr(info, "count_unit", "")
+        if unit and unit not in ("?", "ticks"):
+            return unit
         if self.board.kind == "qemu" or (self.board.kind != "serial"
                                          and info.instructions_per_tick):
             return "instructions"
