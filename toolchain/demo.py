@@ -67,7 +67,7 @@ def main(board: str = "mps2-an386", out: Path = OUT, limit: int | None = None) -
               f"({dev.board.kind}, {dev.url})", t)
         print(f"      {fw.report().replace(chr(10), chr(10) + '      ')}")
         print(f"      device says: board {info.board}, firmware {info.build_id}, model "
-              f"{info.model_name or '?'} {info.model_hash[:16]}, "
+              f"'{info.model_name or '?'}' {info.model_hash[:16]}, "
               f"{info.model_input_size} B in / {info.model_output_size} B out")
         rtt = []
         for _ in range(10):
@@ -84,7 +84,8 @@ def main(board: str = "mps2-an386", out: Path = OUT, limit: int | None = None) -
                       json_path=out / "hil.json", html_path=out / "hil.html")
         _step(4, total, f"ran mcu hil {tflite} --board {board} --data {out / 'test.npz'}", t)
     print("      " + format_summary(res).replace("\n", "\n      "))
-    _step(5, total, f"reports: {out / 'hil.json'} and {out / 'hil.html'}", t)
+    print(f"[5/5] reports: {out / 'hil.json'} (summary + every sample) and {out / 'hil.html'} "
+          f"(open it in a browser)")
     for f in res.failures():
         print(f"demo: check failed: {f}", file=sys.stderr)
     return 0 if res.passed else 1
