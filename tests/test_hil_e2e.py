@@ -114,6 +114,9 @@ def test_cli_device_stops_answering(tmp_path):
     model, data = digits_model()
     fw = build_for_model(model, "mps2-an386")
     js = tmp_path / "p.json"
+    z = np.load(data)   # many samples: the run must outlast the kill below
+    data = tmp_path / "many.npz"
+    np.savez(data, x=np.concatenate([z["x"]] * 10), y=np.concatenate([z["y"]] * 10))
     with start_device("mps2-an386", fw) as dev:
         dev.link().info()
         dev.release()
