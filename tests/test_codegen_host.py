@@ -96,9 +96,11 @@ def test_unsupported_op_names_op_and_layer():
     (9, 30, 5, 60, 2, 2), (10, 100, 10, 50, 1, 3)])
 def test_row_schedule_never_reads_clobbered_rows(geo):
     in_h, in_row, out_h, out_row, sh, ph = geo
-    s = simulate(in_h, in_row, out_h, out_row, sh, ph)
-    for eff in (1, 2, 3, 5):
-        check_schedule(s, eff)
+    for block in (1, 2, 3):
+        s = simulate(in_h, in_row, out_h, out_row, sh, ph, block=block)
+        for eff in (1, 2, 3, 5):
+            # a block reads the windows of all its rows: eff + (block - 1) * stride rows
+            check_schedule(s, eff + (block - 1) * sh)
 
 
 def _mlperf():

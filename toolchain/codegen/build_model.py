@@ -84,7 +84,8 @@ def _flash_ram_parts(res, gen) -> tuple[dict, dict]:
 def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None,
                 test_build: bool = False, werror: bool = False, force: bool = False,
                 measure_tflm: bool = True, defines: dict | None = None, extra_sources=(),
-                log=None) -> dict:
+                gen_options: dict | None = None, log=None) -> dict:
+    """gen_options: passed to toolchain.codegen.generate (rows=False, reorder=False, ...)."""
     from converters import load_model  # noqa: F401  (fail early if converters break)
     from toolchain.boards import load_board
     from toolchain.build import build_firmware
@@ -93,7 +94,8 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     graph, tfl_path = load_int8_graph(model, calib, out, log)
     srcs, incs, defs = firmware_sources(graph, b, out / "model", kernels=kernels,
-                                        name=Path(os.fspath(model)).stem)
+                                        name=Path(os.fspath(model)).stem,
+                                        **(gen_options or {}))
     gen = firmware_sources.last
     defs = dict(defs, **(defines or {}))
     res = build_firmware(b, out, extra_sources=list(srcs) + list(extra_sources),

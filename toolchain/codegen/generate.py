@@ -144,7 +144,32 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
                            force_rows=force_rows)
         if best is None or plan.arena_size < best[1].arena_size:
             best = (order, plan)
-    return best
+    if not rows or force_rows or not best[1].rows:
+        return best
+    # Row-delayed calls cost instructions (one kernel call per row block): where the
+    # arena allows, run an op normally, else in blocks of several rows per call.
+    order, plan = best
+    g = _with_order(graph, order)
+    limit = plan.arena_size
+    choice: dict[str, int] = {}    # op name -> 0 (not row-delayed) or rows per call
+
+    def policy(op, gr):
+        b = choice.get(op.name, 1)
+        return None if b == 0 else row_schedule(gr, op, b)
+
+    def trial():
+        return plan_memory(g, alignment, scratch=scratch, rows=policy)
+    for name in list(plan.rows):
+        ho = plan.rows[name].out_h
+        for b in [0] + [b for b in (16, 12, 8, 6, 5, 4, 3, 2) if b < ho]:
+            choice[name] = b
+            p2 = trial()
+            if p2.arena_size <= limit:
+                plan = p2
+                break
+        else:
+            choice[name] = 1
+    return order, trial()
 
 
 # ---------------------------------------------------------------- C emission
@@ -356,23 +381,27 @@ class _Emitter:
         assert base == self.plan.offsets[op.outputs[0]]
         self.decls.append(f"static const uint16_t {P}_flush[] = {{{_arr(s.flush_after)}}};")
         n, hi, wi, ci = p["input_dims"]
+        ho = s.rows_total or s.out_h
+        rb = s.out_row // s.block    # bytes of one output row
         return [
             f"int8_t *buf = {self.p}arena + {base};",
             f"int8_t *ring = {self.p}arena + {ring_off};",
             f"{ctype} prm = *{pp};",
             f"mcu_dims_t id = *{idm}, od = *{odm};",
             "int32_t r, done = 0;",
-            "od.h = 1;",
-            f"for (r = 0; r < {s.out_h}; r++) {{",
+            f"for (r = 0; r < {s.out_h}; r++) {{  /* {s.block} output row(s) per call */",
             f"    const int32_t start = r * {s.stride_h} - {s.pad_h};",
             "    const int32_t i0 = start > 0 ? start : 0;",
             "    prm.pad_h = start < 0 ? -start : 0;",
             f"    id.h = {hi} - i0;",
+            f"    od.h = {ho} - r * {s.block} < {s.block} ? {ho} - r * {s.block} : {s.block};",
             f"    {fn}(&prm, {q}&id, buf + i0 * {s.in_row}, {wb}&od, "
             f"ring + (r % {s.depth}) * {s.out_row}{scr});",
             f"    while (done < (int32_t){P}_flush[r]) {{",
+            f"        const int32_t n = {ho} - done * {s.block} < {s.block} ? "
+            f"{ho} - done * {s.block} : {s.block};",
             f"        mcu_copy8(buf + done * {s.out_row}, ring + (done % {s.depth}) * {s.out_row}, "
-            f"{s.out_row});",
+            f"n * {rb});",
             "        done++;",
             "    }",
             "}",

@@ -32,6 +32,8 @@ class RowSchedule:
     pad_h: int
     depth: int           # ring slots
     flush_after: list    # cumulative rows flushed after output row r is computed
+    block: int = 1       # output rows per kernel call (out_h/out_row/stride_h are per block)
+    rows_total: int = 0  # real output rows (the last block may be partial)
 
     @property
     def ring_bytes(self) -> int:
@@ -47,7 +49,7 @@ class RowSchedule:
 
     def to_json(self) -> dict:
         return dict(depth=self.depth, ring_bytes=self.ring_bytes, out_row=self.out_row,
-                    in_row=self.in_row)
+                    in_row=self.in_row, block=self.block)
 
 
 def _geometry(graph: Graph, op: Op):
@@ -60,7 +62,12 @@ def _geometry(graph: Graph, op: Op):
     return hi, wi * ci, ho, wo * co, p["stride_h"], p["pad_h"]
 
 
-def simulate(in_h, in_row, out_h, out_row, stride_h, pad_h) -> RowSchedule:
+def simulate(in_h, in_row, out_h, out_row, stride_h, pad_h, block: int = 1) -> RowSchedule:
+    """Greedy flush schedule; with block > 1 a 'row' is `block` output rows computed
+    by one kernel call (fewer calls, larger ring)."""
+    rows_total = out_h
+    if block > 1:
+        out_h, out_row, stride_h = -(-out_h // block), out_row * block, stride_h * block
     def last(i):
         return min(out_h - 1, (i + pad_h) // stride_h)
 
@@ -76,10 +83,11 @@ def simulate(in_h, in_row, out_h, out_row, stride_h, pad_h) -> RowSchedule:
             flushed += 1
         flush_after.append(flushed)
     assert flush_after[-1] == out_h
-    return RowSchedule(in_h, in_row, out_h, out_row, stride_h, pad_h, depth, flush_after)
+    return RowSchedule(in_h, in_row, out_h, out_row, stride_h, pad_h, depth, flush_after,
+                       block, rows_total)
 
 
-def row_schedule(graph: Graph, op: Op) -> RowSchedule | None:
+def row_schedule(graph: Graph, op: Op, block: int = 1) -> RowSchedule | None:
     if op.type not in ROW_OPS:
         return None
     x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
@@ -88,7 +96,7 @@ def row_schedule(graph: Graph, op: Op) -> RowSchedule | None:
     geo = _geometry(graph, op)
     if geo is None:
         return None
-    return simulate(*geo)
+    return simulate(*geo, block=block)
 
 
 def check_schedule(s: RowSchedule, eff_kh: int, dil_h: int = 1) -> None:
