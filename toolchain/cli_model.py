@@ -82,3 +82,14 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
                                layer_counts=lt))
     if ref is not None and n_eq != len(rows):
         raise McuError(f"{len(rows) - n_eq} of {len(rows)} outputs differ from tflite-micro")
+
+
+@main.command("bench")
+@click.option("--board", "-b", default="mps2-an386", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              default="bench-results/bench.json", show_default=True)
+def bench_cmd(board, json_path):
+    """MLPerf Tiny models: instructions per inference (portable vs DSP kernels), arena vs
+    TFLite Micro, flash vs the .tflite (the same as `make bench`)."""
+    from toolchain.bench import run
+    run(board, json_path, echo=click.echo)
