@@ -56,6 +56,8 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
         if p:
             click.echo(f"{what} report: {p}")
     fails = res.failures()
+    if res.stopped and res.stopped.get("interrupted"):
+        raise KeyboardInterrupt
     if res.stopped:
         raise DeviceStopped(fails[0] + (f"; partial results in {json_path}" if json_path else ""))
     if fails:

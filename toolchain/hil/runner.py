@@ -127,7 +127,10 @@ class HilResult:
     def failures(self) -> list[str]:
         """One line per failed check (empty: the run passed)."""
         out = []
-        if self.stopped:
+        if self.stopped and self.stopped.get("interrupted"):
+            out.append(f"run interrupted at sample {self.stopped['at']} "
+                       f"({self.done}/{self.planned} done)")
+        elif self.stopped:
             out.append(f"device stopped answering at sample {self.stopped['at']} "
                        f"({self.done}/{self.planned} done): {self.stopped['error']}")
         bad = [s for s in self.samples if s.max_abs_diff > self.config.tolerance]
@@ -232,7 +235,7 @@ def run_samples(client, data: HilData, reference, config: HilConfig, *,
             if on_sample is not None:
                 on_sample(res, s)
     except KeyboardInterrupt:
-        res.stopped = dict(at=res.done, error="interrupted (Ctrl-C)")
+        res.stopped = dict(at=res.done, error="interrupted (Ctrl-C)", interrupted=True)
     finally:
         if bar is not None:
             bar.close()
