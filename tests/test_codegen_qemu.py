@@ -104,3 +104,19 @@ def test_host_board_model_messages(tmp_path):
         name, size = c.layer_info(0)
         assert name.startswith("CONV_2D") and size == g.t(g.ops[0].outputs[0]).nbytes
         assert len(c.layer_output(len(g.ops) - 1)) == 12
+
+
+def test_model_too_big_is_refused_with_needs(tmp_path, monkeypatch):
+    """A board with 32 KiB RAM cannot hold ResNet-8's arena: one line, needed vs available."""
+    from toolchain.codegen.build_model import build_model
+    from toolchain.errors import BuildError
+    src = Path(__file__).resolve().parent.parent / "hw" / "boards" / "mps2-an386.toml"
+    text = src.read_text().replace('name = "mps2-an386"', 'name = "tiny-m4"')
+    text = text.replace("ram_size = 0x40000", "ram_size = 0x8000").replace("default = true",
+                                                                             "default = false")
+    (tmp_path / "boards").mkdir()
+    (tmp_path / "boards" / "tiny-m4.toml").write_text(text)
+    monkeypatch.setenv("MCU_BOARDS_PATH", str(tmp_path / "boards"))
+    with pytest.raises(BuildError, match=r"RAM needs [\d,]+ B, has 32,768 B"):
+        build_model(_model("pretrainedResnet_quant.tflite"), "tiny-m4", tmp_path / "b",
+                    measure_tflm=False)
