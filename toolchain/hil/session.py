@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain.errors import BuildError
 from toolchain.hil.errors import HilError, ModelMismatch
 from toolchain.ir.graph import Graph
 
@@ -95,7 +94,7 @@ def build_for_model(model, board, *, build_dir=None, protocol: str = "binary",
     with the same key. patch_c(gen_dir) may edit the generated sources (test builds
     that corrupt something on purpose). Returns a BuildResult."""
     from toolchain.boards import load_board
-    from toolchain.build import build_firmware, load_build, model_sources
+    from toolchain.build import build_firmware, model_sources
     m = load_int8_model(model)
     b = load_board(board)
     opts = dict(protocol=protocol, test_build=test_build, defines=defines or {},
@@ -103,15 +102,9 @@ def build_for_model(model, board, *, build_dir=None, protocol: str = "binary",
     key = options_key(b.name, m.hash, opts)
     out = Path(build_dir or Path("build") / "hil" / f"{b.name}-{m.hash[:12]}-{key}")
     stamp = out / "hil-key.json"
-    if not force and stamp.exists() and (out / "build.json").exists():
-        try:
-            prev = load_build(out)
-            if json.loads(stamp.read_text()).get("key") == key and prev.elf.exists():
-                prev.cached = True
-                return prev
-        except (BuildError, ValueError, TypeError, KeyError):
-            pass
-    if log:
+    # The C is generated every time (milliseconds); toolchain.build then skips the
+    # compile when no source, header or flag changed, so a toolchain update rebuilds.
+    if log and not (out / "build.json").exists():
         log(f"building firmware for {b.name} (model {m.hash[:12]}) in {out}")
     src = m.path if m.tflite is not None or not m.path.startswith("<") else m.graph
     srcs, incs, defs = model_sources(src, b, out / "model")
