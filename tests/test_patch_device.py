@@ -171,3 +171,107 @@ def test_power_cut_every_flash_op_host_smoke(host_fw, store, tmp_path):
     print(f"host power cuts: {rep['trials']} trials over {rep['ops']} flash ops: "
           f"{rep['old']} old, {rep['new']} new after reboot; all resumed to new")
     assert rep["trials"] >= rep["ops"] // 3 and rep["bad"] == 0
+
+
+# ---- with a generated model ------------------------------------------------------------
+def _model_case(seed=3, frac=0.1):
+    import numpy as np
+    from toolchain.patch.make import build_patch
+    from toolchain.patch.store import weight_store
+    from toolchain.patch.toy import toy_int8_graph
+    g0 = toy_int8_graph(0)
+    st = weight_store(g0)
+    rng = np.random.default_rng(seed)
+    new_q = {}
+    for i, t in enumerate(st.tensors):
+        if t.patchable:
+            d = t.data.astype(np.int64).copy()
+            m = rng.random(d.size) < frac
+            d[m] = (rng.integers(-127, 128, m.sum()) if t.dtype == "int8"
+                    else rng.integers(-2000, 2000, m.sum()))
+            new_q[i] = d
+    res = build_patch(g0, new_q, KEY, 1)
+    return g0, res
+
+
+def _verifier(graphs):
+    """verify(link, hash) for power-cut campaigns: outputs on fixed inputs == reference
+    of the model with that hash."""
+    from toolchain.patch.check import check_outputs, fixed_inputs, reference_outputs
+    from toolchain.patch.store import store_hash
+    refs = {store_hash(g): (g, reference_outputs(g, fixed_inputs(g, 4))) for g in graphs}
+
+    def verify(link, h):
+        g, ref = refs[h]
+        return check_outputs(link, g, 4, ref=ref)[0]
+    return verify
+
+
+@pytest.mark.parametrize("board", ["host", "mps2-an386"])
+def test_model_patch_outputs_bit_exact(board, tmp_path):
+    if board != "host" and not shutil.which("qemu-system-arm"):
+        pytest.skip("qemu-system-arm not installed")
+    from toolchain.patch.check import check_outputs
+    from toolchain.patch.device import build_patch_model_firmware
+    from toolchain.patch.store import store_hash
+    g0, res = _model_case()
+    fw, _ = build_patch_model_firmware(g0, board, KEY, tmp_path / "fw", werror=True)
+    with _start(board, fw) as dev:
+        lk = dev.link()
+        assert check_outputs(lk, g0)[0]
+        r = send_patch(None, res.data, link=lk)
+        assert r.hash == store_hash(res.graph)
+        ok, n, msg = check_outputs(lk, res.graph)
+        assert ok, msg
+        print(f"{board}: {msg}")
+
+
+def test_power_cuts_with_model_host(tmp_path):
+    from toolchain.patch.device import build_patch_model_firmware
+    from toolchain.patch.faults import power_cut_campaign
+    from toolchain.patch.store import weight_store
+    g0, res = _model_case(frac=0.05)
+    fw, _ = build_patch_model_firmware(g0, "host", KEY, tmp_path / "fw", werror=True)
+    rep = power_cut_campaign("host", fw, weight_store(g0), weight_store(res.graph), KEY,
+                             tmp_path / "pc", data=res.data, stride=1, torn_every=3,
+                             verify=_verifier([g0, res.graph]))
+    print(f"host+model power cuts: {rep['trials']} trials ({rep['torn']} torn) over "
+          f"{rep['ops']} flash ops: {rep['old']} old / {rep['new']} new model after reboot, "
+          f"outputs bit-exact, all resumed to the new model")
+    assert rep["bad"] == 0, rep["failures"][:3]
+
+
+def test_power_cuts_qemu_smoke(tmp_path):
+    if not shutil.which("qemu-system-arm"):
+        pytest.skip("qemu-system-arm not installed")
+    from toolchain.patch.device import build_patch_model_firmware
+    from toolchain.patch.faults import power_cut_campaign
+    from toolchain.patch.store import weight_store
+    g0, res = _model_case(frac=0.05)
+    fw, _ = build_patch_model_firmware(g0, "mps2-an386", KEY, tmp_path / "fw", werror=True)
+    rep = power_cut_campaign("mps2-an386", fw, weight_store(g0), weight_store(res.graph), KEY,
+                             tmp_path / "pc", data=res.data, stride=5, torn_every=2,
+                             verify=_verifier([g0, res.graph]))
+    print(f"QEMU power cuts: {rep['trials']} trials ({rep['torn']} torn) over {rep['ops']} "
+          f"flash ops: {rep['old']} old / {rep['new']} new after reboot")
+    assert rep["bad"] == 0, rep["failures"][:3]
+
+
+def test_link_faults_proxy_smoke(host_fw, store):
+    from toolchain.patch.faults import link_fault_campaign
+    new = mutate_store(store, 0.3, seed=9)
+    rep = link_fault_campaign("host", host_fw, store, new, KEY, trials=4, seed=1,
+                              drop=5e-4, dup=5e-4, corrupt=5e-4, delay=2e-3)
+    p = rep["proxy"]
+    print(f"link faults: {rep['trials']} sends, {rep['ok']} ok; proxy dropped {p['dropped']}, "
+          f"duplicated {p['duplicated']}, corrupted {p['corrupted']}, delayed {p['delayed']} "
+          f"bytes; {rep['retransmits']} go-backs, {rep['reconnects']} reconnects")
+    assert rep["bad"] == 0 and rep["final_hash_ok"], rep["failures"]
+
+
+def test_link_cut_resumes(host_fw, store):
+    from toolchain.patch.faults import link_fault_campaign
+    new = mutate_store(store, 1.0, seed=10)
+    rep = link_fault_campaign("host", host_fw, store, new, KEY, trials=2, seed=2, drop=0,
+                              dup=0, corrupt=0, delay=0, cut_after=3000)
+    assert rep["bad"] == 0 and rep["reconnects"] > 0 and rep["proxy"]["cuts"] > 0, rep

@@ -265,9 +265,12 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scenario", type=click.Choice(["growth", "classes"]), default="growth",
               show_default=True, help="growth: more data per round; classes: class-incremental.")
-def bench_cmd(json_path, quick, seed, scenario):
+@click.option("--device", is_flag=True, help="Also measure streaming + apply on the host board "
+                                             "(direct and paced at 115200 baud) and QEMU.")
+def bench_cmd(json_path, quick, seed, scenario, device):
     """Partial (DPU at 1/5/10 %) vs full vs random updates on the digits CNN: accuracy,
     patch bytes, streaming time at 115200 baud."""
     from toolchain.patch.bench import run_bench
-    run_bench(json_path=json_path, quick=quick, seed=seed, echo=click.echo, scenario=scenario)
+    run_bench(json_path=json_path, quick=quick, seed=seed, echo=click.echo, scenario=scenario,
+              device=device)
 from toolchain import cli_patch_device  # noqa: E402,F401  (firmware, send, status)

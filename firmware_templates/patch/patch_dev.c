@@ -253,7 +253,8 @@ static uint8_t parse_header(const uint8_t *b, uint32_t total, phdr_t *h) {
     if (h->type > TYPE_FULL) { say("unknown patch type"); return MCU_ST_PATCH_INVALID; }
     if (b[7] != 0u) { say("compressed patch: the device takes uncompressed payloads"); return MCU_ST_UNSUPPORTED; }
     if (b[8] != 1u) { say("unknown tag algorithm"); return MCU_ST_PATCH_INVALID; }
-    if (h->flags != (h->type == TYPE_DELTA ? 1u : 0u)) { say("bad patch flags"); return MCU_ST_PATCH_INVALID; }
+    /* HAS_OLD (bit 0): DELTA with or without old values (roll-forward); FULL never */
+    if ((h->flags & ~1u) || (h->type == TYPE_FULL && h->flags)) { say("bad patch flags"); return MCU_ST_PATCH_INVALID; }
     h->n_groups = mcu_get_u16(b + 10);
     h->seq = rd32(b + 12);
     h->entries = rd32(b + 16);
@@ -330,7 +331,7 @@ static void cur_init(cur_t *c, const uint8_t *payload, uint32_t len, const phdr_
     c->len = len;
     c->groups_left = h->n_groups;
     c->last_tensor = -1;
-    c->has_old = h->type == TYPE_DELTA;
+    c->has_old = (uint8_t)(h->type == TYPE_DELTA && (h->flags & 1u));
     c->full = h->type == TYPE_FULL;
 }
 

@@ -92,7 +92,10 @@ def _initial_model(x, y, seed, epochs=30):
     return quantize(fg, x)
 
 
-def run_bench(json_path=None, quick=False, seed=0, echo=print, scenario="growth"):
+def run_bench(json_path=None, quick=False, seed=0, echo=print, scenario="growth",
+              device=False):
+    """device=True adds measured streaming (toolchain/patch/stream_bench.py) of round 1's
+    dpu@5% and full patches onto the host board (direct and paced at 115200 baud) and QEMU."""
     import torch
 
     from converters.quantize import quantize, run_int8
@@ -128,6 +131,7 @@ def run_bench(json_path=None, quick=False, seed=0, echo=print, scenario="growth"
     seqs = {name: 0 for name in chains}
     rows = []
     requant = []
+    samples = {}                   # round-1 patches measured on devices (device=True)
     for r in range(1, rounds + 1):
         idx = sets[r]
         x, y = xtr[idx], ytr[idx]
@@ -170,6 +174,8 @@ def run_bench(json_path=None, quick=False, seed=0, echo=print, scenario="growth"
                 z = build_patch(g, upd.new_q, KEY, seqs[name], compression=COMP_ZLIB)
                 row["zlib_patch_bytes"] = len(z.data)
             rows.append(row)
+            if r == 1 and name in ("dpu@0.05", "full@1"):
+                samples[name] = (g, res.data)
             chains[name] = new
         full = next(rw for rw in rows if rw["round"] == r and rw["method"] == "full")
         echo(f"\nround {r}: {len(idx)} samples")
@@ -209,6 +215,10 @@ def run_bench(json_path=None, quick=False, seed=0, echo=print, scenario="growth"
                patchable_bytes=st0.patchable_bytes(), baud=115200,
                stream_model=stream_estimate(0)["chunk"], rows=rows, requantization=requant,
                summary=summary, seconds=round(time.time() - t_start, 1))
+    if device:
+        from toolchain.patch.stream_bench import measure_streaming
+        echo("\nmeasured streaming (send + apply on devices):")
+        out["streaming_measured"] = measure_streaming(samples, key=KEY, echo=echo)
     torch.set_num_threads(threads)
     path = json_path or os.path.join("build", "patch-bench.json")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -226,5 +236,6 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scenario", choices=SCENARIOS, default="growth")
+    ap.add_argument("--device", action="store_true", help="also measure streaming on devices")
     a = ap.parse_args()
-    run_bench(a.json, a.quick, a.seed, scenario=a.scenario)
+    run_bench(a.json, a.quick, a.seed, scenario=a.scenario, device=a.device)

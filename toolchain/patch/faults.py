@@ -222,7 +222,7 @@ class FaultProxy:
     def _pump(self, cli, dev):
         socks = {cli: (dev, "down"), dev: (cli, "up")}   # down = host -> device
         sent = 0
-        budget_t = time.monotonic()
+        budget_t = {"up": time.monotonic(), "down": time.monotonic()}
         while not self._stop:
             try:
                 r, _, _ = select.select(list(socks), [], [], 0.1)
@@ -245,10 +245,11 @@ class FaultProxy:
                 data, delay = self._mangle(data, direction)
                 if delay:
                     time.sleep(delay)
-                if self.rate and direction == "down":
-                    # pace host -> device bytes at the UART rate
-                    budget_t = max(budget_t, time.monotonic()) + len(data) / self.rate
-                    wait = budget_t - time.monotonic()
+                if self.rate:
+                    # pace each direction at the UART rate (full duplex: one wire each way)
+                    budget_t[direction] = (max(budget_t[direction], time.monotonic())
+                                           + len(data) / self.rate)
+                    wait = budget_t[direction] - time.monotonic()
                     if wait > 0:
                         time.sleep(wait)
                 try:

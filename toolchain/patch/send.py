@@ -197,6 +197,8 @@ def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None
                     res.resumed_from = nxt
                     begun = True
             else:
+                if t0 is None:
+                    t0 = time.monotonic()          # streaming time includes BEGIN
                 r = _request(lk, Msg.PATCH_BEGIN, struct.pack("<II", total, crc)
                              + data[:HEADER_SIZE], "PATCH_BEGIN")
                 nxt, max_chunk = struct.unpack_from("<IH", r)
@@ -205,8 +207,6 @@ def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None
                 if not begun:
                     res.resumed_from = nxt
                     begun = True
-                if t0 is None:
-                    t0 = time.monotonic()
                 _stream(lk, data, nxt, n_chunk, window, res, progress,
                         chunk_timeout or lk.timeout)
             if t0 is not None and not res.stream_seconds:
