@@ -89,7 +89,7 @@ def test_bad_crc_never_reaches_a_handler(link):
 
 
 def test_unknown_and_reserved_types(link):
-    for t in (0x7E, 0x22, 0x41, 0x90):
+    for t in (0x7E, 0x3E, 0x41, 0x90):   # 0x20-0x28: model messages (NO_MODEL here)
         with pytest.raises(DeviceError, match="UNKNOWN_TYPE") as e:
             link.request(t)
         assert e.value.status == Status.UNKNOWN_TYPE
@@ -250,3 +250,9 @@ def test_exit_code_and_stop(fw):
     assert not d2.alive
     with pytest.raises(LinkError, match="closed the connection|did not answer|cannot open"):
         d2.link().info()
+
+
+def test_model_messages_without_a_model(link):
+    for t in (0x20, 0x22, 0x25):
+        with pytest.raises(DeviceError, match="NO_MODEL"):
+            link.request(t, b"\x00\x00" if t == 0x25 else b"")

@@ -78,7 +78,7 @@ static uint8_t on_sum(const mcu_msg_t *req, mcu_reply_t *rep) {
     rep->len = 4;
     return MCU_ST_OK;
 }
-MCU_HANDLER(0x22, on_sum);
+MCU_HANDLER(0x3E, on_sum); /* a free type of the model range (0x20-0x28 are taken) */
 """
 
 
@@ -100,7 +100,7 @@ def test_model_sized_sources_are_reported_and_budgets_enforced(tmp_path):
             info = d.link().info()
             assert info.has_model and info.model_hash == "deadbeef" and info.model_name == "fake"
             assert info.model_input_size == 50_000
-            assert struct.unpack("<I", d.link().request(0x22, bytes([0, 1, 2])))[0] == 6
+            assert struct.unpack("<I", d.link().request(0x3E, bytes([0, 1, 2])))[0] == 6
 
     with pytest.raises(BuildError) as e:
         build_firmware("mps2-an386", tmp_path / "big", **_fake_model(tmp_path, 1_100_000, 10))
