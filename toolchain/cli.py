@@ -47,4 +47,7 @@ from toolchain import cli_hil  # noqa: E402,F401
 from toolchain import cli_model  # noqa: E402,F401
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m toolchain.cli`: this module is `__main__`, and the command modules
+    # registered themselves on the importable `toolchain.cli`; run that one.
+    from toolchain.cli import main as _main
+    _main()
