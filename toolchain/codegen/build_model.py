@@ -13,11 +13,11 @@ from toolchain.errors import BuildError
 
 # TFLite Micro on the emulated Cortex-M4 (REFERENCE.md §4; 32-bit MCU figures), by model hash.
 TFLM_MCU_REFERENCE = {
-    "8c8e902c863b984d75aebec689f96a10abe850406368eeb320f6ecd1bde5218c": dict(
+    "850e7903e877c4cc4cb9d864efd1a1e19dcf06e759278142b8c33b0bc11d7753": dict(
         model="MLPerf Tiny KWS (DS-CNN)", arena_cmsis_nn=22824, arena_reference=22772,
         instructions_cmsis_nn=7_697_240, instructions_reference=43_041_760,
         flash_without_model_cmsis_nn=56_800, flash_without_model_reference=44_700),
-    "bbbd7269dde866844a6b020b05e5ddda97a3c1a513d121544742db43e03f06c7": dict(
+    "6c752742bf3b1298fe4794b0fbd4e6bef79651193f584cb2e2622b35e3eade64": dict(
         model="MLPerf Tiny IC (ResNet-8)", arena_cmsis_nn=55000, arena_reference=54340,
         instructions_cmsis_nn=29_863_440, instructions_reference=107_402_480,
         flash_without_model_cmsis_nn=54_500, flash_without_model_reference=49_000),

@@ -16,7 +16,6 @@ across invocations (e.g. LIF membrane potentials of spiking layers).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,22 +182,13 @@ class Graph:
         return sum(t.size for t in self.constants() if t.dtype != "int32" or t.size > 4)
 
     def model_hash(self) -> str:
-        """SHA-256 over structure, quantization and constant bytes: identifies a model
-        across host, firmware and patches."""
-        h = hashlib.sha256()
-        for op in self.ops:
-            h.update(op.type.encode())
-            h.update(repr(sorted((k, repr(v)) for k, v in op.attrs.items())).encode())
-            for n in op.inputs + ["->"] + op.outputs:
-                h.update(n.encode() + b"\0")
-        for name in sorted(self.tensors):
-            t = self.tensors[name]
-            h.update(f"{name}|{t.shape}|{t.dtype}".encode())
-            if t.quant is not None:
-                h.update(t.quant.scale.tobytes() + t.quant.zero_point.tobytes())
-            if t.data is not None:
-                h.update(np.ascontiguousarray(t.data).tobytes())
-        return h.hexdigest()
+        """The model's identity, shared by host, firmware, HIL and patches: SHA-256 over a
+        canonical structure descriptor (ops, attributes, wiring, shapes, float32-rounded
+        quantization; no names) and every constant byte in weight-store order. Defined in
+        toolchain.patch.store (docs/patch-format.md) so a device can recompute it from its
+        weights alone; a .tflite round trip keeps it."""
+        from toolchain.patch.store import store_hash
+        return store_hash(self)
 
     def topo_check(self) -> None:
         """Ops must be in execution order: every input is a graph input, a constant,
