@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi qemu-system-arm
 
-.PHONY: setup sysdeps venv test test-fast demo bench clean
+.PHONY: setup sysdeps venv test test-fast demo bench patch-faults clean
 
 setup: sysdeps venv
 
@@ -38,6 +38,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m toolchain.bench
+
+# Device patch fault campaign (issue #6): power cuts at every flash operation, link
+# faults through a proxy, bad patches; on the host board and QEMU. JSON: build/patch-faults.json
+patch-faults: setup
+	$(BIN)/python -m toolchain.patch.campaign --json build/patch-faults.json
 
 clean:
 	rm -rf build out bench-results .pytest_cache

@@ -39,11 +39,16 @@ class PatchDeviceError(PatchError):
         self.status = status
 
 
-_ERR = {Status.AUTH_FAILED: ("tag check failed", PatchAuthError),
-        Status.WRONG_BASE: ("wrong base model", PatchBaseError),
-        Status.REPLAY: ("replayed or stale patch", PatchReplayError),
-        Status.PATCH_INVALID: ("malformed patch", PatchFormatError),
-        Status.APPLY_FAILED: ("apply failed, rolled back", PatchApplyError)}
+def _dev(cls):
+    return type(f"Device{cls.__name__}", (cls, PatchDeviceError), {"__module__": __name__})
+
+
+# device status -> (what, exception: a subclass of both the host error and PatchDeviceError)
+_ERR = {Status.AUTH_FAILED: ("tag check failed", _dev(PatchAuthError)),
+        Status.WRONG_BASE: ("wrong base model", _dev(PatchBaseError)),
+        Status.REPLAY: ("replayed or stale patch", _dev(PatchReplayError)),
+        Status.PATCH_INVALID: ("malformed patch", _dev(PatchFormatError)),
+        Status.APPLY_FAILED: ("apply failed, rolled back", _dev(PatchApplyError))}
 
 
 def device_error(status: int, payload: bytes, what: str) -> PatchError:
