@@ -212,3 +212,39 @@ def test_build_patch_unchanged_is_empty():
     r = build_patch(g, {}, KEY, seq=1)
     assert r.patch.entries == 0 and r.info["target"] == r.info["base"]
     assert store_hash(apply_patch(g, r.data, KEY)) == store_hash(g)
+
+
+def test_delta_without_old_values():
+    """HAS_OLD clear: the base is verified by its store hash alone; same result, fewer
+    bytes, interruption-safe (absolute values), not undoable from the patch."""
+    g = toy_int8_graph()
+    n = _changed(g)
+    r_old = diff_patch(g, n, KEY, seq=1)
+    r = diff_patch(g, n, KEY, seq=1, with_old=False)
+    p = decode_patch(r.data, KEY)
+    assert p.type == F.TYPE_DELTA and not p.has_old and r.info["old_values"] is False
+    assert r.patch.entries == r_old.patch.entries
+    int8_entries = sum(gr.count for gr in p.groups if gr.elem_size == 1)
+    int32_entries = p.entries - int8_entries
+    assert len(r_old.data) - len(r.data) == int8_entries + 4 * int32_entries
+    out = apply_patch(g, r.data, KEY)
+    assert store_hash(out) == store_hash(n) == r.info["target"]
+    with pytest.raises(PatchBaseError, match="wrong base"):
+        apply_patch(toy_int8_graph(seed=1), r.data, KEY)
+    with pytest.raises(PatchError, match="cannot be rolled back"):
+        rollback_patch(out, r.data, KEY)
+    # rollback = a patch from the result back to the base, built on the host
+    back = apply_patch(out, diff_patch(out, g, KEY, seq=2, with_old=False).data, KEY)
+    assert store_hash(back) == store_hash(g) and back.meta["patch_seq"] == 2
+    for cut in range(0, r.patch.entries + 1, 7):               # power loss, resume
+        st = weight_store(g)
+        apply_in_place(st, r.data, KEY, stop_after=cut)
+        apply_in_place(st, r.data, KEY, stop_after=cut // 3)
+        apply_in_place(st, r.data, KEY)
+        assert st.hexhash() == store_hash(n) and st.pending is None and st.seq == 1
+    # a wrong target promise cannot be rolled back from the patch: reported, left pending
+    p.target_hash = bytes(32)
+    from toolchain.patch.errors import PatchApplyError
+    st = weight_store(g)
+    with pytest.raises(PatchApplyError, match="model left invalid"):
+        apply_in_place(st, F.encode_patch(p, KEY), KEY)

@@ -44,6 +44,7 @@ def test_gap_coding():
 @st.composite
 def patches(draw):
     typ = draw(st.sampled_from([F.TYPE_DELTA, F.TYPE_FULL]))
+    with_old = typ == F.TYPE_DELTA and draw(st.booleans())
     n_groups = draw(st.integers(0, 4))
     tensors = sorted(draw(st.sets(st.integers(0, 300), min_size=n_groups, max_size=n_groups)))
     groups = []
@@ -60,11 +61,11 @@ def patches(draw):
         n = len(offs)
         new = np.array(draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)), np.int64)
         old = (np.array(draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)), np.int64)
-               if typ == F.TYPE_DELTA else None)
+               if with_old else None)
         groups.append(F.Group(t, es, offs.astype(np.int64), new, old, dense))
     return F.Patch(typ, draw(st.integers(0, 2**32 - 1)), draw(st.binary(min_size=32, max_size=32)),
                    draw(st.binary(min_size=32, max_size=32)), groups,
-                   draw(st.sampled_from([F.COMP_NONE, F.COMP_ZLIB])))
+                   draw(st.sampled_from([F.COMP_NONE, F.COMP_ZLIB])), with_old=with_old)
 
 
 @settings(max_examples=60, deadline=None)
@@ -76,6 +77,7 @@ def test_round_trip(p):
     assert (q.type, q.seq, q.base_hash, q.target_hash, q.compression) == \
         (p.type, p.seq, p.base_hash, p.target_hash, p.compression)
     assert q.key_id == F.key_id(KEY)
+    assert q.has_old == p.has_old
     assert len(q.groups) == len(p.groups)
     for a, b in zip(p.groups, q.groups):
         assert (a.tensor, a.elem_size, a.dense) == (b.tensor, b.elem_size, b.dense)
@@ -155,3 +157,43 @@ def test_key_file_formats(tmp_path):
     from toolchain.patch.errors import PatchError
     with pytest.raises(PatchError, match="32 bytes"):
         F.load_key(tmp_path / "bad")
+
+
+def _flags_patch(typ, with_old, groups=None):
+    g = groups or [F.Group(2, 1, np.array([1, 5, 9]), np.array([1, -2, 3]),
+                           np.array([0, 0, 0]) if with_old else None)]
+    return F.encode_patch(F.Patch(typ, 7, b"\1" * 32, b"\2" * 32, g, with_old=with_old), KEY)
+
+
+def test_delta_without_old_values():
+    data = _flags_patch(F.TYPE_DELTA, False)
+    assert data[9] == 0                                        # HAS_OLD clear
+    plen = struct.unpack_from("<I", data, 20)[0]
+    # tensor 2, sparse, 1-byte, 3 records: gap|new (no old bytes)
+    assert data[128:128 + plen] == bytes([2, 0, 1, 3, 1, 1, 3, 0xFE, 3, 3])
+    q = F.decode_patch(data, KEY)
+    assert q.type == F.TYPE_DELTA and not q.has_old and q.groups[0].old is None
+    assert list(q.groups[0].offsets) == [1, 5, 9] and list(q.groups[0].new) == [1, -2, 3]
+    with_old = _flags_patch(F.TYPE_DELTA, True)
+    assert with_old[9] == F.FLAG_HAS_OLD and len(with_old) == len(data) + 3
+
+
+def _reflag(data, flags):
+    import hmac
+    body = data[:9] + bytes([flags]) + data[10:-32]
+    return body + hmac.new(KEY, body, hashlib.sha256).digest()
+
+
+def test_bad_flags_rejected():
+    full = F.encode_patch(F.Patch(F.TYPE_FULL, 1, b"\1" * 32, b"\2" * 32,
+                                  [F.Group(0, 1, np.arange(3), np.array([1, 2, 3]), None, True)]),
+                          KEY)
+    assert F.decode_patch(full, KEY).type == F.TYPE_FULL
+    with pytest.raises(PatchFormatError, match="flags"):        # FULL never has old values
+        F.decode_patch(_reflag(full, F.FLAG_HAS_OLD), KEY)
+    for flags in (0x02, 0x03, 0x80):                            # unknown bits
+        with pytest.raises(PatchFormatError, match="flags"):
+            F.decode_patch(_reflag(_flags_patch(F.TYPE_DELTA, True), flags), KEY)
+    # clearing HAS_OLD on a patch that has old values: the payload no longer parses
+    with pytest.raises(PatchFormatError):
+        F.decode_patch(_reflag(_flags_patch(F.TYPE_DELTA, True), 0), KEY)

@@ -105,18 +105,21 @@ def keygen_cmd(out, raw, force):
 @click.option("--full", is_flag=True, help="Make a FULL patch (every weight and bias, dense).")
 @click.option("--zlib", is_flag=True, help="Compress the payload with zlib (host archival only: "
                                            "the device accepts uncompressed patches).")
+@click.option("--no-old", "no_old", is_flag=True,
+              help="DELTA without old values: ~1/3 smaller, roll-forward only (no rollback "
+                   "from the patch; the base is still verified by its store hash).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Patch file.")
 @click.option("--out-model", type=click.Path(dir_okay=False),
               help="Also write the model the device will hold afterwards (.tflite).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write figures as JSON.")
-def diff_cmd(old, new, key_path, seq, budget, full, zlib, out, out_model, json_path):
+def diff_cmd(old, new, key_path, seq, budget, full, zlib, no_old, out, out_model, json_path):
     """Patch from the deployed OLD model to NEW (trained elsewhere; same structure). NEW's
     weights are re-quantized in OLD's scales."""
     from toolchain.patch.format import COMP_NONE, COMP_ZLIB
     from toolchain.patch.make import diff_patch
     res = diff_patch(_load_model(old), _load_model(new), _key(key_path), seq,
                      None if full else budget, "full" if full else "delta",
-                     COMP_ZLIB if zlib else COMP_NONE)
+                     COMP_ZLIB if zlib else COMP_NONE, with_old=not no_old)
     _write_patch(res, out, out_model, json_path)
 
 
@@ -148,7 +151,9 @@ def show_cmd(patch_file, key_path, base, records, json_path):
         st = weight_store(_load_model(base))
         names = {i: (t.name, t.dtype, t.size) for i, t in enumerate(st.tensors)}
         base_note = "  (matches --base)" if st.hash() == p.base_hash else "  (differs from --base)"
-    click.echo(f"patch {patch_file}: {len(data):,} B, format v1, type {p.type_name}, "
+    olds = "" if p.type_name == "full" else (", with old values" if p.has_old else
+                                             ", new values only (roll-forward)")
+    click.echo(f"patch {patch_file}: {len(data):,} B, format v1, type {p.type_name}{olds}, "
                f"compression {COMP_NAMES[p.compression]}")
     click.echo(f"  sequence  {p.seq}")
     click.echo(f"  base      {p.base_hash.hex()}{base_note}")
@@ -173,7 +178,7 @@ def show_cmd(patch_file, key_path, base, records, json_path):
             click.echo(f"          [{int(g.offsets[j])}] = {int(g.new[j])}{old}")
         groups.append(dict(tensor=g.tensor, name=nm, dense=g.dense, elem_size=g.elem_size,
                            entries=g.count, bytes=nb))
-    write_json(json_path, dict(bytes=len(data), type=p.type_name, seq=p.seq,
+    write_json(json_path, dict(bytes=len(data), type=p.type_name, old_values=p.has_old, seq=p.seq,
                                compression=COMP_NAMES[p.compression], base=p.base_hash.hex(),
                                target=p.target_hash.hex(), entries=p.entries, key_id=kid,
                                tag=tag, groups=groups))
@@ -234,11 +239,14 @@ def apply_cmd(patch_file, key_path, base, last_seq, out):
 @click.option("--selection", type=click.Choice(["dpu", "global", "random"]), default="dpu",
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-old", "no_old", is_flag=True,
+              help="DELTA without old values: ~1/3 smaller, roll-forward only (no rollback "
+                   "from the patch; the base is still verified by its store hash).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Patch file.")
 @click.option("--out-model", type=click.Path(dir_okay=False), help="New model (.tflite).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
 def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, selection, seed,
-              out, out_model, json_path):
+              no_old, out, out_model, json_path):
     """Deep partial updating: train from the deployed MODEL on new data, keep the top
     budget of conv/fc weights by the DPU metric, fine-tune them, emit the patch."""
     import numpy as np
@@ -253,7 +261,7 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
     upd = dpu_update(g, x, y, budget=budget, lam=lam, epochs=epochs,
                      finetune_epochs=finetune_epochs, selection=selection, seed=seed)
     from toolchain.patch.make import build_patch
-    res = build_patch(g, upd.new_q, _key(key_path), seq)
+    res = build_patch(g, upd.new_q, _key(key_path), seq, with_old=not no_old)
     res.info.update(budget=budget, selected=upd.selected, selection=selection)
     _write_patch(res, out, out_model, json_path, extra=dict(train=upd.stats))
 

@@ -6,7 +6,7 @@ Checks, in order (docs/patch-format.md §4): length and header, tag (HMAC-SHA256
 the device key), payload digest, payload structure, sequence number above the last
 committed one, base hash equal to the current store hash, every group addressing a
 patchable store tensor with the right element size and in-range offsets, every old
-value equal to the current one. Only then is anything written ("begin" is
+value (when the patch carries them) equal to the current one. Only then is anything written ("begin" is
 journaled), records are written as absolute values (idempotent), and the store hash
 is recomputed and must equal the target hash ("commit"); otherwise the old values
 are written back and the patch is rejected.
@@ -57,7 +57,7 @@ def _check_values(store: WeightStore, p: Patch, resume: bool) -> None:
     for g in p.groups:
         t = store.tensors[g.tensor]
         cur = t.data[g.offsets].astype(np.int64)
-        if g.old is None:        # FULL: nothing to compare per element
+        if g.old is None:        # FULL / DELTA without old values: the base hash decides
             continue
         ok = (cur == g.old) | (resume & (cur == g.new))
         if not ok.all():
@@ -169,7 +169,8 @@ def rollback_patch(target, data: bytes, key: bytes):
     store = weight_store(target) if isinstance(target, Graph) else target.copy()
     p = decode_patch(data, key)
     if not p.has_old:
-        raise PatchError("a full patch carries no old values and cannot be rolled back")
+        raise PatchError(f"a {p.type_name} patch without old values cannot be rolled back; "
+                         "build a patch back to the base model instead")
     if store.hash() != p.target_hash:
         raise PatchBaseError(f"model {_hx(store.hash())} is not patch {p.seq}'s result "
                              f"{_hx(p.target_hash)}; nothing to roll back")

@@ -3,10 +3,11 @@
     offset size  field
       0     4    magic "MCUP"
       4     2    format version (1)
-      6     1    type: 0 DELTA (sparse records with old values), 1 FULL (dense, new only)
+      6     1    type: 0 DELTA (changed elements, sparse or dense), 1 FULL (dense, new only)
       7     1    compression: 0 none (the only one the device accepts), 1 zlib (host only)
       8     1    tag algorithm: 1 HMAC-SHA256
-      9     1    flags: bit 0 HAS_OLD (set for DELTA, clear for FULL); other bits 0
+      9     1    flags: bit 0 HAS_OLD (DELTA: set = records carry old values, clear =
+                 new values only, roll-forward; FULL: clear); other bits 0
      10     2    group count (tensors touched)
      12     4    sequence number (strictly increasing per device)
      16     4    entry count (elements written, all groups)
@@ -19,7 +20,9 @@
     128     n    payload
   128+n    32    tag: HMAC-SHA256(key, bytes 0 .. 128+n-1)
 
-All integers little-endian. Payload = groups in increasing tensor index:
+A DELTA patch with HAS_OLD clear is roll-forward only, like FULL: the device verifies
+its base by the base store hash (which covers every store byte) and cannot undo it
+from the patch alone. All integers little-endian. Payload = groups in increasing tensor index:
     varint tensor index | u8 mode (0 SPARSE, 1 DENSE) | u8 element size | varint count |
     count records:  SPARSE: varint gap | new[elem] | old[elem]   (old only if HAS_OLD)
                     DENSE:               new[elem] | old[elem]   (element i = record i)
@@ -149,7 +152,7 @@ class Group:
     elem_size: int
     offsets: np.ndarray            # int64, strictly increasing
     new: np.ndarray                # signed ints of elem_size, same length
-    old: np.ndarray | None = None  # None for FULL patches
+    old: np.ndarray | None = None  # None for FULL patches and DELTA without old values
     dense: bool = False
 
     @property
@@ -172,6 +175,7 @@ class Patch:
     groups: list[Group] = field(default_factory=list)
     compression: int = COMP_NONE
     key_id: bytes = b"\0\0\0\0"
+    with_old: bool = True          # DELTA only: records carry old values (flag HAS_OLD)
     # filled by decode:
     payload_digest: bytes = b""
     payload_len: int = 0
@@ -181,7 +185,7 @@ class Patch:
 
     @property
     def has_old(self) -> bool:
-        return self.type == TYPE_DELTA
+        return self.type == TYPE_DELTA and self.with_old
 
     @property
     def entries(self) -> int:
@@ -262,7 +266,7 @@ def read_header(data: bytes) -> dict:
         raise PatchFormatError(f"unknown compression {comp}")
     if tag_alg != TAG_HMAC_SHA256:
         raise PatchFormatError(f"unknown tag algorithm {tag_alg}")
-    if flags & ~FLAG_HAS_OLD or bool(flags & FLAG_HAS_OLD) != (typ == TYPE_DELTA):
+    if flags & ~FLAG_HAS_OLD or (typ == TYPE_FULL and flags & FLAG_HAS_OLD):
         raise PatchFormatError(f"bad flags 0x{flags:02x} for a {TYPE_NAMES[typ]} patch")
     want = HEADER_SIZE + plen + TAG_SIZE
     if len(data) < want:
@@ -304,8 +308,8 @@ def decode_patch(data: bytes, key: bytes | None = None) -> Patch:
     if len(raw) != h["raw_len"]:
         raise PatchFormatError(f"payload is {len(raw)} bytes, header says {h['raw_len']}")
     p = Patch(h["type"], h["seq"], h["base_hash"], h["target_hash"], [], h["compression"],
-              h["key_id"], h["payload_digest"], h["payload_len"], h["raw_len"],
-              data[-TAG_SIZE:], tag_ok)
+              h["key_id"], bool(h["flags"] & FLAG_HAS_OLD), h["payload_digest"],
+              h["payload_len"], h["raw_len"], data[-TAG_SIZE:], tag_ok)
     p.groups = _decode_groups(raw, h, p.has_old)
     if p.entries != h["entries"]:
         raise PatchFormatError(f"payload holds {p.entries} entries, header says {h['entries']}")

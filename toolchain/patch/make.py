@@ -125,11 +125,13 @@ def _group(i: int, t, new: np.ndarray, with_old: bool) -> Group | None:
 
 
 def build_patch(old: Graph, new_q: dict[int, np.ndarray], key: bytes, seq: int,
-                patch_type: str = "delta", compression: int = COMP_NONE) -> PatchResult:
+                patch_type: str = "delta", compression: int = COMP_NONE,
+                with_old: bool = True) -> PatchResult:
     """Patch from `old` to the store where tensors `new_q` (store index -> flat ints in
     the old scales) replace the old ones. DELTA: only changed elements, per tensor the
-    cheaper of sparse records and a dense block. FULL: every weight and bias tensor,
-    dense, new values only."""
+    cheaper of sparse records and a dense block; with_old=False leaves out the old
+    values (roll-forward only, like FULL: ~1/3 fewer bytes for int8 records). FULL:
+    every weight and bias tensor, dense, new values only."""
     st = weight_store(old)
     new_st = st.copy()
     for i, q in new_q.items():
@@ -142,7 +144,7 @@ def build_patch(old: Graph, new_q: dict[int, np.ndarray], key: bytes, seq: int,
     if patch_type == "delta":
         for i, t in enumerate(st.tensors):
             if i in new_q:
-                g = _group(i, t, new_st.tensors[i].data.astype(np.int64), True)
+                g = _group(i, t, new_st.tensors[i].data.astype(np.int64), with_old)
                 if g is not None:
                     groups.append(g)
         ptype = TYPE_DELTA
@@ -154,13 +156,15 @@ def build_patch(old: Graph, new_q: dict[int, np.ndarray], key: bytes, seq: int,
         ptype = TYPE_FULL
     else:
         raise PatchModelError(f"unknown patch type '{patch_type}' (delta or full)")
-    p = Patch(ptype, int(seq), st.hash(), new_st.hash(), groups, compression)
+    p = Patch(ptype, int(seq), st.hash(), new_st.hash(), groups, compression,
+              with_old=with_old)
     data = encode_patch(p, key)
     new_st.seq = int(seq)
     g = new_st.to_graph(old)
     w_idx = weight_indices(st)
     changed_w = sum(int((new_st.tensors[i].data != st.tensors[i].data).sum()) for i in w_idx)
     info = dict(type=patch_type, seq=int(seq), bytes=len(data), entries=p.entries,
+                old_values=p.has_old,
                 groups=len(groups), weights_total=sum(st.tensors[i].size for i in w_idx),
                 weights_changed=changed_w,
                 model_bytes=st.patchable_bytes(),
@@ -169,7 +173,8 @@ def build_patch(old: Graph, new_q: dict[int, np.ndarray], key: bytes, seq: int,
 
 
 def diff_patch(old: Graph, new: Graph, key: bytes, seq: int, budget: float | None = None,
-               patch_type: str = "delta", compression: int = COMP_NONE) -> PatchResult:
+               patch_type: str = "delta", compression: int = COMP_NONE,
+               with_old: bool = True) -> PatchResult:
     """Patch taking the deployed `old` towards `new` (same structure, any quantization).
     New weights are dequantized with new's scales and re-quantized in old's. With a
     budget (fraction of conv/fc weights), only the top budget·I weights by the global
@@ -187,7 +192,7 @@ def diff_patch(old: Graph, new: Graph, key: bytes, seq: int, budget: float | Non
             oldq = st_old.tensors[i].data.astype(np.int64)
             new_q[i] = np.where(masks[i], new_q[i], oldq)
         info_sel = dict(budget=budget, selected=int(sum(m.sum() for m in masks.values())))
-    res = build_patch(old, new_q, key, seq, patch_type, compression)
+    res = build_patch(old, new_q, key, seq, patch_type, compression, with_old)
     res.info.update(info_sel)
     return res
 
