@@ -148,7 +148,8 @@ def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, 
         res = send_patch(opener, data, link=link, window=window, chunk=chunk,
                          progress=_bar(), apply=not no_apply)
         if res.already_applied:
-            click.echo(f"already applied: the device holds {res.hash} (seq {res.seq})")
+            click.echo(f"applied (the answer was lost, the device holds it): model {res.hash} "
+                       f"seq {res.seq}")
         else:
             if res.resumed_from:
                 click.echo(f"resumed at byte {res.resumed_from:,} (acknowledged before)")

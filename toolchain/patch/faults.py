@@ -94,7 +94,7 @@ def power_cut_campaign(board, fw, old, new, key, workdir, *, seq: int = 1, data=
                 if problem is None and verify is not None and not verify(lk, st.hash):
                     problem = f"op {n}: outputs differ from model {st.hash[:16]}"
                 if problem is None:
-                    r = send_patch(None, data, link=lk, window=window)
+                    r = send_patch(None, data, link=lk, window=window, accept_applied=True)
                     if r.resumed_from:
                         rep["resumed"] += 1
                     st2 = patch_status(lk)

@@ -175,16 +175,20 @@ class _Session:
 def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None,
                progress=None, apply: bool = True, reconnects: int = 5,
                apply_timeout: float = 60.0, link=None, baud: int = NOMINAL_BAUD,
-               chunk_timeout: float | None = None) -> SendResult:
+               chunk_timeout: float | None = None, accept_applied: bool = False) -> SendResult:
     """Stream `data` (a patch file) to the device and apply it. `opener()` returns a
     new Link (used after a dropped connection); `link` an already open one. Raises
-    PatchError (one line) when the device refuses the patch."""
+    PatchError (one line) when the device refuses the patch. A patch whose sequence
+    the device has passed is refused (REPLAY) even when the device holds its target;
+    accept_applied=True turns exactly that case into a result with already_applied
+    (resuming after an interruption that hit after the commit)."""
     data = bytes(data)
     h = read_header(data)           # a malformed file fails here, before the device sees it
     total, crc = len(data), zlib.crc32(data)
     res = SendResult(bytes=total, window=window)
     ses = _Session(opener, link)
     attempts = 0
+    applying = False                    # APPLY was sent (its answer may have been lost)
     begun = False
     t0 = None
     while True:
@@ -192,10 +196,17 @@ def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None
             lk = ses.get()
             st = patch_status(lk)
             if st.hash == h["target_hash"].hex() and st.last_seq >= h["seq"]:
-                res.already_applied = not res.applied
-                res.applied = True
-                res.seq, res.hash = st.seq, st.hash
-                break
+                if accept_applied or res.applied or applying:
+                    res.already_applied = not res.applied
+                    res.applied = True
+                    res.seq, res.hash = st.seq, st.hash
+                    break
+                e = _ERR[Status.REPLAY][1](
+                    f"patch {h['seq']} is a replay: the device's last applied sequence is "
+                    f"{st.last_seq} and it already holds this patch's target model "
+                    f"{st.hash[:16]}; nothing sent")
+                e.status = Status.REPLAY
+                raise e
             if st.staged_complete and st.staged_total == total and st.staged_crc == crc:
                 nxt = total                     # nothing left to stream
                 if not begun:
@@ -219,6 +230,7 @@ def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None
             if not apply:
                 break
             ta = time.monotonic()
+            applying = True
             r = _request(lk, Msg.PATCH_APPLY, b"", "PATCH_APPLY", timeout=apply_timeout)
             res.apply_seconds = time.monotonic() - ta
             res.seq = struct.unpack_from("<I", r)[0]
