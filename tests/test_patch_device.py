@@ -133,6 +133,12 @@ def test_send_apply_and_rejections_host(host_fw, store):
         r = send_patch(None, pf, link=lk)
         assert r.applied and r.hash == new2.hexhash() and r.seq == 5
         assert patch_status(lk).flash_ops > ops
+        # DELTA without old values (roll-forward; base checked by its hash)
+        new3 = mutate_store(new2, 0.05, seed=6)
+        p6 = patch_between(new2, new3, KEY, 6, with_old=False)
+        assert len(p6) < len(patch_between(new2, new3, KEY, 6))
+        r = send_patch(None, p6, link=lk)
+        assert r.hash == new3.hexhash() and patch_status(lk).seq == 6
 
 
 def test_resume_after_link_drop_and_reboot(host_fw, store, tmp_path):

@@ -207,7 +207,7 @@ def stream_math(n_bytes: int, seconds: float, baud: int = 115200) -> dict:
 
 
 def patch_between(old: WeightStore, new: WeightStore, key: bytes, seq: int,
-                  full: bool = False) -> bytes:
+                  full: bool = False, with_old: bool = True) -> bytes:
     """A patch taking store `old` to store `new` (same layout), without a model graph
     (device tests with a raw store): DELTA with the cheaper of sparse/dense per tensor,
     or FULL."""
@@ -223,10 +223,11 @@ def patch_between(old: WeightStore, new: WeightStore, key: bytes, seq: int,
         if full:
             groups.append(Group(i, a.elem_size, np.arange(a.size), nv, None, dense=True))
         else:
-            g = _group(i, a, nv, True)
+            g = _group(i, a, nv, with_old)
             if g is not None:
                 groups.append(g)
     p = Patch(TYPE_FULL if full else TYPE_DELTA, int(seq), old.hash(), new.hash(), groups)
+    p.with_old = with_old
     return encode_patch(p, key)
 
 
