@@ -52,7 +52,7 @@ def test_build_report_and_budgets(an386_test_fw):
     assert fw.bin.exists() and fw.flash_budget == 1 << 20 and fw.ram_budget == 256 << 10
     assert 1000 < fw.flash_used < 16 << 10
     assert fw.ram_used >= 8192 + 8192  # stack reserve + debug scratch
-    assert fw.by_file["(stack)"]["ram"] == 8192
+    assert 8192 <= fw.by_file["(stack)"]["ram"] < 8192 + 8  # reserve + alignment padding
     assert {s["name"] for s in fw.sections} >= {".isr_vector", ".text", ".bss", ".stack"}
 
 
