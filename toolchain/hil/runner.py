@@ -196,7 +196,7 @@ def run_samples(client, data: HilData, reference, config: HilConfig, *,
                     info=info.to_dict() if hasattr(info, "to_dict") else dict(info or {}),
                     meta=dict(meta or {}))
     bar = None
-    if config.progress:
+    if config.progress and sys.stderr.isatty():   # no bar in logs and CI output
         from tqdm import tqdm
         bar = tqdm(total=len(data), file=sys.stderr, unit="sample", desc="hil",
                    dynamic_ncols=True, leave=False, mininterval=0.2)
