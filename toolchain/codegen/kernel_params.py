@@ -18,24 +18,12 @@ import numpy as np
 
 from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, IRError, Op
+from toolchain.ir.reference import compute_padding  # one definition, shared with the oracle
 
 __all__ = ["kernel_params", "compute_padding", "conv2d_params", "depthwise_conv2d_params",
            "fully_connected_params", "pool_params", "add_params", "mul_params",
            "softmax_params", "mean_params", "concat_params", "pad_params", "relu_params",
            "relu6_params", "dims4", "broadcast_strides"]
-
-
-def compute_padding(stride: int, dilation: int, in_size: int, filter_size: int,
-                    padding: str) -> tuple[int, int]:
-    """TFLM ComputePaddingHeightWidth for one dimension -> (out_size, pad_before)."""
-    eff = (filter_size - 1) * dilation + 1
-    if padding == "SAME":
-        out = (in_size + stride - 1) // stride
-    elif padding == "VALID":
-        out = (in_size - eff + stride) // stride
-    else:
-        raise IRError(f"unsupported padding {padding}")
-    return out, max(((out - 1) * stride + eff - in_size) // 2, 0)
 
 
 def dims4(shape) -> tuple[int, int, int, int]:
