@@ -66,6 +66,7 @@ def test_kernel_matches_tflm(libs, op_type):
     dict(cin=1, cout=12, kh=10, kw=4, stride=2, padding="SAME", h=13, w=10),
     dict(cin=3, cout=16, kh=3, kw=3, stride=1, padding="SAME", h=8, w=8),
     dict(cin=12, cout=9, kh=3, kw=3, stride=2, padding="SAME", dilation=2, h=9, w=11),
+    dict(cin=16, cout=12, kh=1, kw=1, stride=1, padding="VALID", h=5, w=5, act="NONE"),
 ])
 def test_conv_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))
@@ -79,6 +80,14 @@ def test_conv_shapes(libs, kw):
     dict(cin=13, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=9, w=7),
     dict(cin=8, multiplier=2, kh=3, kw=3, stride=1, padding="VALID", h=6, w=6),
     dict(cin=8, multiplier=1, kh=3, kw=3, stride=1, dilation=2, padding="SAME", h=6, w=6),
+    # the 3x3 path (C % 4 == 0, stride 1/2): channel chunks of 8 (+4), odd/even widths
+    dict(cin=64, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=25, w=5),
+    dict(cin=20, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=8, w=8),
+    dict(cin=12, multiplier=1, kh=3, kw=3, stride=2, padding="VALID", h=9, w=7),
+    dict(cin=4, multiplier=1, kh=3, kw=3, stride=1, padding="VALID", h=5, w=6),
+    dict(cin=24, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=7, w=1),
+    dict(cin=64, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=25, w=5, act="NONE"),
+    dict(cin=8, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=6, w=7, act="NONE"),
 ])
 def test_depthwise_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))

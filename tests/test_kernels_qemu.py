@@ -27,6 +27,18 @@ SHAPES = [
                                h=6, w=5)),
     ("DEPTHWISE_CONV_2D", dict(cin=13, multiplier=1, kh=3, kw=3, stride=2, padding="SAME",
                                h=9, w=7)),
+    # DEPTHWISE 3x3 path (C % 4 == 0, stride 1/2) and full-range activations (the
+    # assembly requantize-and-store loops)
+    ("DEPTHWISE_CONV_2D", dict(cin=64, multiplier=1, kh=3, kw=3, stride=1, padding="SAME",
+                               h=25, w=5, act="NONE")),
+    ("DEPTHWISE_CONV_2D", dict(cin=20, multiplier=1, kh=3, kw=3, stride=2, padding="SAME",
+                               h=8, w=8, act="NONE")),
+    ("DEPTHWISE_CONV_2D", dict(cin=12, multiplier=1, kh=3, kw=3, stride=2, padding="VALID",
+                               h=9, w=7)),
+    ("CONV_2D", dict(cin=16, cout=12, kh=1, kw=1, stride=1, padding="VALID", h=5, w=5,
+                     act="NONE")),
+    ("CONV_2D", dict(cin=8, cout=7, kh=3, kw=3, stride=2, padding="SAME", h=7, w=7,
+                     act="NONE")),
     ("FULLY_CONNECTED", dict(k=256, out=12)),
     ("FULLY_CONNECTED", dict(k=63, out=9, per_channel=True)),
 ]

@@ -45,14 +45,26 @@ void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_qu
  *   cols: K4/4 groups x 8 int16 (two im2col columns interleaved per group of
  *         four k, MCU_PERM4 order), then 2 x 4 int16 for the K % 4 tails;
  *   acc:  2 * out_c int32 raw sums (acc[2*oc + column]);
- *   rqc:  out_c mcu_rqc_t (bias + requantization constants per channel). */
-int32_t mcu_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims)
+ * and for the legacy entry (mcu_conv2d_s8_dsp) first out_c mcu_requant_t. */
+int32_t mcu_conv2d_s8_pre_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims)
 {
 #if MCU_HAVE_DSP
     const int32_t K = filter_dims->h * filter_dims->w * input_dims->c;
     const int32_t out_c = filter_dims->n;
     return (2 * (K & ~3) + 8) * (int32_t)sizeof(int16_t) +
-           2 * (out_c + 1) * (int32_t)sizeof(int32_t) + out_c * (int32_t)sizeof(mcu_rqc_t);
+           2 * (out_c + 1) * (int32_t)sizeof(int32_t);
+#else
+    (void)input_dims;
+    (void)filter_dims;
+    return 0;
+#endif
+}
+
+int32_t mcu_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims)
+{
+#if MCU_HAVE_DSP
+    return filter_dims->n * (int32_t)sizeof(mcu_requant_t) +
+           mcu_conv2d_s8_pre_scratch_size(input_dims, filter_dims);
 #else
     (void)input_dims;
     (void)filter_dims;
@@ -147,10 +159,39 @@ static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_
     }
 }
 
-void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
-                       const mcu_dims_t *input_dims, const int8_t *input,
-                       const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
-                       const mcu_dims_t *output_dims, int8_t *output, void *scratch)
+/* requantize the raw sums acc[2*oc + col] of one or two output pixels
+ * (o1 == NULL: one) */
+MCU_NOINLINE static void conv_store(const int32_t *acc, int32_t out_c,
+                                                 const int32_t *bias, const mcu_requant_t *rq,
+                                                 int8_t *o0, int8_t *o1, int32_t out_off,
+                                                 int32_t act_min, int32_t act_max)
+{
+    const int full = act_min == -128 && act_max == 127;
+    int8_t *o1w = o1 ? o1 : o0; /* one pixel: column 1 written to o0 first, then column 0 */
+    for (int32_t oc = 0; oc < out_c; oc++, rq++, acc += 2) {
+        const int32_t b = bias ? bias[oc] : 0;
+        int32_t v0, v1;
+        if (rq->sh >= 0) {
+            v0 = mcu_rqt_fast(acc[0] + b, rq->mult, rq->rlo, rq->rhi, rq->sh);
+            v1 = mcu_rqt_fast(acc[1] + b, rq->mult, rq->rlo, rq->rhi, rq->sh);
+        } else {
+            v0 = mcu_requantize(acc[0] + b, rq->mult, rq->shift) + out_off;
+            v1 = mcu_requantize(acc[1] + b, rq->mult, rq->shift) + out_off;
+        }
+        if (full) {
+            o1w[oc] = (int8_t)mcu_ssat8(v1);
+            o0[oc] = (int8_t)mcu_ssat8(v0);
+        } else {
+            o1w[oc] = mcu_clamp8(v1, act_min, act_max);
+            o0[oc] = mcu_clamp8(v0, act_min, act_max);
+        }
+    }
+}
+
+static void conv_pre_dsp(const mcu_conv_params_t *p, const mcu_requant_t *rq,
+                         const mcu_dims_t *input_dims, const int8_t *input,
+                         const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
+                         const mcu_dims_t *output_dims, int8_t *output, void *scratch)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
     const int32_t out_h = output_dims->h, out_w = output_dims->w, out_c = output_dims->c;
@@ -160,10 +201,9 @@ void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
     const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     int16_t *cols = (int16_t *)scratch;
     int32_t *acc = (int32_t *)(void *)(cols + 2 * K4 + 8);
-    mcu_rqc_t *rqc = (mcu_rqc_t *)(void *)(acc + 2 * (out_c + 1));
-    mcu_rqc_build(rqc, out_c, bias, q->multiplier, q->shift, 1);
     const int32_t n_pix = out_h * out_w;
     const int32_t n_pairs = out_c >> 1;
+    const int use_asm = bias && act_min == -128 && act_max == 127 && mcu_rqt_all_fast(rq, out_c);
 
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int8_t *in_b = input + b * in_h * in_w * in_c;
@@ -218,25 +258,44 @@ void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
                 }
             }
             int8_t *o0 = out_b + pix * out_c;
-            int8_t *o1 = two ? o0 + out_c : o0; /* single column: written twice */
-            const int32_t *ac = acc;
-            const mcu_rqc_t *t = rqc;
-            for (int32_t oc = 0; oc < out_c; oc++, t++, ac += 2) {
-                int32_t v0, v1;
-                if (t->rq.sh >= 0) {
-                    v0 = mcu_rq_apply(ac[0] + t->bias, t->mult, t->rq);
-                    v1 = mcu_rq_apply(ac[1] + t->bias, t->mult, t->rq);
-                } else {
-                    v0 = mcu_requantize(ac[0] + t->bias, t->mult, t->shift);
-                    v1 = mcu_requantize(ac[1] + t->bias, t->mult, t->shift);
-                }
-                o1[oc] = mcu_clamp8(v1 + out_off, act_min, act_max);
-                o0[oc] = mcu_clamp8(v0 + out_off, act_min, act_max);
-            }
+            if (use_asm && two)
+                mcu_rq_store2(acc, out_c, bias, rq, o0, o0 + out_c);
+            else
+                conv_store(acc, out_c, bias, rq, o0, two ? o0 + out_c : 0, out_off, act_min,
+                           act_max);
         }
     }
 }
+
+void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                       const mcu_dims_t *input_dims, const int8_t *input,
+                       const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
+                       const mcu_dims_t *output_dims, int8_t *output, void *scratch)
+{
+    const int32_t out_c = output_dims->c;
+    mcu_requant_t *rq = (mcu_requant_t *)scratch;
+    mcu_requant_prepare(rq, out_c, q->multiplier, q->shift, 1, p->output_offset);
+    conv_pre_dsp(p, rq, input_dims, input, filter_dims, filter, bias, output_dims, output,
+                 rq + out_c);
+}
 #endif /* MCU_HAVE_DSP */
+
+void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                       const mcu_requant_t *rq, const mcu_dims_t *input_dims, const int8_t *input,
+                       const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
+                       const mcu_dims_t *output_dims, int8_t *output, void *scratch)
+{
+#if MCU_HAVE_DSP
+    (void)q;
+    conv_pre_dsp(p, rq, input_dims, input, filter_dims, filter, bias, output_dims, output,
+                 scratch);
+#else
+    (void)rq;
+    (void)scratch;
+    mcu_conv2d_s8_portable(p, q, input_dims, input, filter_dims, filter, bias, output_dims,
+                           output);
+#endif
+}
 
 void mcu_conv2d_s8(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
                    const mcu_dims_t *input_dims, const int8_t *input,

@@ -37,6 +37,14 @@ MCU_INLINE int32_t __smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(mcu_emu_hi(a) * mcu_emu_hi(b)));
 }
+MCU_INLINE int32_t __smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(mcu_emu_lo(a) * mcu_emu_hi(b)));
+}
+MCU_INLINE int32_t __smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(mcu_emu_hi(a) * mcu_emu_lo(b)));
+}
 MCU_INLINE uint32_t mcu_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
 MCU_INLINE uint32_t mcu_sxtb16_ror8(uint32_t x) { return __sxtb16(mcu_ror8(x)); }
 MCU_INLINE uint32_t mcu_sxtab16_ror8(uint32_t a, uint32_t x) { return __sxtab16(a, mcu_ror8(x)); }
@@ -132,31 +140,80 @@ MCU_INLINE int8_t mcu_clamp8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)v;
 }
 
-/* Per-channel requantization table (built in the scratch once per call). */
-typedef struct {
-    int32_t bias;
-    int32_t mult;
-    int32_t shift;
-    mcu_rq_t rq; /* rq.sh < 0: shift >= 0, use mcu_requantize */
-} mcu_rqc_t;
+#if defined(__GNUC__)
+#define MCU_NOINLINE __attribute__((noinline))
+#else
+#define MCU_NOINLINE
+#endif
 
-MCU_INLINE void mcu_rqc_build(mcu_rqc_t *t, int32_t n, const int32_t *bias, const int32_t *mult,
-                              const int32_t *shift, int32_t per_channel)
+/* Prepared requantization (mcu_requant_t, see mcu_kernels.h): value + output
+ * offset, before the activation clamp. */
+MCU_INLINE int32_t mcu_rqt_fast(int32_t x, int32_t mult, uint32_t rlo, int32_t rhi, int32_t sh)
 {
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t qi = per_channel ? i : 0;
-        t[i].bias = bias ? bias[i] : 0;
-        t[i].mult = mult[qi];
-        t[i].shift = shift[qi];
-        if (!mcu_rq_prep(shift[qi], &t[i].rq)) t[i].rq.sh = -1;
-    }
+    mcu_rq_t r;
+    r.rlo = rlo;
+    r.rhi = rhi;
+    r.sh = sh;
+    return mcu_rq_apply(x, mult, r);
 }
 
-MCU_INLINE int32_t mcu_rqc_apply(int32_t acc, const mcu_rqc_t *t)
+MCU_INLINE int32_t mcu_rqt_apply(int32_t x, const mcu_requant_t *t, int32_t out_off)
 {
-    const int32_t x = acc + t->bias;
-    if (t->rq.sh >= 0) return mcu_rq_apply(x, t->mult, t->rq);
-    return mcu_requantize(x, t->mult, t->shift);
+    if (t->sh >= 0) return mcu_rqt_fast(x, t->mult, t->rlo, t->rhi, t->sh);
+    return mcu_requantize(x, t->mult, t->shift) + out_off;
+}
+
+/* Saturate to int8 (one SSAT on DSP cores). */
+MCU_INLINE int32_t mcu_ssat8(int32_t v)
+{
+#if MCU_HAVE_DSP && !defined(MCU_EMULATE_DSP)
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+    return r;
+#else
+    return v < -128 ? -128 : (v > 127 ? 127 : v);
+#endif
+}
+
+/* Activation clamp; full = (act_min, act_max) == (-128, 127). */
+MCU_INLINE int8_t mcu_act8(int32_t v, int full, int32_t lo, int32_t hi)
+{
+    if (full) return (int8_t)mcu_ssat8(v);
+    return mcu_clamp8(v, lo, hi);
+}
+
+/* Requantize + store loops in mcu_mm_arm.S (C models on the host): full int8
+ * range, every entry fast (mcu_rqt_all_fast), bias not NULL. */
+#if MCU_HAVE_DSP && defined(MCU_EMULATE_DSP)
+MCU_INLINE void mcu_rq_store2(const int32_t *acc, int32_t n, const int32_t *bias,
+                              const mcu_requant_t *rq, int8_t *o0, int8_t *o1)
+{
+    for (int32_t i = 0; i < n; i++, rq++) {
+        o0[i] = (int8_t)mcu_ssat8(mcu_rqt_fast(acc[2 * i] + bias[i], rq->mult, rq->rlo, rq->rhi, rq->sh));
+        o1[i] = (int8_t)mcu_ssat8(mcu_rqt_fast(acc[2 * i + 1] + bias[i], rq->mult, rq->rlo, rq->rhi, rq->sh));
+    }
+}
+MCU_INLINE void mcu_rq_store_cols(const int32_t *acc, const int32_t *bias,
+                                  const mcu_requant_t *rq, int8_t *o, int32_t n, int32_t nch,
+                                  int32_t C, int32_t ap)
+{
+    for (int32_t c = 0; c < nch; c++, rq++)
+        for (int32_t i = 0; i < n; i++)
+            o[i * C + c] = (int8_t)mcu_ssat8(mcu_rqt_fast(acc[c * (ap / 4) + i] + bias[c], rq->mult,
+                                                          rq->rlo, rq->rhi, rq->sh));
+}
+#elif MCU_HAVE_DSP
+void mcu_rq_store2(const int32_t *acc, int32_t n, const int32_t *bias, const mcu_requant_t *rq,
+                   int8_t *o0, int8_t *o1);
+void mcu_rq_store_cols(const int32_t *acc, const int32_t *bias, const mcu_requant_t *rq,
+                       int8_t *o, int32_t n, int32_t nch, int32_t C, int32_t ap);
+#endif
+
+MCU_INLINE int mcu_rqt_all_fast(const mcu_requant_t *rq, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (rq[i].sh < 0) return 0;
+    return 1;
 }
 
 /* im2col element order used by the DSP kernels: within each group of four

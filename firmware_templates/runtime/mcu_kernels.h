@@ -97,6 +97,25 @@ typedef struct {
     int32_t diff_min;
 } mcu_softmax_params_t;
 
+/* Per-channel requantization entry, prepared once (by the code generator at
+ * build time, or by mcu_requant_prepare at run time) for the *_pre kernels:
+ *   sh >= 0: out = ((x*mult + (rhi:rlo) - [x<0]*2^31) >> 32) >> sh, the output
+ *            offset folded into rhi:rlo (5 instructions, == TFLM's double
+ *            rounding MultiplyByQuantizedMultiplier + output_offset);
+ *   sh <  0: out = mcu_requantize(x, mult, shift) + output_offset.
+ * Depends only on the scales and the output zero point (not on weights). */
+typedef struct {
+    int32_t mult;
+    int32_t sh;
+    uint32_t rlo;
+    int32_t rhi;
+    int32_t shift;
+} mcu_requant_t;
+
+/* t[i] for i < n from mult[i]/shift[i] (per_channel) or mult[0]/shift[0]. */
+void mcu_requant_prepare(mcu_requant_t *t, int32_t n, const int32_t *mult, const int32_t *shift,
+                         int32_t per_channel, int32_t output_offset);
+
 /* ---- conv.c ------------------------------------------------------------ */
 /* filter_dims: n = output channels, h, w, c = input channels.
  * bias: int32 [out channels] or NULL. */
@@ -115,6 +134,14 @@ void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
                        const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
                        const mcu_dims_t *output_dims, int8_t *output, void *scratch);
 #endif
+
+/* Prepared form (generated code with DSP kernels): rq = mcu_requant_prepare of
+ * q (q is still used by the portable fallback without DSP). */
+int32_t mcu_conv2d_s8_pre_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims);
+void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                       const mcu_requant_t *rq, const mcu_dims_t *input_dims, const int8_t *input,
+                       const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
+                       const mcu_dims_t *output_dims, int8_t *output, void *scratch);
 
 /* ---- depthwise_conv.c -------------------------------------------------- */
 /* filter_dims: n = 1, h, w, c = input channels * depth_multiplier. */
@@ -135,6 +162,24 @@ void mcu_dw_conv2d_s8_dsp(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
                           const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output,
                           void *scratch);
 #endif
+
+/* Prepared form: rq as for conv; packed = the filter repacked by
+ * mcu_dw_conv2d_s8_pack (packed_size bytes, word aligned; layout depends on p
+ * and filter_dims), or NULL to repack it in the scratch on every call
+ * (patchable weights). Scratch: mcu_dw_conv2d_s8_pre_scratch_size(..., packed
+ * != NULL). */
+int32_t mcu_dw_conv2d_s8_packed_size(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims);
+void mcu_dw_conv2d_s8_pack(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
+                           const int8_t *filter, void *packed);
+int32_t mcu_dw_conv2d_s8_pre_scratch_size(const mcu_dw_conv_params_t *p,
+                                          const mcu_dims_t *input_dims,
+                                          const mcu_dims_t *filter_dims,
+                                          const mcu_dims_t *output_dims, int32_t have_packed);
+void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                          const mcu_requant_t *rq, const mcu_dims_t *input_dims,
+                          const int8_t *input, const mcu_dims_t *filter_dims,
+                          const int8_t *filter, const void *packed, const int32_t *bias,
+                          const mcu_dims_t *output_dims, int8_t *output, void *scratch);
 
 /* ---- fully_connected.c ------------------------------------------------- */
 /* input: [batches, in_features]; filter: [out_features, in_features];

@@ -83,3 +83,193 @@ mcu_mm_s8s16_2col:
     pop     {r4-r11, pc}
     .size   mcu_mm_s8s16_2col, .-mcu_mm_s8s16_2col
 #endif
+
+/* DEPTHWISE_CONV_2D 3x3 rows (see depthwise_conv.c): raw sums of one output
+ * row for nch channels from the interleaved planes x (per channel xstride
+ * bytes; per pair of columns jp three words, one per ring slot k, each the
+ * int16 pair (j = 2jp, 2jp + 1)). w: six packed weight words per channel;
+ * woff[k]: byte offset in a channel's six words of the weight row that ring
+ * slot k holds for this output row (8 * ky). acc: [channel][output column].
+ *
+ * void mcu_dw3x3_acc_s1(const uint32_t *x, const uint32_t *w, const int32_t *woff,
+ *                       int32_t *acc, int32_t npairs, int32_t nch, int32_t xstride);
+ *     stride 1: two outputs per column pair, 2 * npairs sums per channel
+ * void mcu_dw3x3_acc_s2(... same, n instead of npairs):  stride 2, n sums */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
+.macro DW_NEXT label
+    ldr     r0, [sp, #0]
+    ldr     ip, [sp, #60]
+    add     r0, r0, ip
+    ldr     r1, [sp, #4]
+    adds    r1, r1, #24
+    ldr     r2, [sp, #8]
+    ldr     ip, [sp, #56]
+    subs    ip, ip, #1
+    str     ip, [sp, #56]
+    bne     \label
+    add     sp, sp, #16
+    pop     {r4-r11, pc}
+.endm
+
+    .align  2
+    .global mcu_dw3x3_acc_s1
+    .type   mcu_dw3x3_acc_s1, %function
+    .thumb_func
+mcu_dw3x3_acc_s1:
+    push    {r4-r11, lr}
+    sub     sp, sp, #16
+    str     r2, [sp, #8]
+.Lch1:
+    str     r0, [sp, #0]
+    str     r1, [sp, #4]
+    ldm     r2, {r7, r8, r9}
+    add     r7, r1, r7
+    ldrd    r4, r5, [r7]
+    add     r8, r1, r8
+    ldrd    r6, r7, [r8]
+    add     r9, r1, r9
+    ldrd    r8, r9, [r9]
+    ldr     lr, [sp, #52]
+1:
+    ldmia   r0!, {r1, r2, r12}
+    smuad   r10, r1, r4
+    smultb  r11, r1, r4
+    smlad   r10, r2, r6, r10
+    smlatb  r11, r2, r6, r11
+    smlad   r10, r12, r8, r10
+    smlatb  r11, r12, r8, r11
+    ldm     r0, {r1, r2, r12}
+    smlabt  r10, r1, r5, r10
+    smlad   r11, r1, r5, r11
+    smlabt  r10, r2, r7, r10
+    smlad   r11, r2, r7, r11
+    smlabt  r10, r12, r9, r10
+    smlad   r11, r12, r9, r11
+    stmia   r3!, {r10, r11}
+    subs    lr, lr, #1
+    bne     1b
+    DW_NEXT .Lch1
+    .size   mcu_dw3x3_acc_s1, .-mcu_dw3x3_acc_s1
+
+    .align  2
+    .global mcu_dw3x3_acc_s2
+    .type   mcu_dw3x3_acc_s2, %function
+    .thumb_func
+mcu_dw3x3_acc_s2:
+    push    {r4-r11, lr}
+    sub     sp, sp, #16
+    str     r2, [sp, #8]
+.Lch2:
+    str     r0, [sp, #0]
+    str     r1, [sp, #4]
+    ldm     r2, {r7, r8, r9}
+    add     r7, r1, r7
+    ldrd    r4, r5, [r7]
+    add     r8, r1, r8
+    ldrd    r6, r7, [r8]
+    add     r9, r1, r9
+    ldrd    r8, r9, [r9]
+    ldr     lr, [sp, #52]
+1:
+    ldmia   r0!, {r1, r2, r12}
+    smuad   r10, r1, r4
+    smlad   r10, r2, r6, r10
+    smlad   r10, r12, r8, r10
+    ldm     r0, {r1, r2, r12}
+    smlabt  r10, r1, r5, r10
+    smlabt  r10, r2, r7, r10
+    smlabt  r10, r12, r9, r10
+    str     r10, [r3], #4
+    subs    lr, lr, #1
+    bne     1b
+    DW_NEXT .Lch2
+    .size   mcu_dw3x3_acc_s2, .-mcu_dw3x3_acc_s2
+#endif
+
+/* Requantize and store raw sums, full int8 activation range, every table
+ * entry in the fast form (sh >= 0), bias not NULL (see mcu_requant_t):
+ *
+ * void mcu_rq_store2(const int32_t *acc, int32_t n, const int32_t *bias,
+ *                    const mcu_requant_t *rq, int8_t *o0, int8_t *o1);
+ *     channels i < n: o0[i] <- acc[2i], o1[i] <- acc[2i + 1]   (CONV_2D)
+ * void mcu_rq_store_cols(const int32_t *acc, const int32_t *bias,
+ *                        const mcu_requant_t *rq, int8_t *o, int32_t n, int32_t nch,
+ *                        int32_t C, int32_t ap);
+ *     channels c < nch, i < n: o[i*C + c] <- acc[c*ap/4 + i]  (DEPTHWISE_CONV_2D) */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
+.macro RQ_ONE dst
+    add     r11, r11, r6
+    and     r12, r11, #0x80000000
+    adds    r12, r12, r9
+    adc     lr, r10, r11, asr #31
+    smlal   r12, lr, r11, r7
+    asr     lr, lr, r8
+    ssat    lr, #8, lr
+.endm
+
+    .align  2
+    .global mcu_rq_store2
+    .type   mcu_rq_store2, %function
+    .thumb_func
+mcu_rq_store2:
+    push    {r4-r11, lr}
+    ldrd    r4, r5, [sp, #36]
+    cmp     r1, #0
+    ble     2f
+1:
+    ldr     r6, [r2], #4
+    ldm     r3, {r7, r8, r9, r10}
+    adds    r3, r3, #20
+    ldr     r11, [r0], #4
+    RQ_ONE
+    strb    lr, [r4], #1
+    ldr     r11, [r0], #4
+    RQ_ONE
+    strb    lr, [r5], #1
+    subs    r1, r1, #1
+    bne     1b
+2:
+    pop     {r4-r11, pc}
+    .size   mcu_rq_store2, .-mcu_rq_store2
+
+    .align  2
+    .global mcu_rq_store_cols
+    .type   mcu_rq_store_cols, %function
+    .thumb_func
+mcu_rq_store_cols:
+    push    {r4-r11, lr}
+    sub     sp, sp, #16
+    str     r1, [sp, #4]
+    str     r2, [sp, #8]
+.Lcol:
+    str     r0, [sp, #0]
+    str     r3, [sp, #12]
+    ldr     r1, [sp, #4]
+    ldr     r6, [r1], #4
+    str     r1, [sp, #4]
+    ldr     r2, [sp, #8]
+    ldm     r2, {r7, r8, r9, r10}
+    adds    r2, r2, #20
+    str     r2, [sp, #8]
+    ldr     r1, [sp, #52]
+    ldr     r2, [sp, #60]
+1:
+    ldr     r11, [r0], #4
+    RQ_ONE
+    strb    lr, [r3]
+    add     r3, r3, r2
+    subs    r1, r1, #1
+    bne     1b
+    ldr     r0, [sp, #0]
+    ldr     r1, [sp, #64]
+    add     r0, r0, r1
+    ldr     r3, [sp, #12]
+    adds    r3, r3, #1
+    ldr     r1, [sp, #56]
+    subs    r1, r1, #1
+    str     r1, [sp, #56]
+    bne     .Lcol
+    add     sp, sp, #16
+    pop     {r4-r11, pc}
+    .size   mcu_rq_store_cols, .-mcu_rq_store_cols
+#endif

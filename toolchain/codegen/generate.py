@@ -37,7 +37,7 @@ import numpy as np
 from toolchain.codegen.kernel_params import kernel_params
 from toolchain.codegen.planner import MemoryPlan, plan_memory
 from toolchain.codegen.rows import row_schedule
-from toolchain.codegen.scratch import kernel_scratch
+from toolchain.codegen.scratch import dw_packed_weights, kernel_scratch, requant_table
 from toolchain.ir.graph import Graph, IRError, Op
 from toolchain.ir.validate import validate
 
@@ -46,6 +46,10 @@ SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POO
                  "MEAN", "RELU", "RELU6")
 ROW_CAPABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
 VARIANTS = ("portable", "dsp")
+# arena growth (bytes) allowed for fewer row-delayed kernel calls (multi-row blocks), see
+# plan_model: a few row slots, not a whole tensor; DSP kernels only (their per-call setup
+# is what blocks amortize; portable builds keep the smallest arena)
+ROW_SLACK = {"portable": 0, "dsp": 768}
 DESC_VERSION = 1
 UNIT_NAMES = {0: "ticks", 1: "instructions", 2: "cycles", 3: "ns"}
 
@@ -126,9 +130,15 @@ def _topo_orders(graph: Graph, n_random: int = 24, seed: int = 0) -> list[list[i
 
 
 def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
-               force_rows: bool = False, reorder: bool = True, alignment: int = 4):
-    """(execution order, MemoryPlan): the smallest arena over candidate orders."""
-    ks = {op.name: kernel_scratch(op.type, kernel_params(graph, op), variant) for op in graph.ops}
+               force_rows: bool = False, reorder: bool = True, alignment: int = 4,
+               patchable: bool = False, row_slack: int | None = None):
+    """(execution order, MemoryPlan): the smallest arena over candidate orders.
+
+    Row-delayed ops then run normally or in multi-row blocks (fewer kernel calls)
+    where the arena stays within the smallest arena + row_slack bytes (default
+    ROW_SLACK[variant])."""
+    ks = {op.name: kernel_scratch(op.type, kernel_params(graph, op), variant, patchable)
+          for op in graph.ops}
 
     def scratch(op, g):
         return ks[op.name]
@@ -150,7 +160,7 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
     # arena allows, run an op normally, else in blocks of several rows per call.
     order, plan = best
     g = _with_order(graph, order)
-    limit = plan.arena_size
+    limit = plan.arena_size + (ROW_SLACK.get(variant, 0) if row_slack is None else row_slack)
     choice: dict[str, int] = {}    # op name -> 0 (not row-delayed) or rows per call
 
     def policy(op, gr):
@@ -221,11 +231,16 @@ class GenResult:
 
 
 class _Emitter:
-    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str):
+    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str, variant: str = "portable",
+                 patchable: bool = False):
         self.g = graph
         self.plan = plan
         self.p = prefix
+        self.variant = variant
+        self.patchable = patchable
         self.consts: dict[str, tuple[str, str, np.ndarray]] = {}   # tensor -> (sym, ctype, data)
+        # arrays derived from weight values (DSP repacked filters): flash, never patchable
+        self.derived: dict[str, tuple[str, str, np.ndarray]] = {}
         self.decls: list[str] = []
         self.checks: list[str] = []
 
@@ -234,6 +249,12 @@ class _Emitter:
             sym = f"{self.p}w{len(self.consts)}_{_cname(name)[-40:]}"
             self.consts[name] = (sym, ctype, np.ascontiguousarray(data))
         return self.consts[name][0]
+
+    def derived_const(self, key: str, data: np.ndarray, ctype: str) -> str:
+        if key not in self.derived:
+            sym = f"{self.p}d{len(self.derived)}_{_cname(key)[-40:]}"
+            self.derived[key] = (sym, ctype, np.ascontiguousarray(data))
+        return self.derived[key][0]
 
     def ptr(self, name: str, const_ok: bool = True) -> str:
         t = self.g.t(name)
@@ -281,8 +302,6 @@ class _Emitter:
                       "dilation_w", "pad_h", "pad_w"] + ([] if conv else ["depth_multiplier"]) \
                 + ["act_min", "act_max"]
             ctype = "mcu_conv_params_t" if conv else "mcu_dw_conv_params_t"
-            fn = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
-            sfn = "mcu_conv2d_s8_scratch_size" if conv else "mcu_dw_conv2d_s8_scratch_size"
             pp = struct(ctype, fields)
             q = quant()
             idm, fdm, odm = dims("id", p["input_dims"]), dims("fd", p["filter_dims"]), dims("od", p["output_dims"])
@@ -290,12 +309,41 @@ class _Emitter:
             b = bias()
             scr = self.scratch(op)
             alloc = self.plan.kernel_scratch.get(op.name, 0)
-            self.checks.append(f"if ({sfn}({idm}, {fdm}) > {alloc}) return 0;")
-            if op.name in self.plan.rows:
-                body += self._rows(op, p, fn, ctype, pp, f"{q}, ", idm, f"{fdm}, {w}, {b}, ",
-                                   odm, f", {scr}")
+            if self.variant == "dsp":
+                # prepared entry points: requantization table (scales only: also in
+                # patchable builds) and, for depthwise, the repacked filter (derived from
+                # weight values: not in patchable builds, where the kernel repacks it)
+                rq = requant_table(p)
+                rows_c = ", ".join(f"{{{r[0]}, {r[1]}, {int(r[2]) & 0xffffffff}u, {r[3]}, {r[4]}}}"
+                                   for r in rq.tolist())
+                d.append(f"static const mcu_requant_t {P}_rq[{len(rq)}] = {{{rows_c}}};")
+                qa = f"{q}, {P}_rq, "
+                if conv:
+                    fn = "mcu_conv2d_s8_pre"
+                    wb = f"{fdm}, {w}, {b}, "
+                    self.checks.append(f"if (mcu_conv2d_s8_pre_scratch_size({idm}, {fdm}) > "
+                                       f"{alloc}) return 0;")
+                else:
+                    fn = "mcu_dw_conv2d_s8_pre"
+                    if self.patchable:
+                        pk = "0"
+                    else:
+                        pk = self.derived_const(op.inputs[1] + ":dsp_packed",
+                                                dw_packed_weights(p), "uint32_t")
+                    wb = f"{fdm}, {w}, {pk}, {b}, "
+                    self.checks.append(f"if (mcu_dw_conv2d_s8_pre_scratch_size({pp}, {idm}, "
+                                       f"{fdm}, {odm}, {int(not self.patchable)}) > {alloc}) "
+                                       "return 0;")
             else:
-                body.append(f"{fn}({pp}, {q}, {idm}, {self.ptr(op.inputs[0])}, {fdm}, {w}, {b}, "
+                fn = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
+                sfn = "mcu_conv2d_s8_scratch_size" if conv else "mcu_dw_conv2d_s8_scratch_size"
+                qa = f"{q}, "
+                wb = f"{fdm}, {w}, {b}, "
+                self.checks.append(f"if ({sfn}({idm}, {fdm}) > {alloc}) return 0;")
+            if op.name in self.plan.rows:
+                body += self._rows(op, p, fn, ctype, pp, qa, idm, wb, odm, f", {scr}")
+            else:
+                body.append(f"{fn}({pp}, {qa}{idm}, {self.ptr(op.inputs[0])}, {wb}"
                             f"{odm}, {out}, {scr});")
         elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
             fn = "mcu_avgpool_s8" if t == "AVERAGE_POOL_2D" else "mcu_maxpool_s8"
@@ -467,7 +515,7 @@ def _desc_fn(P: str, patchable: bool, hlen: int) -> str:
 def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = "",
              rows: bool = True, force_rows: bool = False, reorder: bool = True,
              name: str | None = None, alignment: int = 4,
-             patchable: bool = False) -> GenResult:
+             patchable: bool = False, row_slack: int | None = None) -> GenResult:
     """Write model.c, model_weights.c/.h for `graph` into out_dir (see module doc).
 
     kernels: 'portable' or 'dsp' (sizes the DSP kernels' scratch). prefix: prepended
@@ -485,9 +533,10 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
     check_graph(graph)
     model_hash = graph.model_hash()
     order, plan = plan_model(graph, kernels, rows=rows, force_rows=force_rows,
-                             reorder=reorder, alignment=alignment)
+                             reorder=reorder, alignment=alignment, patchable=patchable,
+                             row_slack=row_slack)
     # The plan's ops are graph.ops permuted; layer k = index in graph.ops.
-    em = _Emitter(graph, plan, prefix)
+    em = _Emitter(graph, plan, prefix, kernels, patchable)
     layers_c = [em.layer(k, op) for k, op in enumerate(graph.ops)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -508,6 +557,11 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
     for tname, (sym, ctype, data) in ({} if patchable else em.consts).items():
         wh.append(f"extern const {ctype} {sym}[{data.size}];")
         wc.append(f"/* {tname[:100].replace('*/', '*_/')} {list(data.shape)} */")
+        wc.append(f"const {ctype} {sym}[{data.size}] __attribute__((aligned(8))) = {{{_arr(data)}}};")
+        wbytes += data.nbytes
+    for key, (sym, ctype, data) in em.derived.items():
+        wh.append(f"extern const {ctype} {sym}[{data.size}];")
+        wc.append(f"/* {key[:100].replace('*/', '*_/')}: repacked for the DSP kernels */")
         wc.append(f"const {ctype} {sym}[{data.size}] __attribute__((aligned(8))) = {{{_arr(data)}}};")
         wbytes += data.nbytes
     wh.append("#endif")
@@ -545,7 +599,21 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
 #define {P}NUM_LAYERS {n_l}u
 static int8_t {P}arena[{max(plan.arena_size, 4)}] __attribute__((aligned(16)));
 
-static void mcu_copy8(int8_t *dst, const int8_t *src, int32_t n) {{
+/* row flush of row-delayed layers: 16 bytes per step when word aligned */
+static inline void mcu_copy8(int8_t *dst, const int8_t *src, int32_t n) {{
+    if (((uint32_t)(uintptr_t)dst | (uint32_t)(uintptr_t)src | (uint32_t)n) % 4u == 0u) {{
+        for (; n >= 16; n -= 16, dst += 16, src += 16) {{
+            uint32_t a, b, c, d;
+            __builtin_memcpy(&a, src, 4);
+            __builtin_memcpy(&b, src + 4, 4);
+            __builtin_memcpy(&c, src + 8, 4);
+            __builtin_memcpy(&d, src + 12, 4);
+            __builtin_memcpy(dst, &a, 4);
+            __builtin_memcpy(dst + 4, &b, 4);
+            __builtin_memcpy(dst + 8, &c, 4);
+            __builtin_memcpy(dst + 12, &d, 4);
+        }}
+    }}
     while (n-- > 0) *dst++ = *src++;
 }}
 """

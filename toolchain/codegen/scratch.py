@@ -19,6 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from toolchain.errors import BuildError
 
 RUNTIME = Path(__file__).resolve().parents[2] / "firmware_templates" / "runtime"
@@ -27,6 +29,19 @@ _LIB = None
 
 class _Dims(C.Structure):
     _fields_ = [(k, C.c_int32) for k in ("n", "h", "w", "c")]
+
+
+DW_FIELDS = ("input_offset", "output_offset", "stride_h", "stride_w", "dilation_h",
+             "dilation_w", "pad_h", "pad_w", "depth_multiplier", "act_min", "act_max")
+
+
+class _DwParams(C.Structure):
+    _fields_ = [(k, C.c_int32) for k in DW_FIELDS]
+
+
+class _Requant(C.Structure):   # mcu_requant_t
+    _fields_ = [("mult", C.c_int32), ("sh", C.c_int32), ("rlo", C.c_uint32),
+                ("rhi", C.c_int32), ("shift", C.c_int32)]
 
 
 def _lib():
@@ -60,21 +75,66 @@ def _lib():
         getattr(lib, fn).restype = C.c_int32
     lib.mcu_fc_s8_scratch_size.argtypes = [C.c_int32]
     lib.mcu_fc_s8_scratch_size.restype = C.c_int32
+    lib.mcu_conv2d_s8_pre_scratch_size.argtypes = [C.POINTER(_Dims), C.POINTER(_Dims)]
+    lib.mcu_conv2d_s8_pre_scratch_size.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_pre_scratch_size.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
+                                                      C.POINTER(_Dims), C.POINTER(_Dims),
+                                                      C.c_int32]
+    lib.mcu_dw_conv2d_s8_pre_scratch_size.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_packed_size.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims)]
+    lib.mcu_dw_conv2d_s8_packed_size.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_pack.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims), C.c_void_p,
+                                          C.c_void_p]
+    lib.mcu_dw_conv2d_s8_pack.restype = None
+    lib.mcu_requant_prepare.argtypes = [C.c_void_p, C.c_int32, C.c_void_p, C.c_void_p,
+                                        C.c_int32, C.c_int32]
+    lib.mcu_requant_prepare.restype = None
     _LIB = lib
     return lib
 
 
-def kernel_scratch(op_type: str, p: dict, variant: str) -> int:
+def _dwp(p: dict) -> _DwParams:
+    return _DwParams(*[int(p[k]) for k in DW_FIELDS])
+
+
+def requant_table(p: dict) -> np.ndarray:
+    """The per-channel mcu_requant_t table of a CONV_2D / DEPTHWISE_CONV_2D (computed by the
+    runtime's own mcu_requant_prepare): int32 array [channels, 5] in struct field order
+    (mult, sh, rlo as int32 bits, rhi, shift)."""
+    mult = np.ascontiguousarray(np.asarray(p["multiplier"], np.int32).reshape(-1))
+    shift = np.ascontiguousarray(np.asarray(p["shift"], np.int32).reshape(-1))
+    n = int(p["output_dims"][3])
+    out = np.zeros((n, 5), np.int32)
+    _lib().mcu_requant_prepare(out.ctypes.data, n, mult.ctypes.data, shift.ctypes.data,
+                               int(mult.size > 1), int(p["output_offset"]))
+    return out
+
+
+def dw_packed_weights(p: dict) -> np.ndarray:
+    """DEPTHWISE_CONV_2D filter repacked by the runtime's mcu_dw_conv2d_s8_pack (uint32 words)."""
+    lib = _lib()
+    fd = _Dims(*p["filter_dims"])
+    n = int(lib.mcu_dw_conv2d_s8_packed_size(C.byref(_dwp(p)), C.byref(fd)))
+    out = np.zeros(max(n // 4, 1), np.uint32)
+    f = np.ascontiguousarray(np.asarray(p["filter"]).astype(np.int8))
+    lib.mcu_dw_conv2d_s8_pack(C.byref(_dwp(p)), C.byref(fd), f.ctypes.data, out.ctypes.data)
+    return out[: n // 4]
+
+
+def kernel_scratch(op_type: str, p: dict, variant: str, patchable: bool = False) -> int:
     """Scratch bytes the kernel for `op_type` needs with parameters `p`
-    (toolchain.codegen.kernel_params) in kernel variant 'portable' or 'dsp'."""
+    (toolchain.codegen.kernel_params) in kernel variant 'portable' or 'dsp' (DSP: the
+    prepared *_pre entry points the generated code calls; DEPTHWISE_CONV_2D packs its
+    weights in the scratch when patchable)."""
     if variant == "portable":
         return 0
     if op_type == "CONV_2D":
-        return int(_lib().mcu_conv2d_s8_scratch_size(C.byref(_Dims(*p["input_dims"])),
-                                                    C.byref(_Dims(*p["filter_dims"]))))
+        return int(_lib().mcu_conv2d_s8_pre_scratch_size(C.byref(_Dims(*p["input_dims"])),
+                                                        C.byref(_Dims(*p["filter_dims"]))))
     if op_type == "DEPTHWISE_CONV_2D":
-        return int(_lib().mcu_dw_conv2d_s8_scratch_size(C.byref(_Dims(*p["input_dims"])),
-                                                       C.byref(_Dims(*p["filter_dims"]))))
+        return int(_lib().mcu_dw_conv2d_s8_pre_scratch_size(
+            C.byref(_dwp(p)), C.byref(_Dims(*p["input_dims"])), C.byref(_Dims(*p["filter_dims"])),
+            C.byref(_Dims(*p["output_dims"])), int(not patchable)))
     if op_type == "FULLY_CONNECTED":
         return int(_lib().mcu_fc_s8_scratch_size(int(p["in_features"])))
     return 0
