@@ -52,6 +52,42 @@ def make_digits_cnn():
     return DigitsCNN()
 
 
+def make_digits_cnn_m(hidden: int = 128):
+    """A larger, over-parameterised digits CNN for the patch benchmark (57,232 conv/fc
+    weights, 250 biases after BN folding): conv3x3 1->16, conv3x3 16->32, max pool,
+    conv3x3 32->64, max pool, fc 256->hidden, fc hidden->10 (BN + ReLU after each conv,
+    ReLU after the hidden fc). Compute stays small (~0.6 M MAC/inference) because the
+    extra weights sit where the feature maps are small."""
+    import torch
+    from torch import nn
+
+    class DigitsCNNM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(16)
+            self.conv2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(32)
+            self.conv3 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+            self.bn3 = nn.BatchNorm2d(64)
+            self.fc1 = nn.Linear(64 * 2 * 2, hidden)
+            self.fc2 = nn.Linear(hidden, 10)
+
+        def logits(self, x):
+            x = torch.relu(self.bn1(self.conv1(x)))
+            x = torch.relu(self.bn2(self.conv2(x)))
+            x = nn.functional.max_pool2d(x, 2)                 # 4x4
+            x = torch.relu(self.bn3(self.conv3(x)))
+            x = nn.functional.max_pool2d(x, 2)                 # 2x2
+            x = torch.relu(self.fc1(torch.flatten(x, 1)))
+            return self.fc2(x)
+
+        def forward(self, x):
+            return torch.softmax(self.logits(x), dim=1)
+
+    return DigitsCNNM()
+
+
 def train_digits_cnn(seed: int = 0, epochs: int = 40):
     """Train the digits CNN; returns (module.eval(), (x_train, y_train, x_test, y_test))."""
     import torch

@@ -52,8 +52,10 @@ def _batches(n, bs, gen):
 def dpu_update(graph: Graph, x: np.ndarray, y: np.ndarray, budget: float = 0.05,
                lam: float = 0.5, epochs: int = 20, finetune_epochs: int = 20,
                selection: str = "dpu", seed: int = 0, lr: float = 3e-3,
-               batch: int = 64, rewind: str = "all") -> DPUResult:
-    """x: float inputs in the graph's input layout (NHWC), y: int labels."""
+               batch: int = 64, rewind: str = "all", finetune_lr: float | None = None
+               ) -> DPUResult:
+    """x: float inputs in the graph's input layout (NHWC), y: int labels. finetune_lr:
+    learning rate of step 3 (default lr, or lr/3 with rewind="unselected")."""
     import torch
     from .torch_graph import GraphModule
     torch.manual_seed(seed)
@@ -71,7 +73,9 @@ def dpu_update(graph: Graph, x: np.ndarray, y: np.ndarray, budget: float = 0.05,
         lossf = torch.nn.functional.cross_entropy
         opt = torch.optim.Adam(m.parameters(), lr=lr)
         losses = []
-        for _ in range(epochs):
+        # random selection with rewind="all" discards phase 1 entirely: skip it
+        phase1 = 0 if (selection == "random" and rewind == "all") else epochs
+        for _ in range(phase1):
             for b in _batches(len(xt), batch, gen):
                 opt.zero_grad()
                 loss = lossf(m(xt[b]), yt[b])
@@ -106,7 +110,9 @@ def dpu_update(graph: Graph, x: np.ndarray, y: np.ndarray, budget: float = 0.05,
                 else:                        # only the unselected weights
                     for k in w_keys:
                         m.params[k].copy_(torch.where(tmask[k], m.params[k], w0[k]))
-        opt = torch.optim.Adam(m.parameters(), lr=lr if rewind == "all" else lr / 3)
+        if finetune_lr is None:
+            finetune_lr = lr if rewind == "all" else lr / 3
+        opt = torch.optim.Adam(m.parameters(), lr=finetune_lr)
         for _ in range(finetune_epochs):
             for b in _batches(len(xt), batch, gen):
                 opt.zero_grad()
