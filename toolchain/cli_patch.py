@@ -268,17 +268,23 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
 
 @patch.command("bench")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the results as JSON (default: build/patch-bench.json).")
-@click.option("--quick", is_flag=True, help="One round, fewer epochs (a smoke run).")
-@click.option("--seed", type=int, default=0, show_default=True)
+              help="Write the results as JSON (default: bench-results/patch_bench.json).")
+@click.option("--quick", is_flag=True, help="One seed, one round, fewer epochs and methods "
+                                            "(a smoke run, < 30 s).")
+@click.option("--seeds", default=None, help="Comma-separated seeds (default 0,1,2; --quick: 0).")
+@click.option("--seed", type=int, default=None, help="One seed (same as --seeds N).")
+@click.option("--model", type=click.Choice(["cnn-m", "cnn-s"]), default="cnn-m", show_default=True,
+              help="cnn-m: 57k-weight digits CNN; cnn-s: the 2k-weight one.")
 @click.option("--scenario", type=click.Choice(["growth", "classes"]), default="growth",
               show_default=True, help="growth: more data per round; classes: class-incremental.")
 @click.option("--device", is_flag=True, help="Also measure streaming + apply on the host board "
                                              "(direct and paced at 115200 baud) and QEMU.")
-def bench_cmd(json_path, quick, seed, scenario, device):
-    """Partial (DPU at 1/5/10 %) vs full vs random updates on the digits CNN: accuracy,
-    patch bytes, streaming time at 115200 baud."""
+def bench_cmd(json_path, quick, seeds, seed, model, scenario, device):
+    """Partial (DPU at 1/3/5/10 %) vs full vs random updates on a digits CNN over rounds of
+    new data: int8 accuracy (mean ± std over seeds), patch bytes vs the FULL patch, streaming
+    time at 115200 baud."""
     from toolchain.patch.bench import run_bench
     run_bench(json_path=json_path, quick=quick, seed=seed, echo=click.echo, scenario=scenario,
-              device=device)
+              device=device, model=model,
+              seeds=None if seeds is None else [int(s) for s in seeds.split(",") if s.strip()])
 from toolchain import cli_patch_device  # noqa: E402,F401  (firmware, send, status)
