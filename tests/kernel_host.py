@@ -104,6 +104,40 @@ def i32(a):
 
 
 # --------------------------------------------------------------------------- runner
+def _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch):
+    """The prepared entry points as generated DSP code calls them: q = NULL (the
+    multipliers come from the mcu_requant_prepare table), depthwise with the filter
+    prepacked and, in DSP builds, the int8 filter NULL where generate.py drops it
+    (depth_multiplier 1, C % 4 == 0)."""
+    n = int(p["output_dims"][3])
+    mult, shift = i32(p["multiplier"]), i32(p["shift"])
+    rq = np.zeros(n * 5 + 1, np.int32)
+    lib.mcu_requant_prepare(rq.ctypes.data_as(C.c_void_p), n, ptr(mult, C.c_int32),
+                            ptr(shift, C.c_int32), int(mult.size > 1), int(p["output_offset"]))
+    rqp = rq.ctypes.data_as(C.c_void_p)
+    filt = i8(p["filter"])
+    if conv:
+        lib.mcu_conv2d_s8_pre_scratch_size.restype = C.c_int32
+        nbytes = lib.mcu_conv2d_s8_pre_scratch_size(C.byref(idims), C.byref(fdims))
+        lib.mcu_conv2d_s8_pre(C.byref(prm), None, rqp, C.byref(idims), ptr(x), C.byref(fdims),
+                              ptr(filt), ptr(bias, C.c_int32), C.byref(odims), ptr(out),
+                              scratch(nbytes))
+        return out
+    lib.mcu_dw_conv2d_s8_packed_size.restype = C.c_int32
+    nb = lib.mcu_dw_conv2d_s8_packed_size(C.byref(prm), C.byref(fdims))
+    packed = np.zeros(max(nb, 4) // 4 + 1, np.uint32)
+    lib.mcu_dw_conv2d_s8_pack(C.byref(prm), C.byref(fdims), ptr(filt), packed.ctypes.data_as(C.c_void_p))
+    drop = (hasattr(lib, "mcu_dw_conv2d_s8_dsp")      # DSP build (generated DSP code needs one)
+            and int(p["depth_multiplier"]) == 1 and int(p["filter_dims"][3]) % 4 == 0)
+    lib.mcu_dw_conv2d_s8_pre_scratch_size.restype = C.c_int32
+    nbytes = lib.mcu_dw_conv2d_s8_pre_scratch_size(C.byref(prm), C.byref(idims), C.byref(fdims),
+                                                   C.byref(odims), 1)
+    lib.mcu_dw_conv2d_s8_pre(C.byref(prm), None, rqp, C.byref(idims), ptr(x), C.byref(fdims),
+                             None if drop else ptr(filt), packed.ctypes.data_as(C.c_void_p),
+                             ptr(bias, C.c_int32), C.byref(odims), ptr(out), scratch(nbytes))
+    return out
+
+
 def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
     """Run op through the C kernel. variant_fn: "" (dispatching entry point),
     "_portable" or "_dsp" (explicit variant, where the kernel has one)."""
@@ -127,6 +161,8 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         idims, fdims, odims = Dims(*p["input_dims"]), Dims(*p["filter_dims"]), Dims(*p["output_dims"])
         bias = None if p["bias"] is None else i32(p["bias"])
         base = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
+        if variant_fn == "_pre":
+            return _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch)
         size_fn = getattr(lib, base + "_scratch_size")
         nbytes = size_fn(C.byref(idims), C.byref(fdims))
         args = [C.byref(prm), C.byref(q), C.byref(idims), ptr(x), C.byref(fdims), ptr(p["filter"]),

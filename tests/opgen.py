@@ -240,6 +240,34 @@ def make_add(rng, **kw) -> Graph:
     return _binary(rng, "ADD", **kw)
 
 
+def add_all_pairs(q1, q2, qo, act="NONE"):
+    """ADD graph over every (x1, x2) int8 pair (65,536 elements) with these quants."""
+    g = Graph(name="add_pairs")
+    shape = (1, 256, 256, 1)
+    g.add_tensor(Tensor("a", shape, "int8", Quant.per_tensor(*q1)))
+    g.add_tensor(Tensor("b", shape, "int8", Quant.per_tensor(*q2)))
+    g.add_tensor(Tensor("y", shape, "int8", Quant.per_tensor(*qo)))
+    g.add_op(Op("ADD", ["a", "b"], ["y"], dict(fused_activation=act)))
+    g.inputs, g.outputs = ["a", "b"], ["y"]
+    v = np.arange(-128, 128, dtype=np.int8)
+    feeds = {"a": np.repeat(v, 256).reshape(shape), "b": np.tile(v, 256).reshape(shape)}
+    return g, feeds
+
+
+def add_pair_quants(seed=11, n=24):
+    """Quantizations for the exhaustive ADD checks: equal scales (both input shifts 0),
+    ResNet-like ratios, wide ratios (large input shifts), extreme zero points."""
+    rng = np.random.default_rng(seed)
+    out = [((0.05, 0), (0.05, 0), (0.1, 0)), ((0.02, -128), (0.02, 127), (0.04, -128)),
+           ((0.1, 127), (0.003, -128), (0.2, 5)), ((0.003, -128), (0.2, 127), (0.01, -128))]
+    while len(out) < n:
+        s1 = rand_scale(rng, 0.001, 0.5)
+        s2 = s1 if rng.random() < 0.25 else rand_scale(rng, 0.001, 0.5)
+        so = _f32(max(s1, s2) * rng.uniform(0.3, 4.0))
+        out.append(tuple((s, int(rng.integers(-128, 128))) for s in (s1, s2, so)))
+    return out
+
+
 def make_mul(rng, **kw) -> Graph:
     return _binary(rng, "MUL", **kw)
 

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from kernel_host import CFLAGS, RUNTIME, host_lib, run_op  # noqa: E402
-from opgen import OP_BUILDERS, random_feeds  # noqa: E402
+from opgen import OP_BUILDERS, add_all_pairs, add_pair_quants, random_feeds  # noqa: E402
 
 from toolchain.ir import quant_math as qm  # noqa: E402
 from toolchain.ir.tflm import run_graph  # noqa: E402
@@ -41,6 +41,8 @@ def _check(libs, g, feeds):
     op = g.ops[0]
     for name, lib in libs.items():
         fns = ["_portable", "_dsp"] if (op.type in VARIANTS and name == "dsp") else [""]
+        if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            fns.append("_pre")   # q = NULL, prepared table (+ packed filter)
         for fn in fns:
             y = run_op(lib, g, op, feeds, fn).reshape(ref.shape)
             if not np.array_equal(y, ref):
@@ -143,3 +145,76 @@ def test_requantize_equals_double_rounding():
     lib.mbqm_both(P(x), P(m), P(s), n, P(ref), P(fast))
     assert np.array_equal(ref, fast)
     assert np.array_equal(ref, qm.multiply_by_quantized_multiplier(x, m, s))
+
+
+# ---- ADD fast path (elementwise.c: SMMULR form of the double rounding) ----------------
+@pytest.mark.parametrize("k", range(24))
+def test_add_all_pairs_match_tflm(libs, k):
+    """Every input pair, against the tflite-micro interpreter, same-shape and broadcast
+    entry points (the fast path), portable and DSP builds."""
+    q1, q2, qo = add_pair_quants()[k]
+    act = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")[k % 4]
+    g, feeds = add_all_pairs(q1, q2, qo, act)
+    _check(libs, g, feeds)
+    # the broadcast entry point over the same pairs: b = one row of 256 values
+    from toolchain.ir.graph import Tensor
+    g2, _ = add_all_pairs(q1, q2, qo, act)
+    g2.tensors["b"] = Tensor("b", (1, 1, 256, 1), "int8", g2.t("b").quant)
+    f2 = {"a": feeds["a"], "b": feeds["b"][:, :1, :, :].copy()}
+    _check(libs, g2, f2)
+
+
+def test_add_fast_path_used():
+    """ResNet-8-like ADD parameters take the fast path (left_shift 20, input shifts <= 0)."""
+    from toolchain.codegen.kernel_params import kernel_params
+    for q1, q2, qo in add_pair_quants()[:8]:
+        g, _ = add_all_pairs(q1, q2, qo)
+        p = kernel_params(g, g.ops[0])
+        assert p["left_shift"] == 20
+        assert -31 <= p["input1_shift"] <= 0 and -31 <= p["input2_shift"] <= 0
+        assert -128 <= p["input1_offset"] <= 128 and -128 <= p["input2_offset"] <= 128
+
+
+ADD_STAGE_TEST_C = r"""
+#include "elementwise.c"
+/* number of (x, off) for which the fast input stage differs from TFLM's literal
+ * RDBP(SRDHM((x + off) << ls, m), -shift) */
+int32_t add_stage_mismatches(const int32_t *m, const int32_t *shift, int32_t n, int32_t ls)
+{
+    int32_t bad = 0;
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t off = -128; off <= 128; off++) {
+            mcu_add_in_t c;
+            if (!add_in_prepare(off, m[i], shift[i], &c)) return -1;
+            for (int32_t x = -128; x < 128; x++) {
+                const int32_t a = (int32_t)((uint32_t)(x + off) << ls);
+                const int32_t ref = mcu_rdbp(mcu_srdhm(a, m[i]), -shift[i]);
+                bad += add_in(&c, ls + 1, x) != ref;
+            }
+        }
+    return bad;
+}
+"""
+
+
+@pytest.mark.parametrize("variant", ["portable", "dsp"])
+def test_add_input_stage_exact(variant):
+    """The ADD fast path's input stage (SMMULR form) == TFLM's literal double rounding
+    for every int8 input, every offset -128..128, left shifts 20/21 and random
+    multipliers (incl. 0, 2^30, 2^31-1) with shifts 0..-31: the intermediate sums are
+    checked exactly, not only the final (more forgiving) int8 outputs."""
+    d = Path(tempfile.mkdtemp())
+    (d / "a.c").write_text(ADD_STAGE_TEST_C)
+    so = d / "a.so"
+    flags = ["-DMCU_EMULATE_DSP"] if variant == "dsp" else []
+    subprocess.run([os.environ.get("CC", "cc"), *CFLAGS, *flags, f"-I{RUNTIME}", str(d / "a.c"),
+                    str(RUNTIME / "requant.c"), "-o", str(so)], check=True)
+    lib = C.CDLL(str(so))
+    rng = np.random.default_rng(3)
+    n = 160
+    m = rng.integers(0, 1 << 31, n).astype(np.int32)
+    m[:4] = [0, 1 << 30, (1 << 31) - 1, 1]
+    s = np.concatenate([np.zeros(8), -np.arange(0, 32), rng.integers(-31, 1, n - 40)]).astype(np.int32)
+    P = lambda a: a.ctypes.data_as(C.POINTER(C.c_int32))  # noqa: E731
+    for ls in (20, 21):
+        assert lib.add_stage_mismatches(P(m), P(s), n, ls) == 0

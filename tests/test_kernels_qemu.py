@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from kernel_qemu import build_image, emit_cases, have_toolchain, run_image  # noqa: E402
-from opgen import OP_BUILDERS, random_feeds  # noqa: E402
+from opgen import OP_BUILDERS, add_all_pairs, add_pair_quants, random_feeds  # noqa: E402
 
 from toolchain.ir.tflm import run_graph  # noqa: E402
 
@@ -59,6 +59,10 @@ def cases():
             add(t, OP_BUILDERS[t](rng))
     for t, kw in SHAPES:
         add(t, OP_BUILDERS[t](rng, **kw))
+    # ADD fast path (SMMULR form): every int8 input pair, equal / wide scale ratios
+    for k in (0, 1, 2, 3, 6):
+        g, f = add_all_pairs(*add_pair_quants()[k], act=("NONE", "RELU")[k % 2])
+        out.append((f"ADD_pairs_{len(out)}", g, f, run_graph(g, f)[g.outputs[0]]))
     return out
 
 

@@ -2,10 +2,12 @@
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
-void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
-                            const mcu_dims_t *input_dims, const int8_t *input,
-                            const mcu_dims_t *filter_dims, const int8_t *filter,
-                            const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
+/* mult/shift of output channel oc at byte offset oc * qstride from mult/shift
+ * (4: mcu_per_channel_quant_t arrays, sizeof(mcu_requant_t): a prepared table). */
+static void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, const int32_t *shift,
+                          int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
+                          const mcu_dims_t *filter_dims, const int8_t *filter,
+                          const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
     const int32_t out_h = output_dims->h, out_w = output_dims->w, out_c = output_dims->c;
@@ -33,12 +35,22 @@ void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_qu
                         }
                     }
                     if (bias) acc += bias[oc];
-                    *output++ = mcu_requant_clamp(acc, q->multiplier[oc], q->shift[oc],
+                    *output++ = mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
+                                                  MCU_QAT(shift, oc, qstride),
                                                   p->output_offset, p->act_min, p->act_max);
                 }
             }
         }
     }
+}
+
+void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                            const mcu_dims_t *input_dims, const int8_t *input,
+                            const mcu_dims_t *filter_dims, const int8_t *filter,
+                            const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
+{
+    conv_portable(p, q->multiplier, q->shift, 4, input_dims, input, filter_dims, filter, bias,
+                  output_dims, output);
 }
 
 /* DSP scratch layout (bytes, all word aligned):
@@ -290,10 +302,13 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
     conv_pre_dsp(p, rq, input_dims, input, filter_dims, filter, bias, output_dims, output,
                  scratch);
 #else
-    (void)rq;
     (void)scratch;
-    mcu_conv2d_s8_portable(p, q, input_dims, input, filter_dims, filter, bias, output_dims,
-                           output);
+    if (q)
+        mcu_conv2d_s8_portable(p, q, input_dims, input, filter_dims, filter, bias, output_dims,
+                               output);
+    else
+        conv_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims,
+                      input, filter_dims, filter, bias, output_dims, output);
 #endif
 }
 

@@ -2,11 +2,11 @@
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
-void mcu_dw_conv2d_s8_portable(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
-                               const mcu_dims_t *input_dims, const int8_t *input,
-                               const mcu_dims_t *filter_dims, const int8_t *filter,
-                               const int32_t *bias, const mcu_dims_t *output_dims,
-                               int8_t *output)
+/* mult/shift of output channel oc at byte offset oc * qstride (see conv.c). */
+static void dw_portable(const mcu_dw_conv_params_t *p, const int32_t *mult, const int32_t *shift,
+                        int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
+                        const mcu_dims_t *filter_dims, const int8_t *filter,
+                        const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
     const int32_t out_h = output_dims->h, out_w = output_dims->w, out_c = output_dims->c;
@@ -34,7 +34,8 @@ void mcu_dw_conv2d_s8_portable(const mcu_dw_conv_params_t *p, const mcu_per_chan
                             }
                         }
                         if (bias) acc += bias[oc];
-                        output[oc] = mcu_requant_clamp(acc, q->multiplier[oc], q->shift[oc],
+                        output[oc] = mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
+                                                       MCU_QAT(shift, oc, qstride),
                                                        p->output_offset, p->act_min, p->act_max);
                     }
                 }
@@ -42,6 +43,16 @@ void mcu_dw_conv2d_s8_portable(const mcu_dw_conv_params_t *p, const mcu_per_chan
             }
         }
     }
+}
+
+void mcu_dw_conv2d_s8_portable(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                               const mcu_dims_t *input_dims, const int8_t *input,
+                               const mcu_dims_t *filter_dims, const int8_t *filter,
+                               const int32_t *bias, const mcu_dims_t *output_dims,
+                               int8_t *output)
+{
+    dw_portable(p, q->multiplier, q->shift, 4, input_dims, input, filter_dims, filter, bias,
+                output_dims, output);
 }
 
 /* ---- DSP kernels (depth_multiplier == 1) -----------------------------------
@@ -475,11 +486,14 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
         return;
     }
 #endif
-    (void)rq;
     (void)packed;
     (void)scratch;
-    mcu_dw_conv2d_s8_portable(p, q, input_dims, input, filter_dims, filter, bias, output_dims,
-                              output);
+    if (q)
+        mcu_dw_conv2d_s8_portable(p, q, input_dims, input, filter_dims, filter, bias,
+                                  output_dims, output);
+    else
+        dw_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims, input,
+                    filter_dims, filter, bias, output_dims, output);
 }
 
 void mcu_dw_conv2d_s8(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,

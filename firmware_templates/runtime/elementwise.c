@@ -14,6 +14,82 @@ static inline int8_t add_one(const mcu_add_params_t *p, int32_t x1, int32_t x2)
     return (int8_t)mcu_clamp_i32(r, p->act_min, p->act_max);
 }
 
+/* ---- ADD fast path ------------------------------------------------------
+ * TFLM (double rounding, PrepareGeneralSubOp): per input
+ *   s = RDBP(SRDHM(a, m), e),  a = (x + off) << ls,  e = -shift >= 0,
+ * then out = clamp(MBQM(s1 + s2, mo, so) + zp). With A = 2a = (x + off) << (ls + 1)
+ * (no int32 overflow: |x + off| <= 256, ls <= 21):
+ *  1. SRDHM(a, m) = floor((a*m + 2^30) / 2^31) (m >= 0; mcu_fixedpoint.h)
+ *                 = floor((A*m + 2^31) / 2^32) = SMMULR(A, m)  =: r.
+ *  2. RDBP(r, e) = floor((r + 2^(e-1) - [r<0]) / 2^e) for e >= 1 (rounding up iff
+ *     r mod 2^e >= 2^(e-1) + [r<0], RDBP's "remainder > threshold"), r for e = 0.
+ *  3. [r<0] may be replaced by [A<0] = -(A >> 31): A<0 gives r <= 0 and A>=0 gives
+ *     r >= 0, and r == 0 yields 0 with either term (2^(e-1) - 1 < 2^e).
+ * So s = (SMMULR(A, m) + h + ((A >> 31) & smask)) >> e with h = 2^(e-1), smask = -1
+ * (e >= 1) or h = smask = 0 (e = 0): 32-bit only. |s| < 2^29, so s1 + s2 does not
+ * overflow; the output stage is the prepared requantization of the conv kernels
+ * (mcu_requant_prepare, output offset folded in). Tested against the literal
+ * double rounding for every input pair (tests/test_kernels_host.py). */
+typedef struct {
+    int32_t off, m, h, smask, e;
+} mcu_add_in_t;
+
+typedef struct {
+    mcu_add_in_t in1, in2;
+    int32_t k; /* left_shift + 1 */
+    mcu_requant_t out;
+    int32_t out_off, act_min, act_max;
+} mcu_add_prep_t;
+
+static int add_in_prepare(int32_t off, int32_t m, int32_t shift, mcu_add_in_t *c)
+{
+    if (off < -128 || off > 128 || m < 0 || shift > 0 || shift < -31) return 0;
+    c->off = off;
+    c->m = m;
+    c->e = -shift;
+    c->h = shift < 0 ? (int32_t)(1u << (-shift - 1)) : 0;
+    c->smask = shift < 0 ? -1 : 0;
+    return 1;
+}
+
+static int add_prepare(const mcu_add_params_t *p, mcu_add_prep_t *c)
+{
+    if (p->left_shift < 0 || p->left_shift > 21) return 0;
+    if (!add_in_prepare(p->input1_offset, p->input1_multiplier, p->input1_shift, &c->in1) ||
+        !add_in_prepare(p->input2_offset, p->input2_multiplier, p->input2_shift, &c->in2))
+        return 0;
+    c->k = p->left_shift + 1;
+    mcu_requant_prepare(&c->out, 1, &p->output_multiplier, &p->output_shift, 0,
+                        p->output_offset);
+    c->out_off = p->output_offset;
+    c->act_min = p->act_min;
+    c->act_max = p->act_max;
+    return 1;
+}
+
+MCU_INLINE int32_t mcu_smmulr(int32_t a, int32_t b)
+{
+#if MCU_HAVE_DSP && !defined(MCU_EMULATE_DSP)
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+MCU_INLINE int32_t add_in(const mcu_add_in_t *c, int32_t k, int32_t x)
+{
+    const int32_t A = (int32_t)((uint32_t)(x + c->off) << k);
+    return (mcu_smmulr(A, c->m) + c->h + ((A >> 31) & c->smask)) >> c->e;
+}
+
+MCU_INLINE int8_t add_fast(const mcu_add_prep_t *c, int32_t x1, int32_t x2)
+{
+    const int32_t s = add_in(&c->in1, c->k, x1) + add_in(&c->in2, c->k, x2);
+    return mcu_clamp8(mcu_rqt_apply(s, &c->out, c->out_off), c->act_min, c->act_max);
+}
+
 static inline int8_t mul_one(const mcu_mul_params_t *p, int32_t x1, int32_t x2)
 {
     const int32_t a = p->input1_offset + x1;
@@ -26,6 +102,11 @@ static inline int8_t mul_one(const mcu_mul_params_t *p, int32_t x1, int32_t x2)
 void mcu_add_s8(const mcu_add_params_t *p, const int8_t *input1, const int8_t *input2,
                 int8_t *output, int32_t size)
 {
+    mcu_add_prep_t c;
+    if (add_prepare(p, &c)) {
+        for (int32_t i = 0; i < size; i++) output[i] = add_fast(&c, input1[i], input2[i]);
+        return;
+    }
     for (int32_t i = 0; i < size; i++) output[i] = add_one(p, input1[i], input2[i]);
 }
 
@@ -49,6 +130,14 @@ void mcu_add_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *d, const 
                           const int32_t *s1, const int8_t *input2, const int32_t *s2,
                           int8_t *output)
 {
+    mcu_add_prep_t c;
+    if (add_prepare(p, &c)) {
+        const mcu_add_prep_t *const pc = &c;
+#define add_fast_p(unused, x1, x2) add_fast(pc, x1, x2)
+        BROADCAST_LOOP(add_fast_p)
+#undef add_fast_p
+        return;
+    }
     BROADCAST_LOOP(add_one)
 }
 

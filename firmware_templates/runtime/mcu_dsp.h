@@ -81,6 +81,10 @@ MCU_INLINE void mcu_write_u32(void *p, uint32_t v)
 }
 
 /* Requantize an accumulator and clamp it to [act_min, act_max]. */
+/* element i of an int32 field found every `stride` bytes from `base` */
+#define MCU_QAT(base, i, stride) \
+    (*(const int32_t *)(const void *)((const char *)(base) + (i) * (stride)))
+
 MCU_INLINE int8_t mcu_requant_clamp(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
                                     int32_t act_min, int32_t act_max)
 {

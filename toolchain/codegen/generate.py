@@ -303,9 +303,17 @@ class _Emitter:
                 + ["act_min", "act_max"]
             ctype = "mcu_conv_params_t" if conv else "mcu_dw_conv_params_t"
             pp = struct(ctype, fields)
-            q = quant()
+            # DSP builds call the _pre entry points, which read the multipliers/shifts from
+            # the requantization table: no per-channel arrays (q = NULL)
+            q = "0" if self.variant == "dsp" else quant()
             idm, fdm, odm = dims("id", p["input_dims"]), dims("fd", p["filter_dims"]), dims("od", p["output_dims"])
-            w = self.const(op.inputs[1], p["filter"], "int8_t")
+            # the int8 depthwise filter is not read when the repacked one is emitted and
+            # the DSP kernel covers every channel (depth_multiplier 1, C % 4 == 0); patchable
+            # builds keep it (it is the store tensor the kernel repacks on every call)
+            dw_packed_only = (not conv and self.variant == "dsp" and not self.patchable
+                              and int(p["depth_multiplier"]) == 1
+                              and int(p["filter_dims"][3]) % 4 == 0)
+            w = "0" if dw_packed_only else self.const(op.inputs[1], p["filter"], "int8_t")
             b = bias()
             scr = self.scratch(op)
             alloc = self.plan.kernel_scratch.get(op.name, 0)
@@ -495,6 +503,13 @@ def _patchable_weights(graph: Graph, em: "_Emitter", wh: list, wc: list, P: str)
     return wh, wc, wbytes
 
 
+def _dsp_guard(kernels: str) -> str:
+    if kernels != "dsp":
+        return ""
+    return ("#if !MCU_HAVE_DSP\n#error \"generated for the DSP kernels (--kernels dsp): "
+            "build with a DSP core or MCU_EMULATE_DSP\"\n#endif\n")
+
+
 def _hash_fn(P: str, patchable: bool) -> str:
     if not patchable:
         return f"const uint8_t *{P}model_hash(void) {{ return {P}hash; }}"
@@ -590,7 +605,7 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
 #include "mcu_kernels.h"
 #include "board.h"
 #include "{P}model_weights.h"
-
+{_dsp_guard(kernels)}
 #define MCU_ST_OK_ 0u
 #define MCU_ST_BAD_ARG_ 3u
 #define MCU_ST_INTERNAL_ 9u
