@@ -80,20 +80,28 @@ def _table(results, echo):
     def m(v):
         return f"{v / 1e6:.2f} M"
     echo(f"{'model':<9} {'kernels':<10} {'instr/inf':>10} {'TFLM':>9} {'ratio':>6} "
-         f"{'arena':>8} {'TFLM arena':>10} {'flash wts':>9} {'code':>8} {'.tflite':>8}")
+         f"{'arena':>8} {'TFLM arena':>10} {'weights':>8} {'tables':>7} {'code':>7} "
+         f"{'TFLM code':>9} {'.tflite':>8}")
     for r in results:
         ref = r["tflm_reference"]
         tflm_arena = ref.get("arena_cmsis_nn") or r["tflm_arena_min_host"]
-        for k, refk in (("portable", "instructions_reference"), ("dsp", "instructions_cmsis_nn"),
-                        ("dsp_no_rows", "instructions_cmsis_nn")):
+        for k, refk, refc in (("portable", "instructions_reference", "flash_without_model_reference"),
+                              ("dsp", "instructions_cmsis_nn", "flash_without_model_cmsis_nn"),
+                              ("dsp_no_rows", "instructions_cmsis_nn",
+                               "flash_without_model_cmsis_nn")):
             x = r[k]
-            ti = ref.get(refk)
+            ti, tc = ref.get(refk), ref.get(refc)
+            f = x["flash"]
             echo(f"{r['model']:<9} {k:<10} {m(x['instructions']):>10} "
                  f"{m(ti) if ti else '-':>9} {x['instructions'] / ti if ti else 0:>6.2f} "
-                 f"{x['arena']:>8,} {tflm_arena:>10,} {x['flash']['weights']:>9,} "
-                 f"{x['flash']['code_without_weights']:>8,} {r['tflite_bytes']:>8,}")
+                 f"{x['arena']:>8,} {tflm_arena:>10,} {f['weights']:>8,} "
+                 f"{f.get('model_tables', 0):>7,} {f.get('code', f['code_without_weights']):>7,} "
+                 f"{f'{tc:,}' if tc else '-':>9} {r['tflite_bytes']:>8,}")
     echo("TFLM columns: REFERENCE.md §4 (TFLM on the emulated M4: reference kernels for "
-         "'portable', CMSIS-NN for 'dsp'; arena = CMSIS-NN build's smallest).")
+         "'portable', CMSIS-NN for 'dsp'; arena = CMSIS-NN build's smallest; TFLM code = "
+         "its flash without the model). weights = weights, biases, repacked filters; "
+         "tables = generated constant data (requantization tables, layer parameters, "
+         "names); code = runtime + app + board + generated code (all the rest of flash).")
 
 
 def main(argv=None):

@@ -396,7 +396,7 @@ def _by_file(mapf: Path, sections: list, obj_to_src: dict) -> dict:
         if line.strip().startswith("*fill*"):
             m = re.match(r"^\s*\*fill\*\s+0x[0-9a-fA-F]+\s+0x([0-9a-fA-F]+)", line)
             if m and cur == ".stack":  # the stack reserve is a fill of the .stack section
-                e = out.setdefault("(stack)", {"flash": 0, "ram": 0})
+                e = out.setdefault("(stack)", {"flash": 0, "ram": 0, "code": 0})
                 e["ram"] += int(m.group(1), 16)
             pending = None
             continue
@@ -406,15 +406,20 @@ def _by_file(mapf: Path, sections: list, obj_to_src: dict) -> dict:
         m = _IN_SEC.match(line)
         if m and (m.group(1) or pending):
             size, obj = int(m.group(3), 16), m.group(4).strip()
+            in_name = m.group(1) or pending
             pending = None
             if size == 0 or obj.startswith(("load address", "0x")):
                 continue
             base = os.path.basename(obj.split("(")[0])
             src = obj_to_src.get(base, base)
             fl, rm = kinds[cur]
-            e = out.setdefault(src, {"flash": 0, "ram": 0})
+            e = out.setdefault(src, {"flash": 0, "ram": 0, "code": 0})
             e["flash"] += size if fl else 0
             e["ram"] += size if rm else 0
+            # flash bytes of instructions (the rest of a file's flash is constant data)
+            if fl and in_name.startswith((".text", ".glue", ".vfp11", ".v4_bx", ".iplt",
+                                          ".isr_vector")):
+                e["code"] += size
         elif re.match(r"^ \S+\s*$", line):
             pending = line.strip()  # long input-section name; numbers on the next line
         else:

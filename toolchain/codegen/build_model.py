@@ -67,13 +67,26 @@ def _flash_ram_parts(res, gen) -> tuple[dict, dict]:
 
     def tot(pred, key):
         return sum(v[key] for k, v in bf.items() if pred(k))
+    is_model = lambda k: k.endswith("/model.c") or k == "ext/model.c"  # noqa: E731
     weights = tot(lambda k: k.endswith("model_weights.c"), "flash")
-    model_code = tot(lambda k: k.endswith("/model.c") or k == "ext/model.c", "flash")
+    model_flash = tot(is_model, "flash")
+    model_code = tot(is_model, "code")      # generated code: instructions only
+    # generated constant data: requantization tables, per-layer parameter structs and
+    # dims, layer names, hash/description
+    tables = model_flash - model_code
     runtime = tot(lambda k: k.startswith("runtime/"), "flash")
-    flash = dict(total=res.flash_used, weights=weights, model_code=model_code,
-                 runtime=runtime, app=res.flash_used - weights - model_code - runtime,
+    flash = dict(total=res.flash_used, weights=weights, model_tables=tables,
+                 model_code=model_code, runtime=runtime,
+                 app=res.flash_used - weights - model_flash - runtime,
                  budget=res.flash_budget)
+    # the split the bench reports: model constants (weights, biases, repacked filters,
+    # tables) vs code (runtime + app + board + generated code; their few literal
+    # pools and strings stay with the code)
+    flash["model_constants"] = weights + tables
+    flash["code"] = flash["total"] - flash["model_constants"]
     flash["code_without_weights"] = flash["total"] - weights
+    if getattr(gen, "table_bytes", None) is not None:
+        flash["requant_tables"] = gen.table_bytes
     stack = bf.get("(stack)", {}).get("ram", 0)
     arena = gen.plan.arena_size
     ram = dict(total=res.ram_used, arena=arena, stack=stack,
@@ -130,10 +143,11 @@ def format_report(rep: dict) -> str:
              f"kernels: {rep['kernels']}",
              f"board: {rep['board']}" + ("  (unchanged, reused)" if rep.get("cached") else ""),
              f"firmware: {rep['elf']}",
-             f"flash: {kb(f['total'])} of {kb(f['budget'])}: weights {kb(f['weights'])}, "
-             f"model code {kb(f['model_code'])}, runtime {kb(f['runtime'])}, app+board "
-             f"{kb(f['app'])}" + (f"  (.tflite {kb(rep['tflite_bytes'])})"
-                                 if rep.get("tflite_bytes") else ""),
+             f"flash: {kb(f['total'])} of {kb(f['budget'])}: model constants "
+             f"{kb(f['model_constants'])} (weights {kb(f['weights'])}, tables "
+             f"{kb(f['model_tables'])}), code {kb(f['code'])} (generated "
+             f"{kb(f['model_code'])}, runtime {kb(f['runtime'])}, app+board {kb(f['app'])})"
+             + (f"  (.tflite {kb(rep['tflite_bytes'])})" if rep.get("tflite_bytes") else ""),
              f"RAM: {kb(r['total'])} of {kb(r['budget'])}: arena {kb(r['arena'])}, stack "
              f"{kb(r['stack'])}, other static {kb(r['static_other'])}"]
     cmp = []

@@ -216,6 +216,7 @@ class GenResult:
     model_hash: str
     weights_bytes: int
     layers: list = field(default_factory=list)
+    table_bytes: int = 0      # requantization tables (mcu_requant_t, flash)
 
     @property
     def arena_size(self) -> int:
@@ -224,6 +225,7 @@ class GenResult:
     def summary(self) -> dict:
         return dict(model_hash=self.model_hash, kernels=self.variant,
                     arena_size=self.plan.arena_size, weights_bytes=self.weights_bytes,
+                    table_bytes=self.table_bytes,
                     naive_arena=self.plan.naive_size, num_layers=len(self.graph.ops),
                     exec_order=self.exec_order, reordered=self.exec_order != sorted(self.exec_order),
                     row_inplace=sorted(self.plan.rows), inplace=self.plan.inplace,
@@ -243,6 +245,7 @@ class _Emitter:
         self.derived: dict[str, tuple[str, str, np.ndarray]] = {}
         self.decls: list[str] = []
         self.checks: list[str] = []
+        self.table_bytes = 0
 
     def const(self, name: str, data: np.ndarray, ctype: str) -> str:
         if name not in self.consts:
@@ -325,6 +328,7 @@ class _Emitter:
                 rows_c = ", ".join(f"{{{r[0]}, {r[1]}, {int(r[2]) & 0xffffffff}u, {r[3]}, {r[4]}}}"
                                    for r in rq.tolist())
                 d.append(f"static const mcu_requant_t {P}_rq[{len(rq)}] = {{{rows_c}}};")
+                self.table_bytes += 20 * len(rq)
                 qa = f"{q}, {P}_rq, "
                 if conv:
                     fn = "mcu_conv2d_s8_pre"
@@ -751,4 +755,4 @@ const uint8_t *{P}model_layer_output(uint32_t k, uint32_t *size) {{
              model_hash=model_hash, layers=layers), indent=1, default=str) + "\n")
     files = [out_dir / f"{P}model.c", out_dir / f"{P}model_weights.c"]
     return GenResult(out_dir, files, graph, plan, order, kernels, prefix, model_hash, wbytes,
-                     layers)
+                     layers, em.table_bytes)
