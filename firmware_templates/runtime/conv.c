@@ -4,7 +4,7 @@
 
 /* mult/shift of output channel oc at byte offset oc * qstride from mult/shift
  * (4: mcu_per_channel_quant_t arrays, sizeof(mcu_requant_t): a prepared table). */
-static void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, const int32_t *shift,
+MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, const int32_t *shift,
                           int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
                           const mcu_dims_t *filter_dims, const int8_t *filter,
                           const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
@@ -302,13 +302,10 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
     conv_pre_dsp(p, rq, input_dims, input, filter_dims, filter, bias, output_dims, output,
                  scratch);
 #else
+    (void)q;
     (void)scratch;
-    if (q)
-        mcu_conv2d_s8_portable(p, q, input_dims, input, filter_dims, filter, bias, output_dims,
-                               output);
-    else
-        conv_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims,
-                      input, filter_dims, filter, bias, output_dims, output);
+    conv_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims, input,
+                  filter_dims, filter, bias, output_dims, output);
 #endif
 }
 

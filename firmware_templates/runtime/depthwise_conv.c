@@ -3,7 +3,7 @@
 #include "mcu_dsp.h"
 
 /* mult/shift of output channel oc at byte offset oc * qstride (see conv.c). */
-static void dw_portable(const mcu_dw_conv_params_t *p, const int32_t *mult, const int32_t *shift,
+MCU_INLINE void dw_portable(const mcu_dw_conv_params_t *p, const int32_t *mult, const int32_t *shift,
                         int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
                         const mcu_dims_t *filter_dims, const int8_t *filter,
                         const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
@@ -486,14 +486,11 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
         return;
     }
 #endif
+    (void)q;
     (void)packed;
     (void)scratch;
-    if (q)
-        mcu_dw_conv2d_s8_portable(p, q, input_dims, input, filter_dims, filter, bias,
-                                  output_dims, output);
-    else
-        dw_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims, input,
-                    filter_dims, filter, bias, output_dims, output);
+    dw_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims, input,
+                filter_dims, filter, bias, output_dims, output);
 }
 
 void mcu_dw_conv2d_s8(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,

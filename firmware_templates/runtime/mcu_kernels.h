@@ -135,8 +135,9 @@ void mcu_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
                        const mcu_dims_t *output_dims, int8_t *output, void *scratch);
 #endif
 
-/* Prepared form (generated code with DSP kernels): rq = mcu_requant_prepare of
- * q (q is still used by the portable fallback without DSP). */
+/* Prepared form (generated code with DSP kernels): rq = mcu_requant_prepare of the
+ * multipliers/shifts; q is not read (may be NULL: every path, the portable fallback
+ * without DSP included, takes mult/shift from rq). */
 int32_t mcu_conv2d_s8_pre_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims);
 void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
                        const mcu_requant_t *rq, const mcu_dims_t *input_dims, const int8_t *input,
@@ -166,7 +167,9 @@ void mcu_dw_conv2d_s8_dsp(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
 /* Prepared form: rq as for conv; packed = the filter repacked by
  * mcu_dw_conv2d_s8_pack (packed_size bytes, word aligned; layout depends on p
  * and filter_dims), or NULL to repack it in the scratch on every call
- * (patchable weights). Scratch: mcu_dw_conv2d_s8_pre_scratch_size(..., packed
+ * (patchable weights). q is not read (may be NULL). filter may be NULL when packed
+ * is given, depth_multiplier == 1, C % 4 == 0 and the build has DSP (the DSP paths
+ * then read only packed). Scratch: mcu_dw_conv2d_s8_pre_scratch_size(..., packed
  * != NULL). */
 int32_t mcu_dw_conv2d_s8_packed_size(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims);
 void mcu_dw_conv2d_s8_pack(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
