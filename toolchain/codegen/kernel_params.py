@@ -168,11 +168,7 @@ def add_params(g: Graph, op: Op) -> dict:
     s1, z1 = _qp(t1, op.name)
     s2, z2 = _qp(t2, op.name)
     so, zo = _qp(ot, op.name)
-    left_shift = 20
-    twice_max = 2 * max(s1, s2)
-    m1, sh1 = qm.quantize_multiplier_smaller_than_one_exp(s1 / twice_max)
-    m2, sh2 = qm.quantize_multiplier_smaller_than_one_exp(s2 / twice_max)
-    mo, sho = qm.quantize_multiplier_smaller_than_one_exp(twice_max / ((1 << left_shift) * so))
+    left_shift, (m1, sh1), (m2, sh2), (mo, sho) = qm.add_multipliers(s1, s2, so)
     lo, hi = _act(op, so, zo)
     return dict(input1_offset=-z1, input2_offset=-z2, left_shift=left_shift,
                 input1_multiplier=int(m1), input1_shift=int(sh1), input2_multiplier=int(m2),

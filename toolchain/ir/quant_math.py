@@ -103,6 +103,21 @@ def quantize_multiplier_smaller_than_one_exp(real_multiplier):
     return m, s
 
 
+
+ADD_LEFT_SHIFT = 20   # TFLM's int8 ADD
+
+
+def add_multipliers(s1: float, s2: float, so: float):
+    """TFLM's int8 ADD preparation (PrepareGeneralSubOp): inputs are rescaled to twice the
+    larger input scale, with a left shift of 20, then the sum to the output scale.
+    Returns (left_shift, (m1, sh1), (m2, sh2), (mo, sho)); shared by the reference
+    interpreter and the code generator so both use the same parameters."""
+    twice_max = 2 * max(s1, s2)
+    return (ADD_LEFT_SHIFT,
+            quantize_multiplier_smaller_than_one_exp(s1 / twice_max),
+            quantize_multiplier_smaller_than_one_exp(s2 / twice_max),
+            quantize_multiplier_smaller_than_one_exp(twice_max / ((1 << ADD_LEFT_SHIFT) * so)))
+
 def quantize_multiplier_greater_than_one(real_multiplier):
     """QuantizeMultiplierGreaterThanOne: requires m > 1; shift >= 0."""
     m, s = quantize_multiplier(real_multiplier)

@@ -203,11 +203,7 @@ def _add(op: Op, g: Graph, v: dict) -> np.ndarray:
     s1, z1 = _qp(t1, op.name)
     s2, z2 = _qp(t2, op.name)
     so, zo = _qp(ot, op.name)
-    left_shift = 20
-    twice_max = 2 * max(s1, s2)
-    m1, sh1 = qm.quantize_multiplier_smaller_than_one_exp(s1 / twice_max)
-    m2, sh2 = qm.quantize_multiplier_smaller_than_one_exp(s2 / twice_max)
-    mo, sho = qm.quantize_multiplier_smaller_than_one_exp(twice_max / ((1 << left_shift) * so))
+    left_shift, (m1, sh1), (m2, sh2), (mo, sho) = qm.add_multipliers(s1, s2, so)
     a = (v[op.inputs[0]].astype(np.int64) - z1) * (1 << left_shift)
     b = (v[op.inputs[1]].astype(np.int64) - z2) * (1 << left_shift)
     a = qm.multiply_by_quantized_multiplier_smaller_than_one_exp(a, m1, sh1)
