@@ -51,6 +51,7 @@ class Board:
     cflags: list = field(default_factory=list)
     ldflags: list = field(default_factory=list)
     libs: list = field(default_factory=list)
+    defines: dict = field(default_factory=dict)  # [compiler] defines: per-board -D
     linker_script: str | None = None
     flash_origin: int = 0
     flash_size: int = 0
@@ -134,7 +135,8 @@ def parse_board(path: Path) -> Board:
         core=raw.get("cpu", {}).get("core", ""),
         cc=c["cc"], objcopy=c.get("objcopy"), opt=c.get("opt", "-O2"),
         cflags=list(c.get("cflags", [])), ldflags=list(c.get("ldflags", [])),
-        libs=list(c.get("libs", [])), linker_script=c.get("linker_script"),
+        libs=list(c.get("libs", [])), defines=dict(c.get("defines", {})),
+        linker_script=c.get("linker_script"),
         flash_origin=m.get("flash_origin", 0), flash_size=m["flash_size"],
         ram_origin=m.get("ram_origin", 0), ram_size=m["ram_size"],
         stack_size=m.get("stack_size", 0x2000),

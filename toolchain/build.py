@@ -178,8 +178,11 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
             "MCU_UART_BAUD": board.baudrate}
     if board.cpu_hz:
         defs["MCU_CPU_HZ"] = board.cpu_hz
+    if str((board.raw.get("timing") or {}).get("counter", "")).lower() == "dwt":
+        defs["MCU_TIMER_DWT"] = 1  # the board layer starts the DWT cycle counter
     if test_build:
         defs["MCU_TEST_BUILD"] = 1
+    defs.update(board.defines)
     defs.update(defines or {})
     cflags = ([board.opt] + WARN_FLAGS + (["-Werror"] if werror else [])
               + ["-ffunction-sections", "-fdata-sections"] + list(board.cflags)
@@ -196,7 +199,8 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
     if not force and man.exists():
         try:
             old = load_build(build_dir)
-            if old.build_id == build_id and old.build_dir == build_dir and old.elf.exists():
+            if (old.build_id == build_id and old.build_dir == build_dir and old.elf.exists()
+                    and (not objcopy or (build_dir / "firmware.hex").exists())):
                 old.cached = True
                 return old
         except (BuildError, TypeError, ValueError, KeyError):
@@ -255,10 +259,13 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
     binf = None
     if objcopy:
         binf = build_dir / "firmware.bin"
-        r = subprocess.run([objcopy, "-O", "binary", str(elf), str(binf)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise BuildError(f"objcopy failed: {r.stderr.strip()[:200]}")
+        # firmware.hex too: flashing tools (pyocd, openocd, st-flash) take it with its
+        # load addresses, unlike the raw .bin
+        for fmt, out in (("binary", binf), ("ihex", build_dir / "firmware.hex")):
+            r = subprocess.run([objcopy, "-O", fmt, str(elf), str(out)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise BuildError(f"objcopy failed: {r.stderr.strip()[:200]}")
 
     sections, flash_used, ram_used = analyse_elf(elf, board)
     by_file = _by_file(mapf, sections, {o.name: stem for o, stem in objs})

@@ -193,7 +193,7 @@ def start_device(board, firmware=None, *, port: str | None = None,
         if firmware is not None and board.flash_command:
             fw = _resolve_firmware(board, firmware, test_build)
             cmd = _fmt(board.flash_command, elf=fw.elf, bin=fw.bin, port=port,
-                       build_dir=fw.build_dir)
+                       build_dir=fw.build_dir, hex=Path(fw.elf).with_suffix(".hex"))
             require_tool(cmd[0], board)
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
@@ -244,9 +244,12 @@ def _start_qemu(board, fw, semihost, extra, timeout, attempts) -> Device:
                 break
             try:
                 ser = _open_serial(url, board.serial_timeout)
-                return Device(board, url, proc, fw, log, ser)
             except Exception:
-                pass
+                ser = None
+            if ser is not None:
+                if (board.raw.get("launch") or {}).get("wait_ready"):
+                    _wait_ready(ser, board, proc, log, deadline)
+                return Device(board, url, proc, fw, log, ser)
             if time.monotonic() > deadline:
                 dev = Device(board, url, proc, fw, log)
                 dev.stop()
@@ -263,6 +266,30 @@ def _start_qemu(board, fw, semihost, extra, timeout, attempts) -> Device:
                         f"opened: {msg}" + (f"; {hint}" if hint else "") + f" (log: {log})")
     raise LinkError(f"could not find a free TCP port for {board.name} after {attempts} tries: "
                     f"{last.strip()[-200:]}")
+
+
+def _wait_ready(ser, board, proc, log, deadline) -> None:
+    """[launch] wait_ready: the firmware sends one 0x00 (a frame delimiter) once its UART
+    receives; bytes sent earlier may be discarded by the emulated UART (QEMU's STM32
+    USART drops input until it is enabled), so the first request waits for it."""
+    old = ser.timeout
+    ser.timeout = 0.05
+    try:
+        while time.monotonic() < deadline:
+            b = ser.read(1)
+            if b == b"\x00":
+                return
+            if proc.poll() is not None:
+                break
+    finally:
+        ser.timeout = old
+    try:
+        ser.close()
+    except Exception:
+        pass
+    Device(board, "", proc, None, log).stop()
+    raise LinkError(f"{board.name} did not signal UART ready (0x00) in time (log: {log}); "
+                    f"does the firmware come from this board's family?")
 
 
 _LISTEN = re.compile(rb"MCU_LISTEN (\S+) (\d+)")

@@ -169,11 +169,26 @@ def patch_sources(gen_dir, store: WeightStore, key: bytes, lay: AreaLayout | Non
     return srcs, [TEMPLATES / "patch"], {"MCU_FLASH_PAGE": lay.page}
 
 
+def require_flash_backend(board) -> None:
+    """Patchable firmware needs the board family's NOR flash backend
+    (firmware_templates/boards/<family>/flash_<family>.c, the board_flash_* half of
+    app/flash.h); a family without one (stm32f4 so far) is refused in one line."""
+    from toolchain.boards import load_board
+    from toolchain.errors import BuildError
+    b = load_board(board)
+    fam = TEMPLATES / "boards" / b.family
+    if not any(fam.glob("flash_*.c")):
+        raise BuildError(f"patch flash backend not available for family {b.family} "
+                         f"(board {b.name}); build without patches, or use a board of "
+                         f"family mps2 or host")
+
+
 def build_patch_firmware(board, store: WeightStore, key: bytes, build_dir, *,
                          test_build: bool = True, lay: AreaLayout | None = None,
                          extra_sources=(), include_dirs=(), defines=None, **kw):
     """A firmware with the patch handlers and a weight area holding `store` in slot A."""
     from toolchain.build import build_firmware
+    require_flash_backend(board)
     build_dir = Path(build_dir)
     srcs, incs, defs = patch_sources(build_dir / "gen-patch", store, key, lay)
     defs.update(defines or {})
@@ -263,6 +278,7 @@ def build_patch_model_firmware(model, board, key: bytes, out_dir, *, kernels: st
 
     from .store import weight_store
     b = load_board(board)
+    require_flash_backend(b)
     out = Path(out_dir)
     graph, _ = load_int8_graph(model, None, out)
     nm = name or (graph.name if not isinstance(model, (str, os.PathLike))
