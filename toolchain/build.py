@@ -112,6 +112,8 @@ def _sources(board: Board, with_runtime: bool, extra_sources) -> list[tuple[Path
     fam = TEMPLATES / "boards" / board.family
     out = []
     dirs = [("app", TEMPLATES / "app"), (f"boards/{board.family}", fam)]
+    if board.is_cross:      # every cross family shares the Cortex-M core layer
+        dirs.append(("boards/cortexm", TEMPLATES / "boards" / "cortexm"))
     if with_runtime and (TEMPLATES / "runtime").is_dir():
         dirs.append(("runtime", TEMPLATES / "runtime"))
     for tag, d in dirs:
@@ -169,6 +171,8 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
 
     srcs = _sources(board, with_runtime, extra_sources)
     incs = [TEMPLATES / "app", TEMPLATES / "boards" / board.family]
+    if board.is_cross:
+        incs.append(TEMPLATES / "boards" / "cortexm")
     if with_runtime and (TEMPLATES / "runtime").is_dir():
         incs.append(TEMPLATES / "runtime")
     incs += [Path(p).resolve() for p in include_dirs]

@@ -1,5 +1,5 @@
 /* The few libc functions the firmware uses. Bare-metal boards define them in
- * boards/<family>/libc_min.c (no newlib); the host board uses its libc. */
+ * boards/cortexm/libc_min.c (no newlib); the host board uses its libc. */
 #ifndef MCU_UTIL_H
 #define MCU_UTIL_H
 #include <stddef.h>

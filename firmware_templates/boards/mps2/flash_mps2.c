@@ -7,25 +7,19 @@
 #include <stdint.h>
 #include "flash.h"
 #include "mcu_util.h"
+#include "cortexm.h"
 
 #ifdef MCU_TEST_BUILD
 static int32_t fl_handle = -1;
-
-static uint32_t sh_call(uint32_t op, const void *arg) {
-    register uint32_t r0 __asm("r0") = op;
-    register const void *r1 __asm("r1") = arg;
-    __asm volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
 
 static int sh_write_at(uint32_t pos, const uint8_t *d, uint32_t n) {
     uint32_t a[3];
     a[0] = (uint32_t)fl_handle;
     a[1] = pos;
-    if (sh_call(0x0Au /* SYS_SEEK */, a) != 0) return -1;
+    if (cortexm_semihost(0x0Au /* SYS_SEEK */, a) != 0) return -1;
     a[1] = (uint32_t)(uintptr_t)d;
     a[2] = n;
-    return sh_call(0x05u /* SYS_WRITE: returns bytes NOT written */, a) == 0 ? 0 : -1;
+    return cortexm_semihost(0x05u /* SYS_WRITE: returns bytes NOT written */, a) == 0 ? 0 : -1;
 }
 
 /* "--flash PATH" from the semihosting command line (QEMU: kernel path + -append). */
@@ -35,7 +29,7 @@ static int flash_path(char *buf, uint32_t cap) {
     const char *key = "--flash";
     a[0] = (uint32_t)(uintptr_t)cmd;
     a[1] = sizeof cmd - 1u;
-    if (sh_call(0x15u /* SYS_GET_CMDLINE */, a) != 0) return -1;
+    if (cortexm_semihost(0x15u /* SYS_GET_CMDLINE */, a) != 0) return -1;
     cmd[a[1] < sizeof cmd ? a[1] : sizeof cmd - 1u] = 0;
     for (;;) {
         while (cmd[i] == ' ') i++;
@@ -59,30 +53,30 @@ int board_flash_open(uint8_t *area, uint32_t size, const uint8_t *trailer64) {
     a[0] = (uint32_t)(uintptr_t)path;
     a[1] = 3u; /* "r+b" */
     a[2] = strlen(path);
-    fl_handle = (int32_t)sh_call(0x01u /* SYS_OPEN */, a);
+    fl_handle = (int32_t)cortexm_semihost(0x01u /* SYS_OPEN */, a);
     if (fl_handle >= 0) {
         a[0] = (uint32_t)fl_handle;
-        if (sh_call(0x0Cu /* SYS_FLEN */, a) == size + 64u) {
+        if (cortexm_semihost(0x0Cu /* SYS_FLEN */, a) == size + 64u) {
             a[1] = size;
-            sh_call(0x0Au, a);
+            cortexm_semihost(0x0Au, a);
             a[1] = (uint32_t)(uintptr_t)t;
             a[2] = 64;
-            if (sh_call(0x06u /* SYS_READ: returns bytes NOT read */, a) == 0 &&
+            if (cortexm_semihost(0x06u /* SYS_READ: returns bytes NOT read */, a) == 0 &&
                 memcmp(t, trailer64, 64) == 0) {
                 a[1] = 0;
-                sh_call(0x0Au, a);
+                cortexm_semihost(0x0Au, a);
                 a[1] = (uint32_t)(uintptr_t)area;
                 a[2] = size;
-                if (sh_call(0x06u, a) == 0) return 1;
+                if (cortexm_semihost(0x06u, a) == 0) return 1;
             }
         }
         a[0] = (uint32_t)fl_handle;
-        sh_call(0x02u /* SYS_CLOSE */, a);
+        cortexm_semihost(0x02u /* SYS_CLOSE */, a);
     }
     a[0] = (uint32_t)(uintptr_t)path;
     a[1] = 7u; /* "w+b": create or truncate */
     a[2] = strlen(path);
-    fl_handle = (int32_t)sh_call(0x01u, a);
+    fl_handle = (int32_t)cortexm_semihost(0x01u, a);
     if (fl_handle < 0) return -1;
     if (sh_write_at(0, area, size) != 0 || sh_write_at(size, trailer64, 64) != 0) {
         fl_handle = -1;
@@ -98,7 +92,7 @@ int board_flash_persist(uint32_t off, const uint8_t *data, uint32_t n) {
 
 void board_flash_die(void) {
     uint32_t args[2] = {0x20026u /* ADP_Stopped_ApplicationExit */, 99u};
-    sh_call(0x20u /* SYS_EXIT_EXTENDED */, args);
+    cortexm_semihost(0x20u /* SYS_EXIT_EXTENDED */, args);
     for (;;) {
     }
 }

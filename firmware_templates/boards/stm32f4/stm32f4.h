@@ -1,5 +1,5 @@
 /* STM32F2/F4 registers used by the firmware (RM0090 / RM0390 layout): RCC, GPIO,
- * USART (SR/DR/BRR/CR1...), plus the Cortex-M core (SysTick, SCB, NVIC, DWT).
+ * USART (SR/DR/BRR/CR1...); the Cortex-M core registers are in cortexm.h.
  *
  * Per-board choices come from the board TOML ([compiler] defines) as -D:
  *   STM32_USART        1, 2, 3 or 6: the USART wired to the host link
@@ -12,8 +12,7 @@
 #ifndef MCU_STM32F4_H
 #define MCU_STM32F4_H
 #include <stdint.h>
-
-#define REG32(a) (*(volatile uint32_t *)(a))
+#include "cortexm.h"
 
 #ifndef STM32_USART
 #define STM32_USART 1
@@ -93,25 +92,4 @@
 #define USART_CR1_RXNEIE (1u << 5)
 #define USART_CR1_UE (1u << 13)
 
-/* Cortex-M core */
-#define SYST_CSR REG32(0xE000E010u)
-#define SYST_RVR REG32(0xE000E014u)
-#define SYST_CVR REG32(0xE000E018u)
-#define SCB_ICSR REG32(0xE000ED04u)
-#define SCB_VTOR REG32(0xE000ED08u)
-#define SCB_AIRCR REG32(0xE000ED0Cu)
-#define SCB_CPACR REG32(0xE000ED88u)
-#define ICSR_PENDSTSET (1u << 26)
-#define NVIC_ISER(i) REG32(0xE000E100u + 4u * (uint32_t)(i))
-#define NVIC_ICER(i) REG32(0xE000E180u + 4u * (uint32_t)(i))
-#define DEMCR REG32(0xE000EDFCu)
-#define DWT_CTRL REG32(0xE0001000u)
-#define DWT_CYCCNT REG32(0xE0001004u)
-
-static inline uint32_t irq_save(void) {
-    uint32_t p;
-    __asm volatile("mrs %0, primask\n cpsid i" : "=r"(p)::"memory");
-    return p;
-}
-static inline void irq_restore(uint32_t p) { __asm volatile("msr primask, %0" ::"r"(p) : "memory"); }
 #endif

@@ -1,0 +1,51 @@
+/* Board-layer functions every Cortex-M family shares: the SysTick counter, memory use
+ * from the linker symbols, and exit/log (semihosting in test builds, reset otherwise). */
+#include "cortexm.h"
+#include "board.h"
+
+static volatile uint32_t systick_wraps;
+void SysTick_Handler(void) { systick_wraps++; }
+
+void cortexm_systick_start(void) {
+    SYST_RVR = 0x00FFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 0x7u; /* processor clock, interrupt on wrap, enable */
+}
+
+uint64_t cortexm_systick_count(void) {
+    uint32_t p = irq_save();
+    uint32_t hi = systick_wraps, v = SYST_CVR;
+    if (SCB_ICSR & ICSR_PENDSTSET) { /* wrapped, handler not run yet */
+        v = SYST_CVR;
+        hi++;
+    }
+    irq_restore(p);
+    return ((uint64_t)hi << 24) + (0x00FFFFFFu - v);
+}
+
+extern char __mcu_flash_start[], __mcu_flash_end[], __mcu_ram_start[], __mcu_ram_end[];
+uint32_t board_flash_used(void) { return (uint32_t)(__mcu_flash_end - __mcu_flash_start); }
+uint32_t board_ram_used(void) { return (uint32_t)(__mcu_ram_end - __mcu_ram_start); }
+
+#ifdef MCU_TEST_BUILD
+void board_exit(int code) {
+    uint32_t args[2] = {0x20026u /* ADP_Stopped_ApplicationExit */, (uint32_t)code};
+    board_uart_flush();
+    cortexm_semihost(0x20u /* SYS_EXIT_EXTENDED */, args);
+    for (;;) {
+    }
+}
+void board_log(const char *s) {
+    cortexm_semihost(0x04u /* SYS_WRITE0 */, s);
+    cortexm_semihost(0x04u, "\n");
+}
+#else
+void board_exit(int code) {
+    (void)code;
+    board_uart_flush();
+    SCB_AIRCR = 0x05FA0004u; /* SYSRESETREQ: QEMU -no-reboot exits, a real MCU resets */
+    for (;;) {
+    }
+}
+void board_log(const char *s) { (void)s; }
+#endif
