@@ -180,37 +180,14 @@ def test_power_cut_every_flash_op_host_smoke(host_fw, store, tmp_path):
 
 
 # ---- with a generated model ------------------------------------------------------------
-def _model_case(seed=3, frac=0.1):
-    import numpy as np
-    from toolchain.patch.make import build_patch
-    from toolchain.patch.store import weight_store
-    from toolchain.patch.toy import toy_int8_graph
-    g0 = toy_int8_graph(0)
-    st = weight_store(g0)
-    rng = np.random.default_rng(seed)
-    new_q = {}
-    for i, t in enumerate(st.tensors):
-        if t.patchable:
-            d = t.data.astype(np.int64).copy()
-            m = rng.random(d.size) < frac
-            d[m] = (rng.integers(-127, 128, m.sum()) if t.dtype == "int8"
-                    else rng.integers(-2000, 2000, m.sum()))
-            new_q[i] = d
-    res = build_patch(g0, new_q, KEY, 1)
-    return g0, res
+def _model_case(frac=0.1):
+    from toolchain.patch.campaign import model_case
+    return model_case(frac=frac)
 
 
 def _verifier(graphs):
-    """verify(link, hash) for power-cut campaigns: outputs on fixed inputs == reference
-    of the model with that hash."""
-    from toolchain.patch.check import check_outputs, fixed_inputs, reference_outputs
-    from toolchain.patch.store import store_hash
-    refs = {store_hash(g): (g, reference_outputs(g, fixed_inputs(g, 4))) for g in graphs}
-
-    def verify(link, h):
-        g, ref = refs[h]
-        return check_outputs(link, g, 4, ref=ref)[0]
-    return verify
+    from toolchain.patch.campaign import verifier
+    return verifier(graphs)
 
 
 @pytest.mark.parametrize("board", ["host", "mps2-an386"])

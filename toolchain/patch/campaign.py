@@ -24,7 +24,9 @@ from pathlib import Path
 KEY = bytes(range(32))
 
 
-def _model_case(frac=0.05, seed=3):
+def model_case(frac=0.05, seed=3):
+    """The toy int8 model and a patch changing about `frac` of its weights and biases
+    (seeded): the generated-model case of the campaign and of tests/test_patch_device.py."""
     import numpy as np
 
     from .make import build_patch
@@ -44,7 +46,9 @@ def _model_case(frac=0.05, seed=3):
     return g0, build_patch(g0, new_q, KEY, 1)
 
 
-def _verifier(graphs):
+def verifier(graphs):
+    """verify(link, hash) for power-cut campaigns: outputs on fixed inputs == reference
+    of the model with that hash."""
     from .check import check_outputs, fixed_inputs, reference_outputs
     from .store import store_hash
     refs = {store_hash(g): (g, reference_outputs(g, fixed_inputs(g, 4))) for g in graphs}
@@ -105,8 +109,8 @@ def run(json_path=None, quick=False, qemu=True, echo=print) -> dict:
     work = Path(tempfile.mkdtemp(prefix="mcu-patch-faults-"))
     boards = ["host"] + (["mps2-an386"] if qemu and shutil.which("qemu-system-arm") else [])
     st = raw_store()
-    g0, mres = _model_case()
-    verify = _verifier([g0, mres.graph])
+    g0, mres = model_case()
+    verify = verifier([g0, mres.graph])
     out = dict(quick=quick, power_cuts=[], link_faults=[], rejections=[])
     for board in boards:
         fw = build_patch_firmware(board, st, KEY, work / f"fw-{board}", test_build=True)
