@@ -1,7 +1,28 @@
-/* Board-layer functions every Cortex-M family shares: the SysTick counter, memory use
+/* Board-layer functions every Cortex-M family shares: startup after the family's
+ * Reset_Handler, fault/default handlers, the SysTick counter, memory use
  * from the linker symbols, and exit/log (semihosting in test builds, reset otherwise). */
 #include "cortexm.h"
 #include "board.h"
+
+extern uint32_t _sidata[], _sdata[], _edata[], _sbss[], _ebss[];
+int mcu_main(void);
+
+void Default_Handler(void) {
+    for (;;) __asm volatile("wfi");
+}
+void HardFault_Handler(void) { board_exit(0x7F); }
+
+void cortexm_start(void) {
+    uint32_t *s, *d;
+#if defined(__ARM_FP)
+    SCB_CPACR |= 0xFu << 20; /* CP10, CP11 full access */
+    __asm volatile("dsb\n isb");
+#endif
+    for (s = _sidata, d = _sdata; d < _edata;) *d++ = *s++;
+    for (d = _sbss; d < _ebss;) *d++ = 0;
+    mcu_main();
+    board_exit(0);
+}
 
 static volatile uint32_t systick_wraps;
 void SysTick_Handler(void) { systick_wraps++; }

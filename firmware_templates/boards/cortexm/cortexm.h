@@ -38,6 +38,22 @@ static inline uint32_t cortexm_semihost(uint32_t op, const void *arg) {
     return r0;
 }
 
+/* Startup (cortexm.c): a family's Reset_Handler does its own early setup (e.g. VTOR)
+ * and calls cortexm_start(): FPU on, .data/.bss initialised, mcu_main(), board_exit(). */
+void cortexm_start(void);
+void Reset_Handler(void);
+void Default_Handler(void);
+void HardFault_Handler(void);
+void SysTick_Handler(void);
+typedef void (*vector_fn)(void);
+extern uint32_t _estack[];
+/* The 16 core entries of a vector table; the family appends its IRQs. */
+#define CORTEXM_CORE_VECTORS                                                                  \
+    (vector_fn)(uintptr_t)_estack, Reset_Handler, Default_Handler /* NMI */, HardFault_Handler, \
+        HardFault_Handler /* MemManage */, HardFault_Handler /* BusFault */,                  \
+        HardFault_Handler /* UsageFault */, 0, 0, 0, 0, Default_Handler /* SVC */,            \
+        Default_Handler /* DebugMon */, 0, Default_Handler /* PendSV */, SysTick_Handler
+
 /* SysTick as a free-running 64-bit counter at the processor clock (cortexm.c). */
 void cortexm_systick_start(void);
 uint64_t cortexm_systick_count(void);
