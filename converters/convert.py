@@ -13,6 +13,7 @@ import tempfile
 
 import numpy as np
 
+from converters.npz import read_xy_npz
 from toolchain.errors import ConvertError
 from toolchain.ir.graph import Graph, IRError
 
@@ -21,21 +22,7 @@ def load_calibration(path, graph: Graph) -> tuple[np.ndarray, np.ndarray | None,
     """npz with `x` (N, ...) in the model's user-facing input layout (NCHW for ONNX and
     PyTorch image models, NHWC for TFLite) and optional labels `y`.
     Returns (x in the IR layout NHWC, y or None, a note on the layout used)."""
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise ConvertError(f"calibration file {path} has no array 'x' (found: "
-                                   f"{', '.join(z.files) or 'none'})")
-            x = np.asarray(z["x"])
-            y = np.asarray(z["y"]) if "y" in z.files else None
-    except ConvertError:
-        raise
-    except FileNotFoundError:
-        raise ConvertError(f"cannot read calibration file {path}: no such file") from None
-    except Exception as e:  # noqa: BLE001 - zip/format errors
-        raise ConvertError(f"cannot read calibration file {path}: not a valid .npz "
-                           f"({type(e).__name__})") from None
+    x, y = read_xy_npz(path, "calibration file", ConvertError)
     if len(graph.inputs) != 1:
         raise ConvertError("calibration from .npz supports single-input models only")
     name = graph.inputs[0]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from converters.npz import read_xy_npz
 from toolchain.hil.errors import DataError
 
 
@@ -37,24 +38,8 @@ def _shape(s) -> str:
 
 
 def read_npz(path) -> tuple[np.ndarray, np.ndarray | None]:
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise DataError(f"data file {path} has no array 'x' (found: "
-                                f"{', '.join(z.files) or 'none'}); save it with "
-                                f"np.savez(path, x=inputs, y=labels)")
-            x = np.asarray(z["x"])
-            y = np.asarray(z["y"]) if "y" in z.files else None
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"cannot read data file {path}: no such file") from None
-    except Exception as e:  # noqa: BLE001 - zip/pickle/format errors
-        raise DataError(f"cannot read data file {path}: not a valid .npz "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})"
-                        ) from None
-    return x, y
+    return read_xy_npz(path, "data file", DataError,
+                       hint="; save it with np.savez(path, x=inputs, y=labels)")
 
 
 def to_model_layout(x: np.ndarray, in_shape: tuple, layout: str = "auto",
