@@ -249,14 +249,13 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
               no_old, out, out_model, json_path):
     """Deep partial updating: train from the deployed MODEL on new data, keep the top
     budget of conv/fc weights by the DPU metric, fine-tune them, emit the patch."""
-    import numpy as np
+    from converters.npz import read_xy_npz
     from toolchain.patch.dpu import dpu_update
     from toolchain.patch.errors import PatchError
-    try:
-        d = np.load(data)
-        x, y = d["x"], d["y"]
-    except (OSError, KeyError, ValueError) as e:
-        raise PatchError(f"{data}: need an .npz with arrays x and y ({e})") from None
+    x, y = read_xy_npz(data, "training data", PatchError,
+                       hint="; save it with np.savez(path, x=inputs, y=labels)")
+    if y is None:
+        raise PatchError(f"training data {data} has no labels 'y'; DPU training needs them")
     g = _load_model(model)
     upd = dpu_update(g, x, y, budget=budget, lam=lam, epochs=epochs,
                      finetune_epochs=finetune_epochs, selection=selection, seed=seed)
