@@ -29,11 +29,13 @@ import copy
 import numpy as np
 
 from toolchain.ir.float_eval import run_float
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, IRError, Quant
 
-FUSABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
-SAME_QUANT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "PAD", "CONCATENATION")
-SOFTMAX_QUANT = (1.0 / 256.0, -128)
+# How each op is treated comes from its module in the op registry (OpDef.quant,
+# toolchain/ir/ops): weight axis, fusable activation, shared or fixed quantization.
+FUSABLE = tuple(n for n, d in ops.REGISTRY.items() if d.quant.fusable)
+SAME_QUANT = tuple(n for n, d in ops.REGISTRY.items() if d.quant.same_quant)
 METHODS = ("minmax", "percentile", "mse")
 
 
@@ -51,7 +53,8 @@ def fuse_activations(graph: Graph) -> Graph:
         changed = False
         prod, cons = g.producers(), g.consumers()
         for op in g.ops:
-            if op.type not in ("RELU", "RELU6"):
+            d = ops.get(op.type)
+            if d is None or d.quant.fused_as is None:
                 continue
             src = op.inputs[0]
             p = prod.get(src)
@@ -59,7 +62,7 @@ def fuse_activations(graph: Graph) -> Graph:
                     or p.attrs.get("fused_activation", "NONE") != "NONE"
                     or len(cons.get(src, [])) != 1 or src in g.outputs):
                 continue
-            p.attrs["fused_activation"] = op.type
+            p.attrs["fused_activation"] = d.quant.fused_as
             # the fused op now writes the activation's output tensor
             p.outputs = [op.outputs[0] if o == src else o for o in p.outputs]
             g.ops.remove(op)
@@ -214,18 +217,19 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
     uf = _UnionFind()
     fixed: dict[str, tuple[float, int]] = {}
     for op in g.ops:
-        if op.type in SAME_QUANT:
-            data_ins = op.inputs if op.type == "CONCATENATION" else op.inputs[:1]
+        rule = ops.require(op.type, op.name, "the quantizer").quant
+        if rule.same_quant:
+            data_ins = op.inputs if rule.same_quant == "all" else op.inputs[:1]
             for i in data_ins:
                 if i:
                     uf.union(i, op.outputs[0])
-        if op.type == "SOFTMAX":
-            fixed[op.outputs[0]] = SOFTMAX_QUANT
+        if rule.fixed_output is not None:
+            fixed[op.outputs[0]] = rule.fixed_output
     groups: dict[str, list[str]] = {}
     for name in ranges:
         groups.setdefault(uf.find(name), []).append(name)
     for op in g.ops:      # constants inside a same-quant group (e.g. concat with a constant)
-        if op.type == "CONCATENATION":
+        if ops.get(op.type).quant.same_quant == "all":
             for i in op.inputs:
                 t = g.t(i)
                 if t.is_const:
@@ -252,15 +256,16 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
         t.dtype = "int8"
 
     for op in q.ops:
-        if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        rule = ops.get(op.type).quant
+        if rule.weight_axis is not None:
             wt = q.t(op.inputs[1])
             if not wt.is_const:
                 raise IRError(f"layer '{op.name}' ({op.type}): weights must be constant")
             if len(cons.get(op.inputs[1], [])) > 1:
                 raise IRError(f"layer '{op.name}': weights shared between layers are not "
                               "supported")
-            axis = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3}.get(op.type, 0 if per_channel_fc
-                                                               else None)
+            axis = rule.weight_axis if rule.weight_axis != "fc" else (0 if per_channel_fc
+                                                                      else None)
             wq, ws = symmetric_weights(wt.data.astype(np.float64), axis)
             wt.data, wt.dtype = wq, "int8"
             wt.quant = Quant(ws, np.zeros(ws.shape, np.int64), axis)
@@ -274,7 +279,7 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
                 bt.data = np.clip(bq, -2**31, 2**31 - 1).astype(np.int32)
                 bt.dtype = "int32"
                 bt.quant = Quant(bs, np.zeros(bs.shape, np.int64), 0 if bs.size > 1 else None)
-        elif op.type in ("ADD", "MUL"):
+        elif rule.const_inputs:
             for i in op.inputs:
                 t = q.t(i)
                 if t.is_const and t.dtype == "float32":

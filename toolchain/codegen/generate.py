@@ -37,14 +37,14 @@ import numpy as np
 from toolchain.codegen.kernel_params import kernel_params
 from toolchain.codegen.planner import MemoryPlan, plan_memory
 from toolchain.codegen.rows import row_schedule
-from toolchain.codegen.scratch import dw_packed_weights, kernel_scratch, requant_table
+from toolchain.codegen.scratch import RUNTIME_SIZER, kernel_scratch, requant_table
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, IRError, Op
 from toolchain.ir.validate import validate
 
-SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
-                 "MAX_POOL_2D", "ADD", "MUL", "RESHAPE", "SOFTMAX", "CONCATENATION", "PAD",
-                 "MEAN", "RELU", "RELU6")
-ROW_CAPABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
+# op types the runtime runs: those whose op module emits a kernel call (OpDef.emit)
+SUPPORTED_OPS = ops.ops_with("emit")
+ROW_CAPABLE = tuple(n for n in SUPPORTED_OPS if ops.get(n).row_capable)
 VARIANTS = ("portable", "dsp")
 # arena growth (bytes) allowed for fewer row-delayed kernel calls (multi-row blocks), see
 # plan_model: a few row slots, not a whole tensor; DSP kernels only (their per-call setup
@@ -72,7 +72,7 @@ def check_graph(graph: Graph) -> None:
             if not t.is_const and t.dtype != "int8":
                 raise IRError(f"layer '{op.name}' ({op.type}): input '{n}' is {t.dtype}; "
                               "the mcu runtime runs int8 models")
-            if t.is_const and op.type in ("ADD", "MUL", "CONCATENATION") and t.dtype != "int8":
+            if t.is_const and ops.get(op.type).int8_const_inputs and t.dtype != "int8":
                 raise IRError(f"layer '{op.name}' ({op.type}): constant input '{n}' is "
                               f"{t.dtype}, expected int8")
         kernel_params(graph, op)   # raises IRError on unsupported parameters
@@ -271,165 +271,57 @@ class _Emitter:
             return "0"
         return f"(void *)({self.p}arena + {off})"
 
+    # ---- what op modules' emit() use (toolchain/ir/ops, OpDef.emit)
+    rt = RUNTIME_SIZER
+    arr = staticmethod(_arr)
+
+    def layer_prefix(self, k: int) -> str:
+        return f"{self.p}L{k}"
+
+    def dims(self, P: str, nm: str, v) -> str:
+        self.decls.append(f"static const mcu_dims_t {P}_{nm} = {{{', '.join(map(str, v))}}};")
+        return f"&{P}_{nm}"
+
+    def quant(self, P: str, p: dict) -> str:
+        """Per-channel multiplier/shift arrays and their mcu_per_channel_quant_t."""
+        self.decls.append(f"static const int32_t {P}_mult[] = {{{_arr(p['multiplier'])}}};")
+        self.decls.append(f"static const int32_t {P}_shift[] = {{{_arr(p['shift'])}}};")
+        self.decls.append(f"static const mcu_per_channel_quant_t {P}_q = {{{P}_mult, {P}_shift}};")
+        return f"&{P}_q"
+
+    def bias(self, op: Op, p: dict) -> str:
+        if p.get("bias") is None:
+            return "0"
+        return self.const(op.inputs[2], p["bias"], "int32_t")
+
+    def struct(self, P: str, ctype: str, p: dict, fields) -> str:
+        vals = ", ".join(str(int(p[f])) for f in fields)
+        self.decls.append(f"static const {ctype} {P}_p = {{{vals}}};")
+        return f"&{P}_p"
+
+    def requant_table(self, P: str, p: dict) -> str:
+        """The DSP kernels' per-channel mcu_requant_t table (flash), as {P}_rq."""
+        rq = requant_table(p)
+        rows_c = ", ".join(f"{{{r[0]}, {r[1]}, {int(r[2]) & 0xffffffff}u, {r[3]}, {r[4]}}}"
+                           for r in rq.tolist())
+        self.decls.append(f"static const mcu_requant_t {P}_rq[{len(rq)}] = {{{rows_c}}};")
+        self.table_bytes += 20 * len(rq)
+        return f"{P}_rq"
+
+    def row_delayed(self, op: Op) -> bool:
+        return op.name in self.plan.rows
+
+    def rows(self, op, p, fn, ctype, pp, q, idm, wb, odm, scr) -> list[str]:
+        return self._rows(op, p, fn, ctype, pp, q, idm, wb, odm, scr)
+
     def layer(self, k: int, op: Op) -> str:
-        g, P = self.g, f"{self.p}L{k}"
-        p = kernel_params(g, op)
-        out = self.ptr(op.outputs[0])
-        d = self.decls
-        body = []
-
-        def dims(nm, v):
-            d.append(f"static const mcu_dims_t {P}_{nm} = {{{', '.join(map(str, v))}}};")
-            return f"&{P}_{nm}"
-
-        def quant(per_ch=True):
-            d.append(f"static const int32_t {P}_mult[] = {{{_arr(p['multiplier'])}}};")
-            d.append(f"static const int32_t {P}_shift[] = {{{_arr(p['shift'])}}};")
-            d.append(f"static const mcu_per_channel_quant_t {P}_q = {{{P}_mult, {P}_shift}};")
-            return f"&{P}_q"
-
-        def bias():
-            if p.get("bias") is None:
-                return "0"
-            return self.const(op.inputs[2], p["bias"], "int32_t")
-
-        def struct(ctype, fields):
-            vals = ", ".join(str(int(p[f])) for f in fields)
-            d.append(f"static const {ctype} {P}_p = {{{vals}}};")
-            return f"&{P}_p"
-
-        t = op.type
-        if t in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            conv = t == "CONV_2D"
-            fields = ["input_offset", "output_offset", "stride_h", "stride_w", "dilation_h",
-                      "dilation_w", "pad_h", "pad_w"] + ([] if conv else ["depth_multiplier"]) \
-                + ["act_min", "act_max"]
-            ctype = "mcu_conv_params_t" if conv else "mcu_dw_conv_params_t"
-            pp = struct(ctype, fields)
-            # DSP builds call the _pre entry points, which read the multipliers/shifts from
-            # the requantization table: no per-channel arrays (q = NULL)
-            q = "0" if self.variant == "dsp" else quant()
-            idm, fdm, odm = dims("id", p["input_dims"]), dims("fd", p["filter_dims"]), dims("od", p["output_dims"])
-            # the int8 depthwise filter is not read when the repacked one is emitted and
-            # the DSP kernel covers every channel (depth_multiplier 1, C % 4 == 0); patchable
-            # builds keep it (it is the store tensor the kernel repacks on every call)
-            dw_packed_only = (not conv and self.variant == "dsp" and not self.patchable
-                              and int(p["depth_multiplier"]) == 1
-                              and int(p["filter_dims"][3]) % 4 == 0)
-            w = "0" if dw_packed_only else self.const(op.inputs[1], p["filter"], "int8_t")
-            b = bias()
-            scr = self.scratch(op)
-            alloc = self.plan.kernel_scratch.get(op.name, 0)
-            if self.variant == "dsp":
-                # prepared entry points: requantization table (scales only: also in
-                # patchable builds) and, for depthwise, the repacked filter (derived from
-                # weight values: not in patchable builds, where the kernel repacks it)
-                rq = requant_table(p)
-                rows_c = ", ".join(f"{{{r[0]}, {r[1]}, {int(r[2]) & 0xffffffff}u, {r[3]}, {r[4]}}}"
-                                   for r in rq.tolist())
-                d.append(f"static const mcu_requant_t {P}_rq[{len(rq)}] = {{{rows_c}}};")
-                self.table_bytes += 20 * len(rq)
-                qa = f"{q}, {P}_rq, "
-                if conv:
-                    fn = "mcu_conv2d_s8_pre"
-                    wb = f"{fdm}, {w}, {b}, "
-                    self.checks.append(f"if (mcu_conv2d_s8_pre_scratch_size({idm}, {fdm}) > "
-                                       f"{alloc}) return 0;")
-                else:
-                    fn = "mcu_dw_conv2d_s8_pre"
-                    if self.patchable:
-                        pk = "0"
-                    else:
-                        pk = self.derived_const(op.inputs[1] + ":dsp_packed",
-                                                dw_packed_weights(p), "uint32_t")
-                    wb = f"{fdm}, {w}, {pk}, {b}, "
-                    self.checks.append(f"if (mcu_dw_conv2d_s8_pre_scratch_size({pp}, {idm}, "
-                                       f"{fdm}, {odm}, {int(not self.patchable)}) > {alloc}) "
-                                       "return 0;")
-            else:
-                fn = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
-                sfn = "mcu_conv2d_s8_scratch_size" if conv else "mcu_dw_conv2d_s8_scratch_size"
-                qa = f"{q}, "
-                wb = f"{fdm}, {w}, {b}, "
-                self.checks.append(f"if ({sfn}({idm}, {fdm}) > {alloc}) return 0;")
-            if op.name in self.plan.rows:
-                body += self._rows(op, p, fn, ctype, pp, qa, idm, wb, odm, f", {scr}")
-            else:
-                body.append(f"{fn}({pp}, {qa}{idm}, {self.ptr(op.inputs[0])}, {wb}"
-                            f"{odm}, {out}, {scr});")
-        elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            fn = "mcu_avgpool_s8" if t == "AVERAGE_POOL_2D" else "mcu_maxpool_s8"
-            pp = struct("mcu_pool_params_t", ["stride_h", "stride_w", "filter_h", "filter_w",
-                                              "pad_h", "pad_w", "act_min", "act_max"])
-            idm, odm = dims("id", p["input_dims"]), dims("od", p["output_dims"])
-            if op.name in self.plan.rows:
-                body += self._rows(op, p, fn, "mcu_pool_params_t", pp, "", idm, "", odm, "")
-            else:
-                body.append(f"{fn}({pp}, {idm}, {self.ptr(op.inputs[0])}, {odm}, {out});")
-        elif t == "FULLY_CONNECTED":
-            pp = struct("mcu_fc_params_t", ["input_offset", "filter_offset", "output_offset",
-                                            "act_min", "act_max"])
-            q = quant()
-            w = self.const(op.inputs[1], p["filter"], "int8_t")
-            alloc = self.plan.kernel_scratch.get(op.name, 0)
-            self.checks.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}) > {alloc}) return 0;")
-            body.append(f"mcu_fc_s8({pp}, {q}, {p['per_channel']}, {p['batches']}, "
-                        f"{p['in_features']}, {p['out_features']}, {self.ptr(op.inputs[0])}, {w}, "
-                        f"{bias()}, {out}, {self.scratch(op)});")
-        elif t in ("ADD", "MUL"):
-            if t == "ADD":
-                pp = struct("mcu_add_params_t", ["input1_offset", "input2_offset", "left_shift",
-                                                 "input1_multiplier", "input1_shift",
-                                                 "input2_multiplier", "input2_shift",
-                                                 "output_multiplier", "output_shift",
-                                                 "output_offset", "act_min", "act_max"])
-            else:
-                pp = struct("mcu_mul_params_t", ["input1_offset", "input2_offset",
-                                                 "output_multiplier", "output_shift",
-                                                 "output_offset", "act_min", "act_max"])
-            a, b = self.ptr(op.inputs[0]), self.ptr(op.inputs[1])
-            fn = "mcu_add_s8" if t == "ADD" else "mcu_mul_s8"
-            if p["broadcast"]:
-                odm = dims("od", p["output_dims"])
-                d.append(f"static const int32_t {P}_s1[4] = {{{_arr(p['strides1'])}}};")
-                d.append(f"static const int32_t {P}_s2[4] = {{{_arr(p['strides2'])}}};")
-                body.append(f"{fn}_broadcast({pp}, {odm}, {a}, {P}_s1, {b}, {P}_s2, {out});")
-            else:
-                body.append(f"{fn}({pp}, {a}, {b}, {out}, {p['size']});")
-        elif t == "RESHAPE":
-            src = self.ptr(op.inputs[0])
-            if src != out:
-                body.append(f"mcu_reshape_s8({src}, {out}, {p['size']});")
-        elif t == "SOFTMAX":
-            pp = struct("mcu_softmax_params_t", ["input_multiplier", "input_left_shift", "diff_min"])
-            body.append(f"mcu_softmax_s8({pp}, {p['rows']}, {p['depth']}, "
-                        f"{self.ptr(op.inputs[0])}, {out});")
-        elif t == "MEAN":
-            body.append(f"mcu_mean_s8({p['outer']}, {p['reduce']}, {p['inner']}, "
-                        f"{self.ptr(op.inputs[0])}, {p['input_zero_point']}, {p['multiplier']}, "
-                        f"{p['shift']}, {p['output_zero_point']}, {out});")
-        elif t == "CONCATENATION":
-            ins = ", ".join(self.ptr(n) for n in op.inputs)
-            d.append(f"static const int32_t {P}_inner[] = {{{_arr(p['inner_sizes'])}}};")
-            body.append(f"const int8_t *const ins[{p['num_inputs']}] = {{{ins}}};")
-            body.append(f"mcu_concat_s8({p['num_inputs']}, ins, {P}_inner, {p['outer']}, {out});")
-        elif t == "PAD":
-            idm = dims("id", p["input_dims"])
-            d.append(f"static const int32_t {P}_pads[8] = {{{_arr(p['pads'])}}};")
-            body.append(f"mcu_pad_s8({idm}, {self.ptr(op.inputs[0])}, {P}_pads, "
-                        f"(int8_t){int(p['pad_value'])}, {out});")
-        elif t == "RELU":
-            body.append(f"mcu_relu_s8({self.ptr(op.inputs[0])}, {out}, {p['size']}, "
-                        f"{p['input_zero_point']}, {p['output_zero_point']}, {p['multiplier']}, "
-                        f"{p['shift']}, {p['act_min']}, {p['act_max']});")
-        elif t == "RELU6":
-            body.append(f"mcu_clamp_s8({self.ptr(op.inputs[0])}, {out}, {p['size']}, "
-                        f"{p['lo']}, {p['hi']});")
-        else:  # pragma: no cover - check_graph refuses it first
-            raise IRError(f"layer '{op.name}': no runtime kernel for op {t}")
+        d = ops.get(op.type)
+        if d is None or d.emit is None:  # pragma: no cover - check_graph refuses it first
+            raise IRError(f"layer '{op.name}': no runtime kernel for op {op.type}")
+        body = d.emit(self, k, op, kernel_params(self.g, op))
         fn_body = "\n    ".join(body) if body else "/* in place: nothing to do */"
-        return (f"/* layer {k}: {t} {short_name(op)} */\n"
-                f"static void {P}_run(void) {{\n    {fn_body}\n}}\n")
+        return (f"/* layer {k}: {op.type} {short_name(op)} */\n"
+                f"static void {self.p}L{k}_run(void) {{\n    {fn_body}\n}}\n")
 
     def _rows(self, op, p, fn, ctype, pp, q, idm, wb, odm, scr):
         """Row-delayed in place: one output row per kernel call into a ring slot, rows

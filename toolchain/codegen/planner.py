@@ -21,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, Op
-
-ELEMENTWISE = {"ADD", "MUL", "RELU", "RELU6"}
 
 
 def _align(n: int, a: int) -> int:
@@ -101,20 +100,12 @@ def default_inplace(op: Op, graph: Graph) -> list[int] | None:
     order: the first that dies at the op is used), or None.
 
     Only cases where the kernel reads each input element no later than it writes
-    the output element at the same address: same byte size and element-aligned."""
+    the output element at the same address: same byte size and element-aligned.
+    Each op module says which (OpDef.inplace, toolchain/ir/ops)."""
     if not op.outputs or not op.inputs:
         return None
-    out = graph.tensors[op.outputs[0]]
-    if op.type == "RESHAPE":
-        return [0]
-    if op.type in ELEMENTWISE:
-        ks = []
-        for k, name in enumerate(op.inputs):
-            t = graph.tensors.get(name) if name else None
-            if t is not None and not t.is_const and t.nbytes == out.nbytes and t.shape == out.shape:
-                ks.append(k)
-        return ks or None
-    return None
+    d = ops.get(op.type)
+    return d.inplace(graph, op) if d is not None and d.inplace is not None else None
 
 
 def no_scratch(op: Op, graph: Graph) -> int:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, Op
 
-ROW_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D")
+# sliding-window ops whose kernels can be called on an output row window (OpDef.row_capable)
+ROW_OPS = tuple(n for n, d in ops.REGISTRY.items() if d.row_capable)
 
 
 @dataclass

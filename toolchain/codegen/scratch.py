@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.errors import BuildError
+from toolchain.ir import ops
 
 RUNTIME = Path(__file__).resolve().parents[2] / "firmware_templates" / "runtime"
 _LIB = None
@@ -121,20 +122,36 @@ def dw_packed_weights(p: dict) -> np.ndarray:
     return out[: n // 4]
 
 
-def kernel_scratch(op_type: str, p: dict, variant: str, patchable: bool = False) -> int:
-    """Scratch bytes the kernel for `op_type` needs with parameters `p`
-    (toolchain.codegen.kernel_params) in kernel variant 'portable' or 'dsp' (DSP: the
-    prepared *_pre entry points the generated code calls; DEPTHWISE_CONV_2D packs its
-    weights in the scratch when patchable)."""
-    if variant == "portable":
-        return 0
-    if op_type == "CONV_2D":
-        return int(_lib().mcu_conv2d_s8_pre_scratch_size(C.byref(_Dims(*p["input_dims"])),
-                                                        C.byref(_Dims(*p["filter_dims"]))))
-    if op_type == "DEPTHWISE_CONV_2D":
+class RuntimeSizer:
+    """What op modules' `scratch` callables ask of the C runtime (its own
+    *_scratch_size functions, compiled for the host with the DSP paths emulated),
+    and the arrays the runtime derives at build time (requantization tables,
+    repacked depthwise filters)."""
+
+    def conv2d_pre_scratch(self, input_dims, filter_dims) -> int:
+        return int(_lib().mcu_conv2d_s8_pre_scratch_size(C.byref(_Dims(*input_dims)),
+                                                        C.byref(_Dims(*filter_dims))))
+
+    def dw_conv2d_pre_scratch(self, p: dict, packed: bool) -> int:
         return int(_lib().mcu_dw_conv2d_s8_pre_scratch_size(
             C.byref(_dwp(p)), C.byref(_Dims(*p["input_dims"])), C.byref(_Dims(*p["filter_dims"])),
-            C.byref(_Dims(*p["output_dims"])), int(not patchable)))
-    if op_type == "FULLY_CONNECTED":
-        return int(_lib().mcu_fc_s8_scratch_size(int(p["in_features"])))
-    return 0
+            C.byref(_Dims(*p["output_dims"])), int(packed)))
+
+    def fc_scratch(self, in_features: int) -> int:
+        return int(_lib().mcu_fc_s8_scratch_size(int(in_features)))
+
+    requant_table = staticmethod(requant_table)
+    dw_packed_weights = staticmethod(dw_packed_weights)
+
+
+RUNTIME_SIZER = RuntimeSizer()
+
+
+def kernel_scratch(op_type: str, p: dict, variant: str, patchable: bool = False) -> int:
+    """Scratch bytes the kernel for `op_type` needs with parameters `p`
+    (toolchain.codegen.kernel_params) in kernel variant 'portable' or 'dsp', as its op
+    module (toolchain/ir/ops, `OpDef.scratch`) computes it from the runtime's sizes."""
+    d = ops.get(op_type)
+    if d is None or d.scratch is None:
+        return 0
+    return int(d.scratch(p, variant, patchable, RUNTIME_SIZER))

@@ -1,6 +1,7 @@
 """Float32 execution of an IR graph in numpy (NHWC, TFLite semantics).
 
-`run_float(graph, feeds)` evaluates every op in OP_ATTRS on float data. It is
+`run_float(graph, feeds)` evaluates every op of the registry (toolchain/ir/ops,
+`OpDef.float_eval`) on float data. It is
 the float oracle of the converters (checked against onnxruntime on the
 original ONNX models) and the quantizer's calibration engine (activation
 ranges come from `keep_intermediates=True`).
@@ -15,46 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import ops
 from .graph import Graph, IRError, Op
-
-
-# -- helpers ----------------------------------------------------------------------
-def same_padding(in_size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int, int]:
-    """TFLite SAME padding: (out_size, pad_before, pad_after)."""
-    eff = (k - 1) * dilation + 1
-    out = -(-in_size // stride)
-    total = max((out - 1) * stride + eff - in_size, 0)
-    return out, total // 2, total - total // 2
-
-
-def valid_out(in_size: int, k: int, stride: int, dilation: int = 1) -> int:
-    eff = (k - 1) * dilation + 1
-    return (in_size - eff) // stride + 1
-
-
-def _pad_amounts(op: Op, h: int, w: int, kh: int, kw: int):
-    sh, sw = op.attr("stride_h") or 1, op.attr("stride_w") or 1
-    dh, dw = op.attr("dilation_h") or 1, op.attr("dilation_w") or 1
-    if op.attr("padding") == "SAME":
-        _, pt, pb = same_padding(h, kh, sh, dh)
-        _, pl, pr = same_padding(w, kw, sw, dw)
-    elif op.attr("padding") == "VALID":
-        pt = pb = pl = pr = 0
-    else:
-        raise IRError(f"layer '{op.name}' ({op.type}): padding must be SAME or VALID, "
-                      f"not {op.attr('padding')!r}")
-    return (pt, pb, pl, pr), (sh, sw), (dh, dw)
-
-
-def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> np.ndarray:
-    """[N,H,W,C] (already padded) -> [N,OH,OW,KH,KW,C] strided view."""
-    n, h, w, c = x.shape
-    oh = (h - (kh - 1) * dh - 1) // sh + 1
-    ow = (w - (kw - 1) * dw - 1) // sw + 1
-    s = x.strides
-    return np.lib.stride_tricks.as_strided(
-        x, shape=(n, oh, ow, kh, kw, c),
-        strides=(s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]), writeable=False)
+from .ops.base import same_padding, valid_out  # noqa: F401  (re-exported: one definition)
 
 
 def apply_activation(x: np.ndarray, act: str) -> np.ndarray:
@@ -82,109 +46,18 @@ def _value(graph: Graph, name: str) -> np.ndarray:
     return d
 
 
-# -- ops --------------------------------------------------------------------------
-def _conv(op, x, w, b, depthwise):
-    n, h, wd, c = x.shape
-    kh, kw = w.shape[1], w.shape[2]
-    (pt, pb, pl, pr), (sh, sw), (dh, dw) = _pad_amounts(op, h, wd, kh, kw)
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    win = _windows(np.ascontiguousarray(xp), kh, kw, sh, sw, dh, dw)  # N,OH,OW,KH,KW,C
-    if depthwise:
-        dm = w.shape[3] // c
-        if dm != 1:
-            win = np.repeat(win, dm, axis=-1)           # out channel o reads input o // dm
-        y = np.einsum("nhwijc,ijc->nhwc", win, w[0], optimize=True)
-    else:
-        o = w.shape[0]
-        cin = w.shape[3]
-        if cin != c:
-            raise IRError(f"layer '{op.name}': weights expect {cin} input channels, got {c}")
-        y = np.tensordot(win, w, axes=([3, 4, 5], [1, 2, 3]))  # N,OH,OW,O
-        assert y.shape[-1] == o
-    if b is not None:
-        y = y + b
-    return y
-
-
-def _pool(op, x, kind):
-    n, h, w, c = x.shape
-    kh, kw = op.attr("filter_h"), op.attr("filter_w")
-    (pt, pb, pl, pr), (sh, sw), _ = _pad_amounts(op, h, w, kh, kw)
-    if kind == "max":
-        xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
-        return _windows(np.ascontiguousarray(xp), kh, kw, sh, sw, 1, 1).max(axis=(3, 4))
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    ones = np.pad(np.ones((1, h, w, 1), x.dtype), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    s = _windows(np.ascontiguousarray(xp), kh, kw, sh, sw, 1, 1).sum(axis=(3, 4))
-    cnt = _windows(ones, kh, kw, sh, sw, 1, 1).sum(axis=(3, 4))   # padding excluded (TFLite)
-    return s / cnt
-
-
-def _reshape(graph, op, x):
-    if op.attr("new_shape") is not None:
-        shape = [int(d) for d in op.attr("new_shape")]
-    elif len(op.inputs) > 1 and op.inputs[1]:
-        shape = [int(d) for d in graph.tensors[op.inputs[1]].data.reshape(-1)]
-    else:
-        shape = list(graph.tensors[op.outputs[0]].shape)
-    declared_in = graph.tensors[op.inputs[0]].shape
-    if declared_in and x.shape[0] != declared_in[0] and shape and shape[0] == declared_in[0]:
-        shape[0] = x.shape[0]                      # keep a feed's batch dimension
-    return x.reshape(shape)
-
-
 def eval_op(graph: Graph, op: Op, env: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """One op on float values: its registry entry's float_eval, then the fused activation."""
     def inp(i):
         if i >= len(op.inputs) or not op.inputs[i]:
             return None
         return env[op.inputs[i]]
 
-    t = op.type
-    x = inp(0)
-    act = op.attrs.get("fused_activation", "NONE")
-    if t == "CONV_2D":
-        y = _conv(op, x, inp(1), inp(2), depthwise=False)
-    elif t == "DEPTHWISE_CONV_2D":
-        y = _conv(op, x, inp(1), inp(2), depthwise=True)
-    elif t == "FULLY_CONNECTED":
-        w, b = inp(1), inp(2)
-        if op.attr("keep_num_dims"):
-            y = x @ w.T
-        else:
-            y = x.reshape(-1, w.shape[1]) @ w.T
-        if b is not None:
-            y = y + b
-    elif t == "AVERAGE_POOL_2D":
-        y = _pool(op, x, "avg")
-    elif t == "MAX_POOL_2D":
-        y = _pool(op, x, "max")
-    elif t == "ADD":
-        y = x + inp(1)
-    elif t == "MUL":
-        y = x * inp(1)
-    elif t == "RESHAPE":
-        y = _reshape(graph, op, x)
-    elif t == "SOFTMAX":
-        z = (x - x.max(axis=-1, keepdims=True)) * float(op.attr("beta"))
-        e = np.exp(z)
-        y = e / e.sum(axis=-1, keepdims=True)
-    elif t == "CONCATENATION":
-        y = np.concatenate([inp(i) for i in range(len(op.inputs))], axis=int(op.attr("axis")))
-    elif t == "PAD":
-        pads = np.asarray(graph.tensors[op.inputs[1]].data).reshape(-1, 2).astype(int)
-        y = np.pad(x, [tuple(p) for p in pads])
-    elif t == "MEAN":
-        axes = tuple(int(a) for a in np.asarray(graph.tensors[op.inputs[1]].data).reshape(-1))
-        y = x.mean(axis=axes, keepdims=bool(op.attr("keep_dims")))
-    elif t == "RELU":
-        y = np.maximum(x, 0)
-    elif t == "RELU6":
-        y = np.clip(x, 0, 6)
-    elif t in ("QUANTIZE", "DEQUANTIZE"):
-        y = x                                      # values stay real-valued here
-    else:
-        raise IRError(f"unsupported op {t} in layer '{op.name}' for the float evaluator")
-    y = apply_activation(y, act)
+    d = ops.get(op.type)
+    if d is None or d.float_eval is None:
+        raise IRError(f"unsupported op {op.type} in layer '{op.name}' for the float evaluator")
+    y = d.float_eval(graph, op, inp)
+    y = apply_activation(y, op.attrs.get("fused_activation", "NONE"))
     return [np.asarray(y, dtype=np.float32)]
 
 

@@ -5,7 +5,7 @@ Conventions (they follow TFLite so int8 semantics need no translation):
   weights are 1HWO (O = in_channels * depth_multiplier), FULLY_CONNECTED
   weights are [out, in].
 - Op types are TFLite builtin names (CONV_2D, ADD, ...). Attributes use
-  snake_case TFLite option names, see OP_ATTRS.
+  snake_case TFLite option names, see the op registry (toolchain/ir/ops).
 - Quantization: real = scale * (q - zero_point); per tensor (axis None) or per
   channel along `axis`.
 - Constant tensors hold their data (`data`); activations have data None.
@@ -23,31 +23,10 @@ import numpy as np
 
 DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool")
 
-# Attributes each op type may carry, with defaults. Front ends fill them; the
-# validator checks that an op type is known.
-OP_ATTRS: dict[str, dict[str, Any]] = {
-    # inputs: x, weights, [bias]
-    "CONV_2D": dict(padding="SAME", stride_h=1, stride_w=1, dilation_h=1, dilation_w=1,
-                    fused_activation="NONE"),
-    "DEPTHWISE_CONV_2D": dict(padding="SAME", stride_h=1, stride_w=1, dilation_h=1,
-                              dilation_w=1, depth_multiplier=1, fused_activation="NONE"),
-    "FULLY_CONNECTED": dict(fused_activation="NONE", keep_num_dims=False),
-    "AVERAGE_POOL_2D": dict(padding="VALID", stride_h=1, stride_w=1, filter_h=1, filter_w=1,
-                            fused_activation="NONE"),
-    "MAX_POOL_2D": dict(padding="VALID", stride_h=1, stride_w=1, filter_h=1, filter_w=1,
-                        fused_activation="NONE"),
-    "ADD": dict(fused_activation="NONE"),
-    "MUL": dict(fused_activation="NONE"),
-    "RESHAPE": dict(new_shape=None),
-    "SOFTMAX": dict(beta=1.0),
-    "CONCATENATION": dict(axis=-1, fused_activation="NONE"),
-    "PAD": dict(),          # inputs: x, paddings (int32 [rank, 2] constant)
-    "MEAN": dict(keep_dims=True),  # inputs: x, axes (int32 constant)
-    "RELU": dict(),
-    "RELU6": dict(),
-    "QUANTIZE": dict(),
-    "DEQUANTIZE": dict(),
-}
+# Attributes each op type may carry, with defaults: filled by the op registry
+# (toolchain/ir/ops, one module per op family) when toolchain.ir is imported. Front ends
+# fill them; the validator checks that an op type is known.
+OP_ATTRS: dict[str, dict[str, Any]] = {}
 
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 

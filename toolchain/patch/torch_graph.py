@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from toolchain.ir.float_eval import same_padding
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, IRError
 
 from .make import dequantize_store
@@ -108,70 +107,13 @@ class GraphModule(nn.Module):
         return env[self.ops[-1].outputs[0]]
 
     def _op(self, op, env):
-        t = op.type
+        """The op's PyTorch form from its registry module (OpDef.torch, toolchain/ir/ops)."""
+        d = ops.get(op.type)
+        if d is None or d.torch is None:
+            raise IRError(f"layer '{op.name}' ({op.type}): not supported for patch training")
         x = self._val(env, op.inputs[0])
-        inp = lambda i: self._val(env, op.inputs[i]) if len(op.inputs) > i and op.inputs[i] else None  # noqa: E731
-        if t in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            w, b = inp(1), inp(2)
-            n, h, wd, c = x.shape
-            kh, kw = w.shape[1], w.shape[2]
-            sh, sw = op.attr("stride_h") or 1, op.attr("stride_w") or 1
-            dh, dw = op.attr("dilation_h") or 1, op.attr("dilation_w") or 1
-            xc = x.permute(0, 3, 1, 2)
-            if op.attr("padding") == "SAME":
-                _, pt, pb = same_padding(h, kh, sh, dh)
-                _, pl, pr = same_padding(wd, kw, sw, dw)
-                xc = F.pad(xc, (pl, pr, pt, pb))
-            if t == "CONV_2D":
-                y = F.conv2d(xc, w.permute(0, 3, 1, 2), b, (sh, sw), 0, (dh, dw))
-            else:
-                y = F.conv2d(xc, w.permute(3, 0, 1, 2), b, (sh, sw), 0, (dh, dw), groups=c)
-            return y.permute(0, 2, 3, 1)
-        if t == "FULLY_CONNECTED":
-            w, b = inp(1), inp(2)
-            y = (x if op.attr("keep_num_dims") else x.reshape(-1, w.shape[1])) @ w.T
-            return y + b if b is not None else y
-        if t in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-            n, h, wd, c = x.shape
-            kh, kw = op.attr("filter_h"), op.attr("filter_w")
-            sh, sw = op.attr("stride_h") or 1, op.attr("stride_w") or 1
-            xc = x.permute(0, 3, 1, 2)
-            pads = (0, 0, 0, 0)
-            if op.attr("padding") == "SAME":
-                _, pt, pb = same_padding(h, kh, sh)
-                _, pl, pr = same_padding(wd, kw, sw)
-                pads = (pl, pr, pt, pb)
-            if t == "MAX_POOL_2D":
-                y = F.max_pool2d(F.pad(xc, pads, value=-1e30), (kh, kw), (sh, sw))
-            else:
-                s = F.avg_pool2d(F.pad(xc, pads), (kh, kw), (sh, sw)) * (kh * kw)
-                cnt = F.avg_pool2d(F.pad(torch.ones(1, 1, h, wd), pads), (kh, kw), (sh, sw)) * (kh * kw)
-                y = s / cnt
-            return y.permute(0, 2, 3, 1)
-        if t == "RESHAPE":
-            return x.reshape(x.shape[0], *g_shape(self.graph, op.outputs[0])[1:])
-        if t == "SOFTMAX":
-            return torch.softmax(x * float(op.attr("beta")), dim=-1)
-        if t == "ADD":
-            return x + inp(1)
-        if t == "MUL":
-            return x * inp(1)
-        if t == "RELU":
-            return torch.relu(x)
-        if t == "RELU6":
-            return torch.clamp(x, 0, 6)
-        if t == "MEAN":
-            axes = tuple(int(a) for a in np.asarray(self.graph.t(op.inputs[1]).data).reshape(-1))
-            return x.mean(dim=axes, keepdim=bool(op.attr("keep_dims")))
-        if t == "PAD":
-            p = np.asarray(self.graph.t(op.inputs[1]).data).reshape(-1, 2).astype(int)
-            flat = [int(v) for pair in p[::-1] for v in pair]
-            return F.pad(x, flat)
-        if t == "CONCATENATION":
-            return torch.cat([inp(i) for i in range(len(op.inputs))], dim=int(op.attr("axis")))
-        if t in ("QUANTIZE", "DEQUANTIZE"):
-            return x
-        raise IRError(f"layer '{op.name}' ({t}): not supported for patch training")
+        return d.torch(self, op, x, lambda i: self._val(env, op.inputs[i])
+                       if len(op.inputs) > i and op.inputs[i] else None)
 
 
 def g_shape(graph: Graph, name: str):

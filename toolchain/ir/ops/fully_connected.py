@@ -1,0 +1,97 @@
+"""FULLY_CONNECTED: x [..., K] (flattened to [batches, K]), weights [O, K] int8 (per
+tensor, or per channel), bias int32 [O].
+
+Kernel: firmware_templates/runtime/fully_connected.c (DSP: int16-expanded input in
+scratch). Multipliers follow TFLM: per-channel in_s * w_s[c] / out_s in double; per
+tensor GetQuantizedConvolutionMultipler (float32 product of the scales first).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from toolchain.ir import quant_math as qm
+from toolchain.ir.graph import Graph, IRError, Op
+
+from .base import (OpDef, QuantRule, act_range, bias_i32, bias_input, i32, qparams, register,
+                   requant, wscales)
+
+ATTRS = dict(fused_activation="NONE", keep_num_dims=False)
+
+
+def _float(g, op, inp):
+    x, w, b = inp(0), inp(1), inp(2)
+    y = x @ w.T if op.attr("keep_num_dims") else x.reshape(-1, w.shape[1]) @ w.T
+    return y + b if b is not None else y
+
+
+def _multipliers(in_s: float, wt, o: int, out_s: float):
+    if wt.quant.scale.size > 1:
+        return qm.quantize_multiplier(in_s * wscales(wt, o) / out_s)
+    prod32 = float(np.float32(in_s) * np.float32(qm.f32(wt.quant.scale[0])))
+    return qm.quantize_multiplier(prod32 / out_s)
+
+
+def _reference(g: Graph, op: Op, v: dict) -> np.ndarray:
+    xt, wt = g.t(op.inputs[0]), g.t(op.inputs[1])
+    ot = g.t(op.outputs[0])
+    in_s, in_zp = qparams(xt, op.name)
+    out_s, out_zp = qparams(ot, op.name)
+    w = wt.data.astype(np.int64)
+    o, k = w.shape
+    w_zp = int(wt.quant.zero_point[0])
+    x = v[op.inputs[0]].astype(np.int64).reshape(-1, k) - in_zp
+    acc = (x.astype(np.float64) @ (w - w_zp).T.astype(np.float64)).astype(np.int64)
+    b = bias_input(g, op)
+    if b is not None:
+        acc = acc + b.data.astype(np.int64)
+    mult, shift = _multipliers(in_s, wt, o, out_s)
+    lo, hi = act_range(op, out_s, out_zp)
+    return requant(acc, mult, shift, out_zp, lo, hi).reshape(ot.shape)
+
+
+def _params(g: Graph, op: Op) -> dict:
+    xt, wt, ot = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    in_s, in_zp = qparams(xt, op.name)
+    out_s, out_zp = qparams(ot, op.name)
+    o, k = wt.shape
+    if xt.size % k:
+        raise IRError(f"layer '{op.name}' (FULLY_CONNECTED): input size {xt.size} is not a "
+                      f"multiple of {k}")
+    per_channel = wt.quant.scale.size > 1
+    mult, shift = _multipliers(in_s, wt, o, out_s)
+    lo, hi = act_range(op, out_s, out_zp)
+    return dict(input_offset=-in_zp, filter_offset=-int(wt.quant.zero_point[0]),
+                output_offset=out_zp, act_min=lo, act_max=hi, per_channel=int(per_channel),
+                multiplier=i32(np.atleast_1d(mult)), shift=i32(np.atleast_1d(shift)),
+                bias=bias_i32(g, op), filter=np.ascontiguousarray(wt.data.astype(np.int8)),
+                batches=xt.size // k, in_features=k, out_features=o)
+
+
+def _scratch(p, variant, patchable, rt) -> int:
+    return 0 if variant == "portable" else rt.fc_scratch(p["in_features"])
+
+
+def _emit(em, k: int, op: Op, p: dict) -> list[str]:
+    P = em.layer_prefix(k)
+    pp = em.struct(P, "mcu_fc_params_t", p, ["input_offset", "filter_offset", "output_offset",
+                                             "act_min", "act_max"])
+    q = em.quant(P, p)
+    w = em.const(op.inputs[1], p["filter"], "int8_t")
+    alloc = em.plan.kernel_scratch.get(op.name, 0)
+    em.checks.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}) > {alloc}) return 0;")
+    return [f"mcu_fc_s8({pp}, {q}, {p['per_channel']}, {p['batches']}, "
+            f"{p['in_features']}, {p['out_features']}, {em.ptr(op.inputs[0])}, {w}, "
+            f"{em.bias(op, p)}, {em.ptr(op.outputs[0])}, {em.scratch(op)});"]
+
+
+def _torch(m, op: Op, x, inp):
+    w, b = inp(1), inp(2)
+    y = (x if op.attr("keep_num_dims") else x.reshape(-1, w.shape[1])) @ w.T
+    return y + b if b is not None else y
+
+
+register(OpDef(
+    "FULLY_CONNECTED", ATTRS, float_eval=_float, reference=_reference,
+    quant=QuantRule(weight_axis="fc", fusable=True), kernel_params=_params, scratch=_scratch,
+    emit=_emit, weight_roles={1: "weight", 2: "bias"}, torch=_torch,
+    doc="matrix times vector(s), int8 weights per tensor or per channel"))
