@@ -52,13 +52,13 @@ class FakeModelClient:
                             "(2 s each); check that it is running the mcu firmware")
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        from toolchain.ir import reference
+        from toolchain.ir import ops
         g = self.graph
         vals = {g.inputs[0]: x.reshape(self._in_shape)}
         for c in g.constants():
             vals[c.name] = c.data
         for k, op in enumerate(g.ops):
-            out = reference._KERNELS[op.type](op, g, vals)
+            out = ops.get(op.type).reference(g, op, vals)
             ot = g.t(op.outputs[0])
             out = np.ascontiguousarray(out).reshape(ot.shape).astype(ot.dtype)
             if k == self.corrupt_layer:

@@ -1,0 +1,84 @@
+"""The op registry is complete and is the one place op semantics live
+(docs/adding-an-op.md): every registered op has what each layer needs, and every
+front end maps only onto registered ops. A new op that misses a piece fails here,
+naming the piece."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from opgen import OP_BUILDERS
+from toolchain.ir import ops
+from toolchain.ir.graph import OP_ATTRS
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = ROOT / "firmware_templates" / "runtime"
+ALL = sorted(ops.REGISTRY)
+
+
+def test_op_attrs_is_the_registry():
+    assert set(OP_ATTRS) == set(ops.REGISTRY)
+    for name, d in ops.REGISTRY.items():
+        assert OP_ATTRS[name] is d.attrs
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_op_is_complete(name):
+    d = ops.get(name)
+    assert d.doc, f"{name}: no doc line"
+    assert d.float_eval is not None, f"{name}: no float_eval (calibration needs it)"
+    assert d.reference is not None, f"{name}: no int8 reference (the oracle)"
+    assert d.torch is not None, f"{name}: no PyTorch form (patch training)"
+    if d.emit is not None:
+        assert d.kernel_params is not None, f"{name}: emits C but has no kernel_params"
+    if d.row_capable:
+        assert d.emit is not None, f"{name}: row-capable without a kernel"
+    assert name in OP_BUILDERS, (f"{name}: no random single-op builder in tests/opgen.py "
+                                 "(the bit-exact suites run every builder)")
+
+
+def _kernel_calls(name):
+    """mcu_* functions an op's emit() can write, found in its module's source."""
+    import inspect
+    src = inspect.getsource(inspect.getmodule(ops.get(name).emit))
+    return {n for n in _strings(src) if n.startswith("mcu_") and n.endswith("_s8")}
+
+
+def _strings(src):
+    import re
+    return set(re.findall(r"\b(mcu_[a-z0-9_]+)\(", src)) | set(re.findall(r'"(mcu_[a-z0-9_]+)"', src))
+
+
+@pytest.mark.parametrize("name", ops.ops_with("emit"))
+def test_emitted_kernels_exist_in_the_runtime(name):
+    header = (RUNTIME / "mcu_kernels.h").read_text()
+    for fn in _kernel_calls(name):
+        assert f"{fn}(" in header, f"{name}: kernel {fn} is not declared in mcu_kernels.h"
+
+
+def _string_keys(path: Path, var: str) -> set[str]:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == var
+                                                for t in node.targets):
+            return {c.value for c in ast.walk(node.value)
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    raise AssertionError(f"{var} not found in {path}")
+
+
+def test_tflite_writer_maps_only_registered_ops():
+    writable = _string_keys(ROOT / "converters" / "tflite_writer.py", "WRITABLE_OPS")
+    assert writable <= set(ops.REGISTRY), writable - set(ops.REGISTRY)
+    assert set(ops.REGISTRY) <= writable, f"not writable to .tflite: {set(ops.REGISTRY) - writable}"
+
+
+def test_quant_rules_are_consistent():
+    for name, d in ops.REGISTRY.items():
+        q = d.quant
+        if q.weight_axis is not None:
+            assert d.weight_roles.get(1) == "weight", f"{name}: weights without a store role"
+        if q.fused_as is not None:
+            assert q.fused_as in ("RELU", "RELU6", "RELU_N1_TO_1")
+        assert q.same_quant in (None, "first", "all")
