@@ -12,7 +12,7 @@ What comes out is what TensorFlow's TFLite converter produces with
 - bias int32, scale = input_scale * weight_scale, zero point 0;
 - ReLU/ReLU6 after CONV/DEPTHWISE/FC/ADD fused (the output range is then the
   clipped one, since calibration runs the fused float graph);
-- SOFTMAX output scale 1/256, zero point -128;
+- SOFTMAX and LOGISTIC output scale 1/256, zero point -128;
 - MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, PAD and CONCATENATION keep one
   quantization for inputs and output (TFLM copies or averages int8 values
   without requantizing): their tensors share one range (the union);
@@ -30,6 +30,7 @@ import numpy as np
 
 from toolchain.ir.float_eval import run_float
 from toolchain.ir.graph import Graph, IRError, Quant
+from toolchain.ir.quant_math import LOGISTIC_QUANT   # (1/256, -128): what TFLM requires
 
 FUSABLE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
 SAME_QUANT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "PAD", "CONCATENATION")
@@ -221,6 +222,8 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
                     uf.union(i, op.outputs[0])
         if op.type == "SOFTMAX":
             fixed[op.outputs[0]] = SOFTMAX_QUANT
+        elif op.type == "LOGISTIC":
+            fixed[op.outputs[0]] = LOGISTIC_QUANT
     groups: dict[str, list[str]] = {}
     for name in ranges:
         groups.setdefault(uf.find(name), []).append(name)

@@ -180,6 +180,8 @@ def eval_op(graph: Graph, op: Op, env: dict[str, np.ndarray]) -> list[np.ndarray
         y = np.maximum(x, 0)
     elif t == "RELU6":
         y = np.clip(x, 0, 6)
+    elif t == "LOGISTIC":
+        y = 0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))   # 1/(1+exp(-x)), no overflow
     elif t in ("QUANTIZE", "DEQUANTIZE"):
         y = x                                      # values stay real-valued here
     else:

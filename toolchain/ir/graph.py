@@ -47,6 +47,7 @@ OP_ATTRS: dict[str, dict[str, Any]] = {
     "RELU6": dict(),
     "QUANTIZE": dict(),
     "DEQUANTIZE": dict(),
+    "LOGISTIC": dict(),
 }
 
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
