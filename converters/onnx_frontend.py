@@ -403,6 +403,12 @@ class _Converter:
     def relu(self, node):
         self._activation(node, "RELU")
 
+    def sigmoid(self, node):
+        x = self.act(node.input[0], node)
+        out = self.new_act(node.output[0], self.graph.t(x.ir).shape, x.layout, x.onnx_shape,
+                           x.chw)
+        self.emit("LOGISTIC", [x.ir], out, name=node.name)
+
     def clip(self, node):
         a = self.attrs(node)
         lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
@@ -618,7 +624,7 @@ class _Converter:
     HANDLERS = {
         "Conv": conv, "BatchNormalization": batchnorm, "Gemm": gemm, "MatMul": matmul,
         "Add": binary, "Sub": binary, "Mul": binary, "Div": binary,
-        "Relu": relu, "Clip": clip, "MaxPool": maxpool, "AveragePool": avgpool,
+        "Relu": relu, "Clip": clip, "Sigmoid": sigmoid, "MaxPool": maxpool, "AveragePool": avgpool,
         "GlobalAveragePool": globalavgpool, "GlobalMaxPool": globalmaxpool,
         "ReduceMean": reducemean, "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape,
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,

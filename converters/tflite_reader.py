@@ -4,6 +4,7 @@
 output, MLPerf Tiny): tensors with shapes, dtypes, per-tensor / per-channel
 quantization (axis), constant buffers, op attributes (OP_ATTRS names).
 RESHAPE is normalized to the `new_shape` attribute (its shape input is dropped).
+Ops without options (PAD, RELU, RELU6, LOGISTIC, QUANTIZE, ...) get no attributes.
 Op codes: max(builtin_code, deprecated_builtin_code), as TFLite does.
 
 Errors: an op the IR does not know -> IRError naming op, layer (its first output

@@ -22,13 +22,13 @@ from .tflite_schema import (BUILTIN_CODE, DTYPE_TO_TENSOR_TYPE, FILE_IDENTIFIER,
 
 WRITABLE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
                 "MAX_POOL_2D", "ADD", "MUL", "RESHAPE", "SOFTMAX", "CONCATENATION", "PAD",
-                "MEAN", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE")
+                "MEAN", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "LOGISTIC")
 
 # op versions TF's converter writes for int8 kernels (float32 kernels are version 1)
 _INT8_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4,
                  "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2, "ADD": 2, "MUL": 2, "RESHAPE": 1,
                  "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2, "MEAN": 2, "RELU": 2,
-                 "RELU6": 2, "QUANTIZE": 2, "DEQUANTIZE": 2}
+                 "RELU6": 2, "QUANTIZE": 2, "DEQUANTIZE": 2, "LOGISTIC": 2}
 
 
 class _AlignedBufferT(schema.BufferT):

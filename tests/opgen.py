@@ -384,6 +384,18 @@ def make_relu6(rng, **kw) -> Graph:
     return _unary(rng, "RELU6", **kw)
 
 
+def make_logistic(rng, shape=None) -> Graph:
+    """LOGISTIC: any input quantization (scales 2^-10..4), output (1/256, -128)."""
+    shape = shape or _rand_shape4(rng)
+    g = Graph(name="logistic")
+    g.add_tensor(Tensor("x", shape, "int8",
+                        Quant.per_tensor(_f32(np.exp2(rng.uniform(-10, 2))), rand_zp(rng))))
+    g.add_tensor(Tensor("y", shape, "int8", Quant.per_tensor(1.0 / 256, -128)))
+    g.add_op(Op("LOGISTIC", ["x"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
 def make_quantize(rng, shape=None, from_float=None) -> Graph:
     """QUANTIZE float32 -> int8, or int8 -> int8 (requantize)."""
     shape = shape or _rand_shape4(rng)
@@ -415,7 +427,7 @@ OP_BUILDERS = {
     "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
-    "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize,
+    "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,
 }
 
 

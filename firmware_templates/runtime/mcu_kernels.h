@@ -239,6 +239,24 @@ void mcu_clamp_s8(const int8_t *input, int8_t *output, int32_t size, int32_t lo,
 void mcu_softmax_s8(const mcu_softmax_params_t *p, int32_t rows, int32_t depth,
                     const int8_t *input, int8_t *output);
 
+/* ---- activations.c ----------------------------------------------------- */
+/* LOGISTIC int8 -> int8 (TFLM reference_integer_ops::Logistic); output scale
+ * 1/256, zero point -128 (TFLM requires zp -128 and ignores the scale).  Params =
+ * TFLM LogisticPrepare (quant_math.logistic_params): frexp(input_scale * 2^27) =
+ * (input_multiplier / 2^31, input_left_shift), input_range_radius =
+ * floor(15 * 2^27 / 2^input_left_shift).  output may equal input. */
+void mcu_logistic_s8(const int8_t *input, int8_t *output, int32_t size,
+                     int32_t input_zero_point, int32_t input_multiplier,
+                     int32_t input_left_shift, int32_t input_range_radius);
+/* The 256-entry mcu_lut_s8 table of the same LOGISTIC (== quant_math.logistic_table). */
+void mcu_logistic_s8_table(int8_t *table, int32_t input_zero_point, int32_t input_multiplier,
+                           int32_t input_left_shift, int32_t input_range_radius);
+/* Any elementwise int8 -> int8 function as a lookup: output[i] =
+ * table[(uint8_t)input[i]], i.e. table[0..127] for x = 0..127 and
+ * table[128..255] for x = -128..-1 (quant_math.lut_s8_table).  output may equal
+ * input. */
+void mcu_lut_s8(const int8_t *input, int8_t *output, int32_t size, const int8_t *table);
+
 /* ---- concat_pad.c ------------------------------------------------------ */
 /* CONCATENATION: outer = product of dims before the axis; inner_sizes[i] =
  * input i's product of dims from the axis on (bytes per outer step). */

@@ -365,3 +365,101 @@ def softmax_int8(x: np.ndarray, input_multiplier: int, input_left_shift: int,
     out = np.clip(unsat - 128, -128, 127)
     out = np.where(valid, out, -128)
     return out.reshape(shape).astype(np.int8)
+
+
+# --------------------------------------------------------------------------- logistic
+# TFLM LOGISTIC, int8 in / int8 out (kernels/logistic_common.cc Prepare and
+# reference_integer_ops::Logistic):
+# * Prepare requires input and output of the same type and an output zero point of
+#   -128.  It does NOT check the output scale: the kernel always writes
+#   round(256 * sigmoid) - 128, i.e. values in units of 1/256 — a model whose
+#   LOGISTIC output has another scale runs in TFLM, but its int8 bytes mean
+#   scale 1/256.  The quantizer therefore fixes (1/256, -128) (LOGISTIC_QUANT).
+# * Any input scale and zero point: input_multiplier/left_shift come from
+#   frexp(input_scale * 2^27) (the mantissa of the float32 scale, exact, no
+#   QuantizeMultiplier halving); left_shift = floor(log2(scale)) + 28 (scales
+#   2^-9..2^2 give 19..30; TFLM is undefined below 2^-28), the int8 difference x - zp (|.| <= 255) is moved to Q4.27 with
+#   MultiplyByQuantizedMultiplier (double rounding).  Differences with
+#   |x - zp| >= input_range_radius saturate to -128 / 127 without evaluation; the
+#   radius is floor(15 * 2^27 / 2^left_shift), the largest difference whose
+#   Q4.27 value stays below 15 in magnitude (no int32 overflow in the left shift).
+# * Quirk: for input scales >= 8 (left_shift >= 31) the radius is 0, so every
+#   input saturates, including x == zp (difference 0 <= -0) -> -128.
+# * The evaluation is gemmlowp::logistic on FixedPoint<int32, 4>: 1/2 at 0;
+#   for a > 0, one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(-a)); for
+#   a < 0, one minus that of |a|; then RoundingDivideByPOT(., 23) - 128, clamped.
+LOGISTIC_INPUT_INTEGER_BITS = 4
+LOGISTIC_OUTPUT_INTEGER_BITS = 8
+LOGISTIC_QUANT = (1.0 / 256.0, -128)     # required output (scale, zero point)
+
+
+def logistic_params(input_scale: float, input_zero_point: int) -> tuple[int, int, int, int]:
+    """TFLM LogisticPrepare (CalculateArithmeticOpDataLogistic) for int8:
+    (input_zero_point, input_multiplier, input_left_shift, input_range_radius), the
+    argument order of `logistic_int8` and of the C kernel `mcu_logistic_s8`.
+    `input_scale` is rounded to float32 first (as the .tflite stores it)."""
+    import math
+    real = float(np.float32(input_scale)) * float(1 << (31 - LOGISTIC_INPUT_INTEGER_BITS))
+    if not real > 0.0:
+        raise ValueError(f"LOGISTIC: input scale must be > 0, got {input_scale}")
+    q, left_shift = math.frexp(real)
+    multiplier = int(round_half_away(q * float(1 << 31)))
+    if multiplier >= (1 << 31):       # cannot happen for a float32 mantissa (24 bits)
+        raise ValueError("LOGISTIC: input multiplier out of int32 range")
+    if not 0 <= left_shift <= 62:
+        # TFLM's CalculateInputRadius computes 1LL << left_shift: undefined for
+        # input scales < 2^-28 (and >= 2^35); its result differs between builds.
+        raise ValueError(f"LOGISTIC: input scale {float(np.float32(input_scale)):g} out of "
+                         "the range TFLM supports (2^-28 <= scale < 2^35)")
+    # CalculateInputRadius(4, left_shift, 31): floor(15 * 2^27 / 2^left_shift)
+    radius = math.floor(float((1 << LOGISTIC_INPUT_INTEGER_BITS) - 1)
+                        * float(1 << (31 - LOGISTIC_INPUT_INTEGER_BITS))
+                        / float(1 << left_shift))
+    return int(input_zero_point), multiplier, int(left_shift), int(radius)
+
+
+def logistic_fixed(a, integer_bits: int = LOGISTIC_INPUT_INTEGER_BITS):
+    """gemmlowp::logistic(FixedPoint<int32, integer_bits>) -> FixedPoint<int32, 0>
+    raw (Q0.31)."""
+    a = i64(a)
+    positive = a > 0
+    abs_input = np.where(positive, a, wrap_int32(-a))
+    result_if_positive = one_over_one_plus_x_for_x_in_0_1(
+        exp_on_negative_values(wrap_int32(-abs_input), integer_bits))
+    result_if_negative = wrap_int32(INT32_MAX - result_if_positive)
+    return np.where(a == 0, 1 << 30, np.where(positive, result_if_positive, result_if_negative))
+
+
+def logistic_int8(x, input_zero_point: int, input_multiplier: int, input_left_shift: int,
+                  input_range_radius: int) -> np.ndarray:
+    """reference_integer_ops::Logistic (int8 -> int8, output scale 1/256, zero point
+    -128), elementwise; parameters from `logistic_params`."""
+    x = np.asarray(x)
+    shape = x.shape
+    inp = i64(x).reshape(-1) - int(input_zero_point)
+    out = np.where(inp <= -int(input_range_radius), -128, 127).astype(np.int64)
+    mid = (inp > -int(input_range_radius)) & (inp < int(input_range_radius))
+    if np.any(mid):
+        q4 = multiply_by_quantized_multiplier(inp[mid], input_multiplier, input_left_shift)
+        q0 = logistic_fixed(q4, LOGISTIC_INPUT_INTEGER_BITS)
+        o = rounding_divide_by_pot(q0, 31 - LOGISTIC_OUTPUT_INTEGER_BITS) + LOGISTIC_QUANT[1]
+        out[mid] = np.clip(o, -128, 127)
+    return out.reshape(shape).astype(np.int8)
+
+
+def lut_s8_table(fn) -> np.ndarray:
+    """256-entry int8 lookup table of an elementwise int8 -> int8 function, in the
+    order `mcu_lut_s8` indexes it: entry i is fn of the int8 whose byte is i
+    (i = 0..127 -> x = 0..127, i = 128..255 -> x = -128..-1).  `fn` takes an int8
+    array.  E.g. lut_s8_table(lambda x: logistic_int8(x, *logistic_params(s, zp)))."""
+    x = np.arange(256, dtype=np.uint8).view(np.int8)
+    t = np.asarray(fn(x))
+    if t.shape != (256,):
+        raise ValueError(f"lut_s8_table: fn returned shape {t.shape}, expected (256,)")
+    return t.astype(np.int8)
+
+
+def logistic_table(input_scale: float, input_zero_point: int) -> np.ndarray:
+    """The `mcu_lut_s8` table of TFLM's int8 LOGISTIC for this input quantization."""
+    p = logistic_params(input_scale, input_zero_point)
+    return lut_s8_table(lambda x: logistic_int8(x, *p))
