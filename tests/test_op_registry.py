@@ -28,6 +28,7 @@ def test_op_attrs_is_the_registry():
 def test_every_op_is_complete(name):
     d = ops.get(name)
     assert d.doc, f"{name}: no doc line"
+    assert d.infer_shape is not None, f"{name}: no infer_shape (the validator checks shapes)"
     assert d.float_eval is not None, f"{name}: no float_eval (calibration needs it)"
     assert d.reference is not None, f"{name}: no int8 reference (the oracle)"
     assert d.torch is not None, f"{name}: no PyTorch form (patch training)"
@@ -82,3 +83,19 @@ def test_quant_rules_are_consistent():
         if q.fused_as is not None:
             assert q.fused_as in ("RELU", "RELU6", "RELU_N1_TO_1")
         assert q.same_quant in (None, "first", "all")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_infer_shape_matches_random_graphs_and_catches_a_wrong_declaration(name):
+    import numpy as np
+
+    from toolchain.ir.graph import IRError
+    from toolchain.ir.validate import validate
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        g = OP_BUILDERS[name](rng)
+        validate(g)                                    # builders declare the right shapes
+    out = g.t(g.ops[0].outputs[0])
+    out.shape = out.shape[:-1] + (out.shape[-1] + 1,)
+    with pytest.raises(IRError, match=r"is declared .* but the op computes|elements, not"):
+        validate(g)

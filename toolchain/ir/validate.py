@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import ops
 from .graph import FUSED_ACTIVATIONS, Graph, IRError, OP_ATTRS
 
 
@@ -21,6 +22,8 @@ def validate(graph: Graph, supported: Iterable[str] | None = None, target: str =
         for n in op.inputs + op.outputs:
             if n and n not in graph.tensors:
                 raise IRError(f"layer '{op.name}' ({op.type}) refers to unknown tensor '{n}'")
+    for op in graph.ops:
+        check_shape(graph, op)
     for n in graph.inputs + graph.outputs:
         if n not in graph.tensors:
             raise IRError(f"graph input/output '{n}' is not a tensor")
@@ -28,3 +31,22 @@ def validate(graph: Graph, supported: Iterable[str] | None = None, target: str =
             raise IRError(f"tensor '{n}' has a dynamic or empty shape {graph.tensors[n].shape}; "
                           "export with fixed input shapes")
     graph.topo_check()
+
+
+def check_shape(graph: Graph, op) -> None:
+    """The declared output shape must be what the op computes (its module's infer_shape):
+    a front end that gets a shape wrong is caught here, not in a kernel."""
+    d = ops.get(op.type)
+    if d is None or d.infer_shape is None or not op.outputs:
+        return
+    declared = tuple(graph.tensors[op.outputs[0]].shape)
+    try:
+        want = tuple(int(v) for v in d.infer_shape(graph, op))
+    except IRError:
+        raise
+    except (ValueError, TypeError, IndexError) as e:
+        raise IRError(f"layer '{op.name}' ({op.type}): cannot infer its output shape "
+                      f"from its inputs ({e})") from None
+    if want != declared:
+        raise IRError(f"layer '{op.name}' ({op.type}): output '{op.outputs[0]}' is declared "
+                      f"{list(declared)} but the op computes {list(want)}")

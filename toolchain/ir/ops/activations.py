@@ -13,7 +13,7 @@ import numpy as np
 from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, IRError, Op
 
-from .base import OpDef, QuantRule, qparams, register, same_shape_inputs
+from .base import OpDef, QuantRule, qparams, register, same_as_input, same_shape_inputs
 
 _INT8_MIN, _INT8_MAX = -128, 127
 
@@ -70,10 +70,10 @@ def _torch_relu6(m, op, x, inp):
     return torch.clamp(x, 0, 6)
 
 
-register(OpDef("RELU", {}, float_eval=lambda g, op, inp: np.maximum(inp(0), 0),
+register(OpDef("RELU", {}, infer_shape=same_as_input, float_eval=lambda g, op, inp: np.maximum(inp(0), 0),
                reference=_relu_ref, quant=QuantRule(fused_as="RELU"), kernel_params=_relu_params, emit=_relu_emit,
                inplace=same_shape_inputs, torch=_torch_relu, doc="max(x, 0), requantized"))
-register(OpDef("RELU6", {}, float_eval=lambda g, op, inp: np.clip(inp(0), 0, 6),
+register(OpDef("RELU6", {}, infer_shape=same_as_input, float_eval=lambda g, op, inp: np.clip(inp(0), 0, 6),
                reference=_relu6_ref, quant=QuantRule(fused_as="RELU6"), kernel_params=_relu6_params, emit=_relu6_emit,
                inplace=same_shape_inputs, torch=_torch_relu6, doc="min(max(x, 0), 6)"))
 
@@ -118,7 +118,7 @@ def _torch_logistic(m, op, x, inp):
     return torch.sigmoid(x)
 
 
-register(OpDef("LOGISTIC", {},
+register(OpDef("LOGISTIC", {}, infer_shape=same_as_input,
                float_eval=lambda g, op, inp: 0.5 * (1.0 + np.tanh(0.5 * inp(0).astype(np.float64))),
                reference=_logistic_ref, quant=QuantRule(fixed_output=qm.LOGISTIC_QUANT),
                kernel_params=_logistic_params, emit=emit_lut, inplace=same_shape_inputs,

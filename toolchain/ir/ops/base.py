@@ -10,6 +10,8 @@ kernel, so `kernel_params`/`emit` are None and the code generator refuses it,
 naming op and layer.
 
 Signatures of the callables (g: Graph, op: Op):
+- infer_shape(g, op) -> tuple: the output shape from the inputs and attributes
+  (the validator checks every front end's declared shapes against it).
 - float_eval(g, op, inp) -> ndarray; inp(i) is the float value of input i or None.
 - reference(g, op, values) -> ndarray: int8 semantics bit-exact with TFLite Micro;
   `values` maps tensor names to arrays (constants included).
@@ -52,6 +54,7 @@ class QuantRule:
 class OpDef:
     name: str
     attrs: dict[str, Any] = field(default_factory=dict)
+    infer_shape: Callable | None = None      # (g, op) -> output shape
     float_eval: Callable | None = None
     reference: Callable | None = None
     quant: QuantRule = field(default_factory=QuantRule)
@@ -227,3 +230,20 @@ def same_shape_inputs(g: Graph, op: Op) -> list[int] | None:
         if t is not None and not t.is_const and t.nbytes == out.nbytes and t.shape == out.shape:
             ks.append(k)
     return ks or None
+
+
+def same_as_input(g: Graph, op: Op) -> tuple[int, ...]:
+    return tuple(g.t(op.inputs[0]).shape)
+
+
+def window_shape(g: Graph, op: Op, channels: int, kh: int, kw: int, dilated: bool = True):
+    """NHWC output shape of a sliding-window op (TFLM padding arithmetic)."""
+    n, h, w, _ = g.t(op.inputs[0]).shape
+    dh, dw = (int(op.attr("dilation_h")), int(op.attr("dilation_w"))) if dilated else (1, 1)
+    oh, _ = compute_padding(int(op.attr("stride_h")), dh, h, kh, op.attr("padding"))
+    ow, _ = compute_padding(int(op.attr("stride_w")), dw, w, kw, op.attr("padding"))
+    return (n, oh, ow, channels)
+
+
+def broadcast_shape(g: Graph, op: Op) -> tuple[int, ...]:
+    return tuple(np.broadcast_shapes(*(tuple(g.t(n).shape) for n in op.inputs if n)))

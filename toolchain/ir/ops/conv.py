@@ -13,7 +13,7 @@ from toolchain.ir.graph import Graph, IRError, Op
 
 from .base import (OpDef, QuantRule, act_range, bias_i32, bias_input, compute_padding, dims4,
                    float_pad_amounts, i32, pad_windows, qparams, register, requant,
-                   torch_same_pad, windows, wscales)
+                   torch_same_pad, window_shape, windows, wscales)
 
 ATTRS = dict(padding="SAME", stride_h=1, stride_w=1, dilation_h=1, dilation_w=1,
              fused_activation="NONE")
@@ -41,6 +41,11 @@ def float_conv(op: Op, x, w, b, depthwise: bool):
     if b is not None:
         y = y + b
     return y
+
+
+def _shape(g: Graph, op: Op):
+    o, kh, kw, _ = g.t(op.inputs[1]).shape
+    return window_shape(g, op, o, kh, kw)
 
 
 def _float(g, op, inp):
@@ -177,7 +182,9 @@ def torch_conv(m, op: Op, x, inp, depthwise: bool):
 
 
 register(OpDef(
-    "CONV_2D", ATTRS, float_eval=_float, reference=_reference,
+    "CONV_2D", ATTRS,
+    infer_shape=_shape,
+    float_eval=_float, reference=_reference,
     quant=QuantRule(weight_axis=0, fusable=True),
     kernel_params=_params, scratch=_scratch,
     emit=lambda em, k, op, p: emit_conv_family(em, k, op, p, conv=True),

@@ -12,11 +12,16 @@ from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, IRError, Op
 
 from .base import (OpDef, QuantRule, act_range, bias_i32, bias_input, compute_padding, dims4,
-                   i32, pad_windows, qparams, register, requant, wscales)
+                   i32, pad_windows, qparams, register, requant, window_shape, wscales)
 from .conv import WEIGHT_ROLES, emit_conv_family, float_conv, torch_conv
 
 ATTRS = dict(padding="SAME", stride_h=1, stride_w=1, dilation_h=1, dilation_w=1,
              depth_multiplier=1, fused_activation="NONE")
+
+
+def _shape(g: Graph, op: Op):
+    _, kh, kw, oc = g.t(op.inputs[1]).shape
+    return window_shape(g, op, oc, kh, kw)
 
 
 def _reference(g: Graph, op: Op, v: dict) -> np.ndarray:
@@ -85,6 +90,7 @@ def _scratch(p, variant, patchable, rt) -> int:
 
 register(OpDef(
     "DEPTHWISE_CONV_2D", ATTRS,
+    infer_shape=_shape,
     float_eval=lambda g, op, inp: float_conv(op, inp(0), inp(1), inp(2), depthwise=True),
     reference=_reference, quant=QuantRule(weight_axis=3, fusable=True),
     kernel_params=_params, scratch=_scratch,

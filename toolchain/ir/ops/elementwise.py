@@ -12,7 +12,8 @@ import numpy as np
 from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, IRError, Op
 
-from .base import OpDef, QuantRule, act_range, dims4, qparams, register, same_shape_inputs
+from .base import (OpDef, QuantRule, act_range, broadcast_shape, dims4, qparams, register,
+                   same_shape_inputs)
 
 ATTRS = dict(fused_activation="NONE")
 
@@ -111,12 +112,12 @@ def _emit(em, k: int, op: Op, p: dict) -> list[str]:
     return [f"{fn}({pp}, {a}, {b}, {out}, {p['size']});"]
 
 
-register(OpDef("ADD", dict(ATTRS), float_eval=lambda g, op, inp: inp(0) + inp(1),
+register(OpDef("ADD", dict(ATTRS), infer_shape=broadcast_shape, float_eval=lambda g, op, inp: inp(0) + inp(1),
                reference=_add_ref, quant=QuantRule(fusable=True, const_inputs=True),
                kernel_params=_add_params, emit=_emit, inplace=same_shape_inputs,
                int8_const_inputs=True, torch=lambda m, op, x, inp: x + inp(1),
                doc="elementwise sum (TFLM int8 ADD arithmetic)"))
-register(OpDef("MUL", dict(ATTRS), float_eval=lambda g, op, inp: inp(0) * inp(1),
+register(OpDef("MUL", dict(ATTRS), infer_shape=broadcast_shape, float_eval=lambda g, op, inp: inp(0) * inp(1),
                reference=_mul_ref, quant=QuantRule(const_inputs=True),
                kernel_params=_mul_params, emit=_emit, inplace=same_shape_inputs,
                int8_const_inputs=True, torch=lambda m, op, x, inp: x * inp(1),

@@ -18,6 +18,13 @@ from .base import (OpDef, QuantRule, act_range, bias_i32, bias_input, i32, qpara
 ATTRS = dict(fused_activation="NONE", keep_num_dims=False)
 
 
+def _shape(g: Graph, op: Op):
+    x, (o, k) = g.t(op.inputs[0]).shape, g.t(op.inputs[1]).shape
+    if op.attr("keep_num_dims"):
+        return tuple(x[:-1]) + (o,)
+    return (int(np.prod(x, dtype=np.int64)) // k, o)
+
+
 def _float(g, op, inp):
     x, w, b = inp(0), inp(1), inp(2)
     y = x @ w.T if op.attr("keep_num_dims") else x.reshape(-1, w.shape[1]) @ w.T
@@ -91,7 +98,7 @@ def _torch(m, op: Op, x, inp):
 
 
 register(OpDef(
-    "FULLY_CONNECTED", ATTRS, float_eval=_float, reference=_reference,
+    "FULLY_CONNECTED", ATTRS, infer_shape=_shape, float_eval=_float, reference=_reference,
     quant=QuantRule(weight_axis="fc", fusable=True), kernel_params=_params, scratch=_scratch,
     emit=_emit, weight_roles={1: "weight", 2: "bias"}, torch=_torch,
     doc="matrix times vector(s), int8 weights per tensor or per channel"))

@@ -12,10 +12,15 @@ from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, Op
 
 from .base import (OpDef, QuantRule, act_range, compute_padding, dims4, float_pad_amounts,
-                   pad_windows, qparams, register, torch_same_pad, windows)
+                   pad_windows, qparams, register, torch_same_pad, window_shape, windows)
 
 ATTRS = dict(padding="VALID", stride_h=1, stride_w=1, filter_h=1, filter_w=1,
              fused_activation="NONE")
+
+
+def _shape(g: Graph, op: Op):
+    return window_shape(g, op, g.t(op.inputs[0]).shape[3], int(op.attr("filter_h")),
+                        int(op.attr("filter_w")), dilated=False)
 
 
 def _float(g, op: Op, inp):
@@ -102,6 +107,6 @@ def _torch(m, op: Op, x, inp):
 
 for _name, _doc in (("AVERAGE_POOL_2D", "average over valid taps, round half away from zero"),
                     ("MAX_POOL_2D", "maximum over the window")):
-    register(OpDef(_name, dict(ATTRS), float_eval=_float, reference=_reference,
+    register(OpDef(_name, dict(ATTRS), infer_shape=_shape, float_eval=_float, reference=_reference,
                    quant=QuantRule(same_quant="first"), kernel_params=_params, emit=_emit,
                    row_capable=True, torch=_torch, doc=_doc))

@@ -9,7 +9,7 @@ import numpy as np
 from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, IRError, Op
 
-from .base import OpDef, qparams, register
+from .base import OpDef, qparams, register, same_as_input
 
 
 def _quantize_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
@@ -38,8 +38,8 @@ def _identity(g, op, inp):
     return inp(0)                               # values stay real-valued in float graphs
 
 
-register(OpDef("QUANTIZE", {}, float_eval=_identity, reference=_quantize_ref,
+register(OpDef("QUANTIZE", {}, infer_shape=same_as_input, float_eval=_identity, reference=_quantize_ref,
                float_io=("in",), torch=lambda m, op, x, inp: x,
                doc="float32 -> int8, or int8 requantize"))
-register(OpDef("DEQUANTIZE", {}, float_eval=_identity, reference=_dequantize_ref,
+register(OpDef("DEQUANTIZE", {}, infer_shape=same_as_input, float_eval=_identity, reference=_dequantize_ref,
                float_io=("out",), torch=lambda m, op, x, inp: x, doc="int8 -> float32"))

@@ -24,6 +24,14 @@ def _axes(g: Graph, op: Op, rank: int) -> list[int]:
     return sorted({int(a) % rank for a in np.atleast_1d(g.t(op.inputs[1]).data)})
 
 
+def _shape(g: Graph, op: Op):
+    shape = list(g.t(op.inputs[0]).shape)
+    axes = _axes(g, op, len(shape))
+    if op.attr("keep_dims"):
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
 def _float(g, op, inp):
     axes = tuple(int(a) for a in np.asarray(g.t(op.inputs[1]).data).reshape(-1))
     return inp(0).mean(axis=axes, keepdims=bool(op.attr("keep_dims")))
@@ -70,6 +78,6 @@ def _torch(m, op, x, inp):
     return x.mean(dim=axes, keepdim=bool(op.attr("keep_dims")))
 
 
-register(OpDef("MEAN", dict(keep_dims=True), float_eval=_float, reference=_reference,
+register(OpDef("MEAN", dict(keep_dims=True), infer_shape=_shape, float_eval=_float, reference=_reference,
                kernel_params=_params, emit=_emit, torch=_torch,
                doc="mean over contiguous axes"))

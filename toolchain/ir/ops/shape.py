@@ -39,7 +39,16 @@ def _reshape_torch(m, op, x, inp):
     return x.reshape(x.shape[0], *m.graph.tensors[op.outputs[0]].shape[1:])
 
 
-register(OpDef("RESHAPE", dict(new_shape=None), float_eval=_reshape_float,
+def _reshape_shape(g: Graph, op: Op):
+    """The declared output shape, checked to hold the same number of elements."""
+    out = tuple(g.t(op.outputs[0]).shape)
+    if int(np.prod(out, dtype=np.int64)) != g.t(op.inputs[0]).size:
+        raise IRError(f"layer '{op.name}' (RESHAPE): {g.t(op.inputs[0]).shape} has "
+                      f"{g.t(op.inputs[0]).size} elements, not {int(np.prod(out))} of {out}")
+    return out
+
+
+register(OpDef("RESHAPE", dict(new_shape=None), infer_shape=_reshape_shape, float_eval=_reshape_float,
                reference=lambda g, op, v: v[op.inputs[0]].reshape(g.t(op.outputs[0]).shape),
                quant=QuantRule(same_quant="first"),
                kernel_params=lambda g, op: dict(size=g.t(op.inputs[0]).size),
@@ -89,7 +98,15 @@ def _concat_torch(m, op, x, inp):
     return torch.cat([inp(i) for i in range(len(op.inputs))], dim=int(op.attr("axis")))
 
 
-register(OpDef("CONCATENATION", dict(axis=-1, fused_activation="NONE"),
+def _concat_shape(g: Graph, op: Op):
+    shapes = [list(g.t(n).shape) for n in op.inputs]
+    axis = int(op.attr("axis")) % len(shapes[0])
+    out = shapes[0][:]
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
+
+
+register(OpDef("CONCATENATION", dict(axis=-1, fused_activation="NONE"), infer_shape=_concat_shape,
                float_eval=lambda g, op, inp: np.concatenate(
                    [inp(i) for i in range(len(op.inputs))], axis=int(op.attr("axis"))),
                reference=_concat_ref, quant=QuantRule(same_quant="all"),
@@ -137,7 +154,11 @@ def _pad_torch(m, op, x, inp):
     return F.pad(x, [int(v) for pair in p[::-1] for v in pair])
 
 
-register(OpDef("PAD", {},   # inputs: x, paddings (int32 [rank, 2] constant), [value]
+def _pad_shape(g: Graph, op: Op):
+    return tuple(int(d + a + b) for d, (a, b) in zip(g.t(op.inputs[0]).shape, _pads(g, op)))
+
+
+register(OpDef("PAD", {}, infer_shape=_pad_shape,  # inputs: x, paddings (int32 [rank, 2]), [value]
                float_eval=lambda g, op, inp: np.pad(
                    inp(0), [tuple(p) for p in np.asarray(g.tensors[op.inputs[1]].data)
                             .reshape(-1, 2).astype(int)]),

@@ -9,7 +9,7 @@ import numpy as np
 from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, IRError, Op
 
-from .base import OpDef, QuantRule, qparams, register
+from .base import OpDef, QuantRule, qparams, register, same_as_input
 
 OUTPUT_QUANT = (1.0 / 256.0, -128)
 
@@ -57,6 +57,6 @@ def _torch(m, op, x, inp):
     return torch.softmax(x * float(op.attr("beta")), dim=-1)
 
 
-register(OpDef("SOFTMAX", dict(beta=1.0), float_eval=_float, reference=_reference,
+register(OpDef("SOFTMAX", dict(beta=1.0), infer_shape=same_as_input, float_eval=_float, reference=_reference,
                quant=QuantRule(fixed_output=OUTPUT_QUANT), kernel_params=_params, emit=_emit,
                torch=_torch, doc="softmax over the last axis"))
