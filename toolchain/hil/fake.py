@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from toolchain.errors import LinkError
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph
 from toolchain.link.link import DeviceInfo
 from toolchain.link.protocol import INFO_F_HAS_MODEL
@@ -52,7 +53,6 @@ class FakeModelClient:
                             "(2 s each); check that it is running the mcu firmware")
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        from toolchain.ir import ops
         g = self.graph
         vals = {g.inputs[0]: x.reshape(self._in_shape)}
         for c in g.constants():
@@ -83,11 +83,13 @@ class FakeModelClient:
         g = self.graph
         out = []
         for op in g.ops:
+            d = ops.get(op.type)
             n = g.t(op.outputs[0]).size
-            if len(op.inputs) > 1 and op.inputs[1] and g.t(op.inputs[1]).is_const:
-                w = g.t(op.inputs[1])
-                n *= max(1, w.size // max(1, w.shape[0] if op.type != "DEPTHWISE_CONV_2D"
-                                          else w.shape[-1]))
+            if d is not None and d.macs is not None:
+                n = max(n, d.macs(g, op))
+            elif len(op.inputs) > 1 and op.inputs[1] and g.t(op.inputs[1]).is_const:
+                w = g.t(op.inputs[1])       # a constant operand: a cost per row of it
+                n *= max(1, w.size // max(1, w.shape[0]))
             out.append(self._ipm * n + 200)
         return out
 

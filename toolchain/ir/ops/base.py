@@ -22,6 +22,7 @@ Signatures of the callables (g: Graph, op: Op):
 - emit(em, k, op, p) -> list[str]: C statements of layer k's run function; `em` is the
   code generator's emitter (toolchain.codegen.generate._Emitter).
 - inplace(g, op) -> list[int] | None: inputs whose buffer the output may overwrite.
+- macs(g, op) -> int: multiply-accumulates (reports, the fake device's timing model).
 - torch(m, op, x, inp) -> torch.Tensor: the op in PyTorch for patch training; `m` is
   the toolchain.patch.torch_graph.GraphModule, x the first input, inp(i) the others.
 """
@@ -65,6 +66,7 @@ class OpDef:
     row_capable: bool = False              # row-delayed in place (toolchain.codegen.rows)
     weight_roles: dict[int, str] = field(default_factory=dict)   # input index -> store role
     torch: Callable | None = None
+    macs: Callable | None = None           # (g, op) -> multiply-accumulates of one run
     float_io: tuple[str, ...] = ()         # "in"/"out": float tensors the int8 reference accepts
     int8_const_inputs: bool = False        # constant data inputs must be int8 in the runtime
     doc: str = ""

@@ -190,4 +190,5 @@ register(OpDef(
     emit=lambda em, k, op, p: emit_conv_family(em, k, op, p, conv=True),
     row_capable=True, weight_roles=WEIGHT_ROLES,
     torch=lambda m, op, x, inp: torch_conv(m, op, x, inp, depthwise=False),
+    macs=lambda g, op: g.t(op.outputs[0]).size * (g.t(op.inputs[1]).size // g.t(op.inputs[1]).shape[0]),
     doc="2-D convolution, int8 per-channel weights (TFLM CONV_2D int8)"))

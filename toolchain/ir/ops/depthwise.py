@@ -97,4 +97,5 @@ register(OpDef(
     emit=lambda em, k, op, p: emit_conv_family(em, k, op, p, conv=False),
     row_capable=True, weight_roles=WEIGHT_ROLES,
     torch=lambda m, op, x, inp: torch_conv(m, op, x, inp, depthwise=True),
+    macs=lambda g, op: g.t(op.outputs[0]).size * (g.t(op.inputs[1]).size // g.t(op.inputs[1]).shape[3]),
     doc="depthwise 2-D convolution with depth multiplier (TFLM DEPTHWISE_CONV_2D int8)"))

@@ -101,4 +101,5 @@ register(OpDef(
     "FULLY_CONNECTED", ATTRS, infer_shape=_shape, float_eval=_float, reference=_reference,
     quant=QuantRule(weight_axis="fc", fusable=True), kernel_params=_params, scratch=_scratch,
     emit=_emit, weight_roles={1: "weight", 2: "bias"}, torch=_torch,
+    macs=lambda g, op: g.t(op.outputs[0]).size * g.t(op.inputs[1]).shape[1],
     doc="matrix times vector(s), int8 weights per tensor or per channel"))
