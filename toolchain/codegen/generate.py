@@ -169,8 +169,10 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
 
     def trial():
         return plan_memory(g, alignment, scratch=scratch, rows=policy)
-    for name in list(plan.rows):
-        ho = plan.rows[name].out_h
+    # the candidates and their heights come from the best plan: a trial plan may no
+    # longer row-delay a later op (issue #12: KeyError on MobileNet-style models)
+    candidates = {name: s.out_h for name, s in plan.rows.items()}
+    for name, ho in candidates.items():
         for b in [0] + [b for b in (16, 12, 8, 6, 5, 4, 3, 2) if b < ho]:
             choice[name] = b
             p2 = trial()

@@ -1,0 +1,68 @@
+"""The model zoo (tests/zoo.py): 20 architectures nobody tuned for, from PyTorch through
+our ONNX front end and PTQ to generated C on the host board, every output byte equal
+to tflite-micro's on the written .tflite, in both kernel variants."""
+from __future__ import annotations
+
+import shutil
+import numpy as np
+import pytest
+
+from zoo import ZOO, zoo_int8
+
+pytest.importorskip("torch")
+needs_cc = pytest.mark.skipif(not shutil.which("cc"), reason="needs a host C compiler (cc)")
+NAMES = sorted(ZOO)
+N_INPUTS = 3
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    from converters.tflite_writer import write_tflite
+    d = tmp_path_factory.mktemp("zoo")
+    out = {}
+    for name in NAMES:
+        _, q, _ = zoo_int8(name)
+        p = d / f"{name}.tflite"
+        p.write_bytes(write_tflite(q))
+        out[name] = (q, p)
+    return out
+
+
+@pytest.fixture(scope="module", params=["portable", "dsp"])
+def built(request, written, tmp_path_factory):
+    from toolchain.codegen.generate import generate
+    from toolchain.codegen.host import HostModels
+    variant = request.param
+    d = tmp_path_factory.mktemp(f"zoo_{variant}")
+    gens = {name: generate(written[name][0], d / name, kernels=variant, prefix=f"z{i}_")
+            for i, name in enumerate(NAMES)}
+    return variant, gens, HostModels(list(gens.values()), variant, d)
+
+
+def test_zoo_is_large_and_varied():
+    assert len(ZOO) >= 20
+    kinds = set()
+    for name in NAMES:
+        _, q, _ = zoo_int8(name)
+        kinds |= {op.type for op in q.ops}
+        strides = {op.attr("stride_h") for op in q.ops if op.type == "DEPTHWISE_CONV_2D"}
+        if name.startswith("mobilenet"):
+            assert 2 in strides, name
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "CONCATENATION",
+            "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "LOGISTIC", "SOFTMAX"} <= kinds
+
+
+@needs_cc
+@pytest.mark.parametrize("name", NAMES)
+def test_zoo_bit_exact_with_tflm_on_the_host_board(name, built, written):
+    from toolchain.ir.tflm import TflmRunner
+    variant, gens, lib = built
+    q, path = written[name]
+    tf = TflmRunner(path.read_bytes())
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    shape = q.t(q.inputs[0]).shape
+    for _ in range(N_INPUTS):
+        x = rng.integers(-128, 128, size=shape).astype(np.int8)
+        got = lib.run(gens[name], [x])[0].reshape(-1)
+        assert got.tolist() == tf.run(x)[0].reshape(-1).tolist(), \
+            f"{name} ({variant}): output differs from tflite-micro"
