@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.errors import IRError  # noqa: F401  (defined at the bottom layer; re-exported here)
+
 DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool")
 
 # Attributes each op type may carry, with defaults: filled by the op registry
@@ -29,10 +31,6 @@ DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool")
 OP_ATTRS: dict[str, dict[str, Any]] = {}
 
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
-
-
-class IRError(ValueError):
-    """A problem with a model that the user must fix; the message is one clear line."""
 
 
 @dataclass
