@@ -162,10 +162,10 @@ class Graph:
         """The model's identity, shared by host, firmware, HIL and patches: SHA-256 over a
         canonical structure descriptor (ops, attributes, wiring, shapes, float32-rounded
         quantization; no names) and every constant byte in weight-store order. Defined in
-        toolchain.patch.store (docs/patch-format.md) so a device can recompute it from its
+        toolchain.ir.model_hash (docs/patch-format.md) so a device can recompute it from its
         weights alone; a .tflite round trip keeps it."""
-        from toolchain.patch.store import store_hash
-        return store_hash(self)
+        from .model_hash import model_hash   # late: model_hash imports this module
+        return model_hash(self)
 
     def topo_check(self) -> None:
         """Ops must be in execution order: every input is a graph input, a constant,
