@@ -44,7 +44,7 @@ def test_bit_exact_on_qemu(name, board, kernels, tmp_path_factory):
     from toolchain.build import load_build
     from toolchain.codegen.build_model import build_model
     from toolchain.devices import start_device
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     from toolchain.link.model import ModelClient
     path = _model(name)
     out = Path("build") / "test-codegen" / f"{board}-{Path(name).stem}-{kernels}"
@@ -88,7 +88,7 @@ def test_host_board_model_messages(tmp_path):
     from toolchain.build import load_build
     from toolchain.codegen.build_model import build_model
     from toolchain.devices import start_device
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     from toolchain.link.model import ModelClient
     path = _model("kws_ref_model.tflite")
     rep = build_model(path, "host", tmp_path / "b", kernels="dsp", measure_tflm=False)

@@ -22,7 +22,7 @@ def measure(path: Path, board: str, kernels: str, gen_options=None, n: int = 3, 
     from toolchain.build import load_build
     from toolchain.codegen.build_model import build_model
     from toolchain.devices import start_device
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     from toolchain.link.model import ModelClient
     out = Path("build") / "bench" / f"{board}-{path.stem}-{kernels}{tag}"
     rep = build_model(path, board, out, kernels=kernels, gen_options=gen_options,

@@ -54,7 +54,7 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
         dev = start_device(b, load_build(rep["build_dir"]))
     ref = None
     if check and tfl:
-        from toolchain.ir.tflm import TflmRunner
+        from toolchain.tflm_oracle import TflmRunner
         ref = TflmRunner(Path(tfl).read_bytes())
     rows = []
     with dev:

@@ -29,7 +29,7 @@ def tflm_min_arena(tflite: bytes, lo: int = 256, hi: int = 1 << 24) -> int | Non
     invokes the model (bisection; 64-bit host, so a little above a 32-bit MCU)."""
     try:
         import numpy as np
-        from toolchain.ir.tflm import TflmRunner
+        from toolchain.tflm_oracle import TflmRunner
     except ImportError:
         return None
 
