@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli import main, write_json
+from toolchain.cli.common import write_json
 
 
 def _default_board() -> str:
@@ -14,7 +14,7 @@ def _default_board() -> str:
     return default_board_name()
 
 
-@main.command("boards")
+@click.command("boards")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the list as JSON.")
 def boards_cmd(json_path):
     """List the boards (hw/boards/*.toml and $MCU_BOARDS_PATH)."""
@@ -28,7 +28,7 @@ def boards_cmd(json_path):
     write_json(json_path, [b.summary() for b in boards])
 
 
-@main.command("build")
+@click.command("build")
 @click.argument("model", required=False)
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`); default: the default board.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -98,7 +98,7 @@ def _start(board, firmware, test_build, model=None):
     return b, start_device(b, fw, test_build=test_build or None)
 
 
-@main.command("run")
+@click.command("run")
 @click.argument("model", required=False)
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
 @click.option("--firmware", type=click.Path(exists=True), default=None,
@@ -150,7 +150,7 @@ def _print_info(info, url):
         click.echo(f"{k + ':':<16}{v}")
 
 
-@main.command("info")
+@click.command("info")
 @click.option("--board", "-b", default=None, help="Start this board (`mcu boards`) and ask it.")
 @click.option("--port", default=None, help="Ask a running device at this pyserial URL "
               "(/dev/ttyACM0, socket://HOST:PORT).")
@@ -180,7 +180,7 @@ def info_cmd(board, port, firmware, timeout, json_path):
     write_json(json_path, dict(info.to_dict(), url=url))
 
 
-@main.command("bench-link")
+@click.command("bench-link")
 @click.option("--board", "-b", "boards", multiple=True,
               help="Board(s) to measure (default: host and mps2-an386).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
@@ -190,3 +190,6 @@ def bench_link_cmd(boards, json_path, quick):
     """Measure link round-trip latency and throughput (not a test)."""
     from toolchain.bench_link import run_bench
     run_bench(list(boards) or None, json_path, quick=quick, echo=click.echo)
+
+
+COMMANDS = (boards_cmd, build_cmd, run_cmd, info_cmd, bench_link_cmd)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli import main, write_json
+from toolchain.cli.common import write_json
 
 
-@main.command("infer")
+@click.command("infer")
 @click.argument("model", type=click.Path(dir_okay=False, exists=True))
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True),
@@ -84,7 +84,7 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
         raise McuError(f"{len(rows) - n_eq} of {len(rows)} outputs differ from tflite-micro")
 
 
-@main.command("bench")
+@click.command("bench")
 @click.option("--board", "-b", default="mps2-an386", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               default="bench-results/bench.json", show_default=True)
@@ -93,3 +93,6 @@ def bench_cmd(board, json_path):
     TFLite Micro, flash vs the .tflite (the same as `make bench`)."""
     from toolchain.bench import run
     run(board, json_path, echo=click.echo)
+
+
+COMMANDS = (infer_cmd, bench_cmd)
