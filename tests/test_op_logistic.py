@@ -342,7 +342,7 @@ def test_logistic_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     from converters import from_onnx
     from converters.quantize import quantize
     from toolchain.build import load_build
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.devices import start_device
     from toolchain.link.model import ModelClient
 

@@ -20,7 +20,7 @@ NAMES = {"kws_ref_model.tflite": "KWS", "pretrainedResnet_quant.tflite": "ResNet
 def measure(path: Path, board: str, kernels: str, gen_options=None, n: int = 3, tag=""):
     from converters import load_model
     from toolchain.build import load_build
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.devices import start_device
     from toolchain.tflm_oracle import TflmRunner
     from toolchain.link.model import ModelClient
@@ -47,7 +47,7 @@ def measure(path: Path, board: str, kernels: str, gen_options=None, n: int = 3, 
 
 
 def run(board: str = "mps2-an386", json_path="bench-results/bench.json", echo=print):
-    from toolchain.codegen.build_model import TFLM_MCU_REFERENCE, tflm_min_arena
+    from toolchain.build_model import TFLM_MCU_REFERENCE, tflm_min_arena
     from converters import load_model
     results = []
     for fname, short in NAMES.items():

@@ -58,7 +58,7 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
     if protocol == "eembc" and not model:
         raise click.UsageError("--protocol eembc needs a MODEL")
     if model:
-        from toolchain.codegen.build_model import build_model, format_report
+        from toolchain.build_model import build_model, format_report
         extra, defs = [], {}
         if protocol == "eembc":
             from toolchain.hil.session import load_int8_model, write_eembc_source
@@ -89,7 +89,7 @@ def _start(board, firmware, test_build, model=None):
     b = load_board(board or _default_board())
     fw = firmware
     if fw is None and model and b.kind != "serial":
-        from toolchain.codegen.build_model import build_model
+        from toolchain.build_model import build_model
         rep = build_model(model, b, Path("build") / f"{b.name}-{Path(model).stem}",
                           test_build=test_build, measure_tflm=False)
         fw = load_build(rep["build_dir"])

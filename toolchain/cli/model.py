@@ -27,7 +27,7 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
 
     from toolchain.boards import default_board_name, load_board
     from toolchain.build import load_build
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.codegen.firmware import load_int8_graph
     from toolchain.devices import start_device
     from toolchain.errors import McuError

@@ -3,6 +3,8 @@ and RAM by part, and compare the arena with TFLite Micro's for the same model.
 
     rep = build_model("kws.tflite", "mps2-an386", out_dir="build/kws", kernels="auto")
     rep["flash"]["weights"], rep["ram"]["arena"], rep["tflm"]["arena_min"]
+
+Above toolchain.build and toolchain.codegen (it drives both), so neither imports it.
 """
 from __future__ import annotations
 
