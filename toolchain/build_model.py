@@ -105,7 +105,7 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
     from toolchain.boards import load_board
     from toolchain.build import build_firmware
     from toolchain.codegen.firmware import firmware_sources, load_int8_graph
-    b = load_board(board)
+    b = load_board(board)   # a name (Python API) is read once here; a Board passes through
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     graph, tfl_path = load_int8_graph(model, calib, out, log)
     srcs, incs, defs = firmware_sources(graph, b, out / "model", kernels=kernels,

@@ -9,11 +9,6 @@ import click
 from toolchain.cli.common import write_json
 
 
-def _default_board() -> str:
-    from toolchain.boards import default_board_name
-    return default_board_name()
-
-
 @click.command("boards")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the list as JSON.")
 def boards_cmd(json_path):
@@ -51,9 +46,9 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
               calib, no_tflm):
     """Build the device firmware for a board, with MODEL (.tflite int8, or .onnx/.pt2 with
     --calib) compiled in when given; print flash/RAM use from the linker."""
-    from toolchain.boards import load_board
+    from toolchain.boards import resolve_board
     from toolchain.build import build_firmware
-    b = load_board(board or _default_board())
+    b = resolve_board(board)    # loaded once here; everything below gets this Board
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     if protocol == "eembc" and not model:
         raise click.UsageError("--protocol eembc needs a MODEL")
@@ -85,8 +80,8 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
 def _start(board, firmware, test_build, model=None):
     from toolchain.build import build_firmware, load_build
     from toolchain.devices import start_device
-    from toolchain.boards import load_board
-    b = load_board(board or _default_board())
+    from toolchain.boards import resolve_board
+    b = resolve_board(board)
     fw = firmware
     if fw is None and model and b.kind != "serial":
         from toolchain.build_model import build_model

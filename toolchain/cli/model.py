@@ -25,14 +25,14 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
     """Run MODEL on a board for the inputs in --input; print outputs and counts."""
     import numpy as np
 
-    from toolchain.boards import default_board_name, load_board
+    from toolchain.boards import resolve_board
     from toolchain.build import load_build
     from toolchain.build_model import build_model
     from toolchain.codegen.firmware import load_int8_graph
     from toolchain.devices import start_device
     from toolchain.errors import McuError
     from toolchain.link.model import ModelClient
-    b = load_board(board or default_board_name())
+    b = resolve_board(board)    # loaded once here; everything below gets this Board
     graph, tfl = load_int8_graph(model)
     xt = graph.t(graph.inputs[0])
     x = np.load(input_path, allow_pickle=False)

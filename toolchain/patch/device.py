@@ -143,7 +143,9 @@ def build_patch_firmware(board, store: WeightStore, key: bytes, build_dir, *,
                          test_build: bool = True, lay: AreaLayout | None = None,
                          extra_sources=(), include_dirs=(), defines=None, **kw):
     """A firmware with the patch handlers and a weight area holding `store` in slot A."""
+    from toolchain.boards import load_board
     from toolchain.build import build_firmware
+    board = load_board(board)       # once, for the backend check and the build
     require_flash_backend(board)
     build_dir = Path(build_dir)
     srcs, incs, defs = patch_sources(build_dir / "gen-patch", store, key, lay)
