@@ -53,7 +53,7 @@ def _tflm_check(qgraph: Graph, tfl: bytes, x: np.ndarray, n: int = 16) -> dict:
     """Reference interpreter vs the tflite-micro interpreter on the first n inputs."""
     try:
         from toolchain.ir import reference
-        from toolchain.ir.tflm import TflmRunner
+        from toolchain.tflm_oracle import TflmRunner
     except ImportError as e:
         return dict(checked=0, skipped=str(e))
     from converters.quantize import quantize_input
@@ -69,7 +69,7 @@ def _tflm_check(qgraph: Graph, tfl: bytes, x: np.ndarray, n: int = 16) -> dict:
 
 def _passthrough_check(path, tfl: bytes, n: int = 4) -> dict:
     """The rewritten int8 model vs the original in tflite-micro on random int8 inputs."""
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     with open(path, "rb") as f:
         a, b = TflmRunner(f.read()), TflmRunner(tfl)
     det = a.input_details(0)

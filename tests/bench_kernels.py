@@ -25,7 +25,7 @@ from opgen import act_quant, make_average_pool2d, make_conv2d, make_depthwise_co
 from opgen import make_fully_connected, make_softmax, random_feeds  # noqa: E402
 
 from toolchain.ir.graph import Graph, Op, Tensor  # noqa: E402
-from toolchain.ir.tflm import run_graph  # noqa: E402
+from toolchain.tflm_oracle import run_graph  # noqa: E402
 
 ANCHORS = {"kws": 7_697_240, "resnet8": 29_863_440}
 TICK = 40

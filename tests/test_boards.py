@@ -102,3 +102,27 @@ def test_cli_boards_and_errors(tmp_path):
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, r.output)
         assert "Traceback" not in r.output
+
+
+def test_board_toml_read_once_per_build(tmp_path, monkeypatch):
+    """`mcu build MODEL` reads the board file once (build_model, firmware_sources and
+    build_firmware get the Board object); without --board, the scan that finds the
+    default board is the only read."""
+    import toolchain.boards as boards
+    from converters.tflite_writer import write_tflite
+    from toolchain.patch.toy import toy_int8_graph
+    assert boards.resolve_board(None).name == default_board_name()
+    b = load_board("host")
+    assert boards.resolve_board(b) is b
+    reads = []
+    parse = boards.parse_board
+    monkeypatch.setattr(boards, "parse_board", lambda p: reads.append(p.stem) or parse(p))
+    model = tmp_path / "toy.tflite"
+    model.write_bytes(write_tflite(toy_int8_graph()))
+    r = CliRunner().invoke(main, ["build", str(model), "--board", "host", "--no-tflm",
+                                  "-o", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert reads == ["host"]
+    reads.clear()
+    boards.resolve_board(None)
+    assert sorted(reads) == board_names()

@@ -18,7 +18,7 @@ from toolchain.codegen.host import HostModels
 from toolchain.codegen.rows import check_schedule, simulate
 from toolchain.ir import reference
 from toolchain.ir.graph import IRError
-from toolchain.ir.tflm import run_graph
+from toolchain.tflm_oracle import run_graph
 
 MODELS = Path("/work/shared/models/mlperf-tiny")
 needs_cc = pytest.mark.skipif(not shutil.which("cc"), reason="needs a host C compiler (cc)")
@@ -116,7 +116,7 @@ def _mlperf():
 @pytest.mark.skipif(not MODELS.exists(), reason="MLPerf Tiny models not present")
 @pytest.mark.parametrize("variant", ["portable", "dsp"])
 def test_mlperf_models_host(variant, tmp_path):
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     models = _mlperf()
     gens = [generate(g, tmp_path / f"m{i}", kernels=variant, prefix=f"m{i}_")
             for i, (_, g, _) in enumerate(models)]

@@ -42,9 +42,9 @@ def test_bit_exact_on_qemu(name, board, kernels, tmp_path_factory):
         pytest.skip("ResNet-8 portable runs on the M4 already (test time)")
     from converters import load_model
     from toolchain.build import load_build
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.devices import start_device
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     from toolchain.link.model import ModelClient
     path = _model(name)
     out = Path("build") / "test-codegen" / f"{board}-{Path(name).stem}-{kernels}"
@@ -86,9 +86,9 @@ def test_host_board_model_messages(tmp_path):
         pytest.skip("needs a host C compiler")
     from converters import load_model
     from toolchain.build import load_build
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.devices import start_device
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     from toolchain.link.model import ModelClient
     path = _model("kws_ref_model.tflite")
     rep = build_model(path, "host", tmp_path / "b", kernels="dsp", measure_tflm=False)
@@ -108,7 +108,7 @@ def test_host_board_model_messages(tmp_path):
 
 def test_model_too_big_is_refused_with_needs(tmp_path, monkeypatch):
     """A board with 32 KiB RAM cannot hold ResNet-8's arena: one line, needed vs available."""
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.errors import BuildError
     src = Path(__file__).resolve().parent.parent / "hw" / "boards" / "mps2-an386.toml"
     text = src.read_text().replace('name = "mps2-an386"', 'name = "tiny-m4"')

@@ -20,7 +20,7 @@ from kernel_host import CFLAGS, RUNTIME, host_lib, run_op  # noqa: E402
 from opgen import OP_BUILDERS, add_all_pairs, add_pair_quants, random_feeds  # noqa: E402
 
 from toolchain.ir import quant_math as qm  # noqa: E402
-from toolchain.ir.tflm import run_graph  # noqa: E402
+from toolchain.tflm_oracle import run_graph  # noqa: E402
 
 CASES = {
     "CONV_2D": 150, "DEPTHWISE_CONV_2D": 150, "FULLY_CONNECTED": 120,

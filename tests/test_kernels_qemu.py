@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kernel_qemu import build_image, emit_cases, have_toolchain, run_image  # noqa: E402
 from opgen import OP_BUILDERS, add_all_pairs, add_pair_quants, random_feeds  # noqa: E402
 
-from toolchain.ir.tflm import run_graph  # noqa: E402
+from toolchain.tflm_oracle import run_graph  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not have_toolchain(),
                                 reason="arm-none-eabi-gcc / qemu-system-arm not installed")

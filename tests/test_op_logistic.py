@@ -22,7 +22,7 @@ from converters.tflite_reader import read_tflite  # noqa: E402
 from converters.tflite_writer import write_tflite  # noqa: E402
 from toolchain.ir import quant_math as qm  # noqa: E402
 from toolchain.ir.graph import Graph, Op, Quant, Tensor  # noqa: E402
-from toolchain.ir.tflm import TflmRunner, run_graph  # noqa: E402
+from toolchain.tflm_oracle import TflmRunner, run_graph  # noqa: E402
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int64).astype(np.int8)
 EDGE_SCALES = [2.0 ** -28, 2.0 ** -12, 2.0 ** -9, 1 / 256, 1 / 255, 0.0078125, 0.05, 0.1, 0.5,
@@ -342,7 +342,7 @@ def test_logistic_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     from converters import from_onnx
     from converters.quantize import quantize
     from toolchain.build import load_build
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.devices import start_device
     from toolchain.link.model import ModelClient
 

@@ -7,7 +7,7 @@ import pytest
 
 from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, Op, Quant, Tensor
-from toolchain.ir.tflm import run_graph
+from toolchain.tflm_oracle import run_graph
 
 
 # ---- scalar transcriptions of the C++ (int semantics spelled out) -------------------

@@ -32,7 +32,7 @@ def digits_q(method):
 
 
 def tflm_outputs(qg, xq):
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     from converters.tflite_writer import write_tflite
     r = TflmRunner(write_tflite(qg))
     return np.concatenate([np.asarray(r.run([xq[i:i + 1]])[0]).reshape(1, -1)

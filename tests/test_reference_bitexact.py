@@ -11,7 +11,7 @@ import opgen
 from converters.tflite_reader import read_tflite
 from toolchain.ir import IRError, reference
 from toolchain.ir.graph import Quant
-from toolchain.ir.tflm import TflmRunner, run_graph
+from toolchain.tflm_oracle import TflmRunner, run_graph
 
 MODELS = Path("/work/shared/models/mlperf-tiny")
 CASES_PER_OP = 100

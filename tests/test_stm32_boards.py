@@ -123,7 +123,7 @@ def test_kws_on_netduinoplus2_bit_exact(tmp_path):
     from toolchain.build import load_build
     from toolchain.cli import main
     from toolchain.devices import start_device
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     from toolchain.link.model import ModelClient
     out = tmp_path / "kws"
     r = CliRunner().invoke(main, ["build", str(KWS), "--board", "netduinoplus2", "-o", str(out),

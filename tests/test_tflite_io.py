@@ -11,7 +11,7 @@ from converters.tflite_writer import write_tflite
 from toolchain.errors import ConvertError
 from toolchain.ir import IRError, validate
 from toolchain.ir.graph import Graph, Op, Quant, Tensor
-from toolchain.ir.tflm import TflmRunner
+from toolchain.tflm_oracle import TflmRunner
 
 MODELS = Path("/work/shared/models/mlperf-tiny")
 FILES = ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite"]

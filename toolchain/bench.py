@@ -17,14 +17,16 @@ MODELS = Path("/work/shared/models/mlperf-tiny")
 NAMES = {"kws_ref_model.tflite": "KWS", "pretrainedResnet_quant.tflite": "ResNet-8"}
 
 
-def measure(path: Path, board: str, kernels: str, gen_options=None, n: int = 3, tag=""):
+def measure(path: Path, board, kernels: str, gen_options=None, n: int = 3, tag=""):
     from converters import load_model
+    from toolchain.boards import load_board
     from toolchain.build import load_build
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.devices import start_device
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     from toolchain.link.model import ModelClient
-    out = Path("build") / "bench" / f"{board}-{path.stem}-{kernels}{tag}"
+    board = load_board(board)       # a Board from run(): no TOML read per build and start
+    out = Path("build") / "bench" / f"{board.name}-{path.stem}-{kernels}{tag}"
     rep = build_model(path, board, out, kernels=kernels, gen_options=gen_options,
                       measure_tflm=False)
     g = load_model(path)
@@ -47,8 +49,10 @@ def measure(path: Path, board: str, kernels: str, gen_options=None, n: int = 3, 
 
 
 def run(board: str = "mps2-an386", json_path="bench-results/bench.json", echo=print):
-    from toolchain.codegen.build_model import TFLM_MCU_REFERENCE, tflm_min_arena
+    from toolchain.build_model import TFLM_MCU_REFERENCE, tflm_min_arena
     from converters import load_model
+    from toolchain.boards import load_board
+    b = load_board(board)           # once for every model and kernel variant
     results = []
     for fname, short in NAMES.items():
         path = MODELS / fname
@@ -60,10 +64,10 @@ def run(board: str = "mps2-an386", json_path="bench-results/bench.json", echo=pr
         ref = TFLM_MCU_REFERENCE.get(g.model_hash(), {})
         r = dict(model=short, file=str(path), tflite_bytes=path.stat().st_size,
                  tflm_arena_min_host=tflm_min_arena(path.read_bytes()), tflm_reference=ref)
-        r["portable"] = measure(path, board, "portable")
-        r["dsp"] = measure(path, board, "dsp")
+        r["portable"] = measure(path, b, "portable")
+        r["dsp"] = measure(path, b, "dsp")
         # the cost of row-delayed in place: the same DSP build without it
-        r["dsp_no_rows"] = measure(path, board, "dsp", dict(rows=False), n=1, tag="-norows")
+        r["dsp_no_rows"] = measure(path, b, "dsp", dict(rows=False), n=1, tag="-norows")
         r["seconds"] = round(time.time() - t0, 1)
         results.append(r)
     _table(results, echo)

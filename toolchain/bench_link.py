@@ -38,10 +38,12 @@ def _stats_us(xs: list[float]) -> dict:
 
 
 def bench_board(board: str, quick: bool = False) -> dict:
+    from toolchain.boards import load_board
     from toolchain.build import build_firmware
     from toolchain.devices import start_device
     from toolchain.link import Msg
-    fw = build_firmware(board)
+    b = load_board(board)           # once, for the build and the start
+    fw = build_firmware(b)
     fast = fw.board == "host"
     n_small = (2000 if fast else 300) // (4 if quick else 1)
     n_big = (500 if fast else 40) // (4 if quick else 1)
@@ -49,7 +51,7 @@ def bench_board(board: str, quick: bool = False) -> dict:
     reps = (20 if fast else 3) // (2 if quick else 1) or 1
     data = os.urandom(size)
     t0 = time.perf_counter()
-    with start_device(board, fw) as dev:
+    with start_device(b, fw) as dev:
         start_s = time.perf_counter() - t0
         link = dev.link()
         info = link.info()

@@ -21,7 +21,7 @@ import numpy as np
 
 
 def _tflm_accuracy(tfl: bytes, x: np.ndarray, y: np.ndarray):
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     r = TflmRunner(tfl)
     det = r.input_details(0)
     s, zp = det["quantization_parameters"]["scales"][0], \

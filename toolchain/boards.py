@@ -165,6 +165,24 @@ def default_board_name() -> str:
     return "mps2-an386"
 
 
+def default_board() -> Board:
+    """The default board (default = true; else mps2-an386), from the one scan that finds it."""
+    boards = list_boards()
+    for b in boards:
+        if b.default:
+            return b
+    for b in boards:
+        if b.name == "mps2-an386":
+            return b
+    return load_board("mps2-an386")     # not found: load_board says so in one line
+
+
+def resolve_board(board=None) -> Board:
+    """A Board from a Board, a name, a .toml path, or None (the default board). The CLI
+    resolves once and passes the Board down; functions below accept either."""
+    return load_board(board) if board else default_board()
+
+
 def load_board(name_or_path) -> Board:
     """A board by name (hw/boards/NAME.toml or $MCU_BOARDS_PATH) or by path to a .toml."""
     if isinstance(name_or_path, Board):

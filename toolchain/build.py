@@ -163,7 +163,7 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
     arrays land in .rodata = flash, arenas in .bss = RAM, both in the report).
     test_build adds MCU_TEST_BUILD (semihosting exit/log). with_runtime compiles
     firmware_templates/runtime/ too. werror turns warnings into errors."""
-    board = load_board(board)
+    board = load_board(board)   # a Board (from the CLI, build_model) passes through
     build_dir = Path(build_dir or Path("build") / (board.name + ("-test" if test_build else "")))
     build_dir = build_dir.resolve()
     cc = require_tool(board.cc, board)

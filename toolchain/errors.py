@@ -1,5 +1,7 @@
-"""User-facing errors: each carries one line that says what went wrong and how to fix it."""
-from toolchain.ir.graph import IRError
+"""User-facing errors: each carries one line that says what went wrong and how to fix it.
+
+The bottom layer: imports nothing of the project, so every layer (the wire included)
+can raise these without depending on the IR or anything else above."""
 
 
 class McuError(Exception):
@@ -27,4 +29,10 @@ class ConvertError(McuError):
     """A model cannot be read or converted."""
 
 
-USER_ERRORS = (McuError, IRError)
+class IRError(McuError, ValueError):
+    """A problem with a model that the user must fix; the message is one clear line.
+    Re-exported as toolchain.ir.graph.IRError / toolchain.ir.IRError; still a ValueError
+    for code that catches it as one."""
+
+
+USER_ERRORS = (McuError,)    # IRError is an McuError

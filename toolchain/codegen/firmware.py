@@ -75,7 +75,7 @@ def firmware_sources(model, board, out_dir, kernels: str = "auto", calib=None,
     The GenResult is left in `firmware_sources.last` for reports."""
     from toolchain.boards import load_board
     from toolchain.codegen.generate import generate
-    board = load_board(board)
+    board = load_board(board)   # a Board (from build_model, the CLI) passes through
     out_dir = Path(out_dir)
     graph, _ = load_int8_graph(model, calib, out_dir.parent, log)
     variant = resolve_kernels(kernels, board)

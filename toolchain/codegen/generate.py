@@ -380,8 +380,8 @@ def _patchable_weights(graph: Graph, em: "_Emitter", wh: list, wc: list, P: str)
     """Each constant the kernels read becomes a pointer into the active weight slot;
     its bytes must be exactly the store tensor's (no array derived from weight values
     may be baked in: a patch could not update it)."""
-    from toolchain.patch.device import area_layout
-    from toolchain.patch.store import store_order, weight_store
+    from toolchain.codegen.weight_area import area_layout, weight_store
+    from toolchain.ir.model_hash import store_order
     st = weight_store(graph)
     lay = area_layout(st)
     index = {n: i for i, n in enumerate(store_order(graph))}

@@ -185,7 +185,7 @@ def start_device(board, firmware=None, *, port: str | None = None,
 
     port: for kind=serial boards (or to talk to an already running device), the pyserial
     URL. test_build: enable semihosting (default: the firmware's own test_build flag)."""
-    board = load_board(board)
+    board = load_board(board)   # a Board passes through; a name is read once
     if port or board.kind == "serial":
         if not port:
             raise BoardError(f"board {board.name} is a real board: give its serial port "

@@ -33,7 +33,7 @@ class HostReference:
         self._tflm = None
         if self.why_not_tflm is None:
             try:
-                from toolchain.ir.tflm import TflmRunner
+                from toolchain.tflm_oracle import TflmRunner
                 if tflite_bytes is None:
                     from converters.tflite_writer import write_tflite
                     tflite_bytes = write_tflite(graph)

@@ -165,9 +165,9 @@ class HilDevice:
                  firmware=None, protocol: str = "binary", test_build: bool = False,
                  defines: dict | None = None, patch_c=None, build_dir=None,
                  timeout: float | None = None, client=None, log=None):
-        from toolchain.boards import default_board_name, load_board
+        from toolchain.boards import resolve_board
         self.model = load_int8_model(model)
-        self.board = load_board(board or default_board_name())
+        self.board = resolve_board(board)
         self.port = port
         self.build = None
         self.device = None

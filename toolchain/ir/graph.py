@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.errors import IRError  # noqa: F401  (defined at the bottom layer; re-exported here)
+
 DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool")
 
 # Attributes each op type may carry, with defaults: filled by the op registry
@@ -29,10 +31,6 @@ DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool")
 OP_ATTRS: dict[str, dict[str, Any]] = {}
 
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
-
-
-class IRError(ValueError):
-    """A problem with a model that the user must fix; the message is one clear line."""
 
 
 @dataclass
@@ -164,10 +162,10 @@ class Graph:
         """The model's identity, shared by host, firmware, HIL and patches: SHA-256 over a
         canonical structure descriptor (ops, attributes, wiring, shapes, float32-rounded
         quantization; no names) and every constant byte in weight-store order. Defined in
-        toolchain.patch.store (docs/patch-format.md) so a device can recompute it from its
+        toolchain.ir.model_hash (docs/patch-format.md) so a device can recompute it from its
         weights alone; a .tflite round trip keeps it."""
-        from toolchain.patch.store import store_hash
-        return store_hash(self)
+        from .model_hash import model_hash   # late: model_hash imports this module
+        return model_hash(self)
 
     def topo_check(self) -> None:
         """Ops must be in execution order: every input is a graph input, a constant,

@@ -25,7 +25,7 @@ from toolchain.ir.graph import Graph
 
 from .errors import (PatchApplyError, PatchBaseError, PatchError, PatchReplayError)
 from .format import Patch, decode_patch
-from .store import WeightStore, weight_store
+from .store import WeightStore, store_to_graph, weight_store
 
 
 def _hx(b: bytes) -> str:
@@ -160,7 +160,7 @@ def apply_patch(target, data: bytes, key: bytes, *, last_seq: int | None = None)
     if last_seq is not None:
         store.seq = int(last_seq)
     apply_in_place(store, data, key)
-    return store.to_graph(target) if isinstance(target, Graph) else store
+    return store_to_graph(store, target) if isinstance(target, Graph) else store
 
 
 def rollback_patch(target, data: bytes, key: bytes):
@@ -178,4 +178,4 @@ def rollback_patch(target, data: bytes, key: bytes):
     write_records(store, p, which="old")
     if store.hash() != p.base_hash:
         raise PatchApplyError("rollback did not restore the base model")
-    return store.to_graph(target) if isinstance(target, Graph) else store
+    return store_to_graph(store, target) if isinstance(target, Graph) else store

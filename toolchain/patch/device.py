@@ -5,8 +5,9 @@ and patch-enabled firmware builds. On-flash formats: docs/patch-device.md.
     lay = area_layout(store)                      # offsets of every store tensor in a slot
     fw = build_patch_firmware("host", store, key, "build/p", test_build=True)
 
-The weight area is one page-aligned array (section .mcu_wflash; in the flash region
-on MPS2, see boards/mps2/linker.ld.in):
+The layout itself (area_layout, AreaLayout) lives in toolchain.codegen.weight_area,
+which the code generator shares. The weight area is one page-aligned array (section
+.mcu_wflash; in the flash region on MPS2, see boards/mps2/linker.ld.in):
 
     meta page 0 | meta page 1 | slot A | slot B | staging header page | staged patch
 
@@ -16,61 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .format import HEADER_SIZE, TAG_SIZE, key_id
+from toolchain.codegen.weight_area import (ALIGN, PAGE, AreaLayout, _up,  # noqa: F401
+                                           area_layout, max_patch_size)
+
+from .format import key_id
 from .store import StoreTensor, WeightStore
 
-PAGE = 4096
-ALIGN = 16                  # tensor alignment inside a slot (SIMD-friendly, ≥ element size)
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "firmware_templates"
 PATCH_SOURCES = ("patch_dev.c", "sha256.c", "flash_nor.c")
-
-
-@dataclass
-class AreaLayout:
-    page: int
-    offsets: list[int]          # per store tensor, byte offset in a slot
-    slot_size: int
-    stage_size: int             # header page + capacity
-    meta_off: int = 0
-    slot_off: tuple = (0, 0)
-    stage_off: int = 0
-    area_size: int = 0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def stage_capacity(self) -> int:
-        return self.stage_size - self.page
-
-
-def max_patch_size(store: WeightStore) -> int:
-    """An upper bound of any DELTA or FULL patch for this store (dense groups with old
-    values: 2 bytes per byte, plus group headers, header and tag)."""
-    body = sum(12 + 2 * t.nbytes for t in store.tensors if t.patchable)
-    return HEADER_SIZE + TAG_SIZE + body
-
-
-def _up(n: int, a: int) -> int:
-    return (n + a - 1) // a * a
-
-
-def area_layout(store: WeightStore, *, page: int = PAGE, align: int = ALIGN,
-                stage_capacity: int | None = None) -> AreaLayout:
-    offs, pos = [], 0
-    for t in store.tensors:
-        pos = _up(pos, max(align, t.elem_size))
-        offs.append(pos)
-        pos += t.nbytes
-    slot = max(page, _up(pos, page))
-    cap = _up(stage_capacity or max_patch_size(store), page)
-    lay = AreaLayout(page, offs, slot, page + cap)
-    lay.meta_off = 0
-    lay.slot_off = (2 * page, 2 * page + slot)
-    lay.stage_off = 2 * page + 2 * slot
-    lay.area_size = lay.stage_off + lay.stage_size
-    return lay
 
 
 def slot_image(store: WeightStore, lay: AreaLayout) -> bytes:
@@ -187,7 +143,9 @@ def build_patch_firmware(board, store: WeightStore, key: bytes, build_dir, *,
                          test_build: bool = True, lay: AreaLayout | None = None,
                          extra_sources=(), include_dirs=(), defines=None, **kw):
     """A firmware with the patch handlers and a weight area holding `store` in slot A."""
+    from toolchain.boards import load_board
     from toolchain.build import build_firmware
+    board = load_board(board)       # once, for the backend check and the build
     require_flash_backend(board)
     build_dir = Path(build_dir)
     srcs, incs, defs = patch_sources(build_dir / "gen-patch", store, key, lay)

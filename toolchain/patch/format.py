@@ -39,12 +39,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The header and tag sizes are defined below the patch layer: the weight area's staging
+# size (toolchain.codegen.weight_area.max_patch_size) needs them.
+from toolchain.codegen.weight_area import HEADER_SIZE, TAG_SIZE  # noqa: F401
+
 from .errors import (PatchAuthError, PatchDigestError, PatchFormatError, PatchTruncated)
 
 MAGIC = b"MCUP"
 VERSION = 1
-HEADER_SIZE = 128
-TAG_SIZE = 32
 TYPE_DELTA, TYPE_FULL = 0, 1
 TYPE_NAMES = {TYPE_DELTA: "delta", TYPE_FULL: "full"}
 COMP_NONE, COMP_ZLIB = 0, 1

@@ -16,7 +16,7 @@ from toolchain.ir.graph import Graph
 
 from .errors import PatchModelError
 from .format import (COMP_NONE, TYPE_DELTA, TYPE_FULL, Group, Patch, encode_patch)
-from .store import WeightStore, weight_store
+from .store import WeightStore, store_to_graph, weight_store
 
 
 # -- quantization in the deployed scales --------------------------------------------------
@@ -160,7 +160,7 @@ def build_patch(old: Graph, new_q: dict[int, np.ndarray], key: bytes, seq: int,
               with_old=with_old)
     data = encode_patch(p, key)
     new_st.seq = int(seq)
-    g = new_st.to_graph(old)
+    g = store_to_graph(new_st, old)
     w_idx = weight_indices(st)
     changed_w = sum(int((new_st.tensors[i].data != st.tensors[i].data).sum()) for i in w_idx)
     info = dict(type=patch_type, seq=int(seq), bytes=len(data), entries=p.entries,

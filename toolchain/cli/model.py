@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli import main, write_json
+from toolchain.cli.common import write_json
 
 
-@main.command("infer")
+@click.command("infer")
 @click.argument("model", type=click.Path(dir_okay=False, exists=True))
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True),
@@ -25,14 +25,14 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
     """Run MODEL on a board for the inputs in --input; print outputs and counts."""
     import numpy as np
 
-    from toolchain.boards import default_board_name, load_board
+    from toolchain.boards import resolve_board
     from toolchain.build import load_build
-    from toolchain.codegen.build_model import build_model
+    from toolchain.build_model import build_model
     from toolchain.codegen.firmware import load_int8_graph
     from toolchain.devices import start_device
     from toolchain.errors import McuError
     from toolchain.link.model import ModelClient
-    b = load_board(board or default_board_name())
+    b = resolve_board(board)    # loaded once here; everything below gets this Board
     graph, tfl = load_int8_graph(model)
     xt = graph.t(graph.inputs[0])
     x = np.load(input_path, allow_pickle=False)
@@ -54,7 +54,7 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
         dev = start_device(b, load_build(rep["build_dir"]))
     ref = None
     if check and tfl:
-        from toolchain.ir.tflm import TflmRunner
+        from toolchain.tflm_oracle import TflmRunner
         ref = TflmRunner(Path(tfl).read_bytes())
     rows = []
     with dev:
@@ -84,7 +84,7 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
         raise McuError(f"{len(rows) - n_eq} of {len(rows)} outputs differ from tflite-micro")
 
 
-@main.command("bench")
+@click.command("bench")
 @click.option("--board", "-b", default="mps2-an386", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               default="bench-results/bench.json", show_default=True)
@@ -93,3 +93,6 @@ def bench_cmd(board, json_path):
     TFLite Micro, flash vs the .tflite (the same as `make bench`)."""
     from toolchain.bench import run
     run(board, json_path, echo=click.echo)
+
+
+COMMANDS = (infer_cmd, bench_cmd)

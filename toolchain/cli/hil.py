@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli import main
 
-
-@main.command("hil")
+@click.command("hil")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`); default: the default board.")
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
@@ -62,3 +60,6 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
         raise DeviceStopped(fails[0] + (f"; partial results in {json_path}" if json_path else ""))
     if fails:
         raise CheckFailed("; ".join(fails))
+
+
+COMMANDS = (hil_cmd,)

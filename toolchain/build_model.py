@@ -3,6 +3,8 @@ and RAM by part, and compare the arena with TFLite Micro's for the same model.
 
     rep = build_model("kws.tflite", "mps2-an386", out_dir="build/kws", kernels="auto")
     rep["flash"]["weights"], rep["ram"]["arena"], rep["tflm"]["arena_min"]
+
+Above toolchain.build and toolchain.codegen (it drives both), so neither imports it.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def tflm_min_arena(tflite: bytes, lo: int = 256, hi: int = 1 << 24) -> int | Non
     invokes the model (bisection; 64-bit host, so a little above a 32-bit MCU)."""
     try:
         import numpy as np
-        from toolchain.ir.tflm import TflmRunner
+        from toolchain.tflm_oracle import TflmRunner
     except ImportError:
         return None
 
@@ -103,7 +105,7 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
     from toolchain.boards import load_board
     from toolchain.build import build_firmware
     from toolchain.codegen.firmware import firmware_sources, load_int8_graph
-    b = load_board(board)
+    b = load_board(board)   # a name (Python API) is read once here; a Board passes through
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     graph, tfl_path = load_int8_graph(model, calib, out, log)
     srcs, incs, defs = firmware_sources(graph, b, out / "model", kernels=kernels,

@@ -1,10 +1,10 @@
 """`mcu convert`: model files to int8 .tflite and C arrays."""
 import click
 
-from toolchain.cli import main, write_json
+from toolchain.cli.common import write_json
 
 
-@main.command()
+@click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--calib", type=click.Path(dir_okay=False),
               help="Calibration inputs: .npz with array 'x' (N, ...) in the model's input layout "
@@ -40,3 +40,6 @@ def convert(model, calib, method, percentile, per_channel_fc, out_dir, name, jso
                          log=lambda m: click.echo(m, err=True))
     click.echo(format_summary(result))
     write_json(json_path, result)
+
+
+COMMANDS = (convert,)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli import main, write_json
+from toolchain.cli.common import write_json
 
 
-@main.group("patch")
+@click.group("patch")
 def patch():
     """Partial weight patches: make, inspect, verify and apply (host side)."""
 
@@ -286,4 +286,6 @@ def bench_cmd(json_path, quick, seeds, seed, model, scenario, device):
     run_bench(json_path=json_path, quick=quick, seed=seed, echo=click.echo, scenario=scenario,
               device=device, model=model,
               seeds=None if seeds is None else [int(s) for s in seeds.split(",") if s.strip()])
-from toolchain import cli_patch_device  # noqa: E402,F401  (firmware, send, status)
+
+
+COMMANDS = (patch,)   # the device subcommands (patch_device.py) join in __init__.py

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli import write_json
-from toolchain.cli_patch import _key, _load_model, _read_patch, patch
+from toolchain.cli.common import write_json
+# helpers only: the `patch` group gets these commands in toolchain/cli/__init__.py
+from toolchain.cli.patch import _key, _load_model, _read_patch
 
 
 def _device(board, firmware, flash, port):
@@ -79,7 +80,7 @@ def _bar(width=30):
     return cb
 
 
-@patch.command("firmware")
+@click.command("firmware")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--board", "-b", required=True, help="Target board (mcu boards).")
 @click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -114,7 +115,7 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
         offsets=lay.offsets), model_hash=st.hexhash()))
 
 
-@patch.command("send")
+@click.command("send")
 @click.argument("patch_file", type=click.Path(exists=True, dir_okay=False))
 @_device_opts
 @click.option("--key", "-k", "key_path", type=click.Path(exists=True, dir_okay=False),
@@ -180,7 +181,7 @@ def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, 
             dev.stop()
 
 
-@patch.command("status")
+@click.command("status")
 @_device_opts
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
 def status_cmd(board, firmware, flash, port, json_path):
@@ -203,3 +204,6 @@ def status_cmd(board, firmware, flash, port, json_path):
     finally:
         if dev is not None:
             dev.stop()
+
+
+COMMANDS = (firmware_cmd, send_cmd, status_cmd)   # subcommands of `mcu patch`

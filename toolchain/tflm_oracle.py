@@ -8,6 +8,9 @@ the golden source of int8 outputs.
 
 TFLM reuses the input buffer for intermediates, so the input is set before
 every invoke.
+
+Above the converters, not in the IR: running a Graph means writing it as a .tflite
+(converters.tflite_writer), and the IR knows no front end or writer.
 """
 from __future__ import annotations
 

@@ -6,15 +6,10 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli import main, write_json
+from toolchain.cli.common import write_json
 
 
-def _default_board() -> str:
-    from toolchain.boards import default_board_name
-    return default_board_name()
-
-
-@main.command("boards")
+@click.command("boards")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the list as JSON.")
 def boards_cmd(json_path):
     """List the boards (hw/boards/*.toml and $MCU_BOARDS_PATH)."""
@@ -28,7 +23,7 @@ def boards_cmd(json_path):
     write_json(json_path, [b.summary() for b in boards])
 
 
-@main.command("build")
+@click.command("build")
 @click.argument("model", required=False)
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`); default: the default board.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -51,14 +46,14 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
               calib, no_tflm):
     """Build the device firmware for a board, with MODEL (.tflite int8, or .onnx/.pt2 with
     --calib) compiled in when given; print flash/RAM use from the linker."""
-    from toolchain.boards import load_board
+    from toolchain.boards import resolve_board
     from toolchain.build import build_firmware
-    b = load_board(board or _default_board())
+    b = resolve_board(board)    # loaded once here; everything below gets this Board
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     if protocol == "eembc" and not model:
         raise click.UsageError("--protocol eembc needs a MODEL")
     if model:
-        from toolchain.codegen.build_model import build_model, format_report
+        from toolchain.build_model import build_model, format_report
         extra, defs = [], {}
         if protocol == "eembc":
             from toolchain.hil.session import load_int8_model, write_eembc_source
@@ -85,11 +80,11 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
 def _start(board, firmware, test_build, model=None):
     from toolchain.build import build_firmware, load_build
     from toolchain.devices import start_device
-    from toolchain.boards import load_board
-    b = load_board(board or _default_board())
+    from toolchain.boards import resolve_board
+    b = resolve_board(board)
     fw = firmware
     if fw is None and model and b.kind != "serial":
-        from toolchain.codegen.build_model import build_model
+        from toolchain.build_model import build_model
         rep = build_model(model, b, Path("build") / f"{b.name}-{Path(model).stem}",
                           test_build=test_build, measure_tflm=False)
         fw = load_build(rep["build_dir"])
@@ -98,7 +93,7 @@ def _start(board, firmware, test_build, model=None):
     return b, start_device(b, fw, test_build=test_build or None)
 
 
-@main.command("run")
+@click.command("run")
 @click.argument("model", required=False)
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
 @click.option("--firmware", type=click.Path(exists=True), default=None,
@@ -150,7 +145,7 @@ def _print_info(info, url):
         click.echo(f"{k + ':':<16}{v}")
 
 
-@main.command("info")
+@click.command("info")
 @click.option("--board", "-b", default=None, help="Start this board (`mcu boards`) and ask it.")
 @click.option("--port", default=None, help="Ask a running device at this pyserial URL "
               "(/dev/ttyACM0, socket://HOST:PORT).")
@@ -180,7 +175,7 @@ def info_cmd(board, port, firmware, timeout, json_path):
     write_json(json_path, dict(info.to_dict(), url=url))
 
 
-@main.command("bench-link")
+@click.command("bench-link")
 @click.option("--board", "-b", "boards", multiple=True,
               help="Board(s) to measure (default: host and mps2-an386).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
@@ -190,3 +185,6 @@ def bench_link_cmd(boards, json_path, quick):
     """Measure link round-trip latency and throughput (not a test)."""
     from toolchain.bench_link import run_bench
     run_bench(list(boards) or None, json_path, quick=quick, echo=click.echo)
+
+
+COMMANDS = (boards_cmd, build_cmd, run_cmd, info_cmd, bench_link_cmd)
