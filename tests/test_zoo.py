@@ -55,7 +55,7 @@ def test_zoo_is_large_and_varied():
 @needs_cc
 @pytest.mark.parametrize("name", NAMES)
 def test_zoo_bit_exact_with_tflm_on_the_host_board(name, built, written):
-    from toolchain.ir.tflm import TflmRunner
+    from toolchain.tflm_oracle import TflmRunner
     variant, gens, lib = built
     q, path = written[name]
     tf = TflmRunner(path.read_bytes())

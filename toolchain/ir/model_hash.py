@@ -33,9 +33,11 @@ import json
 
 import numpy as np
 
+from . import ops
 from .graph import OP_ATTRS, Graph
 
-WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# ops whose constant inputs are weights / biases (OpDef.weight_roles in toolchain/ir/ops)
+WEIGHT_OPS = tuple(n for n, d in ops.REGISTRY.items() if d.weight_roles)
 STRUCTURE_VERSION = "mcu-structure-v1"
 
 
@@ -58,11 +60,8 @@ def store_roles(graph: Graph) -> dict[str, tuple[str, str]]:
         for i, n in enumerate(op.inputs):
             if not n or n in roles or not graph.tensors[n].is_const:
                 continue
-            role = "other"
-            if op.type in WEIGHT_OPS and i == 1:
-                role = "weight"
-            elif op.type in WEIGHT_OPS and i == 2:
-                role = "bias"
+            d = ops.get(op.type)
+            role = d.weight_roles.get(i, "other") if d is not None else "other"
             roles[n] = (role, op.type)
     return roles
 
