@@ -106,7 +106,7 @@ def sum_pool_2d(op: Op, x: np.ndarray, out_shape: tuple) -> np.ndarray:
     kh, kw = attr(op, "filter_h"), attr(op, "filter_w")
     _, oh, ow, _ = out_shape
     p = _patches(x.astype(F32), kh, kw, attr(op, "stride_h"), attr(op, "stride_w"), 1, 1,
-                 attr(op, "pad_h"), attr(op, "pad_w"), oh, ow)
+                 attr(op, "pad_h") or 0, attr(op, "pad_w") or 0, oh, ow)
     s = p.sum(axis=(3, 4), dtype=F32)
     d = attr(op, "divisor") if op.type == "SUM_POOL_2D" else kh * kw
     return s / F32(d) if d != 1 else s
@@ -171,13 +171,16 @@ class SimResult:
 
 
 def simulate(graph: Graph, x, timesteps: int, encoding: str = "constant", seed: int = 0,
-             layout: str = "nir", record: bool = False) -> SimResult:
+             layout: str = "nir", record: bool = False,
+             probe: dict | None = None) -> SimResult:
     """Run the float SNN for `timesteps` steps on every sample of x.
 
     x: [N, *input] analog values (constant, rate) or [N, T, *input] spikes (events), in
     NIR layout (channel-first, layout="nir") or IR layout (layout="ir"). Outputs are
     spike counts per output neuron (float32 integers), or for an LI / CUBA_LI output
-    the membrane after the last step; layer_spikes counts each spiking layer's spikes."""
+    the membrane after the last step; layer_spikes counts each spiking layer's spikes.
+    probe: if a dict, filled with {neuron op name: {"in"|"v"|"i": per-channel max |.|}}
+    over all samples and steps (calibration of the fixed-point scales)."""
     if timesteps < 1:
         raise IRError(f"timesteps must be >= 1, got {timesteps}")
     if layout == "nir":
@@ -199,6 +202,8 @@ def simulate(graph: Graph, x, timesteps: int, encoding: str = "constant", seed: 
         for op in graph.ops:
             y = run_op(graph, op, env, state)
             env[op.outputs[0]] = y
+            if probe is not None and op.type in NEURON_ATTRS:
+                _probe(probe, op, env, state)
             if op.name in layer:
                 layer[op.name] += y.reshape(n, -1).sum(axis=1).astype(np.int64)
                 if rec is not None:
@@ -208,6 +213,17 @@ def simulate(graph: Graph, x, timesteps: int, encoding: str = "constant", seed: 
     outs = [acc[o].reshape(n, -1) for o in graph.outputs]
     return SimResult(outs, layer, neurons,
                      {k: np.stack(v) for k, v in rec.items()} if rec is not None else None)
+
+
+def _probe(probe: dict, op: Op, env: dict, state: dict) -> None:
+    d = probe.setdefault(op.name, {})
+    keys = [("in", op.inputs[0], env)] + [(k, n, state) for k, n in
+                                          zip(("i", "v") if len(op.inputs) == 3 else ("v",),
+                                              op.inputs[1:])]
+    for k, n, src in keys:
+        a = np.abs(src[n].astype(np.float64))
+        m = a.reshape(-1, a.shape[-1]).max(axis=0)
+        d[k] = np.maximum(d[k], m) if k in d else m
 
 
 def run_op(graph: Graph, op: Op, env: dict, state: dict) -> np.ndarray:
