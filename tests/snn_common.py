@@ -74,3 +74,52 @@ def snntorch_counts(net, x: np.ndarray, timesteps: int, inputs=None):
 
 def export(net, in_shape):
     return export_to_nir(net, torch.zeros(1, *in_shape), ignore_dims=[0])
+
+
+def digits(n_train=1200):
+    """sklearn digits scaled to [0, 1]: (x_train, y_train, x_test, y_test), x [N, 64]."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32)
+    y = d.target.astype(np.int64)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def train_digits_mlp(timesteps=8, epochs=8, hidden=32, reset="subtract", seed=0, batch=150):
+    """A small Leaky MLP trained on digits with constant-current input (~5 s on one
+    thread; more threads are much slower on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(timesteps, epochs, hidden, reset, seed, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(timesteps, epochs, hidden, reset, seed, batch):
+    torch.manual_seed(seed)
+    xtr, ytr, xte, yte = digits()
+    from snntorch import surrogate
+    sg = surrogate.fast_sigmoid(slope=25)
+
+    def lk(n, out=False):
+        return snn.Leaky(beta=torch.full((n,), 0.9), threshold=torch.ones(n), init_hidden=True,
+                         reset_mechanism=reset, output=out, spike_grad=sg)
+    net = torch.nn.Sequential(torch.nn.Linear(64, hidden), lk(hidden),
+                              torch.nn.Linear(hidden, 10), lk(10, True))
+    opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+    X, Y = torch.as_tensor(xtr), torch.as_tensor(ytr)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(X), generator=g)
+        for i in range(0, len(X), batch):
+            idx = perm[i:i + batch]
+            snntorch.utils.reset(net)
+            cnt = 0
+            for _t in range(timesteps):
+                cnt = cnt + net(X[idx])[0]
+            loss = torch.nn.functional.cross_entropy(cnt, Y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net, (xtr, ytr, xte, yte)
