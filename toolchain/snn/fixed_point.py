@@ -372,6 +372,9 @@ def run_fixed(qgraph: Graph, x, timesteps: int, encoding: str | None = None,
     consts = {t.name: t.data for t in g.constants()}
     spiking_out = {o: g.producers()[o].type in SPIKING for o in g.outputs}
     layer: dict[str, np.ndarray] = {}
+    events: dict[str, np.ndarray] = {}
+    analog = {g.inputs[0]} if (encoding or g.meta["snn"]["fixed"]["encoding"]) == "constant" \
+        else set()
     rec = {op.name: [] for op in g.ops if op.type in SPIKING} if record else None
     acc_out: dict[str, np.ndarray] = {}
     for xt in fixed_input_steps(g, x, timesteps, encoding, seed, layout):
@@ -380,12 +383,15 @@ def run_fixed(qgraph: Graph, x, timesteps: int, encoding: str | None = None,
             state = {s: np.zeros((n, *g.t(s).shape[1:]), np.int64) for s in g.state}
             layer = {op.name: np.zeros(n, np.int64) for op in g.ops if op.type in SPIKING}
             acc_out = {o: np.zeros((n, *g.t(o).shape[1:]), np.int64) for o in g.outputs}
+            events = {op.name: np.zeros(n, np.int64) for op in g.ops if op.type in SYNAPSES}
         env[g.inputs[0]] = xt.reshape(n, *g.t(g.inputs[0]).shape[1:])
         for op in g.ops:
             p = params[op.name]
             xi = env[op.inputs[0]]
             oshape = g.t(op.outputs[0]).shape
             t = op.type
+            if t in SYNAPSES and op.inputs[0] not in analog:
+                events[op.name] += (xi.reshape(n, -1) != 0).sum(axis=1)
             if t == "FULLY_CONNECTED":
                 b = consts.get(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else None
                 y = kernels.fc_acc(xi, consts[op.inputs[1]], b)
@@ -411,9 +417,11 @@ def run_fixed(qgraph: Graph, x, timesteps: int, encoding: str | None = None,
         for o in g.outputs:
             acc_out[o] = acc_out[o] + env[o] if spiking_out[o] else env[o]
     outs = [acc_out[o].reshape(n, -1) for o in g.outputs]
-    return SimResult(outs, layer, {op.name: g.t(op.outputs[0]).size for op in g.ops
-                                   if op.type in SPIKING},
-                     {k: np.stack(v) for k, v in rec.items()} if rec is not None else None)
+    res = SimResult(outs, layer, {op.name: g.t(op.outputs[0]).size for op in g.ops
+                                  if op.type in SPIKING},
+                    {k: np.stack(v) for k, v in rec.items()} if rec is not None else None)
+    res.events = events     # synapse op -> [N] non-zero inputs over all steps (not analog)
+    return res
 
 
 def output_scale(qgraph: Graph, k: int = 0):

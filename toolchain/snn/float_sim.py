@@ -164,6 +164,8 @@ class SimResult:
     layer_spikes: dict[str, np.ndarray]     # spiking op name -> [N] spikes over all steps
     layer_neurons: dict[str, int] = field(default_factory=dict)
     record: dict[str, np.ndarray] | None = None   # op name -> [T, N, ...] if recorded
+    events: dict[str, np.ndarray] = field(default_factory=dict)  # fixed point: synapse
+    # op -> [N] non-zero (event) inputs over all steps; analog input layers are absent
 
     @property
     def counts(self) -> np.ndarray:
