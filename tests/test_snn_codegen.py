@@ -118,3 +118,68 @@ def test_native_equals_fixed_reference(case, tmp_path):
     lib = NativeModel(gen, tmp_path)
     want = _check(gen, q, x, lib.infer, enc)
     assert np.abs(want.counts).sum() > 0
+
+
+# ----------------------------------------------------------------- firmware on devices
+def _device_run(board, gen, q, x, enc, build_dir):
+    from toolchain.build import build_firmware
+    from toolchain.devices import start_device
+    from toolchain.link.model import ModelClient
+    fw = build_firmware(board, build_dir, extra_sources=[str(f) for f in gen.files],
+                        include_dirs=[str(gen.out_dir)], with_runtime=True, werror=True,
+                        defines={"MCU_SCRATCH_SIZE": 64, "MCU_NO_DSP": 1})
+    with start_device(board, fw) as dev:
+        client = ModelClient(dev.link(timeout=2.0, retries=3))
+        info = client.info()
+        assert info.model_hash == gen.model_hash
+        counts = []
+
+        def run(data):
+            out, count = client.infer(data)
+            counts.append(count)
+            return out
+        want = _check(gen, q, x, run, enc)
+        layers = client.layer_times()
+    return want, counts, layers, fw
+
+
+@pytest.fixture(scope="module")
+def trained_q():
+    from snn_common import export, train_digits_mlp
+    from converters.nir_frontend import from_nir
+    net, (xtr, ytr, xte, yte) = train_digits_mlp(timesteps=T)
+    g = from_nir(export(net, (64,)), reset="subtract")
+    q = fp.quantize(g, xtr[:300], T, state_bits=16)
+    return q, xte[:40], yte[:40]
+
+
+@needs_cc
+def test_trained_mlp_on_host_board(trained_q, tmp_path):
+    q, x, y = trained_q
+    gen = generate_snn(q, tmp_path / "model", T, name="digits_snn")
+    want, counts, layers, fw = _device_run("host", gen, q, x, "constant", tmp_path / "fw")
+    assert (want.counts.argmax(1) == y).mean() > 0.8
+    assert all(c > 0 for c in counts) and len(layers) == len(q.ops)
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("model", ["mlp-rate", "conv-pool"])
+def test_on_qemu_m4(model, trained_q, tmp_path):
+    if model == "mlp-rate":
+        from converters.nir_frontend import from_nir  # noqa: F401
+        q0, x, _ = trained_q
+        rng = np.random.default_rng(1)
+        g = _mlp_graph(rng, sizes=(64, 32, 10))
+        x = x[:16]
+        q = fp.quantize(g, x, T, encoding="rate", state_bits=16, seed=3)
+        enc = "rate"
+    else:
+        g = _conv_graph()
+        x = np.random.default_rng(2).random((10, 2, 8, 8)).astype(np.float32)
+        q = fp.quantize(g, x, T, state_bits=16)
+        enc = "constant"
+    gen = generate_snn(q, tmp_path / "model", T)
+    want, counts, _, fw = _device_run("mps2-an386", gen, q, x, enc, tmp_path / "fw")
+    assert want.counts.sum() > 0
+    assert len(set(counts)) >= 1 and min(counts) > 0     # instructions per sample
