@@ -313,8 +313,10 @@ class _Builder:
     def _dense(self, key, typ, node, x, bias):
         w = _arr(node.weight)
         if w.ndim != 2 or x.nir_shape != (w.shape[1],):
+            hint = ("; is the batch dimension in the NIR input? export with ignore_dims=[0]"
+                    if len(x.nir_shape) > 1 and x.nir_shape[0] == 1 else "")
             raise IRError(f"NIR node '{key}' ({typ}): weight {w.shape} does not match input "
-                          f"shape {x.nir_shape}")
+                          f"shape {x.nir_shape}{hint}")
         if x.perm is not None:
             w = w[:, x.perm]
         wn = self.tensor(f"{_safe(key)}.weight", w.shape, w)

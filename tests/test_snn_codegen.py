@@ -167,10 +167,8 @@ def test_trained_mlp_on_host_board(trained_q, tmp_path):
 @pytest.mark.parametrize("model", ["mlp-rate", "conv-pool"])
 def test_on_qemu_m4(model, trained_q, tmp_path):
     if model == "mlp-rate":
-        from converters.nir_frontend import from_nir  # noqa: F401
-        q0, x, _ = trained_q
-        rng = np.random.default_rng(1)
-        g = _mlp_graph(rng, sizes=(64, 32, 10))
+        _, x, _ = trained_q
+        g = _mlp_graph(np.random.default_rng(1), sizes=(64, 32, 10))
         x = x[:16]
         q = fp.quantize(g, x, T, encoding="rate", state_bits=16, seed=3)
         enc = "rate"

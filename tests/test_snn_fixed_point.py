@@ -27,9 +27,13 @@ def test_rounding_definitions():
 
 @pytest.fixture(scope="module")
 def trained():
-    from snn_common import export, train_digits_mlp
+    from snn_common import export, snntorch_counts, train_digits_mlp
     net, data = train_digits_mlp(timesteps=T)
-    return from_nir(export(net, (64,)), reset="subtract"), data
+    g = from_nir(export(net, (64,)), reset="subtract")
+    # the trained module too: float spike counts identical to snnTorch's
+    np.testing.assert_array_equal(simulate(g, data[2], T).counts,
+                                  snntorch_counts(net, data[2], T))
+    return g, data
 
 
 @pytest.mark.parametrize("bits", [32, 16])
