@@ -171,8 +171,8 @@ static inline int64_t snn_sat(int64_t v, int64_t lo, int64_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-#define MCU_SNN_NEURONS(SFX, T, LO, HI)                                                      \
-int32_t mcu_snn_lif_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, T *v,    \
+#define MCU_SNN_NEURONS(SCOPE, SFX, T, LO, HI)                                               \
+SCOPE int32_t mcu_snn_lif_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, T *v,    \
                           int8_t *spikes)                                                    \
 {                                                                                            \
     const int32_t C = p->channels, f = p->frac_bits;                                         \
@@ -199,7 +199,8 @@ int32_t mcu_snn_lif_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *a
     return count;                                                                            \
 }                                                                                            \
                                                                                              \
-int32_t mcu_snn_cuba_lif_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,     \
+SCOPE int32_t mcu_snn_cuba_lif_##SFX(const mcu_snn_neuron_t *p, int32_t n,                    \
+                                     const int32_t *acc,                                    \
                                T *i, T *v, int8_t *spikes)                                   \
 {                                                                                            \
     const int32_t C = p->channels, f = p->frac_bits;                                         \
@@ -227,7 +228,7 @@ int32_t mcu_snn_cuba_lif_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32
     return count;                                                                            \
 }                                                                                            \
                                                                                              \
-void mcu_snn_li_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, T *v)        \
+SCOPE void mcu_snn_li_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, T *v)  \
 {                                                                                            \
     const int32_t C = p->channels, f = p->frac_bits;                                         \
     for (int32_t k0 = 0; k0 < n; k0 += C) {                                                  \
@@ -239,7 +240,8 @@ void mcu_snn_li_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, 
     }                                                                                        \
 }                                                                                            \
                                                                                              \
-void mcu_snn_cuba_li_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, T *i,   \
+SCOPE void mcu_snn_cuba_li_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,    \
+                                 T *i,                                                      \
                            T *v)                                                             \
 {                                                                                            \
     const int32_t C = p->channels, f = p->frac_bits;                                         \
@@ -254,8 +256,156 @@ void mcu_snn_cuba_li_##SFX(const mcu_snn_neuron_t *p, int32_t n, const int32_t *
     }                                                                                        \
 }
 
-MCU_SNN_NEURONS(s32, int32_t, INT32_MIN, INT32_MAX)
-MCU_SNN_NEURONS(s16, int16_t, INT16_MIN, INT16_MAX)
+MCU_SNN_NEURONS(, s32, int32_t, INT32_MIN, INT32_MAX)
+MCU_SNN_NEURONS(static, s16_generic, int16_t, INT16_MIN, INT16_MAX)
+
+/* 16-bit state in 32-bit arithmetic, equal to the exact (64-bit) form when frac_bits is
+ * in [-8, 12] and the constants lie in the int16 range (what quantize produces): the
+ * current is computed from acc clamped to +-2^20/2^F (F >= 0) or +-2^29 (F < 0); a
+ * clamped current is beyond +-2^20 - 2^17 either way, so with the other terms (each
+ * within +-2^15) the saturated result is the same. Other frac_bits: the 64-bit form. */
+typedef struct {
+    int32_t lim, rnd, rsh, mul;
+} snn16_cur_t;
+
+static inline int snn16_prepare(const mcu_snn_neuron_t *p, snn16_cur_t *c)
+{
+    const int32_t f = p->frac_bits;
+    if (f < -8 || f > 12) {
+        return 0;
+    }
+    c->lim = f >= 0 ? (int32_t)((1 << 20) >> f) : (1 << 29);
+    c->rsh = f < 0 ? -f : 0;
+    c->rnd = f < 0 ? 1 << (-f - 1) : 0;
+    c->mul = f > 0 ? 1 << f : 1;
+    return 1;
+}
+
+static inline int32_t snn16_cur(int32_t lim, int32_t rnd, int32_t rsh, int32_t mul, int32_t acc)
+{
+    const int32_t a = acc < -lim ? -lim : (acc > lim ? lim : acc);
+    return ((a + rnd) >> rsh) * mul;
+}
+
+/* locals of the 16-bit kernels: constants out of the struct (int8 stores may alias it) */
+#define SNN16_LOCALS(p, cc)                                                                  \
+    const int32_t lim = (cc).lim, rnd = (cc).rnd, rsh = (cc).rsh, mul = (cc).mul;            \
+    const int32_t *const beta = (p)->beta, *const alpha = (p)->alpha, *const thrs = (p)->thr, \
+                  *const vres = (p)->vreset, *const leak = (p)->leak;                        \
+    (void)alpha; (void)vres; (void)thrs
+#define SNN16_CUR(x) snn16_cur(lim, rnd, rsh, mul, (x))
+
+static inline int32_t snn16_mulq15(int32_t b, int32_t v)
+{
+    return (b * v + 16384) >> 15;
+}
+
+static inline int32_t snn16_sat(int32_t v)
+{
+    return v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v);
+}
+
+int32_t mcu_snn_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v,
+                        int8_t *spikes)
+{
+    snn16_cur_t cc;
+    if (!snn16_prepare(p, &cc)) {
+        return mcu_snn_lif_s16_generic(p, n, acc, v, spikes);
+    }
+    const int32_t C = p->channels;
+    SNN16_LOCALS(p, cc);
+    int32_t count = 0;
+    for (int32_t k0 = 0; k0 < n; k0 += C) {
+        const int32_t *a = acc + k0;
+        int16_t *vv = v + k0;
+        int8_t *sp = spikes + k0;
+        if (p->reset_subtract) {
+            for (int32_t c = 0; c < C; c++) {
+                const int32_t thr = thrs[c], old = vv[c];
+                const int32_t vn = snn16_sat(snn16_mulq15(beta[c], old) + SNN16_CUR(a[c]) +
+                                             leak[c] - (old > thr ? thr : 0));
+                vv[c] = (int16_t)vn;
+                sp[c] = (int8_t)(vn > thr);
+                count += vn > thr;
+            }
+        } else {
+            for (int32_t c = 0; c < C; c++) {
+                const int32_t thr = thrs[c], old = vv[c];
+                const int32_t vn = snn16_sat(snn16_mulq15(beta[c], old > thr ? vres[c] : old) +
+                                             SNN16_CUR(a[c]) + leak[c]);
+                vv[c] = (int16_t)vn;
+                sp[c] = (int8_t)(vn > thr);
+                count += vn > thr;
+            }
+        }
+    }
+    return count;
+}
+
+int32_t mcu_snn_cuba_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int16_t *i, int16_t *v, int8_t *spikes)
+{
+    snn16_cur_t cc;
+    if (!snn16_prepare(p, &cc)) {
+        return mcu_snn_cuba_lif_s16_generic(p, n, acc, i, v, spikes);
+    }
+    const int32_t C = p->channels, sub = p->reset_subtract;
+    SNN16_LOCALS(p, cc);
+    int32_t count = 0;
+    for (int32_t k0 = 0; k0 < n; k0 += C) {
+        for (int32_t c = 0; c < C; c++) {
+            const int32_t k = k0 + c;
+            const int32_t in = snn16_sat(snn16_mulq15(alpha[c], i[k]) + SNN16_CUR(acc[k]));
+            const int32_t thr = thrs[c], old = v[k];
+            const int32_t base = snn16_mulq15(beta[c], old) + in + leak[c];
+            const int32_t vn = snn16_sat(sub ? base - (old > thr ? thr : 0)
+                                             : (old > thr ? vres[c] : base));
+            i[k] = (int16_t)in;
+            v[k] = (int16_t)vn;
+            spikes[k] = (int8_t)(vn > thr);
+            count += vn > thr;
+        }
+    }
+    return count;
+}
+
+void mcu_snn_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v)
+{
+    snn16_cur_t cc;
+    if (!snn16_prepare(p, &cc)) {
+        mcu_snn_li_s16_generic(p, n, acc, v);
+        return;
+    }
+    const int32_t C = p->channels;
+    SNN16_LOCALS(p, cc);
+    for (int32_t k0 = 0; k0 < n; k0 += C) {
+        for (int32_t c = 0; c < C; c++) {
+            const int32_t k = k0 + c;
+            v[k] = (int16_t)snn16_sat(snn16_mulq15(beta[c], v[k]) + SNN16_CUR(acc[k]) +
+                                      leak[c]);
+        }
+    }
+}
+
+void mcu_snn_cuba_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *i,
+                         int16_t *v)
+{
+    snn16_cur_t cc;
+    if (!snn16_prepare(p, &cc)) {
+        mcu_snn_cuba_li_s16_generic(p, n, acc, i, v);
+        return;
+    }
+    const int32_t C = p->channels;
+    SNN16_LOCALS(p, cc);
+    for (int32_t k0 = 0; k0 < n; k0 += C) {
+        for (int32_t c = 0; c < C; c++) {
+            const int32_t k = k0 + c;
+            const int32_t in = snn16_sat(snn16_mulq15(alpha[c], i[k]) + SNN16_CUR(acc[k]));
+            i[k] = (int16_t)in;
+            v[k] = (int16_t)snn16_sat(snn16_mulq15(beta[c], v[k]) + in + leak[c]);
+        }
+    }
+}
 
 int32_t mcu_snn_threshold(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
                           int8_t *spikes)
