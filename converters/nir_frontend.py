@@ -529,3 +529,79 @@ class _Builder:
         self._check_shape(key, "Threshold", x, node.threshold)
         return self.neuron(key, "Threshold", "THRESHOLD", x,
                            dict(v_threshold=_arr(node.threshold)), [])
+
+
+def from_snntorch(module, input_shape, dt: float = 1e-4, name: str | None = None) -> Graph:
+    """An snnTorch module -> float IR Graph, through snntorch.export_to_nir.
+
+    input_shape: one sample's shape, channel-first (e.g. (1, 8, 8) or (64,)). Works
+    around the exporter's known problems: scalar beta/alpha/threshold are expanded to
+    per-neuron tensors on a copy of the module (the exporter needs them), the batch
+    dimension is ignored, and each Leaky/Synaptic's reset_mechanism is taken from the
+    module (the exporter writes v_reset = 0 for all). Refused with the layer named:
+    reset_mechanism "none", reset_delay=False, inhibition, graded spikes, state_quant,
+    and modules other than those snnTorch exports."""
+    import copy as _copy
+
+    import snntorch as snn
+    import torch
+    from snntorch.export_nir import export_to_nir
+    try:
+        import snntorch.utils as sutils
+    except ImportError:  # pragma: no cover
+        sutils = None
+    net = _copy.deepcopy(module).eval()
+    neurons = {n: m for n, m in net.named_modules() if isinstance(m, (snn.Leaky, snn.Synaptic))}
+    for n, m in neurons.items():
+        kind = type(m).__name__
+        if isinstance(m, (snn.RLeaky, snn.RSynaptic)):
+            raise IRError(f"snnTorch layer '{n}' ({kind}) is recurrent: not supported")
+        if m.reset_mechanism not in RESETS:
+            raise IRError(f"snnTorch layer '{n}' ({kind}): reset_mechanism "
+                          f"'{m.reset_mechanism}' is not supported (zero or subtract)")
+        if not getattr(m, "reset_delay", True):
+            raise IRError(f"snnTorch layer '{n}' ({kind}): reset_delay=False is not supported")
+        if getattr(m, "inhibition", False) or getattr(m, "state_quant", False):
+            raise IRError(f"snnTorch layer '{n}' ({kind}): inhibition / state_quant are not "
+                          "supported")
+        if float(getattr(m, "graded_spikes_factor", 1.0)) != 1.0:
+            raise IRError(f"snnTorch layer '{n}' ({kind}): graded spikes are not supported")
+        if not getattr(m, "init_hidden", False):
+            raise IRError(f"snnTorch layer '{n}' ({kind}): export needs init_hidden=True")
+    shapes: dict[str, tuple] = {}
+
+    def hook(n):
+        def f(mod, args):
+            shapes.setdefault(n, tuple(args[0].shape[1:]))     # returns None: args unchanged
+        return f
+    hooks = [m.register_forward_pre_hook(hook(n)) for n, m in neurons.items()]
+    if sutils is not None:
+        sutils.reset(net)
+    with torch.no_grad():
+        net(torch.zeros(1, *input_shape))
+    for h in hooks:
+        h.remove()
+    for n, m in neurons.items():
+        for attr in ("beta", "alpha", "threshold"):
+            v = getattr(m, attr, None)
+            if isinstance(v, torch.Tensor) and v.numel() == 1 and n in shapes:
+                full = torch.full(shapes[n], float(v.detach().reshape(-1)[0]))
+                store = m._parameters if attr in m._parameters else m._buffers
+                store[attr] = torch.nn.Parameter(full) if attr in m._parameters else full
+    if sutils is not None:
+        sutils.reset(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ng = export_to_nir(net, torch.zeros(1, *input_shape), ignore_dims=[0])
+    if sutils is not None:
+        sutils.reset(module)
+    import nir
+    reset = {}
+    for k, node in ng.nodes.items():
+        if isinstance(node, (nir.LIF, nir.CubaLIF)):
+            m = neurons.get(k)
+            if m is None:
+                raise IRError(f"NIR node '{k}' ({type(node).__name__}) matches no snnTorch "
+                              "module; use from_nir with an explicit reset")
+            reset[k] = m.reset_mechanism
+    return from_nir(ng, dt=dt, reset=reset, name=name or type(module).__name__.lower())

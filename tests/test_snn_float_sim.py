@@ -76,3 +76,42 @@ def test_layout_nchw_to_nhwc():
     np.testing.assert_array_equal(to_ir_layout(g, x), x.transpose(0, 2, 3, 1))
     xs = np.random.default_rng(6).random((8, 2, 6, 4)).astype(np.float32)
     np.testing.assert_array_equal(simulate(g, xs, 10).counts, snntorch_counts(net, xs, 10))
+
+
+def test_from_snntorch_scalar_params_and_module_resets():
+    """from_snntorch: scalar beta/alpha/threshold (the exporter alone fails on them) and
+    each layer's own reset_mechanism."""
+    import snntorch as snn
+    import torch
+    from converters.nir_frontend import from_snntorch
+    torch.manual_seed(8)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3, padding=1), snn.Leaky(beta=0.85, init_hidden=True),
+        torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(48, 12),
+        snn.Leaky(beta=0.9, threshold=0.7, init_hidden=True, reset_mechanism="zero"),
+        torch.nn.Linear(12, 4),
+        snn.Synaptic(alpha=0.6, beta=0.8, threshold=0.5, init_hidden=True, output=True))
+    with torch.no_grad():
+        for m in net:
+            if hasattr(m, "weight"):
+                m.weight.mul_(3)
+    g = from_snntorch(net, (1, 8, 8))
+    assert [o.attrs.get("reset") for o in g.ops if "reset" in o.attrs] == \
+        ["subtract", "zero", "subtract"]
+    x = np.random.default_rng(8).random((24, 1, 8, 8)).astype(np.float32)
+    want = snntorch_counts(net, x, T)
+    assert want.sum() > 20
+    np.testing.assert_array_equal(simulate(g, x, T).counts, want)
+
+
+def test_from_snntorch_refusals():
+    import snntorch as snn
+    import torch
+    from converters.nir_frontend import from_snntorch
+    from toolchain.ir.graph import IRError
+    for kw, msg in [(dict(reset_mechanism="none"), "reset_mechanism 'none'"),
+                    (dict(reset_delay=False), "reset_delay=False")]:
+        net = torch.nn.Sequential(torch.nn.Linear(4, 3),
+                                  snn.Leaky(beta=0.9, init_hidden=True, output=True, **kw))
+        with pytest.raises(IRError, match=rf"snnTorch layer '1' \(Leaky\): {msg}"):
+            from_snntorch(net, (4,))
