@@ -53,6 +53,18 @@ def test_trained_mlp_fixed_vs_float(trained, bits):
     assert q.ops[1].attrs["beta"] == [round(0.9 * 32768)] * q.t(q.ops[1].outputs[0]).shape[-1]
 
 
+def test_compare_report(trained):
+    g, (xtr, ytr, xte, yte) = trained
+    q = fp.quantize(g, xtr[:300], T, state_bits=16)
+    rep = fp.compare(g, q, xte, T, y=yte)
+    assert rep["samples"] == len(xte) and rep["encoding"] == "constant"
+    assert 0 < rep["identical_counts"] <= len(xte) and rep["argmax_agreement"] > 0.95
+    assert abs(rep["accuracy_fixed"] - rep["accuracy_float"]) <= 0.015
+    assert set(rep["spike_rate"]) == {"1", "3"}
+    assert all(0 < v["fixed"] < 1 and abs(v["fixed"] - v["float"]) < 0.05
+               for v in rep["spike_rate"].values())
+
+
 def test_rate_coded_fixed_vs_float(trained):
     g, (xtr, ytr, xte, yte) = trained
     ref = simulate(g, xte, 16, encoding="rate", seed=3)

@@ -428,3 +428,29 @@ def output_scale(qgraph: Graph, k: int = 0):
     """Real value per unit of output k: 1 for spike counts, v_scale per channel for LI."""
     op = qgraph.producers()[qgraph.outputs[k]]
     return 1.0 if op.type in SPIKING else np.asarray(op.attrs["v_scale"])
+
+
+def compare(graph: Graph, qgraph: Graph, x, timesteps: int, y=None, layout: str = "nir") -> dict:
+    """Fixed point against the float simulation on the same inputs (the figures
+    `mcu convert` is to print): samples with identical output spike counts, argmax
+    agreement, accuracies (with labels y) and spike rates per layer."""
+    fx = qgraph.meta["snn"]["fixed"]
+    f = float_sim.simulate(graph, x, timesteps, fx["encoding"], fx["seed"], layout)
+    r = run_fixed(qgraph, x, timesteps, layout=layout)
+    n = len(f.counts)
+    spiking = qgraph.producers()[qgraph.outputs[0]].type in SPIKING
+    out = dict(samples=n, timesteps=timesteps, encoding=fx["encoding"],
+               state_bits=fx["state_bits"],
+               argmax_agreement=float((f.counts.argmax(1) == r.counts.argmax(1)).mean()))
+    if spiking:
+        out["identical_counts"] = int((f.counts == r.counts).all(axis=1).sum())
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        out["accuracy_float"] = float((f.counts.argmax(1) == y).mean())
+        out["accuracy_fixed"] = float((r.counts.argmax(1) == y).mean())
+    out["spike_rate"] = {k: dict(float=float(f.layer_spikes[k].sum()) / (n * timesteps *
+                                                                        f.layer_neurons[k]),
+                                 fixed=float(r.layer_spikes[k].sum()) / (n * timesteps *
+                                                                        r.layer_neurons[k]))
+                         for k in r.layer_spikes}
+    return out
