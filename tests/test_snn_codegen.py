@@ -181,3 +181,36 @@ def test_on_qemu_m4(model, trained_q, tmp_path):
     want, counts, _, fw = _device_run("mps2-an386", gen, q, x, enc, tmp_path / "fw")
     assert want.counts.sum() > 0
     assert len(set(counts)) >= 1 and min(counts) > 0     # instructions per sample
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_event_driven_cost_falls_with_sparsity(tmp_path):
+    """Event input on mps2-an386 (-icount): the first synapse layer's instructions grow
+    with the input spike count; the slope is the cost of one synaptic event."""
+    from toolchain.build import build_firmware
+    from toolchain.devices import start_device
+    from toolchain.link.model import ModelClient
+    rng = np.random.default_rng(4)
+    g = _mlp_graph(rng, sizes=(64, 32, 10))
+    rates = [0.02, 0.1, 0.3, 0.6]
+    x = np.concatenate([rng.random((2, T, 64)) < r for r in rates])
+    q = fp.quantize(g, x, T, encoding="events", state_bits=16)
+    gen = generate_snn(q, tmp_path / "model", T)
+    fw = build_firmware("mps2-an386", tmp_path / "fw", extra_sources=[str(f) for f in gen.files],
+                        include_dirs=[str(gen.out_dir)], with_runtime=True, werror=True,
+                        defines={"MCU_SCRATCH_SIZE": 64, "MCU_NO_DSP": 1})
+    want = fp.run_fixed(q, x, T)
+    cost, ev = [], []
+    with start_device("mps2-an386", fw) as dev:
+        client = ModelClient(dev.link(timeout=2.0, retries=3))
+        for i in range(len(x)):
+            out, _ = client.infer(gen.pack_input(x[i]))
+            counts, _, events = gen.unpack_output(out)
+            np.testing.assert_array_equal(counts, want.counts[i])
+            cost.append(client.layer_times()[0])
+            ev.append(events["fc0"])
+    assert all(a < b for a, b in zip(cost[::2], cost[2::2]))      # grows with the rate
+    slope = np.polyfit(ev, cost, 1)[0] / 32                       # per event and output
+    print(f"instructions per synaptic event (portable, M4): {slope:.2f}")
+    assert 1 < slope < 12, slope

@@ -10,6 +10,28 @@
 #include "mcu_kernels.h"
 
 /* ---- synapses ------------------------------------------------------------ */
+/* acc[o] += col[o] for o < n: four weights per 32-bit load, each added sign-extended
+ * from its byte (one SXTAB on Cortex-M with the DSP extension's ALU). */
+static inline void snn_add_col(int32_t *acc, const int8_t *col, int32_t n)
+{
+    int32_t o = 0;
+    for (; o + 4 <= n; o += 4) {
+        uint32_t w;
+        __builtin_memcpy(&w, col + o, 4);   /* little endian: byte k = col[o + k] */
+        const int32_t a0 = acc[o] + (int8_t)(w & 0xFFu);
+        const int32_t a1 = acc[o + 1] + (int8_t)((w >> 8) & 0xFFu);
+        const int32_t a2 = acc[o + 2] + (int8_t)((w >> 16) & 0xFFu);
+        const int32_t a3 = acc[o + 3] + (int8_t)(w >> 24);
+        acc[o] = a0;
+        acc[o + 1] = a1;
+        acc[o + 2] = a2;
+        acc[o + 3] = a3;
+    }
+    for (; o < n; o++) {
+        acc[o] += col[o];
+    }
+}
+
 /* weights_t: column-contiguous, weights_t[j * out + o] = W[o][j]. */
 int32_t mcu_snn_fc_events_s8(int32_t in_features, int32_t out_features, const int8_t *input,
                              const int8_t *weights_t, const int32_t *bias, int32_t *acc)
@@ -26,9 +48,7 @@ int32_t mcu_snn_fc_events_s8(int32_t in_features, int32_t out_features, const in
         const int8_t *col = weights_t + (size_t)j * (size_t)out_features;
         events++;
         if (x == 1) {                       /* a spike: add the column, no multiplies */
-            for (int32_t o = 0; o < out_features; o++) {
-                acc[o] += col[o];
-            }
+            snn_add_col(acc, col, out_features);
         } else {                            /* a count or an analog value */
             for (int32_t o = 0; o < out_features; o++) {
                 acc[o] += x * col[o];
@@ -105,9 +125,7 @@ int32_t mcu_snn_conv_events_s8(const mcu_snn_conv_params_t *p, const mcu_dims_t 
                             ((((size_t)g * KH + ky) * KW + kx) * ICG + icl) * (size_t)OCG;
                         int32_t *a = acc + (oy * OW + ox) * OC + g * OCG;
                         if (x == 1) {
-                            for (int32_t o = 0; o < OCG; o++) {
-                                a[o] += wr[o];
-                            }
+                            snn_add_col(a, wr, OCG);
                         } else {
                             for (int32_t o = 0; o < OCG; o++) {
                                 a[o] += x * wr[o];
