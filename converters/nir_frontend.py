@@ -59,6 +59,13 @@ GAIN_SNAP = 1e-5      # |gain - 1| below this is exactly 1 (snnTorch's float32 r
 GAIN_WARN = (0.5, 2.0)
 
 
+def check_snn_graph(graph: Graph) -> None:
+    """toolchain.ir.validate for spiking graphs: names the first op that is not one of
+    SNN_OP_TYPES, unknown tensors, order problems."""
+    from toolchain.ir.validate import validate
+    validate(graph, supported=SNN_OP_TYPES, target="spiking networks")
+
+
 class SNNWarning(UserWarning):
     """A spiking model converts, but probably not as the user meant (e.g. gain far from 1)."""
 
@@ -82,9 +89,18 @@ def _ir_shape(nir_shape: tuple) -> tuple:
     raise ValueError(nir_shape)
 
 
+def _per_channel_first(a: np.ndarray, nir_shape: tuple) -> np.ndarray:
+    """A (C,) parameter of a channel-first (C, ...) tensor: one value per channel."""
+    if len(nir_shape) > 1 and a.ndim == 1 and a.shape[0] == nir_shape[0] != 1:
+        return a.reshape(a.shape[0], *([1] * (len(nir_shape) - 1)))
+    return a
+
+
 def _to_ir_order(a: np.ndarray, v: _Val) -> np.ndarray:
-    """A per-element array in NIR order (broadcast to v.nir_shape) -> IR order, no batch."""
-    a = np.broadcast_to(np.asarray(a, np.float64), v.nir_shape)
+    """A per-element array in NIR order (broadcast to v.nir_shape; a (C,) array of a
+    (C, H, W) tensor is per channel) -> IR order, no batch."""
+    a = np.asarray(a, np.float64)
+    a = np.broadcast_to(_per_channel_first(a, v.nir_shape), v.nir_shape)
     if len(v.nir_shape) == 1:
         return a[v.perm] if v.perm is not None else np.array(a)
     if len(v.nir_shape) == 2:
@@ -286,7 +302,7 @@ class _Builder:
                                   output_perm=meta_perm,
                                   reset=self.reset if not isinstance(self.reset, dict)
                                   else dict(self.reset))
-        self.g.topo_check()
+        check_snn_graph(self.g)
         return self.g
 
     def merge(self, key, preds: list[str]) -> _Val:
@@ -465,7 +481,7 @@ class _Builder:
         for p in params:
             p = _arr(p)
             try:
-                np.broadcast_to(p, x.nir_shape)
+                np.broadcast_to(_per_channel_first(p, x.nir_shape), x.nir_shape)
             except ValueError:
                 raise IRError(f"NIR node '{key}' ({typ}): parameter shape {p.shape} does not "
                               f"match its input {x.nir_shape}") from None

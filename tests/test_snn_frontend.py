@@ -222,3 +222,27 @@ def test_file_round_trip(tmp_path):
     assert g.name == "m"
     x = rng.random((3, 4))
     np.testing.assert_array_equal(simulate(g, x, 2).counts, 2 * (x @ w.T > 0))
+
+
+def test_per_channel_parameters_of_a_conv_layer():
+    """(C,) neuron parameters on a (C, H, W) input are one value per channel."""
+    w = rng.normal(size=(3, 1, 3, 3))
+    conv = nir.Conv2d(input_shape=(5, 5), weight=w, stride=1, padding=1, dilation=1, groups=1,
+                      bias=np.zeros(3))
+    thr = np.array([0.1, 0.5, 2.0])
+    g = from_nir(chain([1, 5, 5], conv, nir.Threshold(thr)))
+    x = rng.random((2, 1, 5, 5))
+    ref = _conv_ref(x, w, np.zeros(3), (1, 1), (1, 1), (1, 1), 1)
+    out = simulate(g, x, 1).counts.reshape(2, 5, 5, 3).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(out, ref > thr[None, :, None, None])
+    with pytest.raises(IRError, match=r"'l1' \(Threshold\): parameter shape \(4,\)"):
+        from_nir(chain([1, 5, 5], conv, nir.Threshold(np.ones(4))))
+
+
+def test_graph_passes_the_validator():
+    from converters.nir_frontend import check_snn_graph
+    g = from_nir(chain([4], nir.Linear(np.eye(4)), nir.Threshold(np.zeros(4))))
+    check_snn_graph(g)
+    g.ops[0].type = "SOFTMAX"
+    with pytest.raises(IRError, match="unsupported op SOFTMAX in layer 'l0' for spiking networks"):
+        check_snn_graph(g)
