@@ -141,6 +141,9 @@ def test_refusals():
     with pytest.raises(IRError, match=r"'l0' \(SUM_POOL_2D\): fixed point pools only spikes"):
         fp.quantize(g, rng.random((2, 1, 4, 4)), T)
     fp.quantize(g, rng.random((2, T, 1, 4, 4)) < 0.5, T, encoding="events")
+    q = fp.quantize(g, rng.random((2, T, 1, 4, 4)) < 0.5, T, encoding="events")
+    with pytest.raises(IRError, match="quantized for events input, not constant"):
+        fp.run_fixed(q, rng.random((2, 1, 4, 4)), T, encoding="constant")
     with pytest.raises(IRError, match="state_bits must be 16 or 32"):
         fp.quantize(g, x, T, state_bits=8)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -141,10 +140,6 @@ def _per_channel(op: Op, key: str, shape: tuple) -> np.ndarray:
     return np.array(full[0])
 
 
-def _consumers(g: Graph):
-    return g.consumers()
-
-
 def quantize(graph: Graph, calib_x, timesteps: int, encoding: str = "constant",
              state_bits: int = 32, seed: int = 0, layout: str = "nir") -> Graph:
     """Float SNN graph + calibration inputs -> fixed-point graph (a new Graph).
@@ -158,7 +153,7 @@ def quantize(graph: Graph, calib_x, timesteps: int, encoding: str = "constant",
     xin = to_ir_layout(graph, calib_x, steps=encoding == "events") if layout == "nir" \
         else np.asarray(calib_x)
     q = copy.deepcopy(graph)
-    prod, cons = q.producers(), _consumers(q)
+    prod, cons = q.producers(), q.consumers()
     # activation kinds and scales of int8 tensors
     kind: dict[str, str] = {}
     scale: dict[str, float] = {}
@@ -327,7 +322,6 @@ def op_params(graph: Graph, op: Op) -> dict:
     return p
 
 
-@dataclass
 class NumpyKernels:
     """The fixed-point op functions run_fixed calls (tests swap in the C kernels)."""
     fc_acc = staticmethod(fc_acc)
@@ -365,6 +359,10 @@ def run_fixed(qgraph: Graph, x, timesteps: int, encoding: str | None = None,
     if timesteps < 1:
         raise IRError(f"timesteps must be >= 1, got {timesteps}")
     g = qgraph
+    qenc = g.meta["snn"]["fixed"]["encoding"]
+    if encoding is not None and (encoding == "constant") != (qenc == "constant"):
+        raise IRError(f"the graph was quantized for {qenc} input, not {encoding} (the input "
+                      "scale differs); quantize it again")
     env: dict[str, np.ndarray] = {}
     n = None
     state: dict[str, np.ndarray] = {}
