@@ -276,6 +276,65 @@ void mcu_mean_s8(int32_t outer, int32_t reduce, int32_t inner, const int8_t *inp
                  int32_t input_zero_point, int32_t multiplier, int32_t shift,
                  int32_t output_zero_point, int8_t *output);
 
+/* ---- snn.c: spiking networks (docs/snn.md) ------------------------------ */
+/* Synapses write int32 accumulators acc = bias + sum w*x (bias may be NULL) and return
+ * the number of non-zero inputs (synaptic events = that * fan-out). Inputs equal to 1
+ * (spikes) add weight runs without multiplies; zeros cost nothing. */
+typedef struct {
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;  /* top / left zero padding */
+    int32_t dilation_h, dilation_w;
+    int32_t groups;
+} mcu_snn_conv_params_t;
+
+/* Fixed-point neuron layer; constants per channel (element k has channel k % channels):
+ * beta/alpha Q15 in [0, 32768], thr/vreset/leak in membrane units. frac_bits F: the
+ * input current is acc * 2^F (F < 0: (acc + 2^(-F-1)) >> -F). */
+typedef struct {
+    int32_t channels;
+    int32_t frac_bits;
+    int32_t reset_subtract; /* 1: v -= thr after a spike, 0: v <- vreset */
+    const int32_t *beta, *alpha, *thr, *vreset, *leak;
+} mcu_snn_neuron_t;
+
+/* weights_t: column-contiguous [in][out] (weights_t[j*out + o] = W[o][j]). */
+int32_t mcu_snn_fc_events_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+                             const int8_t *weights_t, const int32_t *bias, int32_t *acc);
+void mcu_snn_fc_dense_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+                         const int8_t *weights_t, const int32_t *bias, int32_t *acc);
+/* weights_g: [groups][kh][kw][in/groups][out/groups]; filter_dims: n = out channels,
+ * h = kh, w = kw, c = in channels per group. input/acc NHWC with n = 1. */
+int32_t mcu_snn_conv_events_s8(const mcu_snn_conv_params_t *p, const mcu_dims_t *input_dims,
+                               const int8_t *input, const mcu_dims_t *filter_dims,
+                               const int8_t *weights_g, const int32_t *bias,
+                               const mcu_dims_t *output_dims, int32_t *acc);
+/* Sum of spikes over each window (zero padding), at most 127 taps; act_min/max unused. */
+void mcu_snn_sumpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                        const int8_t *input, const mcu_dims_t *output_dims, int8_t *output);
+/* Neuron updates over n elements; return the number of spikes. State int32 or int16. */
+int32_t mcu_snn_lif_s32(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int32_t *v,
+                        int8_t *spikes);
+int32_t mcu_snn_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v,
+                        int8_t *spikes);
+int32_t mcu_snn_cuba_lif_s32(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int32_t *i, int32_t *v, int8_t *spikes);
+int32_t mcu_snn_cuba_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int16_t *i, int16_t *v, int8_t *spikes);
+void mcu_snn_li_s32(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int32_t *v);
+void mcu_snn_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v);
+void mcu_snn_cuba_li_s32(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int32_t *i,
+                         int32_t *v);
+void mcu_snn_cuba_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *i,
+                         int16_t *v);
+int32_t mcu_snn_threshold(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                          int8_t *spikes);
+/* Rate coding: xorshift32 (13, 17, 5); per element s = xorshift32(s), spike iff
+ * (s >> 16) < thr, thr = (level * 65536 + 127) / 255. */
+uint32_t mcu_snn_xorshift32(uint32_t s);
+uint32_t mcu_snn_sample_seed(uint32_t seed, uint32_t index);
+void mcu_snn_rate_thresholds(int32_t n, const uint8_t *levels, uint32_t *thr);
+int32_t mcu_snn_rate_encode(int32_t n, const uint32_t *thr, uint32_t *state, int8_t *spikes);
+
 #ifdef __cplusplus
 }
 #endif
