@@ -811,6 +811,10 @@ class _Converter:
                 for node in consumers.get(v, []):
                     if node.op_type in _NCL_USE and node.input[0] == v:
                         found.add(vi.name)
+                    elif node.op_type in ("Unsqueeze", "Reshape") and node.input[0] == v:
+                        n, c, length = self.shapes.get(v) or (0, 0, 0)
+                        if self.shapes.get(node.output[0]) == (n, c, 1, length):
+                            found.add(vi.name)        # to NCHW with H = 1 (Conv2d 1 x K)
                     elif node.op_type in _NCL_PASS:
                         todo.extend(o for o in node.output if o and o not in seen)
                         seen.update(node.output)
