@@ -341,3 +341,36 @@ def test_conv1d_written_as_conv2d_unsqueeze_roundtrip():
     with torch.no_grad():
         want = m(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run_float(g, to_ir(x))[g.outputs[0]], to_ir(want), atol=1e-5)
+
+
+@pytest.mark.parametrize("group", [1, 6], ids=["conv", "depthwise"])
+def test_batchnorm_node_folded_into_conv1d(group):
+    """An ONNX graph that keeps BatchNormalization after a 1-D Conv (as exporters without
+    constant folding do): folded into the conv weights, the ReLU fused."""
+    import onnx
+    from onnx import helper, numpy_helper
+    rng = np.random.default_rng(5)
+    c, o, k, length = 6, 6, 3, 20
+    w = rng.standard_normal((o, c // group, k)).astype(np.float32)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in [
+        ("w", w), ("b", rng.standard_normal(o)), ("gamma", rng.random(o) + 0.5),
+        ("beta", rng.standard_normal(o)), ("mean", rng.standard_normal(o) * 0.3),
+        ("var", rng.random(o) + 0.5)]]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], "conv1d", kernel_shape=[k],
+                              pads=[1, 1], strides=[1], group=group),
+             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"],
+                              ["bn"], "bn1d", epsilon=1e-5),
+             helper.make_node("Relu", ["bn"], ["y"], "relu")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, c, length])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, o, length])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    g = from_onnx(model)
+    assert [op.type for op in g.ops] == ["DEPTHWISE_CONV_2D" if group > 1 else "CONV_2D"]
+    assert g.ops[0].attrs["fused_activation"] == "RELU"
+    x = rng.standard_normal((3, c, length)).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = np.concatenate([sess.run(None, {"x": x[i:i + 1]})[0] for i in range(3)])
+    np.testing.assert_allclose(run_float(g, to_ir(x))[g.outputs[0]], to_ir(want), atol=1e-4,
+                               rtol=1e-4)
