@@ -1,4 +1,4 @@
-"""The model zoo (tests/zoo.py): 20 architectures nobody tuned for, from PyTorch through
+"""The model zoo (tests/zoo.py): 22 architectures nobody tuned for, from PyTorch through
 our ONNX front end and PTQ to generated C on the host board, every output byte equal
 to tflite-micro's on the written .tflite, in both kernel variants."""
 from __future__ import annotations
@@ -48,6 +48,11 @@ def test_zoo_is_large_and_varied():
         strides = {op.attr("stride_h") for op in q.ops if op.type == "DEPTHWISE_CONV_2D"}
         if name.startswith("mobilenet"):
             assert 2 in strides, name
+        if name.startswith("conv1d"):              # (N, C, L) -> (N, 1, L, C), H = 1 ops
+            assert q.t(q.inputs[0]).shape[1] == 1 and "CONV_2D" in {o.type for o in q.ops}
+            assert all(op.attr("filter_h") in (None, 1) for op in q.ops), name
+    assert sum(name.startswith("conv1d") for name in NAMES) >= 2
+    assert "DEPTHWISE_CONV_2D" in {o.type for o in zoo_int8("conv1d_dw_long_400")[1].ops}
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "CONCATENATION",
             "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "LOGISTIC", "SOFTMAX"} <= kinds
 
