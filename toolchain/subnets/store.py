@@ -21,7 +21,9 @@ Packed layout (what the C kernels read, `firmware_templates/runtime/sparse.c`):
   groups, and a group's columns can be coded relative to 256-column segments);
 - `values` int8 [R, N] (N = densest count), per row group after group;
 - `cols` uint8 [R, Nc]: the column's low `seg_shift` bits (the whole column when
-  K <= 256: one segment);
+  K <= 256: one segment); in flash (`c_arrays`) values and columns of the
+  explicit entries are interleaved as byte pairs (column, value), so the kernel
+  walks one pointer, and the implicit group's values follow as a `tail`;
 - `seg_counts` uint8 [R, G, S] (only when K > 256): entries of (row, group) in
   each segment of 2**seg_shift columns; seg_shift = 8, or 7 when some count
   would not fit a byte;
@@ -158,15 +160,22 @@ class SubnetStore:
         return int(n)
 
     def c_arrays(self) -> dict:
-        """The arrays the C kernels take (mcu_sparse_store_t), contiguous."""
-        return dict(values=np.ascontiguousarray(self.values, np.int8),
-                    cols=np.ascontiguousarray(self.cols, np.uint8),
+        """The arrays the C kernels take (mcu_sparse_store_t), contiguous:
+        pairs uint8 [R, Nc, 2] = (column low bits, int8 value) per explicit entry
+        (one pointer walks both), tail int8 [R, N - Nc] = the implicit group's values."""
+        nc = int(self.cols.shape[1])
+        pairs = np.empty((self.rows, nc, 2), np.uint8)
+        pairs[:, :, 0] = self.cols
+        pairs[:, :, 1] = self.values[:, :nc].view(np.uint8)
+        tail = np.ascontiguousarray(self.values[:, nc:], np.int8)
+        return dict(pairs=np.ascontiguousarray(pairs),
+                    tail=tail if tail.size else None,
                     seg_counts=(None if self.seg_counts is None else
                                 np.ascontiguousarray(self.seg_counts, np.uint8)),
                     group_end=np.ascontiguousarray(self.group_end, np.int32),
-                    rows=self.rows, row_len=self.row_len, n_max=self.n_max,
+                    rows=self.rows, row_len=self.row_len, n_max=self.n_max, n_cols=nc,
                     n_groups=self.n_groups, n_seg=self.n_seg, seg_shift=self.seg_shift,
-                    n_cols=int(self.cols.shape[1]), implicit_last=int(self.implicit_last))
+                    implicit_last=int(self.implicit_last))
 
 
 def build_store(w: np.ndarray, order: np.ndarray, sparsities,
