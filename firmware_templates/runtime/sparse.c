@@ -12,35 +12,19 @@
  * reused by every output channel), and one SMLAL per entry accumulates both
  * pixels in a 64-bit register: acc = 2^22 + S0 + S1 * 2^23. With at most 255
  * entries per chunk |S0| <= 255 * 128 * 128 < 2^22, so S0 = low 23 bits - 2^22
- * and S1 = acc >> 23 exactly; chunks are flushed into int32 sums. Three pixel
- * pairs per pass (X: four words per column), so the inner loop
- * (mcu_sp_acc3 in sparse_arm.S) costs per entry LDRSB value, LDRB column, ADD,
- * LDM of three words and three SMLAL: 7 instructions (+1 loop per two) for six
- * MACs. FULLY_CONNECTED with one input vector: one MLA per entry. The dense
+ * and S1 = acc >> 23 exactly; chunks are flushed into int32 sums. Four pixel
+ * pairs per pass (X: four words per column), so the row loop (mcu_sp_rows4 in
+ * sparse_arm.S) costs per entry LDRSB value, LDRB column, ADD, 2 x LDRD, 4 x
+ * SMLAL: 9 instructions for eight MACs (a 16-entry block entered Duff-style, no
+ * loop test per entry), then requantization as in the dense kernels. FULLY_CONNECTED with one input vector: one MLA per entry. The dense
  * level's implicit group (columns not stored) takes a slower C loop. */
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
 #define MCU_SP_CHUNK 255 /* entries per 64-bit accumulation (fields stay < 2^22) */
-#define MCU_SP_XS 4      /* words per im2col column in the DSP buffer (3 pixel pairs + pad) */
+#define MCU_SP_NQ 4      /* pixel pairs per pass (DSP) */
+#define MCU_SP_XS 4      /* words per im2col column in the DSP buffer (one per pixel pair) */
 #define MCU_SP_MAXRUNS 16
-
-void mcu_sparse_bias_eff(const mcu_sparse_store_t *s, int32_t n_entries, const int32_t *bias,
-                         int32_t input_offset, int32_t *bias_eff)
-{
-    for (int32_t r = 0; r < s->rows; r++) {
-        const uint8_t *pr = s->pairs + 2 * r * s->n_cols;
-        const int32_t ne = n_entries < s->n_cols ? n_entries : s->n_cols;
-        int32_t sum = 0, j = 0;
-        for (; j < ne; j++) sum += (int8_t)pr[2 * j + 1];
-        if (s->tail) {
-            const int8_t *t = s->tail + r * (s->n_max - s->n_cols) - s->n_cols;
-            for (; j < n_entries; j++) sum += t[j];
-        }
-        bias_eff[r] = (int32_t)((uint32_t)(bias ? bias[r] : 0) +
-                                (uint32_t)input_offset * (uint32_t)sum);
-    }
-}
 
 /* Number of groups a level with n entries per row uses. */
 static int32_t sp_groups(const mcu_sparse_store_t *s, int32_t n)
@@ -50,29 +34,64 @@ static int32_t sp_groups(const mcu_sparse_store_t *s, int32_t n)
     return g;
 }
 
-MCU_INLINE int32_t sp_implicit(const mcu_sparse_store_t *s, int32_t g)
+/* Explicit groups a level with ng groups uses, and the store's explicit groups. */
+MCU_INLINE int32_t sp_ge(const mcu_sparse_store_t *s) { return s->n_groups - s->implicit_last; }
+
+/* Runs of row r's explicit entries at a level using nge explicit groups: run i
+ * = cnt[i] byte pairs from pairs + 2 * off[i], columns in segment seg[i]. With
+ * one segment: one run (groups are contiguous); otherwise one per segment
+ * (rows are segment-major, seg_counts cumulative over groups). Returns the count. */
+static int32_t sp_row_run(const mcu_sparse_store_t *s, int32_t r, int32_t nge, int32_t i,
+                          int32_t *off, int32_t *cnt)
 {
-    return s->implicit_last && g == s->n_groups - 1;
+    if (s->n_seg == 1) {
+        *off = 0;
+        *cnt = nge ? s->group_end[nge - 1] : 0;
+        return 1;
+    }
+    const int32_t ge = sp_ge(s);
+    const uint8_t *sc = s->seg_counts + r * s->n_seg * ge;
+    int32_t o = 0;
+    for (int32_t k = 0; k < i; k++) o += sc[k * ge + ge - 1];
+    *off = o;
+    *cnt = nge ? sc[i * ge + nge - 1] : 0;
+    return s->n_seg;
 }
 
-/* used[c] = 1 for the columns of row r's explicit groups < g_last (the implicit
- * group then walks the others in ascending order). */
-static void sp_mark_used(const mcu_sparse_store_t *s, int32_t r, int32_t g_last, uint8_t *used)
+void mcu_sparse_bias_eff(const mcu_sparse_store_t *s, int32_t n_entries, const int32_t *bias,
+                         int32_t input_offset, int32_t *bias_eff)
 {
-    for (int32_t c = 0; c < s->row_len; c++) used[c] = 0;
-    const uint8_t *pr = s->pairs + 2 * r * s->n_cols;
-    int32_t j = 0;
-    for (int32_t g = 0; g < g_last; g++) {
-        const int32_t end = s->group_end[g];
-        if (s->n_seg == 1) {
-            for (; j < end; j++) used[pr[2 * j]] = 1;
-        } else {
-            const uint8_t *sc = s->seg_counts + (r * s->n_groups + g) * s->n_seg;
-            for (int32_t si = 0; si < s->n_seg; si++) {
-                uint8_t *u = used + (si << s->seg_shift);
-                for (int32_t e = j + sc[si]; j < e; j++) u[pr[2 * j]] = 1;
-            }
+    const int32_t ng = sp_groups(s, n_entries), ge = sp_ge(s);
+    const int32_t nge = ng < ge ? ng : ge;
+    for (int32_t r = 0; r < s->rows; r++) {
+        const uint8_t *pr = s->pairs + 2 * r * s->n_cols;
+        int32_t sum = 0, off, cnt;
+        const int32_t nseg = s->n_seg;
+        for (int32_t i = 0; i < nseg; i++) {
+            sp_row_run(s, r, nge, i, &off, &cnt);
+            for (int32_t j = 0; j < cnt; j++) sum += (int8_t)pr[2 * (off + j) + 1];
         }
+        if (ng > ge) {
+            const int8_t *t = s->tail + r * (s->n_max - s->n_cols);
+            for (int32_t j = 0; j < s->n_max - s->n_cols; j++) sum += t[j];
+        }
+        bias_eff[r] = (int32_t)((uint32_t)(bias ? bias[r] : 0) +
+                                (uint32_t)input_offset * (uint32_t)sum);
+    }
+}
+
+/* used[c] = 1 for the columns of row r's explicit entries (the implicit group
+ * then walks the others in ascending order). */
+static void sp_mark_used(const mcu_sparse_store_t *s, int32_t r, uint8_t *used)
+{
+    const int32_t ge = sp_ge(s);
+    const uint8_t *pr = s->pairs + 2 * r * s->n_cols;
+    for (int32_t c = 0; c < s->row_len; c++) used[c] = 0;
+    for (int32_t i = 0; i < s->n_seg; i++) {
+        int32_t off, cnt;
+        sp_row_run(s, r, ge, i, &off, &cnt);
+        uint8_t *u = used + (i << s->seg_shift);
+        for (int32_t j = off; j < off + cnt; j++) u[pr[2 * j]] = 1;
     }
 }
 
@@ -81,31 +100,23 @@ static int32_t sp_dot(const mcu_sparse_store_t *s, int32_t r, int32_t ng, const 
                       uint8_t *used)
 {
     const uint8_t *pr = s->pairs + 2 * r * s->n_cols;
-    int32_t acc = 0, j = 0;
-    for (int32_t g = 0; g < ng; g++) {
-        const int32_t end = s->group_end[g];
-        if (sp_implicit(s, g)) {
-            const int8_t *t = s->tail + r * (s->n_max - s->n_cols);
-            sp_mark_used(s, r, g, used);
-            for (int32_t c = 0; c < s->row_len; c++)
-                if (!used[c]) acc += (int32_t)*t++ * x[c];
-            break;
-        }
-        if (s->n_seg == 1) {
-            const uint8_t *e = pr + 2 * j, *ee = pr + 2 * end;
-            for (; e + 8 <= ee; e += 8)
-                acc += (int32_t)(int8_t)e[1] * x[e[0]] + (int32_t)(int8_t)e[3] * x[e[2]] +
-                       (int32_t)(int8_t)e[5] * x[e[4]] + (int32_t)(int8_t)e[7] * x[e[6]];
-            for (; e < ee; e += 2) acc += (int32_t)(int8_t)e[1] * x[e[0]];
-            j = end;
-        } else {
-            const uint8_t *sc = s->seg_counts + (r * s->n_groups + g) * s->n_seg;
-            for (int32_t si = 0; si < s->n_seg; si++) {
-                const int8_t *xb = x + (si << s->seg_shift);
-                for (int32_t e = j + sc[si]; j < e; j++)
-                    acc += (int32_t)(int8_t)pr[2 * j + 1] * xb[pr[2 * j]];
-            }
-        }
+    const int32_t ge = sp_ge(s), nge = ng < ge ? ng : ge;
+    int32_t acc = 0;
+    for (int32_t i = 0; i < s->n_seg; i++) {
+        int32_t off, cnt;
+        sp_row_run(s, r, nge, i, &off, &cnt);
+        const int8_t *xb = x + (i << s->seg_shift);
+        const uint8_t *e = pr + 2 * off, *ee = e + 2 * cnt;
+        for (; e + 8 <= ee; e += 8)
+            acc += (int32_t)(int8_t)e[1] * xb[e[0]] + (int32_t)(int8_t)e[3] * xb[e[2]] +
+                   (int32_t)(int8_t)e[5] * xb[e[4]] + (int32_t)(int8_t)e[7] * xb[e[6]];
+        for (; e < ee; e += 2) acc += (int32_t)(int8_t)e[1] * xb[e[0]];
+    }
+    if (ng > ge) {
+        const int8_t *t = s->tail + r * (s->n_max - s->n_cols);
+        sp_mark_used(s, r, used);
+        for (int32_t c = 0; c < s->row_len; c++)
+            if (!used[c]) acc += (int32_t)*t++ * x[c];
     }
     return acc;
 }
@@ -179,163 +190,180 @@ void mcu_sparse_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_requant
 
 /* ---- DSP: pixel pairs packed in one word, SMLAL ------------------------------ */
 #if MCU_HAVE_DSP
-#define SP_INIT ((int64_t)1 << 22)
-
-/* a run of entry pairs [p, end) whose columns index the im2col buffer X */
+/* One pass (four pixel pairs in X) over every row, explicit entries only:
+ * acc[(q * rows + r) * 2 + e] = raw sum of row r for pixel 2q + e. Row r's runs
+ * are the descriptors tab[r * tab_stride ...] up to a 0 word: bits 0-15 byte
+ * offset of the run in the row's pairs, 16-23 entry count (>= 1), 24-30 segment
+ * (X + seg * seg_bytes), bit 31 flush the 64-bit accumulators first (at most 255
+ * entries between flushes). */
 typedef struct {
-    const uint8_t *p, *end;
+    const uint8_t *pairs;  /* row 0 */
+    int32_t row_bytes;     /* 2 * n_cols */
+    const uint32_t *tab;   /* row 0's descriptors */
+    int32_t tab_stride;    /* words per row (0: the same runs for every row) */
     const int32_t *X;
-} mcu_sp_run_t;
+    int32_t seg_bytes;     /* 16 << seg_shift */
+    int32_t *acc;          /* [3][rows][2] */
+    int32_t rows;
+} mcu_sp_pass_t;
 
 #if !defined(MCU_EMULATE_DSP)
-/* sparse_arm.S: acc[q] += sum over the runs' entries of value * X[4 * col + q], q < 3 */
-void mcu_sp_acc3(const mcu_sp_run_t *runs, int32_t nr, int64_t *acc);
+void mcu_sp_rows4(const mcu_sp_pass_t *a); /* sparse_arm.S */
 #else
-/* C model of mcu_sp_acc3 (sparse_arm.S) */
-static void mcu_sp_acc3(const mcu_sp_run_t *runs, int32_t nr, int64_t *acc)
+/* C model of mcu_sp_rows4 */
+static void mcu_sp_rows4(const mcu_sp_pass_t *a)
 {
-    int64_t a0 = acc[0], a1 = acc[1], a2 = acc[2];
-    for (int32_t i = 0; i < nr; i++) {
-        const int32_t *X = runs[i].X;
-        for (const uint8_t *e = runs[i].p; e != runs[i].end; e += 2) {
-            const int32_t w = (int8_t)e[1];
-            const int32_t *xp = X + MCU_SP_XS * e[0];
-            a0 += (int64_t)xp[0] * w;
-            a1 += (int64_t)xp[1] * w;
-            a2 += (int64_t)xp[2] * w;
+    for (int32_t r = 0; r < a->rows; r++) {
+        const uint8_t *pr = a->pairs + r * a->row_bytes;
+        const uint32_t *d = a->tab + r * a->tab_stride;
+        int64_t acc[MCU_SP_NQ];
+        int32_t sum[2 * MCU_SP_NQ];
+        for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+            acc[q] = 1 << 22;
+            sum[2 * q] = sum[2 * q + 1] = 0;
+        }
+        for (;; d++) {
+            const uint32_t v = *d;
+            if (!v) break;
+            if (v >> 31) {
+                for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+                    sum[2 * q] += (int32_t)((uint32_t)acc[q] & 0x7fffffu) - (1 << 22);
+                    sum[2 * q + 1] += (int32_t)(acc[q] >> 23);
+                    acc[q] = 1 << 22;
+                }
+            }
+            const int32_t *X = (const int32_t *)(const void *)((const char *)a->X +
+                                                               ((v >> 24) & 0x7f) * a->seg_bytes);
+            const uint8_t *e = pr + (v & 0xffff), *end = e + 2 * ((v >> 16) & 0xff);
+            for (; e != end; e += 2) {
+                const int32_t w = (int8_t)e[1];
+                const int32_t *xp = X + MCU_SP_XS * e[0];
+                for (int32_t q = 0; q < MCU_SP_NQ; q++) acc[q] += (int64_t)xp[q] * w;
+            }
+        }
+        for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+            int32_t *o = a->acc + (q * a->rows + r) * 2;
+            o[0] = sum[2 * q] + (int32_t)((uint32_t)acc[q] & 0x7fffffu) - (1 << 22);
+            o[1] = sum[2 * q + 1] + (int32_t)(acc[q] >> 23);
         }
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
 }
 #endif
 
-typedef struct {
-    int64_t a[3];
-    int32_t s[6]; /* int32 sums of the six pixels */
-    mcu_sp_run_t runs[MCU_SP_MAXRUNS];
-    int32_t nr, chunk;
-} sp_acc_t;
-
-static void sp_flush(sp_acc_t *t)
+/* words per row of the run table */
+static int32_t sp_tab_words(const mcu_sparse_store_t *s)
 {
-    if (t->nr) mcu_sp_acc3(t->runs, t->nr, t->a);
-    for (int32_t q = 0; q < 3; q++) {
-        const int64_t a = t->a[q];
-        t->s[2 * q] += (int32_t)((uint32_t)a & 0x7fffffu) - (1 << 22);
-        t->s[2 * q + 1] += (int32_t)(a >> 23);
-        t->a[q] = SP_INIT;
-    }
-    t->nr = 0;
-    t->chunk = 0;
+    return s->n_seg == 1 ? 4 : 2 * s->n_seg + 2;
 }
 
-/* queue cnt entry pairs from e against the columns at X */
-static void sp_queue(sp_acc_t *t, const uint8_t *e, int32_t cnt, const int32_t *X)
+MCU_INLINE void sp_tab_add(uint32_t **d, int32_t off, int32_t cnt, int32_t seg, int32_t *chunk)
 {
     while (cnt > 0) {
-        if (t->chunk == MCU_SP_CHUNK || t->nr == MCU_SP_MAXRUNS) sp_flush(t);
-        int32_t m = MCU_SP_CHUNK - t->chunk;
+        uint32_t flush = 0;
+        if (*chunk == MCU_SP_CHUNK) {
+            flush = 0x80000000u;
+            *chunk = 0;
+        }
+        int32_t m = MCU_SP_CHUNK - *chunk;
         if (m > cnt) m = cnt;
-        t->runs[t->nr].p = e;
-        t->runs[t->nr].end = e + 2 * m;
-        t->runs[t->nr].X = X;
-        t->nr++;
-        t->chunk += m;
-        e += 2 * m;
+        *(*d)++ = flush | ((uint32_t)seg << 24) | ((uint32_t)m << 16) | (uint32_t)(2 * off);
+        *chunk += m;
+        off += m;
         cnt -= m;
     }
 }
 
-/* implicit dense group: every column with used[c] == 0, ascending */
-static void sp_implicit_acc(sp_acc_t *t, const int8_t *v, const uint8_t *used, int32_t K,
-                            const int32_t *X)
+/* the run table of a level (nge explicit groups); returns the row stride in words */
+static int32_t sp_build_tab(const mcu_sparse_store_t *s, int32_t nge, uint32_t *tab)
 {
-    sp_flush(t);
-    for (int32_t c = 0; c < K; c++, X += MCU_SP_XS) {
+    const int32_t stride = s->n_seg == 1 ? 0 : sp_tab_words(s);
+    const int32_t nrows = s->n_seg == 1 ? 1 : s->rows;
+    for (int32_t r = 0; r < nrows; r++) {
+        uint32_t *d = tab + r * stride;
+        int32_t chunk = 0;
+        for (int32_t i = 0; i < s->n_seg; i++) {
+            int32_t off, cnt;
+            sp_row_run(s, r, nge, i, &off, &cnt);
+            sp_tab_add(&d, off, cnt, i, &chunk);
+        }
+        *d = 0;
+    }
+    return stride;
+}
+
+/* implicit dense group of row r, added to the pass sums */
+static void sp_implicit_add(const mcu_sparse_store_t *s, int32_t r, const int32_t *X,
+                            uint8_t *used, int32_t *acc)
+{
+    const int8_t *v = s->tail + r * (s->n_max - s->n_cols);
+    int32_t sum[2 * MCU_SP_NQ];
+    for (int32_t i = 0; i < 2 * MCU_SP_NQ; i++) sum[i] = 0;
+    sp_mark_used(s, r, used);
+    for (int32_t c = 0; c < s->row_len; c++, X += MCU_SP_XS) {
         if (used[c]) continue;
-        if (t->chunk == MCU_SP_CHUNK) sp_flush(t);
-        t->chunk++;
         const int32_t w = *v++;
-        for (int32_t q = 0; q < 3; q++) t->a[q] += (int64_t)X[q] * w;
+        for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+            /* int32 products of the unpacked pixels (no 64-bit field limit) */
+            const int32_t x = X[q];
+            const int32_t x0 = (int32_t)((uint32_t)x << 9) >> 9;
+            sum[2 * q] += x0 * w;
+            sum[2 * q + 1] += ((x - x0) >> 23) * w;
+        }
+    }
+    for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+        acc[(q * s->rows + r) * 2] += sum[2 * q];
+        acc[(q * s->rows + r) * 2 + 1] += sum[2 * q + 1];
     }
 }
 
-/* all rows for the three pixel pairs in X; out[i] = output pixel i (NULL: absent) */
-static void sp_rows_dsp(const mcu_sparse_store_t *s, int32_t ng, const int32_t *X,
-                        uint8_t *used, const int32_t *bias_eff, const mcu_requant_t *rq,
-                        int32_t out_off, int32_t lo, int32_t hi, int8_t *const *out, int32_t npix)
+/* requantize one pixel pair's sums acc[2r + e] (o1 NULL: one pixel) */
+static void sp_store_pair(const int32_t *acc, int32_t rows, const int32_t *bias_eff,
+                          const mcu_requant_t *rq, int8_t *o0, int8_t *o1, int32_t out_off,
+                          int32_t lo, int32_t hi, int use_asm)
 {
+    if (use_asm && o1) {
+        mcu_rq_store2(acc, rows, bias_eff, rq, o0, o1);
+        return;
+    }
     const int full = lo == -128 && hi == 127;
-    sp_acc_t t;
-    for (int32_t r = 0; r < s->rows; r++) {
-        const uint8_t *pr = s->pairs + 2 * r * s->n_cols;
-        for (int32_t q = 0; q < 3; q++) t.a[q] = SP_INIT;
-        for (int32_t i = 0; i < 6; i++) t.s[i] = 0;
-        t.nr = 0;
-        t.chunk = 0;
-        int32_t j = 0;
-        for (int32_t g = 0; g < ng; g++) {
-            const int32_t end = s->group_end[g];
-            if (sp_implicit(s, g)) {
-                sp_mark_used(s, r, g, used);
-                sp_implicit_acc(&t, s->tail + r * (s->n_max - s->n_cols), used, s->row_len, X);
-                break;
-            }
-            if (s->n_seg == 1) {
-                /* groups are contiguous: one run for all explicit groups */
-                int32_t g2 = g;
-                while (g2 + 1 < ng && !sp_implicit(s, g2 + 1)) g2++;
-                const int32_t e2 = s->group_end[g2];
-                sp_queue(&t, pr + 2 * j, e2 - j, X);
-                j = e2;
-                g = g2;
-            } else {
-                const uint8_t *sc = s->seg_counts + (r * s->n_groups + g) * s->n_seg;
-                for (int32_t si = 0; si < s->n_seg; si++) {
-                    if (sc[si])
-                        sp_queue(&t, pr + 2 * j, sc[si], X + MCU_SP_XS * (si << s->seg_shift));
-                    j += sc[si];
-                }
-                (void)end;
-            }
-        }
-        sp_flush(&t);
-        const int32_t be = bias_eff[r];
-        const mcu_requant_t *rr = rq + r;
-        for (int32_t i = 0; i < npix; i++)
-            out[i][r] = mcu_act8(mcu_rqt_apply(t.s[i] + be, rr, out_off), full, lo, hi);
+    for (int32_t r = 0; r < rows; r++) {
+        o0[r] = mcu_act8(mcu_rqt_apply(acc[2 * r] + bias_eff[r], rq + r, out_off), full, lo, hi);
+        if (o1)
+            o1[r] = mcu_act8(mcu_rqt_apply(acc[2 * r + 1] + bias_eff[r], rq + r, out_off), full,
+                             lo, hi);
     }
 }
 
 /* X[c * XS] = x0[c] + x1[c] * 2^23 for n columns */
-static void sp_pack(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *X)
+#if !defined(MCU_EMULATE_DSP)
+void mcu_sp_pack(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *X); /* n % 4 == 0 */
+#else
+static void mcu_sp_pack(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *X)
 {
-    int32_t c = 0;
-    for (; c + 4 <= n; c += 4) {
-        const uint32_t a = mcu_read_u32(x0 + c), b = mcu_read_u32(x1 + c);
-        X[0] = (int32_t)(int8_t)a + (int32_t)((uint32_t)(int32_t)(int8_t)b << 23);
-        X[MCU_SP_XS] =
-            (int32_t)(int8_t)(a >> 8) + (int32_t)((uint32_t)(int32_t)(int8_t)(b >> 8) << 23);
-        X[2 * MCU_SP_XS] =
-            (int32_t)(int8_t)(a >> 16) + (int32_t)((uint32_t)(int32_t)(int8_t)(b >> 16) << 23);
-        X[3 * MCU_SP_XS] =
-            (int32_t)(int8_t)(a >> 24) + (int32_t)((uint32_t)(int32_t)(int8_t)(b >> 24) << 23);
-        X += 4 * MCU_SP_XS;
-    }
-    for (; c < n; c++, X += MCU_SP_XS)
+    for (int32_t c = 0; c < n; c++, X += MCU_SP_XS)
         X[0] = (int32_t)x0[c] + (int32_t)((uint32_t)(int32_t)x1[c] << 23);
 }
+#endif
 
-/* DSP scratch: X (K * XS words) | zero-point row (in_c bytes) | used (K bytes) */
-static int32_t sp_dsp_scratch(int32_t K, int32_t in_c)
+static void sp_pack(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *X)
 {
-    return K * MCU_SP_XS * 4 + sp_words(in_c) + sp_words(K);
+    const int32_t n4 = n & ~3;
+    if (n4) mcu_sp_pack(x0, x1, n4, X);
+    for (int32_t c = n4; c < n; c++)
+        X[c * MCU_SP_XS] = (int32_t)x0[c] + (int32_t)((uint32_t)(int32_t)x1[c] << 23);
+}
+
+/* DSP scratch: X (K * XS words) | acc (2 * NQ * rows words) | run table | zero-point row
+ * (in_c bytes) | used (K bytes) */
+static int32_t sp_dsp_scratch(const mcu_sparse_store_t *s, int32_t in_c)
+{
+    const int32_t tab = s->n_seg == 1 ? sp_tab_words(s) : sp_tab_words(s) * s->rows;
+    return s->row_len * MCU_SP_XS * 4 + 8 * MCU_SP_NQ * s->rows + 4 * tab + sp_words(in_c) +
+           sp_words(s->row_len);
 }
 
 /* im2col of the pixel pair (a, b) (b < 0: absent) straight into X column q */
-static void sp_pack_pair(const mcu_conv_params_t *p, const int8_t *in_b, int32_t in_h,
+MCU_NOINLINE static void sp_pack_pair(const mcu_conv_params_t *p, const int8_t *in_b, int32_t in_h,
                          int32_t in_w, int32_t in_c, int32_t f_h, int32_t f_w, int32_t out_w,
                          int32_t a, int32_t b, const int8_t *zrow, int32_t *X)
 {
@@ -366,29 +394,47 @@ void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *r
     const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
     const int32_t out_w = output_dims->w, out_c = output_dims->c;
     const int32_t f_h = filter_dims->h, f_w = filter_dims->w;
-    const int32_t K = s->row_len, ng = sp_groups(s, n_entries);
+    const int32_t K = s->row_len, R = s->rows, ng = sp_groups(s, n_entries), ge = sp_ge(s);
     int32_t *X = (int32_t *)scratch;
-    int8_t *zrow = (int8_t *)(X + K * MCU_SP_XS);
+    int32_t *acc = X + K * MCU_SP_XS;
+    uint32_t *tab = (uint32_t *)(acc + 2 * MCU_SP_NQ * R);
+    int8_t *zrow = (int8_t *)(tab + (s->n_seg == 1 ? sp_tab_words(s) : sp_tab_words(s) * R));
     uint8_t *used = (uint8_t *)zrow + sp_words(in_c);
+    const int32_t lo = p->act_min, hi = p->act_max;
+    const int use_asm = lo == -128 && hi == 127 && mcu_rqt_all_fast(rq, R);
+    mcu_sp_pass_t a;
+    a.pairs = s->pairs;
+    a.row_bytes = 2 * s->n_cols;
+    a.tab = tab;
+    a.tab_stride = sp_build_tab(s, ng < ge ? ng : ge, tab);
+    a.X = X;
+    a.seg_bytes = (MCU_SP_XS * 4) << s->seg_shift;
+    a.acc = acc;
+    a.rows = R;
     for (int32_t i = 0; i < in_c; i++) zrow[i] = (int8_t)(-p->input_offset);
     const int32_t n_pix = output_dims->h * out_w;
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int8_t *in_b = input + b * in_h * in_w * in_c;
         int8_t *out_b = output + b * n_pix * out_c;
-        for (int32_t pix = 0; pix < n_pix; pix += 6) {
-            int8_t *outs[6];
-            const int32_t np = n_pix - pix < 6 ? n_pix - pix : 6;
-            for (int32_t q = 0; q < 3; q++) {
-                const int32_t a = pix + 2 * q;
-                if (a < n_pix)
-                    sp_pack_pair(p, in_b, in_h, in_w, in_c, f_h, f_w, out_w, a,
-                                 a + 1 < n_pix ? a + 1 : -1, zrow, X + q);
+        for (int32_t pix = 0; pix < n_pix; pix += 2 * MCU_SP_NQ) {
+            for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+                const int32_t i = pix + 2 * q;
+                if (i < n_pix)
+                    sp_pack_pair(p, in_b, in_h, in_w, in_c, f_h, f_w, out_w, i,
+                                 i + 1 < n_pix ? i + 1 : -1, zrow, X + q);
                 else
                     for (int32_t c = 0; c < K; c++) X[c * MCU_SP_XS + q] = 0;
             }
-            for (int32_t i = 0; i < np; i++) outs[i] = out_b + (pix + i) * out_c;
-            sp_rows_dsp(s, ng, X, used, bias_eff, rq, p->output_offset, p->act_min,
-                        p->act_max, outs, np);
+            mcu_sp_rows4(&a);
+            if (ng > ge)
+                for (int32_t r = 0; r < R; r++) sp_implicit_add(s, r, X, used, acc);
+            for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+                const int32_t i = pix + 2 * q;
+                if (i >= n_pix) break;
+                sp_store_pair(acc + q * R * 2, R, bias_eff, rq, out_b + i * out_c,
+                              i + 1 < n_pix ? out_b + (i + 1) * out_c : 0, p->output_offset, lo,
+                              hi, use_asm);
+            }
         }
     }
 }
@@ -432,7 +478,7 @@ int32_t mcu_sparse_conv2d_s8_scratch_size(const mcu_sparse_store_t *s,
                                           const mcu_dims_t *filter_dims)
 {
 #if MCU_HAVE_DSP
-    return sp_dsp_scratch(s->row_len, filter_dims->c);
+    return sp_dsp_scratch(s, filter_dims->c);
 #else
     (void)filter_dims;
     return 2 * sp_words(s->row_len);
@@ -442,7 +488,7 @@ int32_t mcu_sparse_conv2d_s8_scratch_size(const mcu_sparse_store_t *s,
 int32_t mcu_sparse_fc_s8_scratch_size(const mcu_sparse_store_t *s, int32_t batches)
 {
 #if MCU_HAVE_DSP
-    if (batches >= 2) return sp_dsp_scratch(s->row_len, s->row_len);
+    if (batches >= 2) return sp_dsp_scratch(s, s->row_len);
 #else
     (void)batches;
 #endif

@@ -1,63 +1,244 @@
-/* Cortex-M4/M7 inner loop of the row-sparse kernels (see sparse.c):
+/* Cortex-M4/M7 row loop of the row-sparse kernels (see sparse.c):
  *
- * typedef struct { const uint8_t *p, *end; const int32_t *X; } mcu_sp_run_t;
- * void mcu_sp_acc3(const mcu_sp_run_t *runs, int32_t nr, int64_t *acc);
+ * typedef struct { const uint8_t *pairs; int32_t row_bytes; const uint32_t *tab;
+ *                  int32_t tab_stride; const int32_t *X; int32_t seg_bytes;
+ *                  int32_t *acc; int32_t rows; } mcu_sp_pass_t;
+ * void mcu_sp_rows4(const mcu_sp_pass_t *a);
  *
- * For each run, entries are byte pairs (column, int8 value) in [p, end); the
- * column indexes X in steps of 16 bytes (three packed pixel-pair words + pad):
- *   acc[q] += value * X[4 * column + q]   (q = 0, 1, 2; signed 32x32 -> 64)
- * 7 instructions per entry (6 MACs), loop unrolled twice. */
+ * For every row: the runs of its descriptor list (0-terminated; bits 0-15 byte
+ * offset in the row's (column, value) pairs, 16-23 count >= 1, 24-30 segment,
+ * bit 31 flush first), each entry
+ *     acc_q += value * X[seg * seg_bytes / 4 + 4 * column + q]   (q = 0..3)
+ * in four 64-bit accumulators started at 2^22; the two 23-bit fields of each
+ * (pixels 2q and 2q + 1) go to acc[(q * rows + r) * 2 + {0, 1}].
+ * Per entry LDRSB, LDRB, ADD, 2 x LDRD, 4 x SMLAL = 9 instructions for 8 MACs,
+ * in a block of 16 entries entered Duff-style (no end register: all 14 are used). */
 #if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
     .syntax unified
     .thumb
     .text
 
+@ exactly 36 bytes (nine 32-bit instructions)
 .macro SP_ONE
-    ldrsb   r7, [r0, #1]
-    ldrb    r3, [r0], #2
-    add     r3, r2, r3, lsl #4
-    ldm     r3, {r4, r5, r6}
+    ldrsb.w r7, [r0, #1]
+    ldrb.w  r3, [r0], #2
+    add.w   r3, r2, r3, lsl #4
+    ldrd    r4, r5, [r3]
     smlal   r8, r9, r4, r7
     smlal   r10, r11, r5, r7
-    smlal   r12, lr, r6, r7
+    ldrd    r4, r5, [r3, #8]
+    smlal   r12, lr, r4, r7
+    smlal   r1, r6, r5, r7
+.endm
+
+@ fields of (lo, hi) -> s0, s1
+.macro SP_FIELDS lo, hi, s0, s1
+    ubfx    \s0, \lo, #0, #23
+    sub     \s0, \s0, #0x400000
+    lsr     \s1, \lo, #23
+    orr     \s1, \s1, \hi, lsl #9
+.endm
+
+@ stack: 0 pairs row, 4 descriptor, 8 row descriptors, 12 rows left, 16 acc slot,
+@ 20 rows * 8, 24 mid-flush flag, 28 block count, 32..63 mid-flush sums,
+@ 64..95 accumulator start values, 96 struct
+.macro SP_INIT
+    add     r3, sp, #64
+    ldm     r3, {r1, r6, r8-r12, lr}
+.endm
+
+@ mid-row flush of one accumulator into the stack sums at off (r7 = 0: first flush)
+.macro SP_FLUSH1 lo, hi, off
+    SP_FIELDS \lo, \hi, r2, r3
+    cmp     r7, #0
+    beq     1\@f
+    ldrd    r4, r5, [sp, #\off]
+    add     r2, r2, r4
+    add     r3, r3, r5
+1\@:
+    strd    r2, r3, [sp, #\off]
+.endm
+
+.macro SP_ADDSUM reg, off
+    ldr     r6, [sp, #\off]
+    add     \reg, \reg, r6
 .endm
 
     .align  2
-    .global mcu_sp_acc3
-    .type   mcu_sp_acc3, %function
+    .global mcu_sp_rows4
+    .type   mcu_sp_rows4, %function
     .thumb_func
-mcu_sp_acc3:
+mcu_sp_rows4:
     push    {r4-r11, lr}
-    sub     sp, sp, #16
-    str     r0, [sp, #0]            @ next run
-    str     r1, [sp, #4]            @ runs left
-    str     r2, [sp, #8]            @ acc
-    ldm     r2, {r8-r12, lr}
+    sub     sp, sp, #100
+    str     r0, [sp, #96]
+    ldr     r1, [r0, #0]
+    str     r1, [sp, #0]
+    ldr     r1, [r0, #8]
+    str     r1, [sp, #8]
+    ldr     r2, [r0, #24]
+    str     r2, [sp, #16]
+    ldr     r1, [r0, #28]
+    str     r1, [sp, #12]
+    lsl     r2, r1, #3
+    str     r2, [sp, #20]
+    mov     r2, #0x400000
+    mov     r3, #0
+    strd    r2, r3, [sp, #64]
+    strd    r2, r3, [sp, #72]
+    strd    r2, r3, [sp, #80]
+    strd    r2, r3, [sp, #88]
+    cmp     r1, #0
+    ble     .Lsp_end
+.Lsp_row:
+    ldr     r1, [sp, #8]
+    str     r1, [sp, #4]
+    mov     r1, #0
+    str     r1, [sp, #24]
+    SP_INIT
 .Lsp_run:
     ldr     r3, [sp, #4]
-    subs    r3, r3, #1
-    bmi     .Lsp_done
+    ldr     r0, [r3], #4
     str     r3, [sp, #4]
-    ldr     r3, [sp, #0]
-    ldm     r3!, {r0, r1, r2}
-    str     r3, [sp, #0]
-    subs    r3, r1, r0
-    beq     .Lsp_run
-    tst     r3, #2                  @ odd number of entries: one first
-    beq     1f
+    cmp     r0, #0
+    beq     .Lsp_fin
+    bpl     2f
+    ldr     r7, [sp, #24]
+    SP_FLUSH1 r8, r9, 32
+    SP_FLUSH1 r10, r11, 40
+    SP_FLUSH1 r12, lr, 48
+    SP_FLUSH1 r1, r6, 56
+    mov     r7, #1
+    str     r7, [sp, #24]
+    SP_INIT
+2:
+    @ r0 = descriptor; r1, r6, r8-r12, lr = accumulators
+    ldr     r4, [sp, #96]
+    ubfx    r3, r0, #24, #7
+    ldr     r2, [r4, #20]
+    mul     r3, r3, r2
+    ldr     r2, [r4, #16]
+    add     r2, r2, r3              @ X of the segment
+    ubfx    r3, r0, #16, #8         @ n
+    add     r4, r3, #15
+    lsr     r4, r4, #4
+    str     r4, [sp, #28]           @ passes through the block
+    uxth    r0, r0
+    ldr     r4, [sp, #0]
+    add     r0, r0, r4              @ p
+    rsb     r3, r3, #0
+    and     r3, r3, #15             @ entries to skip in the first pass
+    adr     r4, .Lsp_blk
+    add     r4, r4, r3, lsl #5
+    add     r4, r4, r3, lsl #2      @ + 36 * skip
+    orr     r4, r4, #1
+    bx      r4
+    .align  2
+.Lsp_blk:
     SP_ONE
-    cmp     r0, r1
-    beq     .Lsp_run
-1:
     SP_ONE
     SP_ONE
-    cmp     r0, r1
-    bne     1b
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+    SP_ONE
+.Lsp_blk_end:
+    ldr     r3, [sp, #28]
+    subs    r3, r3, #1
+    str     r3, [sp, #28]
+    bne     .Lsp_blk
     b       .Lsp_run
-.Lsp_done:
-    ldr     r2, [sp, #8]
-    stm     r2, {r8-r12, lr}
-    add     sp, sp, #16
+.Lsp_fin:
+    SP_FIELDS r8, r9, r0, r2
+    SP_FIELDS r10, r11, r3, r4
+    SP_FIELDS r12, lr, r5, r7
+    SP_FIELDS r1, r6, r8, r9
+    ldr     r6, [sp, #24]
+    cmp     r6, #0
+    beq     4f
+    SP_ADDSUM r0, 32
+    SP_ADDSUM r2, 36
+    SP_ADDSUM r3, 40
+    SP_ADDSUM r4, 44
+    SP_ADDSUM r5, 48
+    SP_ADDSUM r7, 52
+    SP_ADDSUM r8, 56
+    SP_ADDSUM r9, 60
+4:
+    ldr     r6, [sp, #16]
+    ldr     r1, [sp, #20]
+    strd    r0, r2, [r6]
+    add     r10, r6, r1
+    strd    r3, r4, [r10]
+    add     r10, r10, r1
+    strd    r5, r7, [r10]
+    add     r10, r10, r1
+    strd    r8, r9, [r10]
+    add     r6, r6, #8
+    str     r6, [sp, #16]
+    ldr     r4, [sp, #96]
+    ldr     r1, [r4, #4]
+    ldr     r0, [sp, #0]
+    add     r0, r0, r1
+    str     r0, [sp, #0]
+    ldr     r1, [r4, #12]
+    ldr     r0, [sp, #8]
+    add     r0, r0, r1, lsl #2
+    str     r0, [sp, #8]
+    ldr     r1, [sp, #12]
+    subs    r1, r1, #1
+    str     r1, [sp, #12]
+    bne     .Lsp_row
+.Lsp_end:
+    add     sp, sp, #100
     pop     {r4-r11, pc}
-    .size   mcu_sp_acc3, .-mcu_sp_acc3
+    .if (.Lsp_blk_end - .Lsp_blk) != 16 * 36
+    .error "SP_ONE is not 36 bytes"
+    .endif
+    .size   mcu_sp_rows4, .-mcu_sp_rows4
+
+/* void mcu_sp_pack(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *X);
+ * X[4 * c] = x0[c] + x1[c] * 2^23 for c < n (n % 4 == 0, x0 / x1 any alignment) */
+    .align  2
+    .global mcu_sp_pack
+    .type   mcu_sp_pack, %function
+    .thumb_func
+mcu_sp_pack:
+    push    {r4-r7}
+    lsrs    r2, r2, #2
+    beq     2f
+1:
+    ldr     r4, [r0], #4
+    ldr     r5, [r1], #4
+    sxtb    r6, r4
+    sxtb    r7, r5
+    add     r6, r6, r7, lsl #23
+    str     r6, [r3], #16
+    sxtb    r6, r4, ror #8
+    sxtb    r7, r5, ror #8
+    add     r6, r6, r7, lsl #23
+    str     r6, [r3], #16
+    sxtb    r6, r4, ror #16
+    sxtb    r7, r5, ror #16
+    add     r6, r6, r7, lsl #23
+    str     r6, [r3], #16
+    asr     r6, r4, #24
+    asr     r7, r5, #24
+    add     r6, r6, r7, lsl #23
+    str     r6, [r3], #16
+    subs    r2, r2, #1
+    bne     1b
+2:
+    pop     {r4-r7}
+    bx      lr
+    .size   mcu_sp_pack, .-mcu_sp_pack
 #endif

@@ -10,7 +10,8 @@ bias_eff with bias_eff = bias + input_offset * (row sum of the level's values)
 (equal to TFLM's sum(w * (x + input_offset)) + bias, padded taps holding the
 input zero point), then TFLM MultiplyByQuantizedMultiplier (per channel),
 + output offset, activation clamp. Columns are decoded from the packed arrays
-(cols / segment counts / implicit dense group), not taken from the builder.
+(pairs / segment counts / implicit dense group: store.decode_level), not
+taken from the builder.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 from toolchain.codegen.kernel_params import kernel_params
 from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, IRError, Op
-from toolchain.subnets.store import SubnetStore, decode_columns
+from toolchain.subnets.store import SubnetStore, decode_level
 
 
 def level_params(graph: Graph, op: Op) -> dict:
@@ -35,8 +36,7 @@ def level_params(graph: Graph, op: Op) -> dict:
 
 
 def _entries(st: SubnetStore, level: int):
-    n = st.level_entries(level)
-    return decode_columns(st)[:, :n], st.values[:, :n].astype(np.int64)
+    return decode_level(st, level)
 
 
 def _requant(acc: np.ndarray, p: dict, rows: int) -> np.ndarray:

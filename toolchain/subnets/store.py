@@ -25,8 +25,10 @@ Packed layout (what the C kernels read, `firmware_templates/runtime/sparse.c`):
   explicit entries are interleaved as byte pairs (column, value), so the kernel
   walks one pointer, and the implicit group's values follow as a `tail`;
 - `seg_counts` uint8 [R, G, S] (only when K > 256): entries of (row, group) in
-  each segment of 2**seg_shift columns; seg_shift = 8, or 7 when some count
-  would not fit a byte;
+  each segment of 2**seg_shift columns; seg_shift = 8, or 7 when a segment's
+  explicit entries would not fit a byte count; in flash (`c_arrays`) rows are
+  segment-major and the counts cumulative over groups, so a level reads one
+  run per segment;
 - `group_end` [G]: cumulative entries per row at the end of each group
   (= the level counts, sparsest first);
 - `implicit_last`: when the densest level is dense (sparsity 0) and the option is
@@ -155,27 +157,84 @@ class SubnetStore:
     def nbytes(self) -> int:
         """Flash bytes: values + column bytes + segment counts + group ends (int16)."""
         n = self.values.nbytes + self.cols.nbytes + 2 * self.n_groups
-        if self.seg_counts is not None:
-            n += self.seg_counts.nbytes
+        if self.seg_counts is not None:      # flash: [R, S, explicit groups]
+            n += self.rows * self.n_seg * (self.n_groups - int(self.implicit_last))
         return int(n)
 
     def c_arrays(self) -> dict:
-        """The arrays the C kernels take (mcu_sparse_store_t), contiguous:
-        pairs uint8 [R, Nc, 2] = (column low bits, int8 value) per explicit entry
-        (one pointer walks both), tail int8 [R, N - Nc] = the implicit group's values."""
+        """The arrays the C kernels take (mcu_sparse_store_t), contiguous.
+
+        pairs uint8 [R, Nc, 2]: the explicit entries as (column low bits, int8 value)
+        byte pairs (one pointer walks both). With one segment (K <= 256) a row is
+        its groups in order. With S > 1 segments a row is segment-major: for each
+        segment, its entries of group 0, then group 1, ... (each sorted by column),
+        so a level's entries in a segment are a prefix of that segment's block;
+        seg_counts uint8 [R, S, Ge] holds the cumulative counts over the Ge explicit
+        groups (a level using groups < g takes seg_counts[r, s, g - 1] entries of
+        segment s; the block is seg_counts[r, s, Ge - 1] long).
+        tail int8 [R, N - Nc]: the implicit (dense) group's values, ascending columns."""
         nc = int(self.cols.shape[1])
-        pairs = np.empty((self.rows, nc, 2), np.uint8)
-        pairs[:, :, 0] = self.cols
-        pairs[:, :, 1] = self.values[:, :nc].view(np.uint8)
+        R, S = self.rows, self.n_seg
+        ends = self.group_end.astype(np.int64)
+        starts = np.concatenate([[0], ends[:-1]])
+        ge = self.n_groups - (1 if self.implicit_last else 0)
+        order = np.arange(nc)[None, :].repeat(R, 0)
+        segc = None
+        if S > 1:
+            seg = self.columns[:, :nc] >> self.seg_shift
+            grp = np.searchsorted(ends, np.arange(nc), side="right")       # group of entry j
+            key = seg * (ge + 1) + grp[None, :]
+            order = np.argsort(key, axis=1, kind="stable")
+            cnt = self.seg_counts.astype(np.int64)[:, :ge, :]               # [R, Ge, S]
+            segc = np.cumsum(cnt.transpose(0, 2, 1), axis=2)               # [R, S, Ge]
+            assert segc.max() <= 255
+            segc = np.ascontiguousarray(segc.astype(np.uint8))
+        del starts
+        pairs = np.empty((R, nc, 2), np.uint8)
+        pairs[:, :, 0] = np.take_along_axis(self.cols, order, axis=1)
+        pairs[:, :, 1] = np.take_along_axis(self.values[:, :nc], order, axis=1).view(np.uint8)
         tail = np.ascontiguousarray(self.values[:, nc:], np.int8)
         return dict(pairs=np.ascontiguousarray(pairs),
-                    tail=tail if tail.size else None,
-                    seg_counts=(None if self.seg_counts is None else
-                                np.ascontiguousarray(self.seg_counts, np.uint8)),
+                    tail=tail if tail.size else None, seg_counts=segc,
                     group_end=np.ascontiguousarray(self.group_end, np.int32),
                     rows=self.rows, row_len=self.row_len, n_max=self.n_max, n_cols=nc,
-                    n_groups=self.n_groups, n_seg=self.n_seg, seg_shift=self.seg_shift,
+                    n_groups=self.n_groups, n_seg=S, seg_shift=self.seg_shift,
                     implicit_last=int(self.implicit_last))
+
+
+def decode_level(st: "SubnetStore", level: int):
+    """(columns int64 [R, n], values int64 [R, n]) of a level's entries, decoded
+    from the flash layout (c_arrays) alone, as the kernels read it (entry order
+    within a row: the layout's)."""
+    a = st.c_arrays()
+    n = st.level_entries(level)
+    R, K, S = st.rows, st.row_len, st.n_seg
+    ng = int(np.searchsorted(st.group_end, n) + 1)
+    ge = st.n_groups - (1 if st.implicit_last else 0)
+    nge = min(ng, ge)                       # explicit groups the level uses
+    n_exp = int(st.group_end[nge - 1]) if nge else 0
+    cols = np.empty((R, n), np.int64)
+    vals = np.empty((R, n), np.int64)
+    pv = a["pairs"][:, :, 1].view(np.int8).astype(np.int64)
+    pc = a["pairs"][:, :, 0].astype(np.int64)
+    for r in range(R):
+        if S == 1:
+            c, v = pc[r, :n_exp], pv[r, :n_exp]
+        else:
+            cl, vl, off = [], [], 0
+            for si in range(S):
+                cnt = int(a["seg_counts"][r, si, nge - 1]) if nge else 0
+                cl.append((si << st.seg_shift) + pc[r, off:off + cnt])
+                vl.append(pv[r, off:off + cnt])
+                off += int(a["seg_counts"][r, si, ge - 1])
+            c, v = np.concatenate(cl), np.concatenate(vl)
+        if ng > ge:                          # implicit dense group
+            used = np.zeros(K, bool)
+            used[c] = True
+            c = np.concatenate([c, np.flatnonzero(~used)])
+            v = np.concatenate([v, a["tail"][r].astype(np.int64)])
+        cols[r], vals[r] = c, v
+    return cols, vals
 
 
 def build_store(w: np.ndarray, order: np.ndarray, sparsities,
@@ -213,7 +272,7 @@ def build_store(w: np.ndarray, order: np.ndarray, sparsities,
                 seg = columns[:, starts[g]:ends[g]] >> shift
                 for si in range(nseg):
                     sc[:, g, si] = (seg == si).sum(axis=1)
-            if sc.max() <= 255:
+            if sc[:, :G_exp].sum(axis=1).max() <= 255:     # cumulative per segment
                 seg_shift, seg_counts = shift, sc.astype(np.uint8)
                 break
     cols = (columns[:, :n_explicit] & ((1 << seg_shift) - 1)).astype(np.uint8)
