@@ -192,10 +192,11 @@ void mcu_sparse_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_requant
 #if MCU_HAVE_DSP
 /* One pass (four pixel pairs in X) over every row, explicit entries only:
  * acc[(q * rows + r) * 2 + e] = raw sum of row r for pixel 2q + e. Row r's runs
- * are the descriptors tab[r * tab_stride ...] up to a 0 word: bits 0-15 byte
- * offset of the run in the row's pairs, 16-23 entry count (>= 1), 24-30 segment
- * (X + seg * seg_bytes), bit 31 flush the 64-bit accumulators first (at most 255
- * entries between flushes). */
+ * are the descriptors at tab + r * tab_stride words, four words each: byte
+ * offset of the run in the row's pairs, byte offset of its segment in X, the
+ * entry address into the 16-entry block (MCU_SP_BLK + 36 * skipped entries),
+ * passes through the block | bit 31 = flush the 64-bit accumulators first (at
+ * most 255 entries between flushes); a run with 0 passes ends the row. */
 typedef struct {
     const uint8_t *pairs;  /* row 0 */
     int32_t row_bytes;     /* 2 * n_cols */
@@ -203,13 +204,16 @@ typedef struct {
     int32_t tab_stride;    /* words per row (0: the same runs for every row) */
     const int32_t *X;
     int32_t seg_bytes;     /* 16 << seg_shift */
-    int32_t *acc;          /* [3][rows][2] */
+    int32_t *acc;          /* [NQ][rows][2] */
     int32_t rows;
 } mcu_sp_pass_t;
 
 #if !defined(MCU_EMULATE_DSP)
 void mcu_sp_rows4(const mcu_sp_pass_t *a); /* sparse_arm.S */
+extern const char mcu_sp_blk[];            /* its 16-entry block */
+#define MCU_SP_BLK ((uint32_t)(uintptr_t)mcu_sp_blk | 1u)
 #else
+#define MCU_SP_BLK 0u
 /* C model of mcu_sp_rows4 */
 static void mcu_sp_rows4(const mcu_sp_pass_t *a)
 {
@@ -222,19 +226,18 @@ static void mcu_sp_rows4(const mcu_sp_pass_t *a)
             acc[q] = 1 << 22;
             sum[2 * q] = sum[2 * q + 1] = 0;
         }
-        for (;; d++) {
-            const uint32_t v = *d;
-            if (!v) break;
-            if (v >> 31) {
+        for (;; d += 4) {
+            if (!d[3]) break;
+            if (d[3] >> 31) {
                 for (int32_t q = 0; q < MCU_SP_NQ; q++) {
                     sum[2 * q] += (int32_t)((uint32_t)acc[q] & 0x7fffffu) - (1 << 22);
                     sum[2 * q + 1] += (int32_t)(acc[q] >> 23);
                     acc[q] = 1 << 22;
                 }
             }
-            const int32_t *X = (const int32_t *)(const void *)((const char *)a->X +
-                                                               ((v >> 24) & 0x7f) * a->seg_bytes);
-            const uint8_t *e = pr + (v & 0xffff), *end = e + 2 * ((v >> 16) & 0xff);
+            const int32_t n = 16 * (int32_t)(d[3] & 0x7fffffffu) - (int32_t)(d[2] / 36u);
+            const int32_t *X = (const int32_t *)(const void *)((const char *)a->X + d[1]);
+            const uint8_t *e = pr + d[0], *end = e + 2 * n;
             for (; e != end; e += 2) {
                 const int32_t w = (int8_t)e[1];
                 const int32_t *xp = X + MCU_SP_XS * e[0];
@@ -250,13 +253,13 @@ static void mcu_sp_rows4(const mcu_sp_pass_t *a)
 }
 #endif
 
-/* words per row of the run table */
+/* words per row of the run table (runs of <= 255 entries + the end marker) */
 static int32_t sp_tab_words(const mcu_sparse_store_t *s)
 {
-    return s->n_seg == 1 ? 4 : 2 * s->n_seg + 2;
+    return 4 * (s->n_seg == 1 ? 3 : 2 * s->n_seg + 1);
 }
 
-MCU_INLINE void sp_tab_add(uint32_t **d, int32_t off, int32_t cnt, int32_t seg, int32_t *chunk)
+MCU_INLINE void sp_tab_add(uint32_t **d, int32_t off, int32_t cnt, int32_t xoff, int32_t *chunk)
 {
     while (cnt > 0) {
         uint32_t flush = 0;
@@ -266,7 +269,13 @@ MCU_INLINE void sp_tab_add(uint32_t **d, int32_t off, int32_t cnt, int32_t seg, 
         }
         int32_t m = MCU_SP_CHUNK - *chunk;
         if (m > cnt) m = cnt;
-        *(*d)++ = flush | ((uint32_t)seg << 24) | ((uint32_t)m << 16) | (uint32_t)(2 * off);
+        const int32_t skip = (16 - (m & 15)) & 15;
+        uint32_t *w = *d;
+        w[0] = (uint32_t)(2 * off);
+        w[1] = (uint32_t)xoff;
+        w[2] = MCU_SP_BLK + 36u * (uint32_t)skip;
+        w[3] = flush | (uint32_t)((m + 15) >> 4);
+        *d = w + 4;
         *chunk += m;
         off += m;
         cnt -= m;
@@ -274,7 +283,8 @@ MCU_INLINE void sp_tab_add(uint32_t **d, int32_t off, int32_t cnt, int32_t seg, 
 }
 
 /* the run table of a level (nge explicit groups); returns the row stride in words */
-static int32_t sp_build_tab(const mcu_sparse_store_t *s, int32_t nge, uint32_t *tab)
+static int32_t sp_build_tab(const mcu_sparse_store_t *s, int32_t nge, int32_t seg_bytes,
+                            uint32_t *tab)
 {
     const int32_t stride = s->n_seg == 1 ? 0 : sp_tab_words(s);
     const int32_t nrows = s->n_seg == 1 ? 1 : s->rows;
@@ -284,9 +294,9 @@ static int32_t sp_build_tab(const mcu_sparse_store_t *s, int32_t nge, uint32_t *
         for (int32_t i = 0; i < s->n_seg; i++) {
             int32_t off, cnt;
             sp_row_run(s, r, nge, i, &off, &cnt);
-            sp_tab_add(&d, off, cnt, i, &chunk);
+            sp_tab_add(&d, off, cnt, i * seg_bytes, &chunk);
         }
-        *d = 0;
+        d[3] = 0;
     }
     return stride;
 }
@@ -362,25 +372,36 @@ static int32_t sp_dsp_scratch(const mcu_sparse_store_t *s, int32_t in_c)
            sp_words(s->row_len);
 }
 
-/* im2col of the pixel pair (a, b) (b < 0: absent) straight into X column q */
-MCU_NOINLINE static void sp_pack_pair(const mcu_conv_params_t *p, const int8_t *in_b, int32_t in_h,
-                         int32_t in_w, int32_t in_c, int32_t f_h, int32_t f_w, int32_t out_w,
-                         int32_t a, int32_t b, const int8_t *zrow, int32_t *X)
+/* im2col of the pixel pair (a, b) (b < 0: absent, packed as a copy of a)
+ * straight into X column q: per filter row one pack of kw * in_c contiguous
+ * bytes when both windows are inside the image (dilation_w 1), else per tap */
+MCU_NOINLINE static void sp_pack_pair(const mcu_conv_params_t *p, const int8_t *in_b,
+                                      int32_t in_h, int32_t in_w, int32_t in_c, int32_t f_h,
+                                      int32_t f_w, int32_t out_w, int32_t a, int32_t b,
+                                      const int8_t *zrow, int32_t *X)
 {
     const int32_t ay = a / out_w, ax = a - ay * out_w;
     const int32_t by = b >= 0 ? b / out_w : ay, bx = b >= 0 ? b - by * out_w : ax;
     const int32_t ay0 = ay * p->stride_h - p->pad_h, ax0 = ax * p->stride_w - p->pad_w;
     const int32_t by0 = by * p->stride_h - p->pad_h, bx0 = bx * p->stride_w - p->pad_w;
-    for (int32_t fy = 0; fy < f_h; fy++) {
+    const int32_t dw = p->dilation_w, span = (f_w - 1) * dw;
+    const int whole = dw == 1 && ax0 >= 0 && bx0 >= 0 && ax0 + span < in_w && bx0 + span < in_w;
+    const int32_t row = f_w * in_c;
+    for (int32_t fy = 0; fy < f_h; fy++, X += row * MCU_SP_XS) {
         const int32_t iya = ay0 + p->dilation_h * fy, iyb = by0 + p->dilation_h * fy;
-        for (int32_t fx = 0; fx < f_w; fx++) {
-            const int32_t ixa = ax0 + p->dilation_w * fx, ixb = bx0 + p->dilation_w * fx;
-            const int8_t *xa = (iya < 0 || iya >= in_h || ixa < 0 || ixa >= in_w)
-                                   ? zrow : in_b + (iya * in_w + ixa) * in_c;
-            const int8_t *xb = (iyb < 0 || iyb >= in_h || ixb < 0 || ixb >= in_w)
-                                   ? zrow : in_b + (iyb * in_w + ixb) * in_c;
-            sp_pack(xa, xb, in_c, X);
-            X += in_c * MCU_SP_XS;
+        const int ina = iya >= 0 && iya < in_h, inb = iyb >= 0 && iyb < in_h;
+        if (whole && ina && inb) {
+            sp_pack(in_b + (iya * in_w + ax0) * in_c, in_b + (iyb * in_w + bx0) * in_c, row, X);
+            continue;
+        }
+        int32_t *Xt = X;
+        for (int32_t fx = 0; fx < f_w; fx++, Xt += in_c * MCU_SP_XS) {
+            const int32_t ixa = ax0 + dw * fx, ixb = bx0 + dw * fx;
+            const int8_t *xa = (!ina || ixa < 0 || ixa >= in_w) ? zrow
+                                                                 : in_b + (iya * in_w + ixa) * in_c;
+            const int8_t *xb = (!inb || ixb < 0 || ixb >= in_w) ? zrow
+                                                                 : in_b + (iyb * in_w + ixb) * in_c;
+            sp_pack(xa, xb, in_c, Xt);
         }
     }
 }
@@ -406,9 +427,9 @@ void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *r
     a.pairs = s->pairs;
     a.row_bytes = 2 * s->n_cols;
     a.tab = tab;
-    a.tab_stride = sp_build_tab(s, ng < ge ? ng : ge, tab);
-    a.X = X;
     a.seg_bytes = (MCU_SP_XS * 4) << s->seg_shift;
+    a.tab_stride = sp_build_tab(s, ng < ge ? ng : ge, a.seg_bytes, tab);
+    a.X = X;
     a.acc = acc;
     a.rows = R;
     for (int32_t i = 0; i < in_c; i++) zrow[i] = (int8_t)(-p->input_offset);

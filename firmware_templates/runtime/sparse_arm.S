@@ -5,9 +5,11 @@
  *                  int32_t *acc; int32_t rows; } mcu_sp_pass_t;
  * void mcu_sp_rows4(const mcu_sp_pass_t *a);
  *
- * For every row: the runs of its descriptor list (0-terminated; bits 0-15 byte
- * offset in the row's (column, value) pairs, 16-23 count >= 1, 24-30 segment,
- * bit 31 flush first), each entry
+ * For every row: the runs of its descriptor list, four words each: byte offset
+ * in the row's (column, value) pairs, byte offset in X (segment), entry address
+ * into the 16-entry block (mcu_sp_blk + 36 * skipped entries, Thumb bit set),
+ * passes through the block | bit 31 = flush the accumulators first; a run with
+ * 0 passes ends the row. Each entry
  *     acc_q += value * X[seg * seg_bytes / 4 + 4 * column + q]   (q = 0..3)
  * in four 64-bit accumulators started at 2^22; the two 23-bit fields of each
  * (pixels 2q and 2q + 1) go to acc[(q * rows + r) * 2 + {0, 1}].
@@ -41,7 +43,7 @@
 
 @ stack: 0 pairs row, 4 descriptor, 8 row descriptors, 12 rows left, 16 acc slot,
 @ 20 rows * 8, 24 mid-flush flag, 28 block count, 32..63 mid-flush sums,
-@ 64..95 accumulator start values, 96 struct
+@ 64..95 accumulator start values, 96 struct, 100 X
 .macro SP_INIT
     add     r3, sp, #64
     ldm     r3, {r1, r6, r8-r12, lr}
@@ -70,8 +72,10 @@
     .thumb_func
 mcu_sp_rows4:
     push    {r4-r11, lr}
-    sub     sp, sp, #100
+    sub     sp, sp, #104
     str     r0, [sp, #96]
+    ldr     r1, [r0, #16]
+    str     r1, [sp, #100]
     ldr     r1, [r0, #0]
     str     r1, [sp, #0]
     ldr     r1, [r0, #8]
@@ -98,9 +102,9 @@ mcu_sp_rows4:
     SP_INIT
 .Lsp_run:
     ldr     r3, [sp, #4]
-    ldr     r0, [r3], #4
+    ldm     r3!, {r0, r2, r4, r5}   @ pairs offset, X offset, block entry, passes | flush
     str     r3, [sp, #4]
-    cmp     r0, #0
+    cmp     r5, #0
     beq     .Lsp_fin
     bpl     2f
     ldr     r7, [sp, #24]
@@ -111,29 +115,21 @@ mcu_sp_rows4:
     mov     r7, #1
     str     r7, [sp, #24]
     SP_INIT
+    ldr     r3, [sp, #4]
+    sub     r3, r3, #16
+    ldm     r3, {r0, r2, r4, r5}
+    bic     r5, r5, #0x80000000
 2:
-    @ r0 = descriptor; r1, r6, r8-r12, lr = accumulators
-    ldr     r4, [sp, #96]
-    ubfx    r3, r0, #24, #7
-    ldr     r2, [r4, #20]
-    mul     r3, r3, r2
-    ldr     r2, [r4, #16]
-    add     r2, r2, r3              @ X of the segment
-    ubfx    r3, r0, #16, #8         @ n
-    add     r4, r3, #15
-    lsr     r4, r4, #4
-    str     r4, [sp, #28]           @ passes through the block
-    uxth    r0, r0
-    ldr     r4, [sp, #0]
-    add     r0, r0, r4              @ p
-    rsb     r3, r3, #0
-    and     r3, r3, #15             @ entries to skip in the first pass
-    adr     r4, .Lsp_blk
-    add     r4, r4, r3, lsl #5
-    add     r4, r4, r3, lsl #2      @ + 36 * skip
-    orr     r4, r4, #1
+    str     r5, [sp, #28]           @ passes through the block
+    ldr     r3, [sp, #0]
+    add     r0, r0, r3              @ p
+    ldr     r3, [sp, #92 + 8]       @ X (saved in the frame, see entry)
+    add     r2, r2, r3
     bx      r4
     .align  2
+    .global mcu_sp_blk
+    .type   mcu_sp_blk, %function
+mcu_sp_blk:
 .Lsp_blk:
     SP_ONE
     SP_ONE
@@ -199,7 +195,7 @@ mcu_sp_rows4:
     str     r1, [sp, #12]
     bne     .Lsp_row
 .Lsp_end:
-    add     sp, sp, #100
+    add     sp, sp, #104
     pop     {r4-r11, pc}
     .if (.Lsp_blk_end - .Lsp_blk) != 16 * 36
     .error "SP_ONE is not 36 bytes"
