@@ -301,28 +301,41 @@ static int32_t sp_build_tab(const mcu_sparse_store_t *s, int32_t nge, int32_t se
     return stride;
 }
 
-/* implicit dense group of row r, added to the pass sums */
+/* implicit dense group of row r (every column not in its explicit entries,
+ * ascending), added to the pass sums; 64-bit packed accumulation as in the
+ * assembly loop, flushed every 255 entries */
 static void sp_implicit_add(const mcu_sparse_store_t *s, int32_t r, const int32_t *X,
                             uint8_t *used, int32_t *acc)
 {
     const int8_t *v = s->tail + r * (s->n_max - s->n_cols);
+    int64_t a[MCU_SP_NQ];
     int32_t sum[2 * MCU_SP_NQ];
-    for (int32_t i = 0; i < 2 * MCU_SP_NQ; i++) sum[i] = 0;
+    for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+        a[q] = 1 << 22;
+        sum[2 * q] = sum[2 * q + 1] = 0;
+    }
     sp_mark_used(s, r, used);
+    int32_t chunk = 0;
     for (int32_t c = 0; c < s->row_len; c++, X += MCU_SP_XS) {
         if (used[c]) continue;
-        const int32_t w = *v++;
-        for (int32_t q = 0; q < MCU_SP_NQ; q++) {
-            /* int32 products of the unpacked pixels (no 64-bit field limit) */
-            const int32_t x = X[q];
-            const int32_t x0 = (int32_t)((uint32_t)x << 9) >> 9;
-            sum[2 * q] += x0 * w;
-            sum[2 * q + 1] += ((x - x0) >> 23) * w;
+        if (chunk == MCU_SP_CHUNK) {
+            for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+                sum[2 * q] += (int32_t)((uint32_t)a[q] & 0x7fffffu) - (1 << 22);
+                sum[2 * q + 1] += (int32_t)(a[q] >> 23);
+                a[q] = 1 << 22;
+            }
+            chunk = 0;
         }
+        chunk++;
+        const int32_t w = *v++;
+        a[0] += (int64_t)X[0] * w;
+        a[1] += (int64_t)X[1] * w;
+        a[2] += (int64_t)X[2] * w;
+        a[3] += (int64_t)X[3] * w;
     }
     for (int32_t q = 0; q < MCU_SP_NQ; q++) {
-        acc[(q * s->rows + r) * 2] += sum[2 * q];
-        acc[(q * s->rows + r) * 2 + 1] += sum[2 * q + 1];
+        acc[(q * s->rows + r) * 2] += sum[2 * q] + (int32_t)((uint32_t)a[q] & 0x7fffffu) - (1 << 22);
+        acc[(q * s->rows + r) * 2 + 1] += sum[2 * q + 1] + (int32_t)(a[q] >> 23);
     }
 }
 
