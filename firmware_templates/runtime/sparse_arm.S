@@ -43,7 +43,7 @@
 
 @ stack: 0 pairs row, 4 descriptor, 8 row descriptors, 12 rows left, 16 acc slot,
 @ 20 rows * 8, 24 mid-flush flag, 28 block count, 32..63 mid-flush sums,
-@ 64..95 accumulator start values, 96 struct, 100 X
+@ 64..95 accumulator start values, 96 struct, 100 X, 104 row bytes, 108 4 * tab_stride
 .macro SP_INIT
     add     r3, sp, #64
     ldm     r3, {r1, r6, r8-r12, lr}
@@ -72,10 +72,14 @@
     .thumb_func
 mcu_sp_rows4:
     push    {r4-r11, lr}
-    sub     sp, sp, #104
+    sub     sp, sp, #112
     str     r0, [sp, #96]
     ldr     r1, [r0, #16]
     str     r1, [sp, #100]
+    ldr     r1, [r0, #4]
+    ldr     r2, [r0, #12]
+    lsl     r2, r2, #2
+    strd    r1, r2, [sp, #104]
     ldr     r1, [r0, #0]
     str     r1, [sp, #0]
     ldr     r1, [r0, #8]
@@ -181,21 +185,15 @@ mcu_sp_blk:
     strd    r8, r9, [r10]
     add     r6, r6, #8
     str     r6, [sp, #16]
-    ldr     r4, [sp, #96]
-    ldr     r1, [r4, #4]
-    ldr     r0, [sp, #0]
-    add     r0, r0, r1
-    str     r0, [sp, #0]
-    ldr     r1, [r4, #12]
-    ldr     r0, [sp, #8]
-    add     r0, r0, r1, lsl #2
-    str     r0, [sp, #8]
-    ldr     r1, [sp, #12]
-    subs    r1, r1, #1
-    str     r1, [sp, #12]
+    ldrd    r10, r11, [sp, #104]    @ row bytes, descriptor row bytes
+    ldm     sp, {r0, r1, r2, r3}    @ pairs row, -, row descriptors, rows left
+    add     r0, r0, r10
+    add     r2, r2, r11
+    subs    r3, r3, #1
+    stm     sp, {r0, r1, r2, r3}
     bne     .Lsp_row
 .Lsp_end:
-    add     sp, sp, #104
+    add     sp, sp, #112
     pop     {r4-r11, pc}
     .if (.Lsp_blk_end - .Lsp_blk) != 16 * 36
     .error "SP_ONE is not 36 bytes"
