@@ -301,41 +301,77 @@ static int32_t sp_build_tab(const mcu_sparse_store_t *s, int32_t nge, int32_t se
     return stride;
 }
 
-/* implicit dense group of row r (every column not in its explicit entries,
- * ascending), added to the pass sums; 64-bit packed accumulation as in the
- * assembly loop, flushed every 255 entries */
+/* bits[r * W + c / 32] bit c % 32 = column c is one of row r's explicit entries
+ * (W = (K + 31) / 32), built once per call for a level with the implicit group */
+static void sp_build_bits(const mcu_sparse_store_t *s, uint32_t *bits)
+{
+    const int32_t W = (s->row_len + 31) >> 5, ge = sp_ge(s);
+    for (int32_t r = 0; r < s->rows; r++, bits += W) {
+        const uint8_t *pr = s->pairs + 2 * r * s->n_cols;
+        for (int32_t w = 0; w < W; w++) bits[w] = 0;
+        for (int32_t i = 0; i < s->n_seg; i++) {
+            int32_t off, cnt;
+            sp_row_run(s, r, ge, i, &off, &cnt);
+            const int32_t base = i << s->seg_shift;
+            for (int32_t j = off; j < off + cnt; j++) {
+                const int32_t col = base + pr[2 * j];
+                bits[col >> 5] |= 1u << (col & 31);
+            }
+        }
+    }
+}
+
+MCU_INLINE int32_t sp_ctz(uint32_t m)
+{
+#if defined(__GNUC__)
+    return __builtin_ctz(m);
+#else
+    int32_t n = 0;
+    while (!(m & 1u)) { m >>= 1; n++; }
+    return n;
+#endif
+}
+
+/* implicit dense group of row r (every column whose bit is clear, ascending),
+ * added to the pass sums; 64-bit packed accumulation as in the assembly loop,
+ * flushed every 255 entries */
 static void sp_implicit_add(const mcu_sparse_store_t *s, int32_t r, const int32_t *X,
-                            uint8_t *used, int32_t *acc)
+                            const uint32_t *bits, int32_t *acc)
 {
     const int8_t *v = s->tail + r * (s->n_max - s->n_cols);
-    int64_t a[MCU_SP_NQ];
+    const int32_t K = s->row_len, W = (K + 31) >> 5;
+    int64_t a0 = 1 << 22, a1 = 1 << 22, a2 = 1 << 22, a3 = 1 << 22;
     int32_t sum[2 * MCU_SP_NQ];
-    for (int32_t q = 0; q < MCU_SP_NQ; q++) {
-        a[q] = 1 << 22;
-        sum[2 * q] = sum[2 * q + 1] = 0;
-    }
-    sp_mark_used(s, r, used);
+    for (int32_t i = 0; i < 2 * MCU_SP_NQ; i++) sum[i] = 0;
     int32_t chunk = 0;
-    for (int32_t c = 0; c < s->row_len; c++, X += MCU_SP_XS) {
-        if (used[c]) continue;
-        if (chunk == MCU_SP_CHUNK) {
-            for (int32_t q = 0; q < MCU_SP_NQ; q++) {
-                sum[2 * q] += (int32_t)((uint32_t)a[q] & 0x7fffffu) - (1 << 22);
-                sum[2 * q + 1] += (int32_t)(a[q] >> 23);
-                a[q] = 1 << 22;
+    for (int32_t w = 0; w < W; w++) {
+        uint32_t m = ~bits[w];
+        if (w == W - 1 && (K & 31)) m &= (1u << (K & 31)) - 1u;
+        const int32_t *Xw = X + 32 * MCU_SP_XS * w;
+        while (m) {
+            const int32_t *xp = Xw + MCU_SP_XS * sp_ctz(m);
+            m &= m - 1u;
+            if (chunk == MCU_SP_CHUNK) {
+                const int64_t t[4] = {a0, a1, a2, a3};
+                for (int32_t q = 0; q < MCU_SP_NQ; q++) {
+                    sum[2 * q] += (int32_t)((uint32_t)t[q] & 0x7fffffu) - (1 << 22);
+                    sum[2 * q + 1] += (int32_t)(t[q] >> 23);
+                }
+                a0 = a1 = a2 = a3 = 1 << 22;
+                chunk = 0;
             }
-            chunk = 0;
+            chunk++;
+            const int32_t wv = *v++;
+            a0 += (int64_t)xp[0] * wv;
+            a1 += (int64_t)xp[1] * wv;
+            a2 += (int64_t)xp[2] * wv;
+            a3 += (int64_t)xp[3] * wv;
         }
-        chunk++;
-        const int32_t w = *v++;
-        a[0] += (int64_t)X[0] * w;
-        a[1] += (int64_t)X[1] * w;
-        a[2] += (int64_t)X[2] * w;
-        a[3] += (int64_t)X[3] * w;
     }
+    const int64_t t[4] = {a0, a1, a2, a3};
     for (int32_t q = 0; q < MCU_SP_NQ; q++) {
-        acc[(q * s->rows + r) * 2] += sum[2 * q] + (int32_t)((uint32_t)a[q] & 0x7fffffu) - (1 << 22);
-        acc[(q * s->rows + r) * 2 + 1] += sum[2 * q + 1] + (int32_t)(a[q] >> 23);
+        acc[(q * s->rows + r) * 2] += sum[2 * q] + (int32_t)((uint32_t)t[q] & 0x7fffffu) - (1 << 22);
+        acc[(q * s->rows + r) * 2 + 1] += sum[2 * q + 1] + (int32_t)(t[q] >> 23);
     }
 }
 
@@ -377,12 +413,13 @@ static void sp_pack(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *X)
 }
 
 /* DSP scratch: X (K * XS words) | acc (2 * NQ * rows words) | run table | zero-point row
- * (in_c bytes) | used (K bytes) */
+ * (in_c bytes) | with an implicit group: explicit-column bitmap (rows * ceil(K / 32) words) */
 static int32_t sp_dsp_scratch(const mcu_sparse_store_t *s, int32_t in_c)
 {
     const int32_t tab = s->n_seg == 1 ? sp_tab_words(s) : sp_tab_words(s) * s->rows;
+    const int32_t bits = s->implicit_last ? 4 * s->rows * ((s->row_len + 31) >> 5) : 0;
     return s->row_len * MCU_SP_XS * 4 + 8 * MCU_SP_NQ * s->rows + 4 * tab + sp_words(in_c) +
-           sp_words(s->row_len);
+           bits;
 }
 
 /* im2col of the pixel pair (a, b) (b < 0: absent, packed as a copy of a)
@@ -433,7 +470,7 @@ void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *r
     int32_t *acc = X + K * MCU_SP_XS;
     uint32_t *tab = (uint32_t *)(acc + 2 * MCU_SP_NQ * R);
     int8_t *zrow = (int8_t *)(tab + (s->n_seg == 1 ? sp_tab_words(s) : sp_tab_words(s) * R));
-    uint8_t *used = (uint8_t *)zrow + sp_words(in_c);
+    uint32_t *bits = (uint32_t *)(void *)(zrow + sp_words(in_c));
     const int32_t lo = p->act_min, hi = p->act_max;
     const int use_asm = lo == -128 && hi == 127 && mcu_rqt_all_fast(rq, R);
     mcu_sp_pass_t a;
@@ -446,6 +483,8 @@ void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *r
     a.acc = acc;
     a.rows = R;
     for (int32_t i = 0; i < in_c; i++) zrow[i] = (int8_t)(-p->input_offset);
+    if (ng > ge) sp_build_bits(s, bits);
+    const int32_t W = (K + 31) >> 5;
     const int32_t n_pix = output_dims->h * out_w;
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int8_t *in_b = input + b * in_h * in_w * in_c;
@@ -461,7 +500,7 @@ void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *r
             }
             mcu_sp_rows4(&a);
             if (ng > ge)
-                for (int32_t r = 0; r < R; r++) sp_implicit_add(s, r, X, used, acc);
+                for (int32_t r = 0; r < R; r++) sp_implicit_add(s, r, X, bits + r * W, acc);
             for (int32_t q = 0; q < MCU_SP_NQ; q++) {
                 const int32_t i = pix + 2 * q;
                 if (i >= n_pix) break;
