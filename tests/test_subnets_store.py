@@ -126,3 +126,32 @@ def test_level_params_rejects_other_ops():
     op2 = type(op)("SOFTMAX", op.inputs[:1], op.outputs, {})
     with pytest.raises(IRError):
         R.level_params(g, op2)
+
+
+def test_share_levels_without_float_graphs_and_errors():
+    from subnets_cases import float_conv
+    from converters.quantize import quantize
+    from toolchain.subnets.quantize import mask_float_graph, share_levels
+    rng = np.random.default_rng(3)
+    fg = float_conv(rng, h=6, w=6, cin=4, cout=5)
+    levels = (0.0, 0.5, 0.8)
+    orders = {"w": importance_order(fg.t("w").data)}
+    calib = rng.normal(0, 1, (8,) + fg.t("x").shape[1:]).astype(np.float32)
+    fgs = [mask_float_graph(fg, orders, levels, k) for k in range(3)]
+    qgs = [quantize(g, calib) for g in fgs]
+    a = share_levels(qgs, orders, levels, fgs)
+    b = share_levels(qgs, orders, levels)           # bias rescaled from the level's int32
+    for k in range(3):
+        assert (a.graphs[k].t("w").data == b.graphs[k].t("w").data).all()
+        assert np.abs(a.graphs[k].t("b").data.astype(np.int64)
+                      - b.graphs[k].t("b").data.astype(np.int64)).max() <= 1
+        x = rng.integers(-128, 128, fg.t("x").shape).astype(np.int8)
+        p = R.level_params(b.graphs[k], b.graphs[k].ops[0])
+        got = R.sparse_conv2d(b.stores["w"], k, x, p)
+        assert got.tobytes() == run_tflite(b.tflite(k), x)[0].reshape(got.shape).tobytes()
+    with pytest.raises(IRError):
+        share_levels(qgs[:2], orders, levels)
+    with pytest.raises(IRError):
+        share_levels(qgs, {"nope": orders["w"]}, levels)
+    with pytest.raises(IRError):
+        share_levels(qgs, orders, (0.5, 0.2, 0.1))
