@@ -72,7 +72,8 @@ def run_host(lib, case, level: int, variant: str = "") -> np.ndarray:
         prm = fill(ConvParams, p)
         idims, fdims, odims = (Dims(*p[k]) for k in ("input_dims", "filter_dims", "output_dims"))
         lib.mcu_sparse_conv2d_s8_scratch_size.restype = C.c_int32
-        nb = lib.mcu_sparse_conv2d_s8_scratch_size(C.byref(s), C.byref(fdims))
+        nb = lib.mcu_sparse_conv2d_s8_scratch_size(C.byref(s), C.byref(prm), C.byref(fdims),
+                                                   C.byref(odims))
         getattr(lib, "mcu_sparse_conv2d_s8" + variant)(
             C.byref(prm), rq, C.byref(s), n, C.byref(idims), ptr(x), C.byref(fdims),
             ptr(beff, C.c_int32), C.byref(odims), ptr(out), scratch(nb))
@@ -128,7 +129,7 @@ def _case_c(idx: int, name: str, case, level: int, expected: np.ndarray, dense: 
         s.append(f"const mcu_conv_params_t p = {_struct_init(p, CONV_F)};\n")
         s.append(f"const mcu_dims_t id = {_dims(p['input_dims'])}, "
                  f"fd = {_dims(p['filter_dims'])}, od = {_dims(p['output_dims'])};\n")
-        s.append("if (mcu_sparse_conv2d_s8_scratch_size(&st, &fd) > (int32_t)sizeof(g_scratch)) "
+        s.append("if (mcu_sparse_conv2d_s8_scratch_size(&st, &p, &fd, &od) > (int32_t)sizeof(g_scratch)) "
                  "return 1000;\n")
         args = f"&p, rq, &st, {n}, &id, x, &fd, beff, &od, out, g_scratch"
         calls.append(("sparse_portable", f"mcu_sparse_conv2d_s8_portable({args});"))

@@ -290,7 +290,9 @@ void mcu_sparse_bias_eff(const mcu_sparse_store_t *s, int32_t n_entries, const i
  * of the dense filter, bias_eff from mcu_sparse_bias_eff. Scratch (4-byte aligned):
  * mcu_sparse_conv2d_s8_scratch_size bytes (needed by every variant). */
 int32_t mcu_sparse_conv2d_s8_scratch_size(const mcu_sparse_store_t *s,
-                                          const mcu_dims_t *filter_dims);
+                                          const mcu_conv_params_t *p,
+                                          const mcu_dims_t *filter_dims,
+                                          const mcu_dims_t *output_dims);
 void mcu_sparse_conv2d_s8(const mcu_conv_params_t *p, const mcu_requant_t *rq,
                           const mcu_sparse_store_t *s, int32_t n_entries,
                           const mcu_dims_t *input_dims, const int8_t *input,

@@ -404,6 +404,37 @@ static void mcu_sp_pack(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *
 }
 #endif
 
+#if !defined(MCU_EMULATE_DSP)
+void mcu_sp_pack1(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *Y); /* n % 4 == 0 */
+void mcu_sp_copy(const int32_t *Y, int32_t n, int32_t *X);                    /* n % 4 == 0 */
+#else
+static void mcu_sp_pack1(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *Y)
+{
+    for (int32_t c = 0; c < n; c++) Y[c] = (int32_t)x0[c] + (int32_t)((uint32_t)(int32_t)x1[c] << 23);
+}
+static void mcu_sp_copy(const int32_t *Y, int32_t n, int32_t *X)
+{
+    for (int32_t c = 0; c < n; c++) X[MCU_SP_XS * c] = Y[c];
+}
+#endif
+
+/* Y[c] = x0[c] + x1[c] * 2^23, c < n */
+static void sp_pack_row(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *Y)
+{
+    const int32_t n4 = n & ~3;
+    if (n4) mcu_sp_pack1(x0, x1, n4, Y);
+    for (int32_t c = n4; c < n; c++)
+        Y[c] = (int32_t)x0[c] + (int32_t)((uint32_t)(int32_t)x1[c] << 23);
+}
+
+/* X[4c] = Y[c], c < n */
+static void sp_copy(const int32_t *Y, int32_t n, int32_t *X)
+{
+    const int32_t n4 = n & ~3;
+    if (n4) mcu_sp_copy(Y, n4, X);
+    for (int32_t c = n4; c < n; c++) X[MCU_SP_XS * c] = Y[c];
+}
+
 static void sp_pack(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *X)
 {
     const int32_t n4 = n & ~3;
@@ -456,6 +487,80 @@ MCU_NOINLINE static void sp_pack_pair(const mcu_conv_params_t *p, const int8_t *
     }
 }
 
+/* Packed pixel-pair rows: for output pixel pairs (ox, ox + 1) of one output row
+ * the pair's word at tap (fy, fx) is Y_iy[ox * stride_w + fx * dilation_w] with
+ * Y_iy[j][ci] = x[iy][j - pad_w][ci] + x[iy][j - pad_w + stride_w][ci] * 2^23
+ * (zero point outside the image), iy = oy * stride_h - pad_h + fy * dilation_h.
+ * Rows are built once into a cache of (kh - 1) * dilation_h + 1 slots. */
+typedef struct {
+    int32_t *rows;    /* [slots][wy * in_c] */
+    int32_t *tag;     /* [slots]: input row held, or a value below any row */
+    int32_t slots, wy;
+} sp_ycache_t;
+
+MCU_INLINE int32_t sp_y_slots(const mcu_dims_t *filter_dims, int32_t dilation_h)
+{
+    return (filter_dims->h - 1) * dilation_h + 1;
+}
+
+MCU_INLINE int32_t sp_y_width(const mcu_dims_t *filter_dims, const mcu_dims_t *output_dims,
+                              int32_t stride_w, int32_t dilation_w)
+{
+    return (output_dims->w - 1) * stride_w + (filter_dims->w - 1) * dilation_w + 1;
+}
+
+static const int32_t *sp_y_row(sp_ycache_t *yc, const mcu_conv_params_t *p, const int8_t *in_b,
+                               int32_t in_h, int32_t in_w, int32_t in_c, const int8_t *zrow,
+                               int32_t iy)
+{
+    const int32_t slot = (int32_t)((uint32_t)(iy + 0x40000000) % (uint32_t)yc->slots);
+    int32_t *Y = yc->rows + slot * yc->wy * in_c;
+    if (yc->tag[slot] == iy) return Y;
+    yc->tag[slot] = iy;
+    const int32_t sw = p->stride_w, pw = p->pad_w;
+    if (iy < 0 || iy >= in_h) {
+        const int32_t z = (int32_t)zrow[0] + (int32_t)((uint32_t)(int32_t)zrow[0] << 23);
+        for (int32_t i = 0; i < yc->wy * in_c; i++) Y[i] = z;
+        return Y;
+    }
+    const int8_t *xr = in_b + iy * in_w * in_c;
+    int32_t j = 0;
+    while (j < yc->wy) {
+        const int32_t ix = j - pw;
+        if (ix >= 0 && ix + sw < in_w) {      /* both inside: one contiguous run */
+            int32_t n = in_w - sw - ix;
+            if (n > yc->wy - j) n = yc->wy - j;
+            sp_pack_row(xr + ix * in_c, xr + (ix + sw) * in_c, n * in_c, Y + j * in_c);
+            j += n;
+            continue;
+        }
+        const int8_t *xa = (ix >= 0 && ix < in_w) ? xr + ix * in_c : zrow;
+        const int8_t *xb = (ix + sw >= 0 && ix + sw < in_w) ? xr + (ix + sw) * in_c : zrow;
+        sp_pack_row(xa, xb, in_c, Y + j * in_c);
+        j++;
+    }
+    return Y;
+}
+
+/* X column q for the pair (ox, ox + 1) of output row oy, copied from the Y rows */
+static void sp_pair_from_y(sp_ycache_t *yc, const mcu_conv_params_t *p, const int8_t *in_b,
+                           int32_t in_h, int32_t in_w, int32_t in_c, int32_t f_h, int32_t f_w,
+                           const int8_t *zrow, int32_t oy, int32_t ox, int32_t *X)
+{
+    const int32_t row = f_w * in_c;
+    for (int32_t fy = 0; fy < f_h; fy++, X += row * MCU_SP_XS) {
+        const int32_t iy = oy * p->stride_h - p->pad_h + fy * p->dilation_h;
+        const int32_t *Y = sp_y_row(yc, p, in_b, in_h, in_w, in_c, zrow, iy) +
+                           ox * p->stride_w * in_c;
+        if (p->dilation_w == 1) {
+            sp_copy(Y, row, X);
+        } else {
+            for (int32_t fx = 0; fx < f_w; fx++)
+                sp_copy(Y + fx * p->dilation_w * in_c, in_c, X + fx * in_c * MCU_SP_XS);
+        }
+    }
+}
+
 void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *rq,
                               const mcu_sparse_store_t *s, int32_t n_entries,
                               const mcu_dims_t *input_dims, const int8_t *input,
@@ -471,6 +576,16 @@ void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *r
     uint32_t *tab = (uint32_t *)(acc + 2 * MCU_SP_NQ * R);
     int8_t *zrow = (int8_t *)(tab + (s->n_seg == 1 ? sp_tab_words(s) : sp_tab_words(s) * R));
     uint32_t *bits = (uint32_t *)(void *)(zrow + sp_words(in_c));
+    sp_ycache_t yc;
+    yc.slots = sp_y_slots(filter_dims, p->dilation_h);
+    yc.wy = sp_y_width(filter_dims, output_dims, p->stride_w, p->dilation_w);
+    yc.tag = (int32_t *)(void *)(bits + (s->implicit_last ? R * ((K + 31) >> 5) : 0));
+    yc.rows = yc.tag + yc.slots;
+    /* packed rows pay off when taps overlap: new rows per output row x their width
+     * (4.5 per word) against re-packing every tap of every pair (5 per word) less
+     * the copies (1.75 per word) */
+    const int32_t new_rows = f_h < p->stride_h ? f_h : p->stride_h;
+    const int use_y = out_w >= 2 && 18 * new_rows * yc.wy < 13 * (out_w / 2) * f_h * f_w;
     const int32_t lo = p->act_min, hi = p->act_max;
     const int use_asm = lo == -128 && hi == 127 && mcu_rqt_all_fast(rq, R);
     mcu_sp_pass_t a;
@@ -489,10 +604,14 @@ void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *r
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int8_t *in_b = input + b * in_h * in_w * in_c;
         int8_t *out_b = output + b * n_pix * out_c;
+        for (int32_t i = 0; i < yc.slots; i++) yc.tag[i] = MCU_INT32_MIN;
         for (int32_t pix = 0; pix < n_pix; pix += 2 * MCU_SP_NQ) {
             for (int32_t q = 0; q < MCU_SP_NQ; q++) {
                 const int32_t i = pix + 2 * q;
-                if (i < n_pix)
+                const int32_t oy = i / out_w, ox = i - oy * out_w;
+                if (use_y && i < n_pix && ox + 1 < out_w)
+                    sp_pair_from_y(&yc, p, in_b, in_h, in_w, in_c, f_h, f_w, zrow, oy, ox, X + q);
+                else if (i < n_pix)
                     sp_pack_pair(p, in_b, in_h, in_w, in_c, f_h, f_w, out_w, i,
                                  i + 1 < n_pix ? i + 1 : -1, zrow, X + q);
                 else
@@ -548,12 +667,19 @@ void mcu_sparse_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_requant_t *rq,
 #endif /* MCU_HAVE_DSP */
 
 int32_t mcu_sparse_conv2d_s8_scratch_size(const mcu_sparse_store_t *s,
-                                          const mcu_dims_t *filter_dims)
+                                          const mcu_conv_params_t *p,
+                                          const mcu_dims_t *filter_dims,
+                                          const mcu_dims_t *output_dims)
 {
 #if MCU_HAVE_DSP
-    return sp_dsp_scratch(s, filter_dims->c);
+    return sp_dsp_scratch(s, filter_dims->c) +
+           4 * sp_y_slots(filter_dims, p->dilation_h) *
+               (1 + sp_y_width(filter_dims, output_dims, p->stride_w, p->dilation_w) *
+                        filter_dims->c);
 #else
+    (void)p;
     (void)filter_dims;
+    (void)output_dims;
     return 2 * sp_words(s->row_len);
 #endif
 }
@@ -561,7 +687,11 @@ int32_t mcu_sparse_conv2d_s8_scratch_size(const mcu_sparse_store_t *s,
 int32_t mcu_sparse_fc_s8_scratch_size(const mcu_sparse_store_t *s, int32_t batches)
 {
 #if MCU_HAVE_DSP
-    if (batches >= 2) return sp_dsp_scratch(s, s->row_len);
+    if (batches >= 2) {
+        const mcu_conv_params_t cp = {0, 0, 1, 1, 1, 1, 0, 0, -128, 127};
+        const mcu_dims_t fd = {s->rows, 1, 1, s->row_len}, od = {1, 1, batches, s->rows};
+        return mcu_sparse_conv2d_s8_scratch_size(s, &cp, &fd, &od);
+    }
 #else
     (void)batches;
 #endif

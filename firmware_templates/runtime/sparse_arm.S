@@ -235,4 +235,60 @@ mcu_sp_pack:
     pop     {r4-r7}
     bx      lr
     .size   mcu_sp_pack, .-mcu_sp_pack
+
+/* void mcu_sp_pack1(const int8_t *x0, const int8_t *x1, int32_t n, int32_t *Y);
+ * Y[c] = x0[c] + x1[c] * 2^23 for c < n (n % 4 == 0): contiguous words */
+    .align  2
+    .global mcu_sp_pack1
+    .type   mcu_sp_pack1, %function
+    .thumb_func
+mcu_sp_pack1:
+    push    {r4-r9}
+    lsrs    r2, r2, #2
+    beq     2f
+1:
+    ldr     r4, [r0], #4
+    ldr     r5, [r1], #4
+    sxtb    r6, r4
+    sxtb    r7, r5
+    add     r6, r6, r7, lsl #23
+    sxtb    r7, r4, ror #8
+    sxtb    r8, r5, ror #8
+    add     r7, r7, r8, lsl #23
+    sxtb    r8, r4, ror #16
+    sxtb    r9, r5, ror #16
+    add     r8, r8, r9, lsl #23
+    asr     r9, r5, #24
+    asr     r4, r4, #24
+    add     r9, r4, r9, lsl #23
+    stmia   r3!, {r6-r9}
+    subs    r2, r2, #1
+    bne     1b
+2:
+    pop     {r4-r9}
+    bx      lr
+    .size   mcu_sp_pack1, .-mcu_sp_pack1
+
+/* void mcu_sp_copy(const int32_t *Y, int32_t n, int32_t *X);
+ * X[4 * c] = Y[c] for c < n (n % 4 == 0) */
+    .align  2
+    .global mcu_sp_copy
+    .type   mcu_sp_copy, %function
+    .thumb_func
+mcu_sp_copy:
+    push    {r4-r7}
+    lsrs    r1, r1, #2
+    beq     2f
+1:
+    ldmia   r0!, {r4-r7}
+    str     r4, [r2], #16
+    str     r5, [r2], #16
+    str     r6, [r2], #16
+    str     r7, [r2], #16
+    subs    r1, r1, #1
+    bne     1b
+2:
+    pop     {r4-r7}
+    bx      lr
+    .size   mcu_sp_copy, .-mcu_sp_copy
 #endif
