@@ -30,6 +30,12 @@ def _fixed(rng):
         make_case(rng, "FULLY_CONNECTED", batch=3, k=600, out=5, levels=(0, 0.5, 0.9)),
         make_case(rng, "FULLY_CONNECTED", batch=5, k=256, out=4, levels=(0, 0.5)),
         make_case(rng, "FULLY_CONNECTED", batch=1, k=63, out=9, levels=(0.5, 0.75, 0.9)),
+        # one dense level, no implicit group: 128-column segments (256 > 255 per segment)
+        make_case(rng, "FULLY_CONNECTED", batch=2, k=300, out=4, levels=(0.0,)),
+        # > 255 entries per row: 64-bit accumulators flushed mid-row
+        make_case(rng, "CONV_2D", h=4, w=5, cin=47, cout=3, kh=3, kw=3, levels=(0.05, 0.1)),
+        make_case(rng, "CONV_2D", h=3, w=9, cin=4, cout=6, kh=2, kw=3, dilation=2,
+                  padding="SAME", levels=(0.0, 0.5)),
     ]
 
 
