@@ -24,7 +24,6 @@
 #define MCU_SP_CHUNK 255 /* entries per 64-bit accumulation (fields stay < 2^22) */
 #define MCU_SP_NQ 4      /* pixel pairs per pass (DSP) */
 #define MCU_SP_XS 4      /* words per im2col column in the DSP buffer (one per pixel pair) */
-#define MCU_SP_MAXRUNS 16
 
 /* Number of groups a level with n entries per row uses. */
 static int32_t sp_groups(const mcu_sparse_store_t *s, int32_t n)
@@ -34,13 +33,13 @@ static int32_t sp_groups(const mcu_sparse_store_t *s, int32_t n)
     return g;
 }
 
-/* Explicit groups a level with ng groups uses, and the store's explicit groups. */
+/* The store's explicit groups (all but an implicit dense group). */
 MCU_INLINE int32_t sp_ge(const mcu_sparse_store_t *s) { return s->n_groups - s->implicit_last; }
 
-/* Runs of row r's explicit entries at a level using nge explicit groups: run i
- * = cnt[i] byte pairs from pairs + 2 * off[i], columns in segment seg[i]. With
- * one segment: one run (groups are contiguous); otherwise one per segment
- * (rows are segment-major, seg_counts cumulative over groups). Returns the count. */
+/* Run i of row r's explicit entries at a level using nge explicit groups: *cnt
+ * byte pairs from the row's pairs + 2 * *off, columns in segment i. With one
+ * segment: one run (groups are contiguous); otherwise one per segment (rows are
+ * segment-major, seg_counts cumulative over groups). Returns the number of runs. */
 static int32_t sp_row_run(const mcu_sparse_store_t *s, int32_t r, int32_t nge, int32_t i,
                           int32_t *off, int32_t *cnt)
 {
