@@ -1,6 +1,6 @@
 """Row-sparse C kernels (firmware_templates/runtime/sparse.c): host portable and
-DSP (emulated intrinsics) builds, and on QEMU the Cortex-M4 build (assembly row
-loop), equal the numpy reference and tflite-micro on each level's
+DSP (emulated intrinsics) builds, and on QEMU the Cortex-M4 and M7 builds (assembly
+row loop), equal the numpy reference and tflite-micro on each level's
 dense-with-zeros .tflite, byte for byte: random shapes, levels (dense level
 included), row lengths not multiples of 4, rows longer than 256 (segments),
 strides, dilation, padding, batches."""
@@ -68,11 +68,12 @@ def test_host_kernels_bitexact(cases):
 
 @pytest.mark.qemu
 @pytest.mark.skipif(not have_toolchain(), reason="arm-none-eabi-gcc / qemu-system-arm missing")
-def test_qemu_m4_kernels_bitexact(cases, tmp_path):
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+def test_qemu_kernels_bitexact(cases, cpu, tmp_path):
     vec = [(f"c{i}L{k}", c, k, _expected(c, k).reshape(-1))
            for i, c in enumerate(cases) for k in range(len(c.levels))]
-    elf = build_image(emit_sparse_cases(vec, dense=True), "m4", tmp_path)
-    rc, results, text = run_image(elf, "m4")
+    elf = build_image(emit_sparse_cases(vec, dense=True), cpu, tmp_path)
+    rc, results, text = run_image(elf, cpu)
     bad = [r for r in results if r[3]]
     assert not bad, f"mismatching sparse kernel calls: {bad[:10]}"
     assert rc == 0, text[-2000:]
