@@ -52,6 +52,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", default="0,0.5,0.75,0.9")
     ap.add_argument("--only", default=None, help="comma-separated layer name substrings")
+    ap.add_argument("--explicit-dense", action="store_true",
+                    help="store the dense level's columns (2x bytes, faster dense level)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     levels = tuple(float(v) for v in a.levels.split(","))
@@ -61,7 +63,7 @@ def main(argv=None):
         if a.only and not any(s in name for s in a.only.split(",")):
             continue
         case = make_case(rng, t, levels=levels, n_calib=4, act="RELU" if t == "CONV_2D" else "NONE",
-                         **kw)
+                         implicit_dense=not a.explicit_dense, **kw)
         meta.append((name, case, count))
         for k in range(len(levels)):
             want = run_tflite(case.shared.tflite(k), case.x[k])[0]

@@ -70,13 +70,13 @@ class Case:
         return self.shared.stores["w"]
 
 
-def make_case(rng, op_type, levels=None, n_calib=16, **kw) -> Case:
+def make_case(rng, op_type, levels=None, n_calib=16, implicit_dense=True, **kw) -> Case:
     levels = levels or LEVEL_SETS[int(rng.integers(len(LEVEL_SETS)))]
     fg = float_conv(rng, **kw) if op_type == "CONV_2D" else float_fc(rng, **kw)
     shape = fg.t("x").shape
     calib = rng.normal(0.2, 1.0, (n_calib,) + shape[1:]).astype(np.float32)
     orders = {"w": importance_order(fg.t("w").data)}
-    shared = quantize_levels(fg, orders, levels, calib)
+    shared = quantize_levels(fg, orders, levels, calib, implicit_dense=implicit_dense)
     xf = rng.normal(0.2, 1.1, shape)
     xs = []
     for g in shared.graphs:

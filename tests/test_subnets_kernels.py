@@ -36,6 +36,8 @@ def _fixed(rng):
         make_case(rng, "CONV_2D", h=4, w=5, cin=47, cout=3, kh=3, kw=3, levels=(0.05, 0.1)),
         make_case(rng, "CONV_2D", h=3, w=9, cin=4, cout=6, kh=2, kw=3, dilation=2,
                   padding="SAME", levels=(0.0, 0.5)),
+        make_case(rng, "CONV_2D", h=4, w=4, cin=40, cout=3, kh=3, kw=3,
+                  levels=(0.0, 0.5, 0.9), implicit_dense=False),      # explicit dense level
     ]
 
 
