@@ -71,3 +71,31 @@ def test_zoo_bit_exact_with_tflm_on_the_host_board(name, built, written):
         got = lib.run(gens[name], [x])[0].reshape(-1)
         assert got.tolist() == tf.run(x)[0].reshape(-1).tolist(), \
             f"{name} ({variant}): output differs from tflite-micro"
+
+
+HAVE_QEMU = bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("kernels", ["portable", "dsp"])
+@pytest.mark.parametrize("name", ["mobilenet_v2_32", "squeeze_excite"])
+def test_zoo_subset_on_qemu_m4(name, kernels, written, tmp_path):
+    """A subset of the zoo as firmware on the emulated Cortex-M4 (mcu build's path)."""
+    from toolchain.build import load_build
+    from toolchain.build_model import build_model
+    from toolchain.devices import start_device
+    from toolchain.link.model import ModelClient
+    from toolchain.tflm_oracle import TflmRunner
+    q, path = written[name]
+    rep = build_model(path, "mps2-an386", tmp_path / "b", kernels=kernels, measure_tflm=False)
+    tf = TflmRunner(path.read_bytes())
+    rng = np.random.default_rng(9)
+    xs = rng.integers(-128, 128, size=(3,) + tuple(q.t(q.inputs[0]).shape)).astype(np.int8)
+    with start_device("mps2-an386", load_build(rep["build_dir"])) as dev:
+        client = ModelClient(dev.link())
+        assert client.info().model_hash == q.model_hash()
+        for x in xs:
+            got, _ = client.infer(x.tobytes())
+            assert np.frombuffer(got, np.int8).tolist() == tf.run(x)[0].reshape(-1).tolist(), \
+                f"{name} ({kernels}) on mps2-an386 differs from tflite-micro"
