@@ -76,26 +76,46 @@ void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4
 #endif
 
 /* acc[r] += row r (w + r*K) . xs over L columns, for n rows: groups of four rows in
- * assembly, the last n % 4 rows and the L % 4 tail columns here. */
+ * assembly, the last n % 4 rows in pairs here, then the L % 4 tail columns. */
 static void fc_rows(const int16_t *xs, const int8_t *w, int32_t K, int32_t L, int32_t n,
                     int32_t *acc)
 {
     const int32_t L4 = L & ~3, n4 = n & ~3;
-    mcu_fc_s8s16_4row(w, xs, K, L4 >> 2, n4 >> 2, acc);
-    for (int32_t r = 0; r < n; r++) {
-        const int8_t *wr = w + r * K;
-        int32_t s = acc[r];
-        if (r >= n4) {
-            const uint32_t *a = (const uint32_t *)xs;
-            for (int32_t k = 0; k < L4; k += 4, a += 2) {
-                const uint32_t W = mcu_read_u32(wr + k);
-                s = __smlad(__sxtb16(W), a[0], s);
-                s = __smlad(mcu_sxtb16_ror8(W), a[1], s);
-            }
+    int32_t r = n4;
+    if (n4) mcu_fc_s8s16_4row(w, xs, K, L4 >> 2, n4 >> 2, acc);
+    for (; r + 1 < n; r += 2) {
+        const int8_t *w0 = w + r * K, *w1 = w0 + K;
+        const uint32_t *a = (const uint32_t *)xs;
+        int32_t s0 = acc[r], s1 = acc[r + 1];
+        for (int32_t k = 0; k < L4; k += 4, a += 2) {
+            const uint32_t W0 = mcu_read_u32(w0 + k), W1 = mcu_read_u32(w1 + k);
+            const uint32_t a0 = a[0], a1 = a[1];
+            s0 = __smlad(__sxtb16(W0), a0, s0);
+            s1 = __smlad(__sxtb16(W1), a0, s1);
+            s0 = __smlad(mcu_sxtb16_ror8(W0), a1, s0);
+            s1 = __smlad(mcu_sxtb16_ror8(W1), a1, s1);
         }
-        for (int32_t k = L4; k < L; k++) s += wr[k] * xs[k];
-        acc[r] = s;
+        acc[r] = s0;
+        acc[r + 1] = s1;
     }
+    if (r < n) {
+        const int8_t *w0 = w + r * K;
+        const uint32_t *a = (const uint32_t *)xs;
+        int32_t s0 = acc[r];
+        for (int32_t k = 0; k < L4; k += 4, a += 2) {
+            const uint32_t W0 = mcu_read_u32(w0 + k);
+            s0 = __smlad(__sxtb16(W0), a[0], s0);
+            s0 = __smlad(mcu_sxtb16_ror8(W0), a[1], s0);
+        }
+        acc[r] = s0;
+    }
+    if (L4 < L)
+        for (r = 0; r < n; r++) {
+            const int8_t *wr = w + r * K;
+            int32_t s0 = acc[r];
+            for (int32_t k = L4; k < L; k++) s0 += wr[k] * xs[k];
+            acc[r] = s0;
+        }
 }
 
 /* sums start at the bias: int32 sums are exact (mod 2^32, as TFLM's) in any order */
