@@ -35,8 +35,9 @@ void mcu_fc_s8_portable(const mcu_fc_params_t *p, const mcu_per_channel_quant_t 
 static int32_t fc_block(int32_t K, int32_t O)
 {
     const int32_t n = (K + MCU_FC_BLOCK - 1) / MCU_FC_BLOCK;
+    if (n <= 1) return K;
     const int32_t B = ((K + n - 1) / n + 3) & ~3;
-    return (n > 1 && 2 * B + 4 * O < 2 * K) ? B : K;
+    return 2 * B + 4 * O < 2 * K ? B : K;
 }
 #endif
 
