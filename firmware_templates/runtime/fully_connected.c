@@ -57,12 +57,12 @@ int32_t mcu_fc_s8_scratch_size(int32_t in_features, int32_t out_features)
 #if defined(MCU_EMULATE_DSP)
 /* C model of mcu_fc_s8s16_4row in mcu_mm_arm.S (host tests of the DSP path). */
 static void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
-                              int32_t n_groups, int32_t *acc)
+                              int32_t n_groups, int32_t *acc, const int32_t *init)
 {
-    for (int32_t g = 0; g < n_groups; g++, w += 4 * K, acc += 4)
+    for (int32_t g = 0; g < n_groups; g++, w += 4 * K, acc += 4, init += 4)
         for (int32_t r = 0; r < 4; r++) {
             const uint32_t *a = (const uint32_t *)xs;
-            int32_t s = acc[r];
+            int32_t s = init[r];
             for (int32_t k = 0; k < 4 * n4; k += 4, a += 2) {
                 const uint32_t W = mcu_read_u32(w + r * K + k);
                 s = __smlad(__sxtb16(W), a[0], s);
@@ -73,21 +73,22 @@ static void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int
 }
 #else
 void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
-                       int32_t n_groups, int32_t *acc);
+                       int32_t n_groups, int32_t *acc, const int32_t *init);
 #endif
 
-/* acc[r] += row r (w + r*K) . xs over L columns, for n rows: groups of four rows in
- * assembly, the last n % 4 rows in pairs here, then the L % 4 tail columns. */
+/* acc[r] = init[r] + row r (w + r*K) . xs over L columns, for n rows (init: the bias,
+ * or acc itself): groups of four rows in assembly, the last n % 4 rows in pairs here,
+ * then the L % 4 tail columns. */
 static void fc_rows(const int16_t *xs, const int8_t *w, int32_t K, int32_t L, int32_t n,
-                    int32_t *acc)
+                    int32_t *acc, const int32_t *init)
 {
     const int32_t L4 = L & ~3, n4 = n & ~3;
     int32_t r = n4;
-    if (n4) mcu_fc_s8s16_4row(w, xs, K, L4 >> 2, n4 >> 2, acc);
+    if (n4) mcu_fc_s8s16_4row(w, xs, K, L4 >> 2, n4 >> 2, acc, init);
     for (; r + 1 < n; r += 2) {
         const int8_t *w0 = w + r * K, *w1 = w0 + K;
         const uint32_t *a = (const uint32_t *)xs;
-        int32_t s0 = acc[r], s1 = acc[r + 1];
+        int32_t s0 = init[r], s1 = init[r + 1];
         for (int32_t k = 0; k < L4; k += 4, a += 2) {
             const uint32_t W0 = mcu_read_u32(w0 + k), W1 = mcu_read_u32(w1 + k);
             const uint32_t a0 = a[0], a1 = a[1];
@@ -102,7 +103,7 @@ static void fc_rows(const int16_t *xs, const int8_t *w, int32_t K, int32_t L, in
     if (r < n) {
         const int8_t *w0 = w + r * K;
         const uint32_t *a = (const uint32_t *)xs;
-        int32_t s0 = acc[r];
+        int32_t s0 = init[r];
         for (int32_t k = 0; k < L4; k += 4, a += 2) {
             const uint32_t W0 = mcu_read_u32(w0 + k);
             s0 = __smlad(__sxtb16(W0), a[0], s0);
@@ -120,20 +121,23 @@ static void fc_rows(const int16_t *xs, const int8_t *w, int32_t K, int32_t L, in
 }
 
 /* sums start at the bias: int32 sums are exact (mod 2^32, as TFLM's) in any order */
-static void fc_init(int32_t *acc, const int32_t *bias, int32_t n)
+static const int32_t *fc_init(int32_t *acc, const int32_t *bias, int32_t n)
 {
-    for (int32_t r = 0; r < n; r++) acc[r] = bias ? bias[r] : 0;
+    if (bias) return bias;
+    for (int32_t r = 0; r < n; r++) acc[r] = 0;
+    return acc;
 }
 
-/* TFLM's requantization of the finished sums of outputs o0 .. o0 + n - 1 */
+/* TFLM's requantization of the finished sums of outputs o0 .. o0 + n - 1 (parameters
+ * in locals: the int8 stores could alias them) */
 static void fc_store(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q,
                      int32_t per_channel, const int32_t *acc, int32_t o0, int32_t n, int8_t *out)
 {
-    for (int32_t r = 0; r < n; r++) {
-        const int32_t qi = per_channel ? o0 + r : 0;
-        out[r] = mcu_requant_clamp(acc[r], q->multiplier[qi], q->shift[qi], p->output_offset,
-                                   p->act_min, p->act_max);
-    }
+    const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int32_t step = per_channel ? 1 : 0;
+    const int32_t *mult = q->multiplier + step * o0, *shift = q->shift + step * o0;
+    for (int32_t r = 0; r < n; r++, mult += step, shift += step)
+        out[r] = mcu_requant_clamp(acc[r], *mult, *shift, out_off, act_min, act_max);
 }
 
 /* outputs per chunk with a single block: their sums live on the stack, not in scratch */
@@ -165,16 +169,16 @@ void mcu_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, i
             }
             for (int32_t k = L4; k < L; k++) xs[k] = (int16_t)(input[kb + k] + p->input_offset);
             if (B < K) {
-                if (kb == 0) fc_init(part, bias, O);
-                fc_rows(xs, filter + kb, K, L, O, part);
+                const int32_t *init = kb == 0 ? fc_init(part, bias, O) : part;
+                fc_rows(xs, filter + kb, K, L, O, part, init);
                 if (kb + L == K) fc_store(p, q, per_channel, part, 0, O, output);
                 continue;
             }
             for (int32_t o = 0; o < O; o += MCU_FC_CHUNK) {
                 int32_t acc[MCU_FC_CHUNK];
                 const int32_t n = O - o < MCU_FC_CHUNK ? O - o : MCU_FC_CHUNK;
-                fc_init(acc, bias ? bias + o : bias, n);
-                fc_rows(xs, filter + o * K, K, K, n, acc);
+                const int32_t *init = fc_init(acc, bias ? bias + o : bias, n);
+                fc_rows(xs, filter + o * K, K, K, n, acc, init);
                 fc_store(p, q, per_channel, acc, o, n, output + o);
             }
         }

@@ -277,10 +277,10 @@ mcu_rq_store_cols:
 /* FULLY_CONNECTED four rows at a time (see fully_connected.c):
  *
  * void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
- *                        int32_t n_groups, int32_t *acc);
+ *                        int32_t n_groups, int32_t *acc, const int32_t *init);
  *
- * For each group g of four filter rows (w + (4g + r) * K, r < 4) adds to acc[4g + r]
- * the dot product of the row's first 4 * n4 bytes with the int16 input block xs
+ * For each group g of four filter rows (w + (4g + r) * K, r < 4) sets acc[4g + r] to
+ * init[4g + r] (the bias, or the partial sums: init == acc) plus the dot product of the row's first 4 * n4 bytes with the int16 input block xs
  * (MCU_PERM4 order, word aligned): each pair of input words is loaded once for the
  * four rows. Rows may be unaligned (LDR). 22 instructions per 16 MACs in the loop. */
 #if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
@@ -324,9 +324,12 @@ mcu_fc_s8s16_4row:
     str     ip, [sp, #12]           @ groups left
     ldr     ip, [sp, #64]           @ acc
     str     ip, [sp, #16]
+    ldr     ip, [sp, #68]           @ init
+    str     ip, [sp, #20]
 .Lfc_group:
-    ldr     ip, [sp, #16]
-    ldm     ip, {r8-r11}
+    ldr     ip, [sp, #20]
+    ldmia   ip!, {r8-r11}
+    str     ip, [sp, #20]
     add     r6, r0, r2, lsl #1      @ row 2
     ldr     r1, [sp, #4]
     ldr     r3, [sp, #8]
