@@ -106,9 +106,10 @@ def test_depthwise_shapes(libs, kw):
     # block; O % 4 != 0: rows outside the four-row groups), batches reuse the partials
     dict(k=640, out=128), dict(k=1000, out=10, batch=3), dict(k=257, out=9, per_channel=True),
     dict(k=257, out=6, batch=3), dict(k=1001, out=7, batch=3, per_channel=True),
-    dict(k=640, out=130, batch=3),
+    dict(k=640, out=130, batch=3), dict(k=257, out=10, batch=3, bias=False),
     # one block, more outputs than one stack chunk of sums, odd K
     dict(k=130, out=70, batch=3), dict(k=131, out=33, per_channel=True),
+    dict(k=70, out=37, bias=False),
 ])
 def test_fc_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))

@@ -48,6 +48,8 @@ SHAPES = [
     ("FULLY_CONNECTED", dict(k=257, out=9, per_channel=True, batch=1)),
     ("FULLY_CONNECTED", dict(k=1001, out=7, batch=3, per_channel=True)),
     ("FULLY_CONNECTED", dict(k=131, out=70, batch=3)),
+    ("FULLY_CONNECTED", dict(k=300, out=6, batch=3, bias=False)),
+    ("FULLY_CONNECTED", dict(k=70, out=37, bias=False)),
 ]
 
 
