@@ -1,15 +1,22 @@
 """The model zoo (tests/zoo.py): 22 architectures nobody tuned for, from PyTorch through
 our ONNX front end and PTQ to generated C on the host board, every output byte equal
-to tflite-micro's on the written .tflite, in both kernel variants."""
+to tflite-micro's on the written .tflite, in both kernel variants; and an arena no
+larger than TFLite Micro's smallest on the emulated Cortex-M4 (../shared/tflm-m4,
+CMSIS-NN build, bisected), measured in the same run."""
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 import numpy as np
 import pytest
 
 from zoo import ZOO, zoo_int8
 
 pytest.importorskip("torch")
+KIT = Path(__file__).resolve().parents[2] / "shared" / "tflm-m4" / "measure.py"
 needs_cc = pytest.mark.skipif(not shutil.which("cc"), reason="needs a host C compiler (cc)")
 NAMES = sorted(ZOO)
 N_INPUTS = 3
@@ -176,3 +183,30 @@ def test_keras_style_tflite_round_trip_bit_exact(kernels, tmp_path):
     for _ in range(4):
         x = rng.integers(-128, 128, size=(1, 10, 8, 1)).astype(np.int8)
         assert lib.run(gen, [x])[0].reshape(-1).tolist() == tf.run(x)[0].reshape(-1).tolist()
+
+
+def _tflm_arena(path: Path) -> int:
+    r = subprocess.run([sys.executable, str(KIT), str(path), "--variant", "cmsis",
+                        "--no-reference", "--json", str(path.with_suffix(".json"))],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = json.loads(path.with_suffix(".json").read_text())["variants"][0]
+    assert v["ok"], v
+    return int(v["smallest_arena_bytes"])
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not (KIT.exists() and shutil.which("qemu-system-arm")),
+                    reason="needs ../shared/tflm-m4 and qemu-system-arm")
+def test_zoo_arena_at_most_tflite_micro(written):
+    """Our planned arena (DSP build: the larger, with kernel scratch) against TFLite
+    Micro's smallest working arena for the same model on the same emulated M4."""
+    from toolchain.codegen.generate import plan_model
+    worse = []
+    for name in NAMES:
+        q, path = written[name]
+        ours = plan_model(q, "dsp")[1].arena_size
+        theirs = _tflm_arena(path)
+        if ours > theirs:
+            worse.append(f"{name}: {ours} B > TFLM {theirs} B")
+    assert not worse, "; ".join(worse)
