@@ -61,7 +61,7 @@ def _act(op) -> int:
     return NAME_TO_ACT[a]
 
 
-def _options(op):
+def _options(op, graph):
     """(BuiltinOptions type, options object or None) for an IR op."""
     t = op.type
     BO = schema.BuiltinOptions
@@ -102,7 +102,11 @@ def _options(op):
         return BO.MulOptions, o
     if t == "RESHAPE":
         o = schema.ReshapeOptionsT()
-        o.newShape = [int(d) for d in op.attr("new_shape")]
+        # the shape as an attribute, as an int32 input tensor (Keras exports), or the output's
+        shape = op.attr("new_shape")
+        if shape is None and len(op.inputs) > 1 and op.inputs[1] and graph.t(op.inputs[1]).is_const:
+            shape = graph.t(op.inputs[1]).data.reshape(-1)
+        o.newShape = [int(d) for d in (shape if shape is not None else graph.t(op.outputs[0]).shape)]
         return BO.ReshapeOptions, o
     if t == "SOFTMAX":
         o = schema.SoftmaxOptionsT()
@@ -215,7 +219,7 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
         o.opcodeIndex = opcode_index[key]
         o.inputs = np.asarray(ins, np.int32)
         o.outputs = np.asarray(outs, np.int32)
-        o.builtinOptionsType, o.builtinOptions = _options(op)
+        o.builtinOptionsType, o.builtinOptions = _options(op, graph)
         operators.append(o)
     for n in graph.outputs:
         add_tensor(n)

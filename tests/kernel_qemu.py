@@ -91,7 +91,7 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
         base = DSP_OPS[t]
         if t == "FULLY_CONNECTED":
             setup.append(f"const mcu_fc_params_t p = {_struct_init(p, FC_F)};\n")
-            setup.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}) > "
+            setup.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}, {p['out_features']}) > "
                          f"(int32_t)sizeof(g_scratch)) return 1000;\n")
             args = (f"&p, &q, {p['per_channel']}, {p['batches']}, {p['in_features']}, "
                     f"{p['out_features']}, x, w, {bias}, out")
