@@ -545,7 +545,7 @@ def tanh_int8(x, input_zero_point: int, input_multiplier: int, input_left_shift:
 #   output_multiplier = hires / output_scale and reluish_multiplier = hires /
 #   reluish_scale, divided in DOUBLE (of the float32 scales): older TFLM sources
 #   divide in float32 and cast the quotient, but the installed tflite-micro agrees
-#   only with the double quotient (tests/test_op_activations.py finds the cases
+#   only with the double quotient (tests/test_op_activations.py checks cases
 #   where the two differ).  Each goes through QuantizeMultiplier and
 #   DownScaleInt32ToInt16Multiplier ((m + 2^15) >> 16, 32767 when
 #   m >= INT32_MAX - 2^15).  TF_LITE_ENSURE(output_multiplier_exponent
