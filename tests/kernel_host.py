@@ -219,7 +219,7 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
                         p["act_max"])
     elif t == "RELU6":
         lib.mcu_clamp_s8(ptr(x), ptr(out), p["size"], p["lo"], p["hi"])
-    elif t == "LOGISTIC":
+    elif t in ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU"):     # table activations
         lib.mcu_lut_s8(ptr(x), ptr(out), p["size"], ptr(i8(p["table"])))
     else:
         raise NotImplementedError(t)

@@ -155,7 +155,7 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
                       f"{p['act_min']}, {p['act_max']});"))
     elif t == "RELU6":
         calls.append(("portable", f"mcu_clamp_s8(x, out, {p['size']}, {p['lo']}, {p['hi']});"))
-    elif t == "LOGISTIC":
+    elif t in ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU"):     # table activations
         s.append(_carr("lut", p["table"], "int8_t"))
         calls.append(("portable", f"mcu_lut_s8(x, out, {p['size']}, lut);"))
     else:
