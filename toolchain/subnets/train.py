@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -626,7 +627,10 @@ def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=N
         return accs
 
     dense_note = "; ".join(f"{l.name} ({l.reason})" for l in layers if not l.sparse)
-    log = tqdm.write if progress else (lambda s: None)
+    def log(s):
+        if progress:
+            tqdm.write(s, file=sys.stderr)
+
     log(f"subnets: levels {', '.join(f'{s:.0%}' for s in lv)}; sparsified "
         f"{', '.join(c[0].name for c in sparse)}" + (f"; left dense: {dense_note}" if dense_note
                                                     else ""))
