@@ -31,24 +31,35 @@ def _affine_thetas(n: int, rng: np.random.Generator, strength: float) -> np.ndar
 
 
 def digits16_data(seed: int = 0, test_fraction: float = 0.25, strength: float = 0.5,
-                  noise: float = 0.15):
+                  noise: float = 0.15, test_copies: int = 1):
+    """test_copies > 1 draws that many transformed copies of every test digit (a larger,
+    less noisy test set; the test digits are still never seen in training)."""
     import torch
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
     d = load_digits()
-    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]       # N,1,8,8
-    x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
+    x8 = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]      # N,1,8,8
+    x16 = F.interpolate(x8, size=(16, 16), mode="bilinear", align_corners=False)
     rng = np.random.default_rng(seed)
-    th = torch.from_numpy(_affine_thetas(len(x), rng, strength).astype(np.float32))
-    grid = F.affine_grid(th, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    x = x.numpy() + rng.normal(0.0, noise, x.shape).astype(np.float32)
-    x = np.clip(x, -0.5, 1.5).astype(np.float32)
+
+    def transform(x):
+        th = torch.from_numpy(_affine_thetas(len(x), rng, strength).astype(np.float32))
+        grid = F.affine_grid(th, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        x = x.numpy() + rng.normal(0.0, noise, x.shape).astype(np.float32)
+        return np.clip(x, -0.5, 1.5).astype(np.float32)
+
+    x = transform(x16)
     y = d.target.astype(np.int64)
     idx = rng.permutation(len(x))
     n_test = int(len(x) * test_fraction)
     te, tr = idx[:n_test], idx[n_test:]
-    return (np.ascontiguousarray(x[tr]), y[tr], np.ascontiguousarray(x[te]), y[te])
+    x_te, y_te = x[te], y[te]
+    if test_copies > 1:
+        extra = [transform(x16[torch.from_numpy(te)]) for _ in range(test_copies - 1)]
+        x_te = np.concatenate([x_te] + extra)
+        y_te = np.concatenate([y_te] * test_copies)
+    return (np.ascontiguousarray(x[tr]), y[tr], np.ascontiguousarray(x_te), y_te)
 
 
 def make_digits16_cnn(width: int = 16, hidden: int = 64):

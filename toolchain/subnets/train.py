@@ -135,6 +135,8 @@ class SubnetLayer:
     order: np.ndarray | None = None  # [rows, row_len] IR column indices, most important first
     values: np.ndarray | None = None # shared float weights, IR shape (unmasked)
     row_scale: np.ndarray | None = None   # [levels, rows]: level weights = values·mask·scale
+    weights: int = 0                 # number of weights of the layer
+    probe_index: int = -1            # torch path: ordinal among the exported conv/FC ops
 
     def summary(self) -> dict:
         d = dict(name=self.name, op=self.op_type, sparse=self.sparse)
@@ -143,6 +145,7 @@ class SubnetLayer:
                      rows=self.rows, row_len=self.row_len, counts=list(self.counts))
         else:
             d.update(reason=self.reason)
+        d.update(weights=self.weights)
         return d
 
 
@@ -171,7 +174,7 @@ class SubnetResult:
 
     def nonzeros(self) -> list[int]:
         """Conv/FC weights used per level (sparsified layers' kept entries + dense layers)."""
-        dense = sum(int(np.prod(l.shape)) for l in self.layers if not l.sparse and l.shape)
+        dense = sum(l.weights for l in self.layers if not l.sparse)
         return [dense + sum(l.rows * l.counts[k] for l in self.sparse_layers)
                 for k in range(len(self.levels))]
 
@@ -403,7 +406,7 @@ def _graph_setup(graph: Graph, min_row: int):
         per_level.append(f"params.{index[bn]}")
         w = fg.t(wn)
         lay = SubnetLayer(op.name, op.type, False, ir_layer=op.name, weight=wn,
-                          shape=tuple(w.shape))
+                          shape=tuple(w.shape), weights=w.size)
         if op.type == "DEPTHWISE_CONV_2D":
             lay.reason = (f"depthwise: each output channel reads only its own "
                           f"{w.shape[1]}x{w.shape[2]} window")
@@ -455,7 +458,7 @@ def _torch_setup(module, x_example: np.ndarray, min_row: int):
             if getattr(mod, "bias", None) is not None:
                 per_level.append(f"{name}.bias")
             w = mod.weight
-            lay = SubnetLayer(name, type(mod).__name__, False)
+            lay = SubnetLayer(name, type(mod).__name__, False, weights=w.numel())
             if isinstance(mod, nn.Linear):
                 lay.rows, lay.row_len = w.shape[0], w.shape[1]
             elif isinstance(mod, nn.Conv2d) and mod.groups == 1:
@@ -556,11 +559,14 @@ def _probe(base, probed, x_example, from_torch) -> None:
 def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=None,
                   epochs: int = 10, lr: float = 1e-3, rerank: str = "magnitude", seed: int = 0,
                   progress: bool = True, batch: int = 64, min_row: int = MIN_ROW,
-                  row_scale: bool = True, output: str = "auto") -> SubnetResult:
+                  row_scale: bool = True, distill: float = 0.0,
+                  output: str = "auto") -> SubnetResult:
     """Jointly train nested row-sparse subnets; see the module docstring.
     output: "logits", "probs" (the model ends in a softmax) or "auto" (graphs: logits,
     the trailing SOFTMAX is dropped; modules: probabilities if every output row is ≥ 0
-    and sums to 1 on the first batch)."""
+    and sums to 1 on the first batch). distill: in-place distillation weight β: every level
+    but the densest minimises (1−β)·CE + β·KL(densest level's prediction ‖ its own);
+    0 (default) is the plain weighted loss Σ_k α_k·CE_k."""
     import torch
     from tqdm.auto import tqdm
     lv = parse_levels(levels, dense)
@@ -570,6 +576,8 @@ def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=N
         raise SubnetTrainError(f"rerank '{rerank}': expected magnitude or none")
     if int(epochs) != epochs or epochs < 0:
         raise SubnetTrainError(f"epochs {epochs}: expected an integer ≥ 0")
+    if not 0.0 <= float(distill) <= 1.0:
+        raise SubnetTrainError(f"distill {distill}: expected a weight in [0, 1]")
     if output not in ("auto", "logits", "probs"):
         raise SubnetTrainError(f"output '{output}': expected auto, logits or probs")
     x, y, xv, yv = _split_data(data)
@@ -610,10 +618,13 @@ def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=N
                                                                 atol=1e-3))
         out_kind = "probs" if probs else "logits"
 
-    def lossf(o, t):
+    def logp(o):
         if out_kind == "probs":
-            return torch.nn.functional.nll_loss(torch.log(o.clamp_min(1e-30)), t)
-        return torch.nn.functional.cross_entropy(o, t)
+            return torch.log(o.clamp_min(1e-30))
+        return torch.log_softmax(o, -1)
+
+    def lossf(o, t):
+        return torch.nn.functional.nll_loss(logp(o), t)
 
     def evaluate():
         base.eval()
@@ -660,7 +671,20 @@ def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=N
                 for i in range(0, len(perm), batch):
                     b = perm[i:i + batch]
                     opt.zero_grad()
-                    loss = sum(al[k] * lossf(net(xt[b], k), yt[b]) for k in range(K) if al[k])
+                    loss = 0.0
+                    teacher = None
+                    for k in range(K):
+                        if not al[k] and not (distill and k == 0):
+                            continue
+                        o = net(xt[b], k)
+                        lk = lossf(o, yt[b])
+                        if distill and k == 0:
+                            teacher = logp(o).detach()
+                        elif distill:
+                            kl = torch.nn.functional.kl_div(logp(o), teacher, log_target=True,
+                                                            reduction="batchmean")
+                            lk = (1 - distill) * lk + distill * kl
+                        loss = loss + al[k] * lk
                     loss.backward()
                     opt.step()
                     tot += float(loss.detach()) * len(b)
@@ -679,7 +703,7 @@ def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=N
         g.meta = dict(g.meta)
         g.meta["subnet"] = dict(level=k, sparsity=lv[k], of=len(lv))
     stats = dict(epochs=int(epochs), lr=lr, rerank=rerank, seed=seed, batch=batch,
-                 row_scale=bool(row_scale),
+                 row_scale=bool(row_scale), distill=float(distill),
                  min_row=min_row, source="graph" if is_graph else "torch",
                  eval_set="validation" if xv is not None else "training", output=out_kind)
     return SubnetResult(lv, graphs, layers, masks, history, al, net, stats)
