@@ -2,6 +2,8 @@
 row, levels are validated, each level's graph computes what the module with that level's
 masked weights computes, joint training beats magnitude pruning, dense layers are named
 with a reason, and IR graphs (float from ONNX, int8) train too."""
+import json
+
 import numpy as np
 import pytest
 
@@ -99,9 +101,30 @@ def test_levels_parse_and_dense():
     assert row_count(9, 0.95) == 1                              # never an empty row
 
 
-def test_alpha_validated(dense, data):
+def test_alpha_and_options_validated(dense, data):
     with pytest.raises(McuError, match="alpha has 2 weights for 3 levels"):
         train_subnets(dense, data, LEVELS, alpha=[1, 1], epochs=1, progress=False)
+    with pytest.raises(McuError, match="weights must be ≥ 0"):
+        train_subnets(dense, data, LEVELS, alpha="1,-1,1", epochs=1, progress=False)
+    with pytest.raises(McuError, match="rerank 'taylor'"):
+        train_subnets(dense, data, LEVELS, rerank="taylor", epochs=1, progress=False)
+    with pytest.raises(McuError, match="labels must be a 1-D integer array"):
+        train_subnets(dense, (data[0], data[1].astype(float)), LEVELS, progress=False)
+
+
+def test_alpha_distill_and_summary(dense, data):
+    before = {n: p.detach().clone() for n, p in dense.state_dict().items()}
+    res = train_subnets(dense, data[:2], [0.5, 0.9], alpha="3,1", distill=0.5, epochs=1,
+                        progress=False)
+    assert res.alpha == [0.75, 0.25] and res.stats["distill"] == 0.5
+    assert res.stats["eval_set"] == "training"
+    assert all(torch.equal(before[n], p) for n, p in dense.state_dict().items())  # untouched
+    s = json.loads(json.dumps(res.summary()))
+    assert s["levels"] == [0.5, 0.9] and len(s["history"]) == 2
+    conv2 = next(l for l in s["layers"] if l["name"] == "conv2")
+    assert conv2["counts"] == [36, 7] and conv2["weights"] == 16 * 72
+    # nonzeros: dense layers in full + kept entries of the sparse ones
+    assert res.nonzeros()[0] == 72 + 72 + 16 * 36 + 32 * 32 + 10 * 16
 
 
 def test_nothing_to_sparsify(data):
