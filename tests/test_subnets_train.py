@@ -242,3 +242,20 @@ def test_int8_graph(data):
         assert not any(op.type in ("QUANTIZE", "DEQUANTIZE") for op in gk.ops)
     with pytest.raises(IRError, match="nothing to sparsify"):
         train_subnets(g, (x, y), [0.5], min_row=1000, epochs=0, progress=False)
+
+
+def test_module_used_twice_left_dense(data):
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = torch.flatten(x, 1)
+            return self.b(torch.relu(self.a(torch.relu(self.a(x)))))
+
+    res = train_subnets(Twice(), data, [0.5], epochs=0, progress=False)
+    assert res.dense_layers == [("a", "weights shared by several layers")]
+    assert [l.name for l in res.sparse_layers] == ["b"]
+    a = next(o for o in res.graphs[0].ops if o.type == "FULLY_CONNECTED")  # `a`, kept whole
+    assert (res.graphs[0].t(a.inputs[1]).data != 0).all()

@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from toolchain.errors import McuError
-from toolchain.ir.graph import Graph, IRError, Quant
+from toolchain.ir.graph import Graph, IRError, Quant, Tensor
 
 MIN_ROW = 16
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -371,7 +371,6 @@ def _with_biases(g: Graph) -> Graph:
         if b and b not in used:
             used.add(b)
             continue
-        from toolchain.ir.graph import Tensor
         data = g.t(b).data.astype(np.float32).copy() if b else np.zeros(oc, np.float32)
         nb = g.add_tensor(Tensor(g.unique_name(f"{op.name or 'layer'}.bias"), (oc,), "float32",
                                  data=data))
@@ -526,7 +525,10 @@ def _probe(base, probed, x_example, from_torch) -> None:
             continue
         idx = r.astype(np.int64) - 1
         li = int(np.searchsorted(offs, idx.min(), side="right") - 1)
-        if idx.max() >= offs[li + 1] or li in found:
+        if idx.max() >= offs[li + 1]:
+            continue
+        if li in found:                      # the module runs more than once
+            found[li] = None
             continue
         local = idx - offs[li]
         n = offs[li + 1] - offs[li]
@@ -540,6 +542,10 @@ def _probe(base, probed, x_example, from_torch) -> None:
         if li not in found:
             lay.sparse = False
             lay.reason = "its weights cannot be traced in the exported graph"
+            continue
+        if found[li] is None:
+            lay.sparse = False
+            lay.reason = "weights shared by several layers"
             continue
         j, op, pos = found[li]
         L = lay.row_len
