@@ -18,7 +18,8 @@ conv/FC weights, dense ~94 %, so the 90 % level visibly loses accuracy). Per see
   "dense+ft" gained from the extra epochs, not from sparsity.
 Accuracy is on the held-out 25 % (the final epoch; no model selection). Writes JSON
 (default bench-results/subnets_accuracy.json) and prints a table. The default run
-takes ~2-3 minutes on one core; --quick is a smoke test (~15 s).
+takes ~150 s of CPU on one core (--jobs 2 spreads seeds over two processes); --quick is
+a smoke test (~15 s).
 """
 from __future__ import annotations
 
@@ -34,96 +35,118 @@ import numpy as np
 LEVELS = (0.5, 0.75, 0.9)
 
 
-def run(levels=LEVELS, seeds=3, epochs=20, dense_epochs=30, lr=3e-3, width=8, hidden=32,
-        quick=False, progress=False, data_seed=0, test_copies=4, distill=0.0) -> dict:
+def _one_seed(args) -> dict:
+    """Dense from scratch, then nested, independent and dense fine-tuned, for one seed
+    (single-threaded; runs in a worker process with jobs > 1)."""
+    (seed, levels, epochs, dense_epochs, lr, width, hidden, data_seed, test_copies, distill,
+     progress) = args
     import torch
     from toolchain.examples.digits16 import (accuracy, digits16_data, make_digits16_cnn,
                                              train_dense)
     from .train import train_subnets
-    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        t0 = time.time()
-        data = digits16_data(data_seed, test_copies=test_copies)
-        if quick:
-            seeds, epochs, dense_epochs = 1, 2, 4
-        runs = []
-        dense_accs = []
-        t_dense = 0.0
-        for seed in range(seeds):
-            t1 = time.time()
-            torch.manual_seed(seed)
-            dense = train_dense(make_digits16_cnn(width, hidden), data, epochs=dense_epochs,
-                                seed=seed)
-            dense_accs.append(accuracy(dense, data[2], data[3]))
-            t_dense += time.time() - t1
-            t1 = time.time()
-            nested = train_subnets(dense, data, list(levels), epochs=epochs, lr=lr, seed=seed,
-                                   progress=progress, distill=distill)
-            t_nested = time.time() - t1
-            t1 = time.time()
-            indep = [train_subnets(dense, data, [s], epochs=epochs, lr=lr, seed=seed,
-                                   progress=progress) for s in levels]
-            t_indep = time.time() - t1
-            ft = train_subnets(dense, data, [0.0], epochs=epochs, lr=lr, seed=seed,
-                               progress=progress)
-            runs.append(dict(seed=seed, dense=dense_accs[-1], nested=nested.accuracy,
-                             dense_finetuned=ft.accuracy[0],
-                             magnitude=nested.history[0]["accuracy"],
-                             independent=[r.accuracy[0] for r in indep],
-                             nested_history=[h["accuracy"] for h in nested.history],
-                             seconds=dict(nested=round(t_nested, 2),
-                                          independent=round(t_indep, 2))))
-        dense_w = sum(p.numel() for n, p in dense.named_parameters()
-                      if n.endswith("weight") and p.dim() > 1)
-        rows = []
-        for k, s in enumerate(levels):
-            nz = nested.nonzeros()[k]
-            per = {key: [r[key][k] for r in runs] for key in ("nested", "independent",
-                                                               "magnitude")}
-            rows.append(dict(
-                sparsity=s, conv_fc_weights=dense_w, nonzero_weights=nz,
-                density=nz / dense_w, dense=float(np.mean(dense_accs)),
-                dense_finetuned=float(np.mean([r["dense_finetuned"] for r in runs])),
-                magnitude=float(np.mean(per["magnitude"])),
-                independent=float(np.mean(per["independent"])),
-                nested=float(np.mean(per["nested"])),
-                nested_minus_independent_pp=100 * float(np.mean(per["nested"]) -
-                                                        np.mean(per["independent"])),
-                per_seed=per))
-        worst = min(r["nested_minus_independent_pp"] for r in rows)
-        return dict(
-            task=f"digits16 (sklearn digits 16x16, affine+noise), {len(data[1])} train / "
-                 f"{len(data[3])} test ({test_copies} draws of 449 held-out digits)",
-            model=f"digits16 CNN width {width}, hidden {hidden}", levels=list(levels), seeds=seeds,
-            epochs=epochs, dense_epochs=dense_epochs, lr=lr, quick=quick, distill=distill,
-            dense_accuracy=float(np.mean(dense_accs)), levels_table=rows,
-            layers=[l.summary() for l in nested.layers],
-            target=dict(nested_within_pp_of_independent=1.0,
-                        worst_nested_minus_independent_pp=worst, met=worst >= -1.0),
-            runs=runs,
-            seconds=dict(dense=round(t_dense, 2), total=round(time.time() - t0, 2)),
-            host=dict(python=platform.python_version(), torch=torch.__version__,
-                      threads=1, machine=platform.machine()))
-    finally:
-        torch.set_num_threads(threads)
+    data = digits16_data(data_seed, test_copies=test_copies)
+    t1 = time.time()
+    torch.manual_seed(seed)
+    dense = train_dense(make_digits16_cnn(width, hidden), data, epochs=dense_epochs, seed=seed)
+    dense_acc = accuracy(dense, data[2], data[3])
+    t_dense = time.time() - t1
+    t1 = time.time()
+    nested = train_subnets(dense, data, list(levels), epochs=epochs, lr=lr, seed=seed,
+                           progress=progress, distill=distill)
+    t_nested = time.time() - t1
+    t1 = time.time()
+    indep = [train_subnets(dense, data, [s], epochs=epochs, lr=lr, seed=seed,
+                           progress=progress) for s in levels]
+    t_indep = time.time() - t1
+    ft = train_subnets(dense, data, [0.0], epochs=epochs, lr=lr, seed=seed, progress=progress)
+    dense_w = sum(p.numel() for n, p in dense.named_parameters()
+                  if n.endswith("weight") and p.dim() > 1)
+    return dict(seed=seed, dense=dense_acc, nested=nested.accuracy,
+                dense_finetuned=ft.accuracy[0], magnitude=nested.history[0]["accuracy"],
+                independent=[r.accuracy[0] for r in indep],
+                nested_history=[h["accuracy"] for h in nested.history],
+                seconds=dict(dense=round(t_dense, 2), nested=round(t_nested, 2),
+                             independent=round(t_indep, 2)),
+                _nonzeros=nested.nonzeros(), _layers=[l.summary() for l in nested.layers],
+                _dense_w=dense_w, _n=(len(data[1]), len(data[3])))
+
+
+def run(levels=LEVELS, seeds=3, epochs=20, dense_epochs=30, lr=3e-3, width=8, hidden=32,
+        quick=False, progress=False, data_seed=0, test_copies=4, distill=0.0,
+        jobs=1) -> dict:
+    """jobs > 1 runs seeds in that many worker processes (results do not depend on it)."""
+    import torch
+    t0 = time.time()
+    if quick:
+        seeds, epochs, dense_epochs = 1, 2, 4
+    work = [(seed, tuple(levels), epochs, dense_epochs, lr, width, hidden, data_seed,
+             test_copies, distill, progress) for seed in range(seeds)]
+    if jobs > 1 and seeds > 1:
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(min(jobs, seeds)) as pool:
+            runs = pool.map(_one_seed, work)
+    else:
+        threads = torch.get_num_threads()
+        try:
+            runs = [_one_seed(w) for w in work]
+        finally:
+            torch.set_num_threads(threads)
+    first = runs[0]
+    nonzeros, layers, dense_w, n = (first.pop("_nonzeros"), first.pop("_layers"),
+                                    first.pop("_dense_w"), first.pop("_n"))
+    for r in runs[1:]:
+        for k in ("_nonzeros", "_layers", "_dense_w", "_n"):
+            r.pop(k)
+    dense_accs = [r["dense"] for r in runs]
+    t_dense = sum(r["seconds"]["dense"] for r in runs)
+    rows = []
+    for k, s in enumerate(levels):
+        nz = nonzeros[k]
+        per = {key: [r[key][k] for r in runs] for key in ("nested", "independent",
+                                                           "magnitude")}
+        rows.append(dict(
+            sparsity=s, conv_fc_weights=dense_w, nonzero_weights=nz,
+            density=nz / dense_w, dense=float(np.mean(dense_accs)),
+            dense_finetuned=float(np.mean([r["dense_finetuned"] for r in runs])),
+            magnitude=float(np.mean(per["magnitude"])),
+            independent=float(np.mean(per["independent"])),
+            nested=float(np.mean(per["nested"])),
+            nested_minus_independent_pp=100 * float(np.mean(per["nested"]) -
+                                                    np.mean(per["independent"])),
+            per_seed=per))
+    worst = min(r["nested_minus_independent_pp"] for r in rows)
+    return dict(
+        task=f"digits16 (sklearn digits 16x16, affine+noise), {n[0]} train / "
+             f"{n[1]} test ({test_copies} draws of 449 held-out digits)",
+        model=f"digits16 CNN width {width}, hidden {hidden}", levels=list(levels), seeds=seeds,
+        epochs=epochs, dense_epochs=dense_epochs, lr=lr, quick=quick, distill=distill,
+        dense_accuracy=float(np.mean(dense_accs)), levels_table=rows,
+        layers=layers, jobs=jobs,
+        target=dict(nested_within_pp_of_independent=1.0,
+                    worst_nested_minus_independent_pp=worst, met=worst >= -1.0),
+        runs=runs,
+        seconds=dict(dense=round(t_dense, 2), total=round(time.time() - t0, 2)),
+        host=dict(python=platform.python_version(), torch=torch.__version__,
+                  threads=1, machine=platform.machine()))
 
 
 def table(res: dict) -> str:
     head = (f"{'level':>6} {'nonzero':>8} {'dense':>7} {'dense+ft':>8} {'magnitude':>10} "
-            f"{'independent':>12} "
-            f"{'nested':>7} {'nested-indep':>13}")
+            f"{'independent':>12} {'nested':>7} {'nested-indep':>13}")
     lines = [f"subnets accuracy: {res['task']}; {res['model']}; {res['seeds']} seed(s), "
              f"{res['epochs']} epochs per level", head, "-" * len(head)]
     for r in res["levels_table"]:
         lines.append(f"{r['sparsity']:>6.0%} {r['nonzero_weights']:>8,} {r['dense']:>7.2%} "
-                     f"{r['dense_finetuned']:>8.2%} {r['magnitude']:>10.2%} {r['independent']:>12.2%} {r['nested']:>7.2%} "
+                     f"{r['dense_finetuned']:>8.2%} {r['magnitude']:>10.2%} "
+                     f"{r['independent']:>12.2%} {r['nested']:>7.2%} "
                      f"{r['nested_minus_independent_pp']:>+11.2f}pp")
     dense = [l["name"] + " (" + l["reason"] + ")" for l in res["layers"] if not l["sparse"]]
     t = res["target"]
     lines.append(f"left dense: {'; '.join(dense) or 'none'}")
     lines.append(f"target nested within 1 pp of independent at every level: "
-                 f"{'met' if t['met'] else 'NOT met'} (worst {t['worst_nested_minus_independent_pp']:+.2f} pp)"
+                 f"{'met' if t['met'] else 'NOT met'} "
+                 f"(worst {t['worst_nested_minus_independent_pp']:+.2f} pp)"
                  f"; {res['seconds']['total']:.0f} s")
     return "\n".join(lines)
 
@@ -148,11 +171,14 @@ def main(argv=None) -> int:
                          "plain weighted loss)")
     ap.add_argument("--levels", default=",".join(str(s) for s in LEVELS))
     ap.add_argument("--progress", action="store_true", help="per-epoch progress")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worker processes, one seed each (same results; 2 on an idle "
+                         "2-core machine cuts the wall time by a third)")
     a = ap.parse_args(argv)
     from .train import parse_levels
     res = run(tuple(parse_levels(a.levels)), a.seeds, a.epochs, a.dense_epochs, a.lr,
               a.width, a.hidden, quick=a.quick, progress=a.progress, test_copies=a.test_copies,
-              distill=a.distill)
+              distill=a.distill, jobs=a.jobs)
     path = a.json or os.path.join("bench-results", "subnets_accuracy_quick.json" if a.quick
                                   else "subnets_accuracy.json")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
