@@ -171,6 +171,21 @@ def test_masks_nest_with_equal_row_counts(trained):
             assert np.allclose(w, v * m * lay.row_scale[k][:, None], rtol=1e-5, atol=1e-7)
 
 
+def test_dense_layers_share_values_up_to_channel_scales(trained):
+    """Per-level BN folds into per-level channel scales: a store can still share one set
+    of values for the dense layers (depthwise: channels on the last IR axis)."""
+    for name, axis in (("conv1", 0), ("dw", 3)):
+        lay = next(l for l in trained.layers if l.name == name)
+        assert lay.op_type == ("CONV_2D" if name == "conv1" else "DEPTHWISE_CONV_2D")
+        for k, g in enumerate(trained.graphs):
+            shape = [1] * 4
+            shape[axis] = -1
+            w = g.t(lay.weight).data
+            assert np.allclose(w, lay.values * lay.row_scale[k].reshape(shape), rtol=1e-5,
+                               atol=1e-7)
+        assert not np.allclose(lay.row_scale[0], lay.row_scale[2])      # BN differs per level
+
+
 def test_level_forward_equals_masked_module(trained, data):
     x = torch.from_numpy(data[2][:64])
     net = trained.net
@@ -214,6 +229,10 @@ def test_float_graph_from_onnx(dense, data):
     names = {l.name: l for l in res.layers}
     assert not names["/conv1/Conv"].sparse and "depthwise" in names["/dw/Conv"].reason
     assert {l.name for l in res.sparse_layers} == {"/conv2/Conv", "/fc1/Gemm", "/fc2/Gemm"}
+    for n in ("/conv1/Conv", "/dw/Conv"):       # dense layers: shared as they are (BN folded)
+        assert (names[n].row_scale == 1).all()
+        assert all(np.array_equal(gk.t(names[n].weight).data, names[n].values)
+                   for gk in res.graphs)
     xn = data[2][:64].transpose(0, 2, 3, 1)
     for k, gk in enumerate(res.graphs):
         for lay in res.sparse_layers:

@@ -135,7 +135,9 @@ class SubnetLayer:
     order: np.ndarray | None = None  # [rows, row_len] IR column indices, most important first
     values: np.ndarray | None = None # shared float weights, IR shape (unmasked)
     row_scale: np.ndarray | None = None   # [levels, rows]: level weights = values·mask·scale
+    #   (dense layers too, when found in the graph: per output channel, with mask = 1)
     weights: int = 0                 # number of weights of the layer
+    param: str = ""                  # the weight's name in the trained module (res.net.base)
     probe_index: int = -1            # torch path: ordinal among the exported conv/FC ops
 
     def summary(self) -> dict:
@@ -418,8 +420,9 @@ def _graph_setup(graph: Graph, min_row: int):
                               "more than the zeros save")
             else:
                 lay.sparse = True
-        cands.append((lay, f"params.{index[wn]}" if lay.sparse else None,
-                      np.arange(lay.rows * lay.row_len) if lay.sparse else None))
+        lay.param = f"params.{index[wn]}"
+        lay.probe_index = len(cands)
+        cands.append((lay, lay.param, np.arange(w.size)))
 
     def export(net, level: int) -> Graph:
         g = copy.deepcopy(fg)
@@ -475,9 +478,11 @@ def _torch_setup(module, x_example: np.ndarray, min_row: int):
                                   "more than the zeros save")
                 else:
                     lay.sparse = True
-            cands.append([lay, f"{name}.weight" if lay.sparse else None, None])
-    probed = [c for c in cands if c[0].sparse]
-    if probed:
+            lay.param = f"{name}.weight"
+            cands.append([lay, lay.param, None])
+    probed = [c for c in cands if c[0].sparse or isinstance(base.get_submodule(c[1][:-7]),
+                                                              (nn.Conv2d, nn.Linear))]
+    if any(c[0].sparse for c in probed):
         _probe(base, probed, x_example, from_torch)
     cands = [tuple(c) for c in cands]
     example = x_example[:1]
@@ -539,18 +544,16 @@ def _probe(base, probed, x_example, from_torch) -> None:
         found[li] = (j, op, pos)
     for li, c in enumerate(probed):
         lay = c[0]
-        if li not in found:
-            lay.sparse = False
-            lay.reason = "its weights cannot be traced in the exported graph"
-            continue
-        if found[li] is None:
-            lay.sparse = False
-            lay.reason = "weights shared by several layers"
+        if found.get(li) is None:            # dense layers simply get no IR details
+            if lay.sparse:
+                lay.sparse = False
+                lay.reason = ("weights shared by several layers" if li in found else
+                              "its weights cannot be traced in the exported graph")
             continue
         j, op, pos = found[li]
         L = lay.row_len
-        if op.type != "CONV_2D" and op.type != "FULLY_CONNECTED" or \
-                not np.array_equal(pos // L, np.arange(len(pos)) // L):
+        if lay.sparse and (op.type not in ("CONV_2D", "FULLY_CONNECTED") or
+                           not np.array_equal(pos // L, np.arange(len(pos)) // L)):
             lay.sparse = False
             lay.reason = f"exported as {op.type} with its rows rearranged"
             continue
@@ -704,7 +707,7 @@ def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=N
         finally:
             bar.close()
     base.eval()
-    graphs, masks = _finish(net, sparse, export, lv, is_graph)
+    graphs, masks = _finish(net, cands, export, lv, is_graph)
     for k, g in enumerate(graphs):
         g.meta = dict(g.meta)
         g.meta["subnet"] = dict(level=k, sparsity=lv[k], of=len(lv))
@@ -715,23 +718,49 @@ def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=N
     return SubnetResult(lv, graphs, layers, masks, history, al, net, stats)
 
 
-def _finish(net, sparse, export, lv, is_graph):
-    """Export every level and fill each sparsified layer's IR-layout order, values, masks
-    and per-level row scales (checked: level weights = values · mask · row scale)."""
+def _channel_scales(G: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares s per row of [rows, n] arrays with G ≈ s·V; returns (s, max error)."""
+    den = (V * V).sum(1)
+    s = np.where(den > 0, (G * V).sum(1) / np.where(den > 0, den, 1.0), 1.0)
+    err = float(np.abs(G - s[:, None] * V).max()) if G.size else 0.0
+    return s, err
+
+
+def _finish(net, cands, export, lv, is_graph):
+    """Export every level; fill each sparsified layer's IR-layout order, values, masks and
+    per-level row scales (checked: level weights = values · mask · row scale), and each
+    dense layer found in the graph its values and per-level output-channel scales."""
     K = len(lv)
     graphs = [export(net, k) for k in range(K)]
     masks: list[dict[str, np.ndarray]] = [{} for _ in range(K)]
-    for lay, pname, pos in sparse:
-        rows, L = lay.rows, lay.row_len
+    for lay, pname, pos in cands:
+        if pos is None or lay.weight is None:
+            continue
         if not is_graph:
             for g in graphs:
                 wops = [o for o in g.ops if o.type in WEIGHT_OPS]
                 if len(wops) <= lay.probe_index or wops[lay.probe_index].inputs[1] != lay.weight:
                     raise IRError(f"layer {lay.name}: the exported level graphs differ in "
                                   "structure from the probe export")
-        w = net.weight(pname).detach().numpy().astype(np.float32).reshape(-1)
-        vals = np.empty(rows * L, np.float32)
+        w = net.base.get_parameter(pname).detach().numpy().astype(np.float32).reshape(-1)
+        vals = np.empty(w.size, np.float32)
         vals[pos] = w
+        tol = 1e-5
+        if not lay.sparse:
+            axis = 3 if lay.op_type == "DEPTHWISE_CONV_2D" else 0
+            V = np.moveaxis(vals.reshape(lay.shape), axis, 0)
+            V = V.reshape(V.shape[0], -1).astype(np.float64)
+            rs = np.ones((K, V.shape[0]))
+            for k, g in enumerate(graphs):
+                G = np.moveaxis(g.t(lay.weight).data.astype(np.float64), axis, 0)
+                rs[k], err = _channel_scales(G.reshape(V.shape), V)
+                if err > tol * max(float(np.abs(G).max()), 1e-30) + 1e-12:
+                    raise IRError(f"layer {lay.name}: level {k} weights in the exported graph "
+                                  f"are not a per-channel scaling of the trained weights "
+                                  f"(error {err:.3g})")
+            lay.values, lay.row_scale = vals.reshape(lay.shape), rs
+            continue
+        rows, L = lay.rows, lay.row_len
         vals = vals.reshape(rows, L)
         r = np.arange(rows)[:, None]
         order = pos.reshape(rows, L)[r, net.order[pname].numpy()] - r * L
@@ -742,14 +771,10 @@ def _finish(net, sparse, export, lv, is_graph):
             G = g.t(lay.weight).data.astype(np.float64).reshape(rows, L)
             M = np.zeros((rows, L), bool)
             M[r, order[:, :lay.counts[k]]] = True
-            V = np.where(M, vals.astype(np.float64), 0.0)
-            den = (V * V).sum(1)
-            s = np.where(den > 0, (G * V).sum(1) / np.where(den > 0, den, 1.0), 1.0)
-            err = np.abs(G - s[:, None] * V).max() if G.size else 0.0
-            if (G[~M] != 0).any() or err > 1e-5 * max(float(np.abs(G).max()), 1e-30) + 1e-12:
+            rs[k], err = _channel_scales(G, np.where(M, vals.astype(np.float64), 0.0))
+            if (G[~M] != 0).any() or err > tol * max(float(np.abs(G).max()), 1e-30) + 1e-12:
                 raise IRError(f"layer {lay.name}: level {k} weights in the exported graph are not "
                               f"a per-row scaling of the masked trained weights (error {err:.3g})")
-            rs[k] = s
             masks[k][lay.weight] = M.reshape(lay.shape)
         lay.row_scale = rs
     return graphs, masks
