@@ -1,13 +1,14 @@
 """Train nested row-sparse subnets (DRESS, REFERENCE.md §5; issue #10 part 1).
 
     res = train_subnets(module_or_graph, (x, y) or (x, y, x_val, y_val), [0.5, 0.75, 0.9],
-                        dense=False, alpha=None, epochs=10, lr=1e-3, rerank="magnitude",
+                        dense=False, alpha=None, epochs=10, lr=3e-3, rerank="magnitude",
                         seed=0, progress=True)
 
 The model is a `torch.nn.Module` (inputs in its own layout, e.g. NCHW) or an IR
 `Graph`, float or int8 (inputs NHWC, or NCHW for a graph read from ONNX/PyTorch).
 A graph is rebuilt as a torch module with `toolchain.patch.torch_graph.GraphModule`
-(the module `mcu patch train` trains), in float: an int8 graph is dequantized first.
+(the module `mcu patch train` trains), in float: an int8 graph is dequantized first
+(`float_graph`). The input model is not modified.
 
 Levels are sparsities (fraction of zeros per row), strictly increasing in [0, 1);
 `dense=True` adds the dense backbone (sparsity 0) as level 0. Level k keeps
@@ -20,11 +21,14 @@ every epoch but the first and the last quarter (which keep the masks fixed so th
 weights settle); rerank="none" keeps the initial order.
 
 Joint training: every batch runs every level and minimises Σ_k α_k · CE(f(x; W ⊙ m_k))
-(α normalised to sum 1, uniform by default). Weights are shared; per level are
+(α normalised to sum 1, uniform by default; `distill=β` optionally adds in-place
+distillation from the densest level). Weights are shared; per level are
 - every conv/FC bias (the IR path: every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED
   bias, a zero one is added where a layer has none; BN is already folded there),
 - every BatchNorm's affine parameters and running statistics (switchable BN: the
-  functional call swaps them in per level), so each level folds into its own graph.
+  functional call swaps them in per level), so each level folds into its own graph,
+- one scale per row of every sparsified layer (row_scale=True), which folds into the
+  level's weights like a BN factor (and is all a folded graph has to re-normalise).
 
 Layers left dense (listed in `res.layers` with the reason, and printed): depthwise and
 grouped convolutions, rows shorter than `min_row` (16: with 8-bit column indices a
@@ -35,9 +39,15 @@ The result (`SubnetResult`) has one float IR graph per level (masked weights, th
 level's biases; the torch path exports each level through `converters.from_torch`,
 which folds that level's BN), the per-layer shared importance order, counts, masks
 and shared values in IR layout, and the per-level accuracy after every epoch (epoch 0:
-magnitude pruning, before any training). For the store: level k's weights in
-`res.graphs[k]` equal `values ⊙ mask_k ⊙ row_scale[k][row]` for every sparsified
-layer (row_scale = the level's folded BN factor, 1 without BN).
+magnitude pruning, before any training). For a shared store (one int8 value per
+weight): every conv/FC layer found in the graph has `values` (IR shape, shared by all
+levels) and `row_scale[k]` (per output channel) with, in `res.graphs[k]`,
+    sparsified layer:  weights = values ⊙ mask_k ⊙ row_scale[k][row]
+    dense layer:       weights = values ⊙ row_scale[k][channel]   (DW: channel = axis 3)
+checked on export; row_scale folds into level k's per-channel weight scales. `order`
+[rows, row_len] lists IR column indices (the row flattened in C order of the IR shape:
+kh, kw, cin for OHWI) most important first; level k uses its first counts[k].
+`res.net(x, k)` runs level k in torch (inputs in the module's layout; NHWC for graphs).
 """
 from __future__ import annotations
 
@@ -566,7 +576,7 @@ def _probe(base, probed, x_example, from_torch) -> None:
 
 # -- training --------------------------------------------------------------------------------
 def train_subnets(module_or_graph, data, levels, *, dense: bool = False, alpha=None,
-                  epochs: int = 10, lr: float = 1e-3, rerank: str = "magnitude", seed: int = 0,
+                  epochs: int = 10, lr: float = 3e-3, rerank: str = "magnitude", seed: int = 0,
                   progress: bool = True, batch: int = 64, min_row: int = MIN_ROW,
                   row_scale: bool = True, distill: float = 0.0,
                   output: str = "auto") -> SubnetResult:
