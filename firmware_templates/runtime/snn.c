@@ -48,8 +48,20 @@ static void mcu_snn_add_col_s8(int32_t *acc, const int8_t *col, int32_t n)
         acc[o + 3] += (int8_t)(w >> 24);
     }
 }
+static void mcu_snn_mac_col_s8(int32_t *acc, const int8_t *col, int32_t n, int32_t x)
+{
+    for (int32_t o = 0; o + 4 <= n; o += 4) {
+        const uint32_t w = mcu_read_u32(col + o);
+        const uint32_t w02 = __sxtb16(w), w13 = mcu_sxtb16_ror8(w);
+        acc[o] = __smlabb(w02, (uint32_t)x, acc[o]);
+        acc[o + 2] = __smlatb(w02, (uint32_t)x, acc[o + 2]);
+        acc[o + 1] = __smlabb(w13, (uint32_t)x, acc[o + 1]);
+        acc[o + 3] = __smlatb(w13, (uint32_t)x, acc[o + 3]);
+    }
+}
 #else
 void mcu_snn_add_col_s8(int32_t *acc, const int8_t *col, int32_t n);
+void mcu_snn_mac_col_s8(int32_t *acc, const int8_t *col, int32_t n, int32_t x);
 #endif
 
 static inline void snn_add_col_dsp(int32_t *acc, const int8_t *col, int32_t n)
@@ -60,6 +72,17 @@ static inline void snn_add_col_dsp(int32_t *acc, const int8_t *col, int32_t n)
     }
     for (int32_t o = n4; o < n; o++) {
         acc[o] += col[o];
+    }
+}
+
+static inline void snn_mac_col_dsp(int32_t *acc, const int8_t *col, int32_t n, int32_t x)
+{
+    const int32_t n4 = n & ~3;
+    if (n4) {
+        mcu_snn_mac_col_s8(acc, col, n4, x);
+    }
+    for (int32_t o = n4; o < n; o++) {
+        acc[o] += x * col[o];
     }
 }
 #endif
@@ -76,6 +99,12 @@ MCU_INLINE void snn_add_input(int32_t *acc, const int8_t *col, int32_t n, int32_
 #endif
         snn_add_col(acc, col, n);
     } else {
+#if MCU_HAVE_DSP
+        if (dsp) {
+            snn_mac_col_dsp(acc, col, n, x);
+            return;
+        }
+#endif
         for (int32_t o = 0; o < n; o++) {
             acc[o] += x * col[o];
         }
@@ -109,7 +138,7 @@ int32_t mcu_snn_fc_events_s8_portable(int32_t in_features, int32_t out_features,
     return events;
 }
 
-void mcu_snn_fc_dense_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+void mcu_snn_fc_dense_s8_portable(int32_t in_features, int32_t out_features, const int8_t *input,
                          const int8_t *weights_t, const int32_t *bias, int32_t *acc)
 {
     for (int32_t o = 0; o < out_features; o++) {
@@ -195,7 +224,7 @@ int32_t mcu_snn_conv_events_s8_portable(const mcu_snn_conv_params_t *p,
 }
 
 /* ---- pooling of spikes ---------------------------------------------------- */
-void mcu_snn_sumpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+void mcu_snn_sumpool_s8_portable(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
                         const int8_t *input, const mcu_dims_t *output_dims, int8_t *output)
 {
     const int32_t H = input_dims->h, W = input_dims->w, C = input_dims->c;
@@ -520,6 +549,58 @@ int32_t mcu_snn_fc_events_s8_dsp(int32_t in_features, int32_t out_features,
     return events;
 }
 
+/* Analog input: the same sum (zero inputs skipped: identical), SMLABB/SMLATB columns. */
+void mcu_snn_fc_dense_s8_dsp(int32_t in_features, int32_t out_features, const int8_t *input,
+                             const int8_t *weights_t, const int32_t *bias, int32_t *acc)
+{
+    for (int32_t o = 0; o < out_features; o++) {
+        acc[o] = bias ? bias[o] : 0;
+    }
+    for (int32_t j = 0; j < in_features; j++) {
+        const int32_t x = input[j];
+        if (x) {
+            snn_add_input(acc, weights_t + (size_t)j * (size_t)out_features, out_features, x, 1);
+        }
+    }
+}
+
+/* Sum of 0/1 spikes, four channels per 32-bit add: every byte sum is <= 127 (at most 127
+ * taps), so no carry crosses a byte and the word sum is the four byte sums. */
+void mcu_snn_sumpool_s8_dsp(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                            const int8_t *input, const mcu_dims_t *output_dims, int8_t *output)
+{
+    const int32_t H = input_dims->h, W = input_dims->w, C = input_dims->c, C4 = C & ~3;
+    for (int32_t oy = 0; oy < output_dims->h; oy++) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        const int32_t fy0 = y0 < 0 ? -y0 : 0;
+        const int32_t fy1 = y0 + p->filter_h > H ? H - y0 : p->filter_h;
+        for (int32_t ox = 0; ox < output_dims->w; ox++) {
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            const int32_t fx0 = x0 < 0 ? -x0 : 0;
+            const int32_t fx1 = x0 + p->filter_w > W ? W - x0 : p->filter_w;
+            int8_t *out = output + (oy * output_dims->w + ox) * C;
+            for (int32_t c = 0; c < C4; c += 4) {
+                uint32_t sum = 0;
+                for (int32_t fy = fy0; fy < fy1; fy++) {
+                    for (int32_t fx = fx0; fx < fx1; fx++) {
+                        sum += mcu_read_u32(input + ((y0 + fy) * W + x0 + fx) * C + c);
+                    }
+                }
+                mcu_write_u32(out + c, sum);
+            }
+            for (int32_t c = C4; c < C; c++) {
+                int32_t sum = 0;
+                for (int32_t fy = fy0; fy < fy1; fy++) {
+                    for (int32_t fx = fx0; fx < fx1; fx++) {
+                        sum += input[((y0 + fy) * W + x0 + fx) * C + c];
+                    }
+                }
+                out[c] = (int8_t)sum;
+            }
+        }
+    }
+}
+
 int32_t mcu_snn_conv_events_s8_dsp(const mcu_snn_conv_params_t *p, const mcu_dims_t *input_dims,
                                    const int8_t *input, const mcu_dims_t *filter_dims,
                                    const int8_t *weights_g, const int32_t *bias,
@@ -702,6 +783,18 @@ int32_t mcu_snn_conv_events_s8(const mcu_snn_conv_params_t *p, const mcu_dims_t 
 {
     return SNN_BEST(mcu_snn_conv_events_s8)(p, input_dims, input, filter_dims, weights_g, bias,
                                             output_dims, acc);
+}
+
+void mcu_snn_fc_dense_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+                         const int8_t *weights_t, const int32_t *bias, int32_t *acc)
+{
+    SNN_BEST(mcu_snn_fc_dense_s8)(in_features, out_features, input, weights_t, bias, acc);
+}
+
+void mcu_snn_sumpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                        const int8_t *input, const mcu_dims_t *output_dims, int8_t *output)
+{
+    SNN_BEST(mcu_snn_sumpool_s8)(p, input_dims, input, output_dims, output);
 }
 
 int32_t mcu_snn_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v,
