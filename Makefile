@@ -42,7 +42,7 @@ bench: setup
 # Spiking networks (issue #11): snnTorch MLP and conv net on digits, float / fixed point /
 # device, instructions (portable, DSP), rate sweep, vs the int8 CNN. JSON: bench-results/snn_bench.json
 bench-snn: setup
-	$(BIN)/python -m toolchain.snn.bench
+	$(BIN)/python -m toolchain.bench_snn
 
 # Device patch fault campaign (issue #6): power cuts at every flash operation, link
 # faults through a proxy, bad patches; on the host board and QEMU. JSON: build/patch-faults.json

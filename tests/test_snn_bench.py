@@ -1,4 +1,4 @@
-"""Smoke run of the SNN benchmark (toolchain/snn/bench.py, `make bench-snn`): a tiny MLP
+"""Smoke run of the SNN benchmark (toolchain/bench_snn.py, `make bench-snn`): a tiny MLP
 (T = 4, trained one epoch on 200 samples), its float and fixed-point accuracy, and the
 rate sweep on QEMU mps2-an386 with DSP kernels (one firmware build): JSON and tables
 complete, the device spike-exact, the event-driven cost growing with the input rate."""
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.skipif(
 
 
 def test_bench_smoke(tmp_path):
-    from toolchain.snn.bench import run
+    from toolchain.bench_snn import run
     res = run(T=4, epochs=1, n_dev=0, n_sweep=3, intensities=(0.2, 1.0), n_train=200,
               json_path=tmp_path / "snn_bench.json", out=tmp_path / "b", with_cnn=False,
               models=("mlp",), kernels=("dsp",), echo=lambda m: None)

@@ -1,4 +1,4 @@
-"""`make bench-snn` / `python -m toolchain.snn.bench`: spiking networks on the emulated
+"""`make bench-snn` / `python -m toolchain.bench_snn`: spiking networks on the emulated
 Cortex-M4 (mps2-an386, QEMU -icount shift=0: instructions = SysTick ticks x 40).
 
 Two snnTorch models trained on sklearn digits (seeded, ~1 min on one thread): a Leaky
@@ -106,8 +106,8 @@ def run_snn_device(q, gen, x, kernels: str, build_dir: Path, board=BOARD, layers
     from toolchain.build import build_firmware
     from toolchain.devices import start_device
     from toolchain.link.model import ModelClient
-    from .fixed_point import run_fixed
-    from .float_sim import to_ir_layout
+    from toolchain.snn.fixed_point import run_fixed
+    from toolchain.snn.float_sim import to_ir_layout
     fw = build_firmware(board, build_dir, extra_sources=[str(f) for f in gen.files],
                         include_dirs=[str(gen.out_dir)], with_runtime=True, werror=True,
                         defines={"MCU_SCRATCH_SIZE": 64, **KERNEL_DEFINES[kernels]})
@@ -137,9 +137,9 @@ def _acc(counts, y) -> float:
 
 def bench_model(kind, net, data, T, n_dev, out: Path, echo=print, kernels=("portable", "dsp")):
     from converters.nir_frontend import from_snntorch
-    from .codegen import generate_snn
-    from .fixed_point import quantize, run_fixed
-    from .float_sim import simulate
+    from toolchain.snn.codegen import generate_snn
+    from toolchain.snn.fixed_point import quantize, run_fixed
+    from toolchain.snn.float_sim import simulate
     x_tr, y_tr, x_te, y_te = data
     shape = (64,) if kind == "mlp" else (1, 8, 8)
     g = from_snntorch(net, input_shape=shape, name=f"digits_snn_{kind}")
@@ -177,8 +177,8 @@ def rate_sweep(g, x_calib, x, y, T, intensities, out: Path, echo=print,
     """The MLP on rate-coded input, x scaled by each intensity: input spike rate, events,
     instructions per sample (device), fixed-point accuracy; the first synapse layer's
     instructions against its input events give instructions per synaptic event."""
-    from .codegen import generate_snn
-    from .fixed_point import quantize, run_fixed
+    from toolchain.snn.codegen import generate_snn
+    from toolchain.snn.fixed_point import quantize, run_fixed
     q = quantize(g, x_calib, T, encoding="rate", state_bits=16, seed=1)
     gen = generate_snn(q, out / "rate" / "model", T, name="digits_snn_rate")
     fc0 = q.ops[0]
