@@ -57,3 +57,20 @@ def test_infer_input_files_are_checked_in_one_line(tmp_path):
     r = CliRunner().invoke(main, ["infer", str(model), "--board", "host", "--input",
                                   str(tmp_path / "ok.npz"), "--no-check"])
     assert r.exit_code == 0, r.output
+
+
+def test_device_without_a_model_is_exit_3(tmp_path):
+    """The model client against firmware without a model: one line, exit status 3 (as a
+    device running another model), not a generic link failure."""
+    import pytest
+
+    from toolchain.build import load_build
+    from toolchain.devices import start_device
+    from toolchain.errors import NoModelError
+    from toolchain.link.model import ModelClient
+    r = CliRunner().invoke(main, ["build", "--board", "host", "-o", str(tmp_path / "fw")])
+    assert r.exit_code == 0, r.output
+    with start_device("host", load_build(tmp_path / "fw")) as dev:
+        with pytest.raises(NoModelError) as e:
+            ModelClient(dev.link()).info()
+    assert e.value.exit_code == 3 and "runs no model" in str(e.value)
