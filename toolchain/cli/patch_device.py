@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,14 @@ def _device(board, firmware, flash, port):
     b = load_board(board)
     extra = []
     if flash:
-        flash = str(Path(flash).resolve())
+        # the device would silently run without persistence on a path it cannot open
+        fp = Path(flash).resolve()
+        if not fp.parent.is_dir() or not os.access(fp.parent, os.W_OK) or \
+                (fp.exists() and not os.access(fp, os.R_OK | os.W_OK)):
+            raise OSError(13 if fp.parent.is_dir() else 2,
+                          "cannot be read and written" if fp.parent.is_dir()
+                          else "No such file or directory", str(fp))
+        flash = str(fp)
         extra = ["--flash", flash] if b.kind == "host" else ["-append", f"--flash {flash}"]
     dev = start_device(b, firmware, extra_args=extra)
     url = dev.url
