@@ -1,7 +1,7 @@
 """`mcu convert`: model files to int8 .tflite and C arrays."""
 import click
 
-from toolchain.cli.common import write_json
+from toolchain.cli.common import check_outputs, write_json
 
 
 @click.command()
@@ -36,6 +36,7 @@ def convert(model, calib, method, percentile, per_channel_fc, out_dir, name, jso
     from toolchain.errors import ConvertError
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConvertError(f"--name '{name}' is not a valid C identifier")
+    check_outputs(json_path)                  # before any work: all or nothing
     result = run_convert(model, calib=calib, method=method, out_dir=out_dir, name=name,
                          percentile=percentile, per_channel_fc=per_channel_fc,
                          log=lambda m: click.echo(m, err=True))

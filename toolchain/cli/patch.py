@@ -124,7 +124,13 @@ def diff_cmd(old, new, key_path, seq, budget, full, zlib, no_old, out, out_model
     from toolchain.patch.format import COMP_NONE, COMP_ZLIB
     from toolchain.patch.make import diff_patch
     _check_patch_outputs(out, out_model, json_path)
-    res = diff_patch(_load_model(old), _load_model(new), _key(key_path), seq,
+    g_old, g_new = _load_model(old), _load_model(new)
+    from toolchain.patch.errors import PatchError
+    from toolchain.patch.store import store_hash
+    if store_hash(g_old) == store_hash(g_new):
+        raise PatchError(f"{old} and {new} are the same model ({store_hash(g_old)[:16]}); "
+                         "there is nothing to patch")
+    res = diff_patch(g_old, g_new, _key(key_path), seq,
                      None if full else budget, "full" if full else "delta",
                      COMP_ZLIB if zlib else COMP_NONE, with_old=not no_old)
     _write_patch(res, out, out_model, json_path)
