@@ -110,3 +110,15 @@ def test_extreme_biases_on_qemu_m4(cases, tmp_path):
     assert rc == 0, text[-2000:]
     assert {r[0] for r in results} == {c[0] for c in cases}
     assert {r[1] for r in results} >= {"portable", "dsp"}
+
+
+def test_accumulator_overflow_refused_at_build():
+    """Sums of products before the bias never wrap: a layer with more products per
+    output than int32 holds (65,793 at |w * (x + offset)| <= 128 * 255) is refused."""
+    from toolchain.codegen.generate import MAX_PRODUCTS, check_graph
+    from toolchain.ir.graph import IRError
+    rng = np.random.default_rng(0)
+    check_graph(OP_BUILDERS["FULLY_CONNECTED"](rng, k=MAX_PRODUCTS, out=1))
+    g = OP_BUILDERS["FULLY_CONNECTED"](rng, k=MAX_PRODUCTS + 1, out=1)
+    with pytest.raises(IRError, match=r"65,794 products per output can overflow"):
+        check_graph(g)
