@@ -259,9 +259,10 @@ def _extreme_bias_patch():
 
 def test_extreme_bias_patch_with_power_cuts(tmp_path):
     """The patched model's reference outputs equal tflite-micro's (the reference wraps
-    as TFLM does); the sanitized device applies the patch with power cuts at flash
-    operations (every 3rd torn) and, after each reboot, holds the old or the new model
-    with bit-exact outputs; DSP code paths (emulated intrinsics)."""
+    as TFLM does); the sanitized device (DSP code paths, emulated intrinsics) applies
+    the patch, survives fuzzed patch messages, and with power cuts at flash operations
+    (every 3rd torn) holds the old or the new model after each reboot, outputs
+    bit-exact."""
     from converters.tflite_writer import write_tflite
     from toolchain.patch.campaign import verifier
     from toolchain.patch.check import check_outputs, fixed_inputs, reference_outputs
@@ -284,10 +285,16 @@ def test_extreme_bias_patch_with_power_cuts(tmp_path):
         assert r.applied
         ok, _, msg = check_outputs(lk, g1, 4)
         assert ok, msg
+        # fuzzed core, model and patch messages (not EXIT, not the armed power cut
+        # PATCH_FAULT): the device still runs exactly the patched model
+        types = [t for t in range(0x01, 0x60) if t not in (Msg.EXIT, Msg.PATCH_FAULT)]
+        assert _fuzz(lk, random.Random(6), 3000, types) >= 3000
+        ok, _, msg = check_outputs(lk, g1, 4)
+        assert ok, msg
         _clean(dev)
     rep = power_cut_campaign(BOARD, fw, weight_store(g0), weight_store(g1), KEY,
                              tmp_path / "pc", data=res.data, stride=2, torn_every=3,
-                             limit=8, verify=verifier([g0, g1]))
+                             limit=6, verify=verifier([g0, g1]))
     assert rep["trials"] >= 4 and rep["bad"] == 0, rep["failures"][:3]
 
 
