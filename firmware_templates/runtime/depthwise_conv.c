@@ -239,7 +239,8 @@ MCU_NOINLINE static void dw_store_rows(const int32_t *acc, int32_t ap, int32_t n
             }
         } else {
             for (int32_t i = n; i > 0; i--, op += C)
-                *op = mcu_clamp8(mcu_rqt_apply(mcu_add_wrap(*a++, bs), t, out_off), act_min, act_max);
+                *op = mcu_clamp8(mcu_rqt_apply(mcu_add_wrap(*a++, bs), t, out_off), act_min,
+                                 act_max);
         }
     }
 }
