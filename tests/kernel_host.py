@@ -21,6 +21,10 @@ from toolchain.codegen.kernel_params import kernel_params
 RUNTIME = Path(__file__).resolve().parents[1] / "firmware_templates" / "runtime"
 CFLAGS = ["-O2", "-shared", "-fPIC", "-std=c99", "-Wall", "-Wextra", "-Werror"]
 VARIANT_FLAGS = {"portable": [], "dsp": ["-DMCU_EMULATE_DSP"]}
+# MCU_KERNELS_SANITIZE=1: UBSan build, any undefined behaviour aborts the process
+# (tests/test_sanitized_host.py runs kernel tests so, in a subprocess)
+SANITIZE_FLAGS = ["-fsanitize=undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer"]
 
 
 def runtime_sources() -> list[Path]:
@@ -40,7 +44,8 @@ _LIBS: dict[str, C.CDLL] = {}
 def host_lib(variant: str = "portable") -> C.CDLL:
     if variant in _LIBS:
         return _LIBS[variant]
-    flags = VARIANT_FLAGS[variant]
+    flags = VARIANT_FLAGS[variant] + (SANITIZE_FLAGS if os.environ.get("MCU_KERNELS_SANITIZE")
+                                      else [])
     out = Path(tempfile.gettempdir()) / f"mcu_kernels_{variant}_{_src_hash(flags)}.so"
     if not out.exists():
         tmp = out.with_suffix(f".{os.getpid()}.tmp")

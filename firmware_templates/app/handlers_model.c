@@ -143,6 +143,7 @@ static uint8_t in_write(uint32_t off, const uint8_t *d, uint32_t n) {
 }
 static uint32_t in_size(void) { return has_model() ? model_input_size() : 0u; }
 static uint8_t in_read(uint32_t off, uint8_t *d, uint32_t n) {
+    if (!n) return MCU_ST_OK; /* no model: model_input() is NULL (memcpy from NULL is UB) */
     memcpy(d, model_input() + off, n);
     return MCU_ST_OK;
 }
@@ -150,6 +151,7 @@ MCU_STREAM(model_input) = {in_begin, in_write, 0, in_size, in_read, MSG_MODEL_IN
 
 static uint32_t out_size(void) { return has_model() ? model_output_size() : 0u; }
 static uint8_t out_read(uint32_t off, uint8_t *d, uint32_t n) {
+    if (!n) return MCU_ST_OK; /* no model: model_output() is NULL */
     memcpy(d, model_output() + off, n);
     return MCU_ST_OK;
 }

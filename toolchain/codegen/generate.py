@@ -76,10 +76,33 @@ def check_graph(graph: Graph) -> None:
                 raise IRError(f"layer '{op.name}' ({op.type}): constant input '{n}' is "
                               f"{t.dtype}, expected int8")
         kernel_params(graph, op)   # raises IRError on unsupported parameters
+        _check_accumulator(graph, op)
     for n in graph.inputs + graph.outputs:
         if graph.t(n).dtype != "int8":
             raise IRError(f"graph input/output '{n}' is {graph.t(n).dtype}; the mcu runtime "
                           "runs int8 models (convert with mcu convert --calib)")
+
+
+# |w * (x + offset)| <= 128 * 255 (255 * 255 with a weight zero point): this many
+# products per output always fit the int32 accumulator before the bias, which the
+# kernels add modulo 2^32 as TFLM does (firmware_templates/runtime/README.md,
+# "Arithmetic that wraps on purpose")
+MAX_PRODUCTS = (2**31 - 1) // (128 * 255)
+
+
+def _check_accumulator(graph: Graph, op) -> None:
+    if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
+        return
+    w = graph.t(op.inputs[1])
+    k = 1
+    for d in (w.shape[1:3] if op.type == "DEPTHWISE_CONV_2D" else w.shape[1:]):
+        k *= int(d)
+    zp = w.quant.zero_point if w.quant is not None else None
+    limit = MAX_PRODUCTS if zp is None or not any(int(z) for z in np.ravel(zp)) \
+        else (2**31 - 1) // (255 * 255)
+    if k > limit:
+        raise IRError(f"layer '{op.name}' ({op.type}): {k:,} products per output can overflow "
+                      f"the int32 accumulator (at most {limit:,}); split the layer")
 
 
 # ---------------------------------------------------------------- scheduling
