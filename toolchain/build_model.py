@@ -182,10 +182,13 @@ def format_report(rep: dict) -> str:
              f"{kb(r['stack'])}, other static {kb(r['static_other'])}"]
     fl = rep.get("plan", {}).get("floor")
     if fl and fl.get("layer") is not None:
+        io = (f"inputs {kb(fl['inputs'])} + output {kb(fl['output'])}" if not fl.get("inplace")
+              else f"output in place over its input {kb(fl['output'])}"
+              + (f" + other inputs {kb(fl['inputs'])}" if fl["inputs"] else ""))
         lines.append(f"physical floor: {kb(fl['bytes'])} = largest live set of one layer "
-                     f"(layer {fl['layer']} {fl['type']}: inputs {kb(fl['inputs'])} + output "
-                     f"{kb(fl['output'])} + scratch {kb(fl['scratch'])}); arena "
-                     f"{r['arena'] / max(1, fl['bytes']):.2f}x the floor")
+                     f"(layer {fl['layer']} {fl['type']}: {io} + scratch {kb(fl['scratch'])}; arena "
+                     f"{r['arena'] / max(1, fl['bytes']):.2f}x the floor; without in-place "
+                     f"sharing {kb(fl['tensors_bytes'])} at layer {fl['tensors_layer']})")
     lines += tflm_arena_lines(r["arena"], t)
     return "\n".join(lines)
 
