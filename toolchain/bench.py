@@ -182,7 +182,7 @@ def compile_time(board: str, model: Path, out_dir: Path) -> dict:
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=str(Path.cwd()))
     wall = time.time() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cmdline = "mcu build " + " ".join(cmd[4:6] + cmd[8:])
+    cmdline = "mcu build " + " ".join(cmd[4:7] + cmd[9:])
     if p.returncode != 0:
         return dict(command=cmdline, ok=False,
                     error=(p.stderr.strip().splitlines() or ["?"])[-1])
