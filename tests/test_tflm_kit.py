@@ -102,3 +102,25 @@ def test_fallback_is_labelled_when_the_kit_is_absent(tmp_path, monkeypatch):
     assert t["arena_min_host"] > 0
     (line,) = tflm_arena_lines(3000, t)
     assert "64-bit host interpreter, a fallback" in line and "Cortex-M4 needs less" in line
+
+
+@pytest.mark.skipif(not shutil.which("cc"), reason="needs a host C compiler (cc)")
+def test_mcu_build_vs_tflm_without_the_kit_says_fallback(tmp_path, monkeypatch):
+    """`mcu build --vs-tflm` with the kit absent: the build goes on, TFLite Micro's arena
+    is the host interpreter's, labelled as a fallback, and no M4 figure is claimed."""
+    pytest.importorskip("tflite_micro")
+    from converters.tflite_writer import write_tflite
+    from toolchain.cli import main
+    from toolchain.patch.toy import toy_int8_graph
+    monkeypatch.setenv(tflm_kit.ENV, str(tmp_path / "nokit"))
+    model = tmp_path / "toy.tflite"
+    model.write_bytes(write_tflite(toy_int8_graph()))
+    js = tmp_path / "b.json"
+    r = CliRunner().invoke(main, ["build", str(model), "--board", "host", "--vs-tflm",
+                                  "-o", str(tmp_path / "b"), "--json", str(js)])
+    assert r.exit_code == 0, r.output
+    assert "64-bit host interpreter, a fallback" in r.output
+    assert "not measured on the Cortex-M4" in r.output and "physical floor" in r.output
+    rep = json.loads(js.read_text())
+    assert rep["tflm"]["source"] == "host" and rep["tflm"]["arena_min_host"] > 0
+    assert rep["plan"]["floor"]["bytes"] <= rep["ram"]["arena"]
