@@ -42,8 +42,11 @@ def boards_cmd(json_path):
               help="Calibration inputs (.npz, array 'x') to quantize a float model (.onnx, "
                    ".pt2) first, as `mcu convert` does.")
 @click.option("--no-tflm", is_flag=True, help="Skip measuring TFLite Micro's arena.")
+@click.option("--vs-tflm", is_flag=True, help="Measure TFLite Micro (reference and CMSIS-NN) "
+              "side by side on the emulated Cortex-M4 with the same input: instructions, "
+              "smallest arena, code flash, output bytes (../shared/tflm-m4, needs QEMU).")
 def build_cmd(model, board, out_dir, json_path, test_build, werror, force, protocol, kernels,
-              calib, no_tflm):
+              calib, no_tflm, vs_tflm):
     """Build the device firmware for a board, with MODEL (.tflite int8, or .onnx/.pt2 with
     --calib) compiled in when given; print flash/RAM use from the linker."""
     from toolchain.boards import resolve_board
@@ -60,11 +63,20 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
             m = load_int8_model(model)
             extra = [write_eembc_source(m, out / "eembc_model.c")]
             defs = dict(MCU_PROTOCOL_EEMBC=1, MCU_EEMBC_DB_SIZE=max(1, m.in_tensor.nbytes))
+        if vs_tflm and protocol == "eembc":
+            raise click.UsageError("--vs-tflm needs the binary protocol")
         rep = build_model(model, b, out, kernels=kernels, calib=calib, test_build=test_build,
-                          werror=werror, force=force, measure_tflm=not no_tflm,
+                          werror=werror, force=force, measure_tflm=not (no_tflm or vs_tflm),
                           defines=defs, extra_sources=extra,
                           log=lambda msg: click.echo(msg, err=True))
+        cmp = None
+        if vs_tflm and rep.get("tflite"):
+            from toolchain.bench import format_vs_tflm, vs_tflm_build
+            cmp = vs_tflm_build(rep, b)
+            rep["tflm"], rep["vs_tflm"] = dict(rep["tflm"], **cmp["tflm"]), cmp
         click.echo(format_report(rep))
+        if cmp:
+            click.echo(format_vs_tflm(cmp))
         write_json(json_path, rep)
         return
     res = build_firmware(b, out, test_build=test_build, werror=werror, force=force)

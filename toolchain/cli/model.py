@@ -105,14 +105,32 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path)
 
 
 @click.command("bench")
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=False, exists=True))
 @click.option("--board", "-b", default="mps2-an386", show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              default="bench-results/bench.json", show_default=True)
-def bench_cmd(board, json_path):
-    """MLPerf Tiny models: instructions per inference (portable vs DSP kernels), arena vs
-    TFLite Micro, flash vs the .tflite (the same as `make bench`)."""
-    from toolchain.bench import run
-    run(board, json_path, echo=click.echo)
+@click.option("--kernels", type=click.Choice(["both", "portable", "dsp"]), default="both",
+              show_default=True, help="Our kernels to measure (beside TFLM's reference and "
+              "CMSIS-NN kernels).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the results as JSON (default without MODELS: "
+              "bench-results/bench.json).")
+@click.option("--no-zoo", is_flag=True, help="Without MODELS: the MLPerf Tiny models only.")
+@click.option("--readme", type=click.Path(dir_okay=False), default=None,
+              help="Update the bench table in this README (default without MODELS: the "
+              "repository's README.md when there is one).")
+def bench_cmd(models, board, kernels, json_path, no_zoo, readme):
+    """Our firmware vs TensorFlow Lite Micro, side by side on the same emulated Cortex-M4
+    with the same input: instructions per inference and their ratio, arena vs TFLM's
+    smallest, the physical floor (largest live set of one layer), flash, output bytes
+    equal. MODELS: any int8 .tflite; none: the MLPerf Tiny and a few zoo models, plus the
+    compile time of KWS (the same as `make bench`)."""
+    from toolchain.bench import REPO_ROOT, run
+    ks = ("portable", "dsp") if kernels == "both" else (kernels,)
+    if not models:
+        json_path = json_path or "bench-results/bench.json"
+        if readme is None and (REPO_ROOT / "README.md").exists():
+            readme = REPO_ROOT / "README.md"
+    run(board, json_path, echo=click.echo, models=list(models) or None, kernels=ks,
+        zoo=not no_zoo, readme=readme, log=lambda m: click.echo(m, err=True))
 
 
 COMMANDS = (infer_cmd, bench_cmd)
