@@ -452,6 +452,16 @@ class _Converter:
         c0, c1 = i0 in self.consts, i1 in self.consts
         if c0 and not c1 and typ in ("Add", "Mul"):
             i0, i1, c0, c1 = i1, i0, False, True
+        if c0 and not c1 and typ == "Sub":          # c - x: SUB with a constant first input
+            x = self.act(i1, node)
+            if x.layout == "flat_chw":
+                raise IRError(f"Sub node '{node.name}': a constant minus a flattened NCHW "
+                              "tensor is not supported")
+            c = self.add_const(f"{node.name or node.output[0]}.const",
+                               self._const_like(x, self.consts[i0].astype(np.float64), node))
+            out = self.out_val(node, x.layout)
+            self.emit("SUB", [c, x.ir], out, dict(fused_activation="NONE"), name=node.name)
+            return
         if c0:
             raise IRError(f"{typ} node '{node.name}': constant first operand is not supported")
         x = self.act(i0, node)
@@ -483,7 +493,7 @@ class _Converter:
         out = self.out_val(node, x.layout if x.layout != "flat_chw" else None)
         if x.layout == "flat_chw":
             out.layout, out.chw = "flat_chw", x.chw
-        ir_t = {"Add": "ADD", "Mul": "MUL"}.get(typ)
+        ir_t = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}.get(typ)
         if ir_t is None:
             raise IRError(f"{typ} node '{node.name}': two-activation {typ} is not supported")
         self.emit(ir_t, [x.ir, y], out, dict(fused_activation="NONE"), name=node.name)
@@ -492,7 +502,7 @@ class _Converter:
         x = self.act(node.input[0], node)
         p = self.producer.get(x.ir)
         if (p is not None and p.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-                                         "ADD") and p.attrs.get("fused_activation", "NONE") == "NONE"
+                                         "ADD", "SUB") and p.attrs.get("fused_activation", "NONE") == "NONE"
                 and self.single_use(node.input[0], x)):
             p.attrs["fused_activation"] = kind
             self.alias(node.output[0], x)

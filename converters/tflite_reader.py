@@ -62,7 +62,7 @@ def _attrs(op_type: str, opts, layer: str) -> dict:
                           "is not supported")
         return dict(fused_activation=_act(opts, op_type, layer) if opts else "NONE",
                     keep_num_dims=bool(opts.keepNumDims) if opts else False)
-    if op_type in ("ADD", "MUL"):
+    if op_type in ("ADD", "SUB", "MUL"):
         return dict(fused_activation=_act(opts, op_type, layer) if opts else "NONE")
     if op_type == "SOFTMAX":
         return dict(beta=float(opts.beta) if opts else 1.0)

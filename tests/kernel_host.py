@@ -186,10 +186,10 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         fn = lib.mcu_avgpool_s8 if t == "AVERAGE_POOL_2D" else lib.mcu_maxpool_s8
         fn(C.byref(prm), C.byref(Dims(*p["input_dims"])), ptr(x),
            C.byref(Dims(*p["output_dims"])), ptr(out))
-    elif t in ("ADD", "MUL"):
-        prm = fill(AddParams if t == "ADD" else MulParams, p)
+    elif t in ("ADD", "SUB", "MUL"):
+        prm = fill(MulParams if t == "MUL" else AddParams, p)
         y = i8(feeds[op.inputs[1]])
-        name = "mcu_add_s8" if t == "ADD" else "mcu_mul_s8"
+        name = {"ADD": "mcu_add_s8", "SUB": "mcu_sub_s8", "MUL": "mcu_mul_s8"}[t]
         if p["broadcast"]:
             s1, s2 = i32(p["strides1"]), i32(p["strides2"])
             getattr(lib, name + "_broadcast")(C.byref(prm), C.byref(Dims(*p["output_dims"])),

@@ -116,10 +116,11 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
                      f"od = {_dims(p['output_dims'])};\n")
         fn = "mcu_avgpool_s8" if t == "AVERAGE_POOL_2D" else "mcu_maxpool_s8"
         calls.append(("portable", f"{fn}(&p, &id, x, &od, out);"))
-    elif t in ("ADD", "MUL"):
+    elif t in ("ADD", "SUB", "MUL"):
         s.append(_carr("y", feeds[op.inputs[1]], "int8_t"))
-        ptype, fields, fn = (("mcu_add_params_t", ADD_F, "mcu_add_s8") if t == "ADD"
-                             else ("mcu_mul_params_t", MUL_F, "mcu_mul_s8"))
+        ptype, fields, fn = {"ADD": ("mcu_add_params_t", ADD_F, "mcu_add_s8"),
+                             "SUB": ("mcu_add_params_t", ADD_F, "mcu_sub_s8"),
+                             "MUL": ("mcu_mul_params_t", MUL_F, "mcu_mul_s8")}[t]
         setup.append(f"const {ptype} p = {_struct_init(p, fields)};\n")
         if p["broadcast"]:
             s.append(_carr("s1", p["strides1"], "int32_t"))

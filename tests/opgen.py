@@ -224,7 +224,7 @@ def _binary(rng, op_type, shape=None, broadcast=None, act=None) -> Graph:
               "spatial": (shape[0], shape[1], shape[2], 1)}[broadcast]
     g = Graph(name=op_type.lower())
     q1, q2 = act_quant(rng), act_quant(rng)
-    if op_type == "ADD":
+    if op_type in ("ADD", "SUB"):
         qo = act_quant(rng, _f32(max(q1.scale[0], q2.scale[0]) * rng.uniform(0.5, 2.5)))
     else:
         qo = act_quant(rng, _f32(q1.scale[0] * q2.scale[0] * 128 * rng.uniform(0.1, 2.0)))
@@ -266,6 +266,10 @@ def add_pair_quants(seed=11, n=24):
         so = _f32(max(s1, s2) * rng.uniform(0.3, 4.0))
         out.append(tuple((s, int(rng.integers(-128, 128))) for s in (s1, s2, so)))
     return out
+
+
+def make_sub(rng, **kw) -> Graph:
+    return _binary(rng, "SUB", **kw)
 
 
 def make_mul(rng, **kw) -> Graph:
@@ -467,6 +471,7 @@ OP_BUILDERS = {
     "CONV_2D": make_conv2d, "DEPTHWISE_CONV_2D": make_depthwise_conv2d,
     "FULLY_CONNECTED": make_fully_connected, "AVERAGE_POOL_2D": make_average_pool2d,
     "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
+    "SUB": make_sub,
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,

@@ -212,8 +212,11 @@ void mcu_maxpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims, co
                     const mcu_dims_t *output_dims, int8_t *output);
 
 /* ---- elementwise.c ----------------------------------------------------- */
-/* ADD / MUL on same-shape inputs (size elements each). */
+/* ADD / SUB / MUL on same-shape inputs (size elements each). SUB takes ADD's
+ * parameters (TFLM PrepareGeneralSubOp) and computes input1 - input2. */
 void mcu_add_s8(const mcu_add_params_t *p, const int8_t *input1, const int8_t *input2,
+                int8_t *output, int32_t size);
+void mcu_sub_s8(const mcu_add_params_t *p, const int8_t *input1, const int8_t *input2,
                 int8_t *output, int32_t size);
 void mcu_mul_s8(const mcu_mul_params_t *p, const int8_t *input1, const int8_t *input2,
                 int8_t *output, int32_t size);
@@ -221,6 +224,9 @@ void mcu_mul_s8(const mcu_mul_params_t *p, const int8_t *input1, const int8_t *i
  * input1[n*s1[0] + h*s1[1] + w*s1[2] + c*s1[3]] (stride 0 on broadcast dims),
  * likewise input2 with s2. */
 void mcu_add_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *output_dims,
+                          const int8_t *input1, const int32_t *s1, const int8_t *input2,
+                          const int32_t *s2, int8_t *output);
+void mcu_sub_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *output_dims,
                           const int8_t *input1, const int32_t *s1, const int8_t *input2,
                           const int32_t *s2, int8_t *output);
 void mcu_mul_s8_broadcast(const mcu_mul_params_t *p, const mcu_dims_t *output_dims,

@@ -1,9 +1,13 @@
-"""ADD and MUL of two int8 tensors, with NHWC broadcasting (4-D, right-aligned).
+"""ADD, SUB and MUL of two int8 tensors, with NHWC broadcasting (4-D, right-aligned).
 
 ADD follows TFLM exactly: left_shift 20, three SmallerThanOneExp multipliers
-(quant_math.add_multipliers, shared with the kernel parameters). MUL: one
-multiplier s1*s2/so. Kernels: firmware_templates/runtime/elementwise.c; both run in
-place over an input of the output's shape.
+(quant_math.add_multipliers, shared with the kernel parameters). SUB is TFLM's
+int8 Sub: the same Prepare (PrepareGeneralSubOp: left_shift 20 for int8, inputs
+rescaled to twice the larger input scale, SmallerThanOneExp multipliers) and the
+same arithmetic with the difference of the rescaled inputs (reference_ops::Sub /
+BroadcastQuantSubSlow, int32 wrap-around like ADD). MUL: one multiplier s1*s2/so.
+Kernels: firmware_templates/runtime/elementwise.c; all run in place over an input
+of the output's shape.
 """
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def _qp3(g: Graph, op: Op):
             qparams(g.t(op.outputs[0]), op.name))
 
 
-# ---------------------------------------------------------------- ADD
+# ---------------------------------------------------------------- ADD / SUB
 def _add_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
     (s1, z1), (s2, z2), (so, zo) = _qp3(g, op)
     left_shift, (m1, sh1), (m2, sh2), (mo, sho) = qm.add_multipliers(s1, s2, so)
@@ -53,7 +57,8 @@ def _add_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
     b = (v[op.inputs[1]].astype(np.int64) - z2) * (1 << left_shift)
     a = qm.multiply_by_quantized_multiplier_smaller_than_one_exp(a, m1, sh1)
     b = qm.multiply_by_quantized_multiplier_smaller_than_one_exp(b, m2, sh2)
-    raw = qm.multiply_by_quantized_multiplier_smaller_than_one_exp(qm.wrap_int32(a + b), mo, sho)
+    raw = qm.multiply_by_quantized_multiplier_smaller_than_one_exp(
+        qm.wrap_int32(a - b if op.type == "SUB" else a + b), mo, sho)
     lo, hi = act_range(op, so, zo)
     return np.broadcast_to(np.clip(raw + zo, lo, hi), g.t(op.outputs[0]).shape).astype(np.int8)
 
@@ -98,11 +103,11 @@ MUL_FIELDS = ["input1_offset", "input2_offset", "output_multiplier", "output_shi
 
 def _emit(em, k: int, op: Op, p: dict) -> list[str]:
     P = em.layer_prefix(k)
-    add = op.type == "ADD"
+    add = op.type in ("ADD", "SUB")
     pp = em.struct(P, "mcu_add_params_t" if add else "mcu_mul_params_t", p,
                    ADD_FIELDS if add else MUL_FIELDS)
     a, b = em.ptr(op.inputs[0]), em.ptr(op.inputs[1])
-    fn = "mcu_add_s8" if add else "mcu_mul_s8"
+    fn = {"ADD": "mcu_add_s8", "SUB": "mcu_sub_s8", "MUL": "mcu_mul_s8"}[op.type]
     out = em.ptr(op.outputs[0])
     if p["broadcast"]:
         odm = em.dims(P, "od", p["output_dims"])
@@ -117,8 +122,14 @@ register(OpDef("ADD", dict(ATTRS), infer_shape=broadcast_shape, float_eval=lambd
                kernel_params=_add_params, emit=_emit, inplace=same_shape_inputs,
                int8_const_inputs=True, torch=lambda m, op, x, inp: x + inp(1),
                doc="elementwise sum (TFLM int8 ADD arithmetic)"))
+register(OpDef("SUB", dict(ATTRS), infer_shape=broadcast_shape, float_eval=lambda g, op, inp: inp(0) - inp(1),
+               reference=_add_ref, quant=QuantRule(fusable=True, const_inputs=True),
+               kernel_params=_add_params, emit=_emit, inplace=same_shape_inputs,
+               int8_const_inputs=True, torch=lambda m, op, x, inp: x - inp(1),
+               doc="elementwise difference (TFLM int8 SUB: ADD's arithmetic, left_shift 20)"))
 register(OpDef("MUL", dict(ATTRS), infer_shape=broadcast_shape, float_eval=lambda g, op, inp: inp(0) * inp(1),
                reference=_mul_ref, quant=QuantRule(const_inputs=True),
                kernel_params=_mul_params, emit=_emit, inplace=same_shape_inputs,
                int8_const_inputs=True, torch=lambda m, op, x, inp: x * inp(1),
                doc="elementwise product"))
+
