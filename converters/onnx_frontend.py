@@ -498,6 +498,54 @@ class _Converter:
             raise IRError(f"{typ} node '{node.name}': two-activation {typ} is not supported")
         self.emit(ir_t, [x.ir, y], out, dict(fused_activation="NONE"), name=node.name)
 
+    def maxmin(self, node):
+        """Max / Min of any number of inputs (tensors or constants, broadcasting): a
+        chain of MAXIMUM / MINIMUM, which share one quantization."""
+        kind = "MAXIMUM" if node.op_type == "Max" else "MINIMUM"
+        names = [i for i in node.input if i]
+        acts = [i for i in names if i not in self.consts]
+        if not acts:
+            raise IRError(f"{node.op_type} node '{node.name}': all inputs constant")
+        x = self.act(acts[0], node)
+        vals = []
+        for i in names:
+            if i in self.consts:
+                vals.append(None)
+                continue
+            v = self.act(i, node)
+            if x.layout == "ncl" and v.layout == "same" and len(v.onnx_shape) == 3:
+                v = self.spatial(i, node)
+            elif v.layout == "ncl" and x.layout == "same" and len(x.onnx_shape) == 3:
+                x = self.spatial(acts[0], node)
+            if v.layout == "flat_chw":
+                raise IRError(f"{node.op_type} node '{node.name}': a flattened NCHW operand "
+                              "is not supported")
+            vals.append(v)
+        ins = []
+        for i, v in zip(names, vals):
+            if v is None:
+                ins.append(self.add_const(f"{node.name or node.output[0]}.const",
+                                          self._const_like(x, self.consts[i], node)))
+            else:
+                if v.layout != x.layout:
+                    raise IRError(f"{node.op_type} node '{node.name}': operands have "
+                                  "different layouts")
+                ins.append(v.ir)
+        if len(ins) == 1:
+            self.alias(node.output[0], x)
+            return
+        acc = ins[0]
+        for k, b in enumerate(ins[1:], 1):
+            if k == len(ins) - 1:
+                out = self.out_val(node, x.layout)
+            else:
+                shp = tuple(np.broadcast_shapes(self.graph.t(acc).shape, self.graph.t(b).shape))
+                out = _Val(self.graph.unique_name(f"{node.output[0]}_{k}"), x.layout, ())
+                self.graph.add_tensor(Tensor(out.ir, shp, "float32"))
+            self.emit(kind, [acc, b], out, name=node.name if k == len(ins) - 1
+                      else f"{node.name}_{k}")
+            acc = out.ir
+
     def _activation(self, node, kind):
         x = self.act(node.input[0], node)
         p = self.producer.get(x.ir)
@@ -771,7 +819,7 @@ class _Converter:
         "GlobalAveragePool": globalavgpool, "GlobalMaxPool": globalmaxpool,
         "ReduceMean": reducemean, "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape,
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,
-        "Identity": identity, "Dropout": identity,
+        "Identity": identity, "Dropout": identity, "Max": maxmin, "Min": maxmin,
     }
     # ops evaluated at conversion time when all their inputs are constants
     FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",

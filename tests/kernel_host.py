@@ -197,6 +197,16 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
                                               ptr(s2, C.c_int32), ptr(out))
         else:
             getattr(lib, name)(C.byref(prm), ptr(x), ptr(y), ptr(out), p["size"])
+    elif t in ("MAXIMUM", "MINIMUM"):
+        y = i8(feeds[op.inputs[1]])
+        name = "mcu_maximum_s8" if t == "MAXIMUM" else "mcu_minimum_s8"
+        if p["broadcast"]:
+            s1, s2 = i32(p["strides1"]), i32(p["strides2"])
+            getattr(lib, name + "_broadcast")(C.byref(Dims(*p["output_dims"])), ptr(x),
+                                              ptr(s1, C.c_int32), ptr(y), ptr(s2, C.c_int32),
+                                              ptr(out))
+        else:
+            getattr(lib, name)(ptr(x), ptr(y), ptr(out), p["size"])
     elif t == "RESHAPE":
         lib.mcu_reshape_s8(ptr(x), ptr(out), p["size"])
     elif t == "SOFTMAX":

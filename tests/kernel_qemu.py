@@ -129,6 +129,16 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
             calls.append(("portable", f"{fn}_broadcast(&p, &od, x, s1, y, s2, out);"))
         else:
             calls.append(("portable", f"{fn}(&p, x, y, out, {p['size']});"))
+    elif t in ("MAXIMUM", "MINIMUM"):
+        s.append(_carr("y", feeds[op.inputs[1]], "int8_t"))
+        fn = "mcu_maximum_s8" if t == "MAXIMUM" else "mcu_minimum_s8"
+        if p["broadcast"]:
+            s.append(_carr("s1", p["strides1"], "int32_t"))
+            s.append(_carr("s2", p["strides2"], "int32_t"))
+            setup.append(f"const mcu_dims_t od = {_dims(p['output_dims'])};\n")
+            calls.append(("portable", f"{fn}_broadcast(&od, x, s1, y, s2, out);"))
+        else:
+            calls.append(("portable", f"{fn}(x, y, out, {p['size']});"))
     elif t == "RESHAPE":
         calls.append(("portable", f"mcu_reshape_s8(x, out, {p['size']});"))
     elif t == "SOFTMAX":

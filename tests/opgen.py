@@ -272,6 +272,33 @@ def make_sub(rng, **kw) -> Graph:
     return _binary(rng, "SUB", **kw)
 
 
+def _maxmin(rng, op_type, shape=None, broadcast=None, first=None) -> Graph:
+    """MAXIMUM / MINIMUM: one quantization for both inputs and the output (TFLM compares
+    bytes); the smaller operand broadcasts, as either input."""
+    shape = shape or _rand_shape4(rng)
+    broadcast = _pick(rng, broadcast, (None, None, "channel", "scalar", "spatial"))
+    small = {None: shape, "channel": (1, 1, 1, shape[3]), "scalar": (1,),
+             "spatial": (shape[0], shape[1], shape[2], 1)}[broadcast]
+    first = bool(rng.integers(0, 3) == 0) if first is None else first
+    q = act_quant(rng)
+    g = Graph(name=op_type.lower())
+    g.add_tensor(Tensor("a", small if first else shape, "int8", q))
+    g.add_tensor(Tensor("b", shape if first else small, "int8",
+                        Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_tensor(Tensor("y", shape, "int8", Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_op(Op(op_type, ["a", "b"], ["y"], {}))
+    g.inputs, g.outputs = ["a", "b"], ["y"]
+    return g
+
+
+def make_maximum(rng, **kw) -> Graph:
+    return _maxmin(rng, "MAXIMUM", **kw)
+
+
+def make_minimum(rng, **kw) -> Graph:
+    return _maxmin(rng, "MINIMUM", **kw)
+
+
 def make_mul(rng, **kw) -> Graph:
     return _binary(rng, "MUL", **kw)
 
@@ -471,7 +498,7 @@ OP_BUILDERS = {
     "CONV_2D": make_conv2d, "DEPTHWISE_CONV_2D": make_depthwise_conv2d,
     "FULLY_CONNECTED": make_fully_connected, "AVERAGE_POOL_2D": make_average_pool2d,
     "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
-    "SUB": make_sub,
+    "SUB": make_sub, "MAXIMUM": make_maximum, "MINIMUM": make_minimum,
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,

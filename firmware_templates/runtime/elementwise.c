@@ -1,4 +1,5 @@
-/* ADD / SUB / MUL / RESHAPE / RELU / RELU6 int8 (TFLM reference kernels). */
+/* ADD / SUB / MUL / MAXIMUM / MINIMUM / RESHAPE / RELU / RELU6 int8 (TFLM reference
+ * kernels). */
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
@@ -192,6 +193,35 @@ void mcu_mul_s8_broadcast(const mcu_mul_params_t *p, const mcu_dims_t *d, const 
                           int8_t *output)
 {
     BROADCAST_LOOP(mul_one)
+}
+
+/* MAXIMUM / MINIMUM (TFLM MaximumMinimumBroadcastSlow on int8): raw bytes compared,
+ * inputs and output share one quantization. */
+#define MCU_MAX8(a, b) ((a) > (b) ? (a) : (b))
+#define MCU_MIN8(a, b) ((a) < (b) ? (a) : (b))
+#define MAXMIN_ONE_MAX(unused, x1, x2) MCU_MAX8(x1, x2)
+#define MAXMIN_ONE_MIN(unused, x1, x2) MCU_MIN8(x1, x2)
+
+void mcu_maximum_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int32_t size)
+{
+    for (int32_t i = 0; i < size; i++) output[i] = MCU_MAX8(input1[i], input2[i]);
+}
+
+void mcu_minimum_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int32_t size)
+{
+    for (int32_t i = 0; i < size; i++) output[i] = MCU_MIN8(input1[i], input2[i]);
+}
+
+void mcu_maximum_s8_broadcast(const mcu_dims_t *d, const int8_t *input1, const int32_t *s1,
+                              const int8_t *input2, const int32_t *s2, int8_t *output)
+{
+    BROADCAST_LOOP(MAXMIN_ONE_MAX)
+}
+
+void mcu_minimum_s8_broadcast(const mcu_dims_t *d, const int8_t *input1, const int32_t *s1,
+                              const int8_t *input2, const int32_t *s2, int8_t *output)
+{
+    BROADCAST_LOOP(MAXMIN_ONE_MIN)
 }
 
 void mcu_reshape_s8(const int8_t *input, int8_t *output, int32_t size)

@@ -232,6 +232,16 @@ void mcu_sub_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *output_di
 void mcu_mul_s8_broadcast(const mcu_mul_params_t *p, const mcu_dims_t *output_dims,
                           const int8_t *input1, const int32_t *s1, const int8_t *input2,
                           const int32_t *s2, int8_t *output);
+/* MAXIMUM / MINIMUM: the larger / smaller int8 byte (one quantization for inputs and
+ * output); broadcasting forms as above. */
+void mcu_maximum_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int32_t size);
+void mcu_minimum_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int32_t size);
+void mcu_maximum_s8_broadcast(const mcu_dims_t *output_dims, const int8_t *input1,
+                              const int32_t *s1, const int8_t *input2, const int32_t *s2,
+                              int8_t *output);
+void mcu_minimum_s8_broadcast(const mcu_dims_t *output_dims, const int8_t *input1,
+                              const int32_t *s1, const int8_t *input2, const int32_t *s2,
+                              int8_t *output);
 /* RESHAPE: copy (no-op when output == input). */
 void mcu_reshape_s8(const int8_t *input, int8_t *output, int32_t size);
 /* RELU (TFLM ReluQuantized): out = clamp(output_zp + MBQM(x - input_zp, m, s)) */

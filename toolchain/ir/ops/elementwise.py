@@ -6,6 +6,12 @@ int8 Sub: the same Prepare (PrepareGeneralSubOp: left_shift 20 for int8, inputs
 rescaled to twice the larger input scale, SmallerThanOneExp multipliers) and the
 same arithmetic with the difference of the rescaled inputs (reference_ops::Sub /
 BroadcastQuantSubSlow, int32 wrap-around like ADD). MUL: one multiplier s1*s2/so.
+
+MAXIMUM / MINIMUM are TFLM's int8 MaximumMinimum: the larger / smaller raw int8
+byte of the two (broadcast) inputs, no rescaling and no fused activation. TFLM
+does not check that the inputs and the output share a quantization; the quantizer
+gives them one (same_quant="all") and the reference refuses graphs where they
+differ, naming the layer (as CONCATENATION does), instead of a silent byte compare.
 Kernels: firmware_templates/runtime/elementwise.c; all run in place over an input
 of the output's shape.
 """
@@ -133,3 +139,52 @@ register(OpDef("MUL", dict(ATTRS), infer_shape=broadcast_shape, float_eval=lambd
                int8_const_inputs=True, torch=lambda m, op, x, inp: x * inp(1),
                doc="elementwise product"))
 
+
+# ---------------------------------------------------------------- MAXIMUM / MINIMUM
+def _check_same_quant(g: Graph, op: Op) -> None:
+    oq = qparams(g.t(op.outputs[0]), op.name)
+    for n in op.inputs:
+        q = qparams(g.t(n), op.name)
+        if q != oq:
+            raise IRError(f"layer '{op.name}' ({op.type}): input '{n}' has scale/zero point "
+                          f"{q} but the output has {oq}; TFLite Micro compares int8 bytes "
+                          "without rescaling, so requantize the input first")
+
+
+def _maxmin_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
+    _check_same_quant(g, op)
+    f = np.maximum if op.type == "MAXIMUM" else np.minimum
+    out = f(v[op.inputs[0]].astype(np.int8), v[op.inputs[1]].astype(np.int8))
+    return np.broadcast_to(out, g.t(op.outputs[0]).shape).astype(np.int8)
+
+
+def _maxmin_params(g: Graph, op: Op) -> dict:
+    _check_same_quant(g, op)
+    return _layout(g, op)
+
+
+def _maxmin_emit(em, k: int, op: Op, p: dict) -> list[str]:
+    P = em.layer_prefix(k)
+    fn = "mcu_maximum_s8" if op.type == "MAXIMUM" else "mcu_minimum_s8"
+    a, b, out = em.ptr(op.inputs[0]), em.ptr(op.inputs[1]), em.ptr(op.outputs[0])
+    if p["broadcast"]:
+        odm = em.dims(P, "od", p["output_dims"])
+        em.decls.append(f"static const int32_t {P}_s1[4] = {{{em.arr(p['strides1'])}}};")
+        em.decls.append(f"static const int32_t {P}_s2[4] = {{{em.arr(p['strides2'])}}};")
+        return [f"{fn}_broadcast({odm}, {a}, {P}_s1, {b}, {P}_s2, {out});"]
+    return [f"{fn}({a}, {b}, {out}, {p['size']});"]
+
+
+def _maxmin_torch(m, op, x, inp):
+    import torch
+    return (torch.maximum if op.type == "MAXIMUM" else torch.minimum)(x, inp(1))
+
+
+for _name, _f in (("MAXIMUM", np.maximum), ("MINIMUM", np.minimum)):
+    register(OpDef(_name, {}, infer_shape=broadcast_shape,
+                   float_eval=lambda g, op, inp, f=_f: f(inp(0), inp(1)),
+                   reference=_maxmin_ref, quant=QuantRule(same_quant="all"),
+                   kernel_params=_maxmin_params, emit=_maxmin_emit, inplace=same_shape_inputs,
+                   int8_const_inputs=True, torch=_maxmin_torch,
+                   doc=f"elementwise {'larger' if _name == 'MAXIMUM' else 'smaller'} value "
+                       "(one quantization for inputs and output)"))
