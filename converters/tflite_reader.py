@@ -3,7 +3,8 @@
 `read_tflite(path_or_bytes) -> Graph` reads float and int8 models (TF converter
 output, MLPerf Tiny): tensors with shapes, dtypes, per-tensor / per-channel
 quantization (axis), constant buffers, op attributes (OP_ATTRS names).
-RESHAPE is normalized to the `new_shape` attribute (its shape input is dropped).
+RESHAPE is normalized to the `new_shape` attribute (its shape input is dropped);
+SQUEEZE and EXPAND_DIMS are read as RESHAPE to their output shape (ALIASES).
 Ops without options (PAD, RELU, RELU6, LOGISTIC, TANH, HARD_SWISH, QUANTIZE, ...) get
 no attributes; LEAKY_RELU gets `alpha` (LeakyReluOptions, 0.0 when absent, as TFLM).
 Op codes: max(builtin_code, deprecated_builtin_code), as TFLite does.
@@ -27,6 +28,10 @@ from .tflite_schema import (ACT_TO_NAME, BUILTIN_NAME, FILE_IDENTIFIER, NP_DTYPE
                             PADDING_TO_NAME, TENSOR_TYPE_TO_DTYPE, schema)
 
 SUPPORTED_OPS = tuple(OP_ATTRS)
+# builtins that are another op of the IR: SQUEEZE and EXPAND_DIMS only relabel the
+# shape (TFLM copies the bytes), so they become RESHAPE to their output shape (the
+# writer writes RESHAPE)
+ALIASES = {"SQUEEZE": "RESHAPE", "EXPAND_DIMS": "RESHAPE"}
 
 
 def _name(b) -> str:
@@ -163,6 +168,7 @@ def _to_graph(model, raw: bytes, where: str) -> Graph:
             op_type = f"CUSTOM({_name(oc.customCode)})"
         else:
             op_type = BUILTIN_NAME.get(code, f"BUILTIN_{code}")
+        op_type = ALIASES.get(op_type, op_type)
         if op_type not in OP_ATTRS:
             raise IRError(f"unsupported op {op_type} in layer '{layer}'; supported: "
                           f"{', '.join(sorted(OP_ATTRS))}")
