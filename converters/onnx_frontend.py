@@ -10,7 +10,14 @@ is read as (N, C, L) when it reaches a conv, pool or BatchNormalization
 Flattening a 4-D (or NCL) tensor gives a different element order in NHWC than
 in PyTorch's NCHW, so the fully connected layer that reads a flattened tensor
 gets its weight columns permuted (as TF converters do); any other consumer of
-such a tensor is rejected (there is no TRANSPOSE op).
+such a tensor is rejected.
+
+Transpose: the ONNX permutation is composed with the value's layout, so the IR
+TRANSPOSE permutes IR axes (NCHW values stay NCHW-labelled, NHWC in the IR; an
+identity in IR axes becomes a RESHAPE). A rank-3 Transpose output also gets an
+(N, C, L) view for a following Conv1d/pool: (N, T, F) -> transpose(1, 2) -> Conv1d is
+a RESHAPE of the input to the IR's (N, 1, T, F), no data movement; the unused form
+is pruned.
 
 Folding: constant subgraphs (the Shape/Gather/Unsqueeze/Concat chains that
 torch.onnx.export emits for `x.view(x.size(0), -1)`) are evaluated at
@@ -805,6 +812,70 @@ class _Converter:
         self.emit("PAD", [x.ir, self.add_const(f"{node.output[0]}_paddings", ir_pads, "int32")],
                   out, name=node.name)
 
+    def transpose(self, node):
+        x = self.act(node.input[0], node)
+        rank = len(x.onnx_shape)
+        perm = self.attrs(node).get("perm")
+        perm = list(range(rank))[::-1] if perm is None else [int(p) % rank for p in perm]
+        where = f"Transpose node '{node.name}'"
+        if sorted(perm) != list(range(rank)):
+            raise IRError(f"{where}: {perm} is not a permutation of {rank} axes")
+        if x.layout == "flat_chw":
+            raise IRError(f"{where}: transposing a flattened NCHW tensor is not supported")
+        # ONNX value = IR tensor transposed by `to_onnx` (the inverse of the layout map)
+        if x.layout == "nchw":
+            src, to_onnx = x.ir, [0, 3, 1, 2]
+        elif x.layout == "ncl":             # IR (N, 1, L, C): view it as (N, L, C) first
+            n, c, length = x.onnx_shape
+            src = self._reshaped(x.ir, (n, length, c), f"{node.name}_nlc")
+            to_onnx = [0, 2, 1]
+        else:
+            src, to_onnx = x.ir, list(range(rank))
+        onnx_perm = [to_onnx[p] for p in perm]          # ONNX output = src.transpose(this)
+        oshape = tuple(self._shape_of(node.output[0], node))
+        if rank == 4:                                   # output NCHW-labelled: IR NHWC
+            out = self.out_val(node, "nchw")
+            self._ir_transpose(src, [onnx_perm[i] for i in NCHW_TO_NHWC], out, node.name)
+            return
+        out = self.out_val(node, "same")
+        self._ir_transpose(src, onnx_perm, out, node.name)
+        if rank == 3:                                   # (N, C, L) view for a Conv1d
+            n, c, length = oshape
+            view = _Val(self.graph.unique_name(f"{node.output[0]}_ncl"), "ncl", oshape)
+            self.graph.add_tensor(Tensor(view.ir, (n, 1, length, c), "float32"))
+            ncl_perm = [onnx_perm[i] for i in (0, 2, 1)]     # IR (N, L, C) from src
+            if ncl_perm == list(range(3)):
+                self.emit("RESHAPE", [src], view, dict(new_shape=[n, 1, length, c]),
+                          name=f"{node.name}_ncl")
+            else:
+                mid = self._reshaped(None, (n, length, c), f"{node.name}_ncl_t")
+                self._ir_transpose(src, ncl_perm, _Val(mid, "same", ()), f"{node.name}_ncl_t")
+                self.emit("RESHAPE", [mid], view, dict(new_shape=[n, 1, length, c]),
+                          name=f"{node.name}_ncl")
+            self.ncl_views[out.ir] = view
+
+    def _reshaped(self, src, shape, base) -> str:
+        """A new IR tensor of `shape`; RESHAPE'd from `src` unless src is None."""
+        name = self.graph.unique_name(base)
+        self.graph.add_tensor(Tensor(name, tuple(shape), "float32"))
+        if src is not None:
+            op = self.graph.add_op(Op("RESHAPE", [src], [name], dict(new_shape=list(shape)),
+                                      base))
+            self.producer[name] = op
+        return name
+
+    def _ir_transpose(self, src, perm, out: _Val, name):
+        """TRANSPOSE `src` by `perm` (IR axes) into out; a RESHAPE when the permutation
+        moves no data (only axes of size 1 change place)."""
+        shape = self.graph.t(src).shape
+        moved = [p for p in perm if shape[p] != 1]
+        if moved == sorted(moved):
+            self.emit("RESHAPE", [src], out, dict(new_shape=list(self.graph.t(out.ir).shape)),
+                      name=name)
+            return
+        p = self.add_const(f"{name}_perm", np.asarray(perm, np.int32), "int32")
+        self.emit("TRANSPOSE", [src, p], out, name=name)
+
     def identity(self, node):
         if node.input[0] in self.consts:
             self.consts[node.output[0]] = self.consts[node.input[0]]
@@ -820,6 +891,7 @@ class _Converter:
         "ReduceMean": reducemean, "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape,
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,
         "Identity": identity, "Dropout": identity, "Max": maxmin, "Min": maxmin,
+        "Transpose": transpose,
     }
     # ops evaluated at conversion time when all their inputs are constants
     FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",
@@ -956,7 +1028,19 @@ class _Converter:
 
 
 def _prune(graph: Graph) -> None:
-    """Drop tensors nothing refers to (folded weights, aliases)."""
+    """Drop data-movement ops whose output nobody reads (the unused form of a
+    Transpose: plain or (N, C, L) view), then tensors nothing refers to (folded
+    weights, aliases)."""
+    while True:
+        read = set(graph.outputs)
+        for op in graph.ops:
+            read.update(i for i in op.inputs if i)
+        dead = [op for op in graph.ops if op.type in ("TRANSPOSE", "RESHAPE")
+                and not any(o in read for o in op.outputs)]
+        if not dead:
+            break
+        gone = {id(op) for op in dead}
+        graph.ops = [op for op in graph.ops if id(op) not in gone]
     used = set(graph.inputs) | set(graph.outputs)
     for op in graph.ops:
         used.update(i for i in op.inputs if i)

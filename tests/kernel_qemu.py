@@ -139,6 +139,10 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
             calls.append(("portable", f"{fn}_broadcast(&od, x, s1, y, s2, out);"))
         else:
             calls.append(("portable", f"{fn}(x, y, out, {p['size']});"))
+    elif t == "TRANSPOSE":
+        s.append(_carr("od", p["output_dims"], "int32_t"))
+        s.append(_carr("st", p["strides"], "int32_t"))
+        calls.append(("portable", "mcu_transpose_s8(od, st, x, out);"))
     elif t == "RESHAPE":
         calls.append(("portable", f"mcu_reshape_s8(x, out, {p['size']});"))
     elif t == "SOFTMAX":

@@ -469,6 +469,23 @@ def make_leaky_relu(rng, shape=None, alpha=None) -> Graph:
     return g
 
 
+def make_transpose(rng, shape=None, perm=None) -> Graph:
+    """TRANSPOSE of a 1-D to 5-D int8 tensor by a random permutation (int32 constant)."""
+    if shape is None:
+        rank = int(rng.choice([1, 2, 3, 4, 4, 4, 5]))
+        shape = tuple(int(d) for d in rng.integers(1, 7, size=rank))
+    perm = [int(p) for p in (rng.permutation(len(shape)) if perm is None else perm)]
+    q = act_quant(rng)
+    g = Graph(name="transpose")
+    g.add_tensor(Tensor("x", tuple(shape), "int8", q))
+    g.add_tensor(Tensor("perm", (len(perm),), "int32", data=np.asarray(perm, np.int32)))
+    g.add_tensor(Tensor("y", tuple(shape[p] for p in perm), "int8",
+                        Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_op(Op("TRANSPOSE", ["x", "perm"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
 def make_quantize(rng, shape=None, from_float=None) -> Graph:
     """QUANTIZE float32 -> int8, or int8 -> int8 (requantize)."""
     shape = shape or _rand_shape4(rng)
@@ -499,6 +516,7 @@ OP_BUILDERS = {
     "FULLY_CONNECTED": make_fully_connected, "AVERAGE_POOL_2D": make_average_pool2d,
     "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
     "SUB": make_sub, "MAXIMUM": make_maximum, "MINIMUM": make_minimum,
+    "TRANSPOSE": make_transpose,
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,

@@ -27,7 +27,7 @@ CASES = {
     "AVERAGE_POOL_2D": 80, "MAX_POOL_2D": 60, "ADD": 80, "MUL": 60, "RESHAPE": 20,
     "SOFTMAX": 100, "CONCATENATION": 40, "PAD": 40, "MEAN": 80, "RELU": 40, "RELU6": 40,
     "LOGISTIC": 40, "TANH": 40, "HARD_SWISH": 40, "LEAKY_RELU": 40, "SUB": 80,
-    "MAXIMUM": 40, "MINIMUM": 40,
+    "MAXIMUM": 40, "MINIMUM": 40, "TRANSPOSE": 60,
 }
 # kernels with a DSP variant: check the explicit _portable and _dsp entry points
 VARIANTS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}

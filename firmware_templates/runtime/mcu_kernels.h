@@ -284,6 +284,11 @@ void mcu_concat_s8(int32_t num_inputs, const int8_t *const *inputs, const int32_
 void mcu_pad_s8(const mcu_dims_t *input_dims, const int8_t *input, const int32_t *pads,
                 int8_t pad_value, int8_t *output);
 
+/* TRANSPOSE: output_dims[5] (padded with leading ones) and, per output dimension, the
+ * input element stride strides[5]; output written in order (not in place). */
+void mcu_transpose_s8(const int32_t *output_dims, const int32_t *strides, const int8_t *input,
+                      int8_t *output);
+
 /* ---- mean.c ------------------------------------------------------------ */
 /* MEAN over a contiguous block of axes (TFLM int8 MEAN): the input is viewed
  * as [outer, reduce, inner]; output [outer, inner].  multiplier/shift are

@@ -1,10 +1,17 @@
-"""Ops that move int8 bytes without arithmetic: RESHAPE, CONCATENATION, PAD.
+"""Ops that move int8 bytes without arithmetic: RESHAPE, CONCATENATION, PAD, TRANSPOSE.
 
 All keep one quantization for data inputs and output (TFLM copies bytes without
 rescaling; the quantizer gives them one shared range). CONCATENATION inputs
 quantized differently from the output are refused rather than reproducing TFLM's
 silent byte copy: insert a QUANTIZE first. Kernels: runtime/concat_pad.c; RESHAPE
 runs in place (no code when the planner gives input and output one buffer).
+
+TRANSPOSE is TFLM's int8 Transpose: the permutation is a constant int32 input
+(negative entries are not allowed, as in TFLM), inputs of 1 to 5 dimensions
+(TFLM's transpose_common.cc refuses 6-D: so do we, naming the layer); bytes are
+copied without rescaling, so input and output share one quantization
+(same_quant="first"). The C kernel (mcu_transpose_s8) is a strided copy over the
+output, padded to 5-D.
 """
 from __future__ import annotations
 
@@ -165,3 +172,74 @@ register(OpDef("PAD", {}, infer_shape=_pad_shape,  # inputs: x, paddings (int32 
                reference=_pad_ref, quant=QuantRule(same_quant="first"),
                kernel_params=_pad_params, emit=_pad_emit, torch=_pad_torch,
                doc="constant padding with the zero point (or a given value)"))
+
+
+# ---------------------------------------------------------------- TRANSPOSE
+TRANSPOSE_MAX_DIMS = 5          # TFLM transpose_common.cc: "only supports 1D-5D"
+
+
+def _perm(g: Graph, op: Op) -> list[int]:
+    x = g.t(op.inputs[0])
+    if len(op.inputs) < 2 or not op.inputs[1] or not g.t(op.inputs[1]).is_const:
+        raise IRError(f"layer '{op.name}' (TRANSPOSE): the permutation must be a constant "
+                      "int32 input")
+    perm = [int(v) for v in np.asarray(g.t(op.inputs[1]).data).reshape(-1)]
+    rank = len(x.shape)
+    if rank > TRANSPOSE_MAX_DIMS or rank < 1:
+        raise IRError(f"layer '{op.name}' (TRANSPOSE): {rank}-D input {tuple(x.shape)}; "
+                      f"TFLite Micro transposes 1-D to {TRANSPOSE_MAX_DIMS}-D tensors")
+    if sorted(perm) != list(range(rank)):
+        raise IRError(f"layer '{op.name}' (TRANSPOSE): {perm} is not a permutation of the "
+                      f"{rank} axes of {tuple(x.shape)}")
+    return perm
+
+
+def _transpose_shape(g: Graph, op: Op):
+    shape = g.t(op.inputs[0]).shape
+    return tuple(int(shape[p]) for p in _perm(g, op))
+
+
+def _transpose_float(g: Graph, op: Op, inp):
+    perm = _perm(g, op)
+    x = inp(0)
+    declared = g.t(op.inputs[0]).shape
+    if perm[0] != 0 and x.shape[0] != declared[0]:
+        raise IRError(f"layer '{op.name}' (TRANSPOSE): permutation {perm} moves the batch "
+                      f"axis; evaluate it with batch {declared[0]}")
+    return np.transpose(x, perm)
+
+
+def _transpose_params(g: Graph, op: Op) -> dict:
+    """Output dims and, per output dim, the input element stride, both padded to 5-D
+    (leading ones, stride 0)."""
+    perm = _perm(g, op)
+    shape = [int(d) for d in g.t(op.inputs[0]).shape]
+    strides, acc = [0] * len(shape), 1
+    for i in range(len(shape) - 1, -1, -1):
+        strides[i] = acc
+        acc *= shape[i]
+    pad = TRANSPOSE_MAX_DIMS - len(shape)
+    return dict(output_dims=i32([1] * pad + [shape[p] for p in perm]),
+                strides=i32([0] * pad + [strides[p] for p in perm]),
+                size=int(np.prod(shape, dtype=np.int64)))
+
+
+def _transpose_emit(em, k, op, p):
+    P = em.layer_prefix(k)
+    em.decls.append(f"static const int32_t {P}_od[5] = {{{em.arr(p['output_dims'])}}};")
+    em.decls.append(f"static const int32_t {P}_st[5] = {{{em.arr(p['strides'])}}};")
+    return [f"mcu_transpose_s8({P}_od, {P}_st, {em.ptr(op.inputs[0])}, "
+            f"{em.ptr(op.outputs[0])});"]
+
+
+def _transpose_torch(m, op, x, inp):
+    return x.permute(*_perm(m.graph, op))
+
+
+register(OpDef("TRANSPOSE", {}, infer_shape=_transpose_shape,   # inputs: x, perm (int32)
+               float_eval=_transpose_float,
+               reference=lambda g, op, v: np.transpose(v[op.inputs[0]], _perm(g, op)),
+               quant=QuantRule(same_quant="first"), kernel_params=_transpose_params,
+               emit=_transpose_emit, torch=_transpose_torch,
+               doc="permute the axes (1-D to 5-D), same bytes"))
+
