@@ -876,6 +876,51 @@ class _Converter:
         p = self.add_const(f"{name}_perm", np.asarray(perm, np.int32), "int32")
         self.emit("TRANSPOSE", [src, p], out, name=name)
 
+    def slice(self, node):
+        """ONNX Slice (constant starts/ends/axes/steps) -> STRIDED_SLICE in IR axes, with
+        the ONNX bounds clamped as ONNX defines them (an end before index 0 of a
+        backward slice becomes the end mask)."""
+        where = f"Slice node '{node.name}'"
+        x = self.act(node.input[0], node)
+        if x.layout == "flat_chw":
+            raise IRError(f"{where}: slicing a flattened NCHW tensor is not supported")
+        rank = len(x.onnx_shape)
+        if self.opset >= 10:
+            starts = self.const(node.input[1], node, "starts")
+            ends = self.const(node.input[2], node, "ends")
+            axes = self.const(node.input[3], node, "axes") if self._opt_input(node, 3) else None
+            steps = self.const(node.input[4], node, "steps") if self._opt_input(node, 4) else None
+        else:
+            a = self.attrs(node)
+            starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes"), None
+        starts = [int(v) for v in np.asarray(starts).reshape(-1)]
+        ends = [int(v) for v in np.asarray(ends).reshape(-1)]
+        axes = list(range(len(starts))) if axes is None else \
+            [int(v) % rank for v in np.asarray(axes).reshape(-1)]
+        steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).reshape(-1)]
+        amap = {"nchw": AXIS_NCHW_TO_NHWC, "ncl": AXIS_NCL_TO_NHWC}.get(
+            x.layout, {i: i for i in range(rank)})
+        ir_shape = self.graph.t(x.ir).shape
+        begin, end = [0] * len(ir_shape), [int(d) for d in ir_shape]
+        strides, end_mask = [1] * len(ir_shape), 0
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            n = int(x.onnx_shape[ax])
+            if st == 0:
+                raise IRError(f"{where}: step 0")
+            s, e = s + n if s < 0 else s, e + n if e < 0 else e
+            if st > 0:
+                s, e = min(max(s, 0), n), min(max(e, 0), n)
+            else:
+                s, e = min(max(s, 0), n - 1), min(max(e, -1), n - 1)
+            k = amap[ax]
+            begin[k], end[k], strides[k] = s, e, st
+            if st < 0 and e == -1:
+                end[k], end_mask = 0, end_mask | (1 << k)
+        out = self.out_val(node, x.layout)
+        ins = [x.ir] + [self.add_const(f"{node.output[0]}_{w}", np.asarray(v, np.int32), "int32")
+                        for w, v in (("begin", begin), ("end", end), ("strides", strides))]
+        self.emit("STRIDED_SLICE", ins, out, dict(end_mask=end_mask), name=node.name)
+
     def identity(self, node):
         if node.input[0] in self.consts:
             self.consts[node.output[0]] = self.consts[node.input[0]]
@@ -891,7 +936,7 @@ class _Converter:
         "ReduceMean": reducemean, "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape,
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,
         "Identity": identity, "Dropout": identity, "Max": maxmin, "Min": maxmin,
-        "Transpose": transpose,
+        "Transpose": transpose, "Slice": slice,
     }
     # ops evaluated at conversion time when all their inputs are constants
     FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",

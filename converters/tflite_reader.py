@@ -75,6 +75,12 @@ def _attrs(op_type: str, opts, layer: str) -> dict:
         return dict(axis=int(opts.axis), fused_activation=_act(opts, op_type, layer))
     if op_type == "MEAN":
         return dict(keep_dims=bool(opts.keepDims) if opts else False)
+    if op_type == "STRIDED_SLICE":
+        if opts is None:
+            return {}
+        return dict(begin_mask=int(opts.beginMask), end_mask=int(opts.endMask),
+                    ellipsis_mask=int(opts.ellipsisMask), new_axis_mask=int(opts.newAxisMask),
+                    shrink_axis_mask=int(opts.shrinkAxisMask), offset=bool(opts.offset))
     if op_type == "LEAKY_RELU":
         return dict(alpha=float(np.float32(opts.alpha)) if opts else 0.0)
     return {}

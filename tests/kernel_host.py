@@ -210,6 +210,10 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
     elif t == "TRANSPOSE":
         od, st = i32(p["output_dims"]), i32(p["strides"])
         lib.mcu_transpose_s8(ptr(od, C.c_int32), ptr(st, C.c_int32), ptr(x), ptr(out))
+    elif t == "STRIDED_SLICE":
+        od, st = i32(p["output_dims"]), i32(p["strides"])
+        lib.mcu_strided_slice_s8(ptr(od, C.c_int32), ptr(st, C.c_int32), p["offset"], ptr(x),
+                                 ptr(out))
     elif t == "RESHAPE":
         lib.mcu_reshape_s8(ptr(x), ptr(out), p["size"])
     elif t == "SOFTMAX":

@@ -143,6 +143,10 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
         s.append(_carr("od", p["output_dims"], "int32_t"))
         s.append(_carr("st", p["strides"], "int32_t"))
         calls.append(("portable", "mcu_transpose_s8(od, st, x, out);"))
+    elif t == "STRIDED_SLICE":
+        s.append(_carr("od", p["output_dims"], "int32_t"))
+        s.append(_carr("st", p["strides"], "int32_t"))
+        calls.append(("portable", f"mcu_strided_slice_s8(od, st, {p['offset']}, x, out);"))
     elif t == "RESHAPE":
         calls.append(("portable", f"mcu_reshape_s8(x, out, {p['size']});"))
     elif t == "SOFTMAX":

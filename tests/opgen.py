@@ -486,6 +486,49 @@ def make_transpose(rng, shape=None, perm=None) -> Graph:
     return g
 
 
+def make_strided_slice(rng, shape=None, begin=None, end=None, strides=None, masks=None) -> Graph:
+    """STRIDED_SLICE of a 1-D to 4-D int8 tensor: random begin/end (negative too, out of
+    range too), strides (negative too), begin/end/shrink masks; a non-empty output with
+    at least one axis."""
+    from toolchain.ir.graph import IRError
+    from toolchain.ir.ops.shape import SLICE_ATTRS
+    fixed = shape is not None
+    for _ in range(200):
+        if not fixed:
+            rank = int(rng.choice([1, 2, 3, 4, 4, 4]))
+            shape = tuple(int(d) for d in rng.integers(1, 8, size=rank))
+        rank = len(shape)
+        b = list(begin) if begin is not None else \
+            [int(rng.integers(-d - 2, d + 2)) for d in shape]
+        e = list(end) if end is not None else [int(rng.integers(-d - 2, d + 2)) for d in shape]
+        st = list(strides) if strides is not None else \
+            [int(rng.choice([1, 1, 1, 2, 3, -1, -2])) for _ in shape]
+        if masks is not None:
+            attrs = dict(SLICE_ATTRS, **masks)
+        else:
+            m = [int(rng.integers(0, 1 << rank)) if rng.random() < 0.5 else 0 for _ in range(3)]
+            shrink = m[2] & int(rng.integers(0, 1 << rank)) if rng.random() < 0.3 else 0
+            attrs = dict(SLICE_ATTRS, begin_mask=m[0], end_mask=m[1], shrink_axis_mask=shrink)
+        q = act_quant(rng)
+        g = Graph(name="strided_slice")
+        g.add_tensor(Tensor("x", tuple(shape), "int8", q))
+        for n, v in (("begin", b), ("end", e), ("strides", st)):
+            g.add_tensor(Tensor(n, (rank,), "int32", data=np.asarray(v, np.int32)))
+        g.add_tensor(Tensor("y", (), "int8", Quant(q.scale.copy(), q.zero_point.copy())))
+        op = g.add_op(Op("STRIDED_SLICE", ["x", "begin", "end", "strides"], ["y"], attrs))
+        try:
+            from toolchain.ir.ops import get
+            out = get("STRIDED_SLICE").infer_shape(g, op)
+        except IRError:
+            continue
+        if not out:
+            continue
+        g.t("y").shape = tuple(out)
+        g.inputs, g.outputs = ["x"], ["y"]
+        return g
+    raise ValueError(f"no non-empty slice found for {shape}")
+
+
 def make_quantize(rng, shape=None, from_float=None) -> Graph:
     """QUANTIZE float32 -> int8, or int8 -> int8 (requantize)."""
     shape = shape or _rand_shape4(rng)
@@ -516,7 +559,7 @@ OP_BUILDERS = {
     "FULLY_CONNECTED": make_fully_connected, "AVERAGE_POOL_2D": make_average_pool2d,
     "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
     "SUB": make_sub, "MAXIMUM": make_maximum, "MINIMUM": make_minimum,
-    "TRANSPOSE": make_transpose,
+    "TRANSPOSE": make_transpose, "STRIDED_SLICE": make_strided_slice,
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,

@@ -1,4 +1,4 @@
-/* CONCATENATION, PAD and TRANSPOSE int8 (TFLM reference_ops). */
+/* CONCATENATION, PAD, TRANSPOSE and STRIDED_SLICE int8 (TFLM reference_ops). */
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
@@ -63,4 +63,12 @@ void mcu_transpose_s8(const int32_t *output_dims, const int32_t *strides, const 
                       int8_t *output)
 {
     strided_copy(output_dims, strides, input, output);
+}
+
+/* STRIDED_SLICE (TFLM reference_ops::StridedSlice): the first element of the slice is
+ * input[offset]; strides (negative for backward slices) per output dim, 5-D padded. */
+void mcu_strided_slice_s8(const int32_t *output_dims, const int32_t *strides, int32_t offset,
+                          const int8_t *input, int8_t *output)
+{
+    strided_copy(output_dims, strides, input + offset, output);
 }

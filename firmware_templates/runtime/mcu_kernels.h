@@ -288,6 +288,9 @@ void mcu_pad_s8(const mcu_dims_t *input_dims, const int8_t *input, const int32_t
  * input element stride strides[5]; output written in order (not in place). */
 void mcu_transpose_s8(const int32_t *output_dims, const int32_t *strides, const int8_t *input,
                       int8_t *output);
+/* STRIDED_SLICE: the same strided copy from input[offset] (strides may be negative). */
+void mcu_strided_slice_s8(const int32_t *output_dims, const int32_t *strides, int32_t offset,
+                          const int8_t *input, int8_t *output);
 
 /* ---- mean.c ------------------------------------------------------------ */
 /* MEAN over a contiguous block of axes (TFLM int8 MEAN): the input is viewed
