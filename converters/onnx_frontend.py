@@ -589,6 +589,18 @@ class _Converter:
         alpha = float(np.float32(self.attrs(node).get("alpha", 0.01)))     # ONNX default
         self._elementwise(node, "LEAKY_RELU", dict(alpha=alpha))
 
+    def prelu(self, node):
+        """PRelu with a constant slope (per channel or one): PRELU, alpha in IR layout."""
+        x = self.act(node.input[0], node)
+        slope = self.const(node.input[1], node, "slope")
+        alpha = self._const_like(x, slope, node)
+        if x.layout == "nchw" and alpha.ndim == 4 and alpha.shape[:3] == (1, 1, 1):
+            alpha = alpha.reshape(-1)                    # per channel: (C,)
+        out = self.new_act(node.output[0], self.graph.t(x.ir).shape, x.layout, x.onnx_shape,
+                           x.chw)
+        self.emit("PRELU", [x.ir, self.add_const(f"{node.name or node.output[0]}.alpha", alpha)],
+                  out, name=node.name)
+
     def clip(self, node):
         a = self.attrs(node)
         lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
@@ -937,6 +949,7 @@ class _Converter:
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,
         "Identity": identity, "Dropout": identity, "Max": maxmin, "Min": maxmin,
         "Transpose": transpose, "Slice": slice,
+        "PRelu": prelu,
     }
     # ops evaluated at conversion time when all their inputs are constants
     FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",

@@ -24,20 +24,21 @@ WRITABLE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL
                 "MAX_POOL_2D", "ADD", "MUL", "RESHAPE", "SOFTMAX", "CONCATENATION", "PAD",
                 "MEAN", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "TANH",
                 "HARD_SWISH", "LEAKY_RELU", "SUB", "MAXIMUM", "MINIMUM", "TRANSPOSE",
-                "STRIDED_SLICE")
+                "STRIDED_SLICE", "PRELU")
 
 # op versions TF's converter writes for int8 kernels (float32 kernels are version 1);
 # tensorflow/lite/tools/versioning/op_version.cc: TANH int8 is 2 (like LOGISTIC),
 # HARD_SWISH has one version, LEAKY_RELU int8 is 1 (2 is int16), SUB int8 is 2 (3 when
 # it broadcasts over more than 4 dimensions), MAXIMUM / MINIMUM int8 are 2, TRANSPOSE
-# int8 is 2 (4 for a 5-D input), STRIDED_SLICE int8 is 2
+# int8 is 2 (4 for a 5-D input), STRIDED_SLICE int8 is 2, PRELU has
+# one version
 _INT8_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4,
                  "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2, "ADD": 2, "MUL": 2, "RESHAPE": 1,
                  "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2, "MEAN": 2, "RELU": 2,
                  "RELU6": 2, "QUANTIZE": 2, "DEQUANTIZE": 2, "LOGISTIC": 2, "TANH": 2,
                  "HARD_SWISH": 1, "LEAKY_RELU": 1, "SUB": 2,
                  "MAXIMUM": 2, "MINIMUM": 2, "TRANSPOSE": 2,
-                 "STRIDED_SLICE": 2}
+                 "STRIDED_SLICE": 2, "PRELU": 1}
 
 
 class _AlignedBufferT(schema.BufferT):

@@ -82,6 +82,9 @@ AddParams = _struct("AddParams", ["input1_offset", "input2_offset", "left_shift"
                                   "output_offset", "act_min", "act_max"])
 MulParams = _struct("MulParams", ["input1_offset", "input2_offset", "output_multiplier",
                                   "output_shift", "output_offset", "act_min", "act_max"])
+PreluParams = _struct("PreluParams", ["input_offset", "alpha_offset", "output_offset",
+                                      "output_multiplier_1", "output_shift_1",
+                                      "output_multiplier_2", "output_shift_2"])
 SoftmaxParams = _struct("SoftmaxParams", ["input_multiplier", "input_left_shift", "diff_min"])
 
 
@@ -214,6 +217,11 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         od, st = i32(p["output_dims"]), i32(p["strides"])
         lib.mcu_strided_slice_s8(ptr(od, C.c_int32), ptr(st, C.c_int32), p["offset"], ptr(x),
                                  ptr(out))
+    elif t == "PRELU":
+        alpha = i8(g.t(op.inputs[1]).data if g.t(op.inputs[1]).is_const else feeds[op.inputs[1]])
+        st = i32(p["alpha_strides"])
+        lib.mcu_prelu_s8(C.byref(fill(PreluParams, p)), C.byref(Dims(*p["output_dims"])),
+                         ptr(x), ptr(alpha), ptr(st, C.c_int32), ptr(out))
     elif t == "RESHAPE":
         lib.mcu_reshape_s8(ptr(x), ptr(out), p["size"])
     elif t == "SOFTMAX":

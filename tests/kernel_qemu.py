@@ -63,6 +63,8 @@ ADD_F = ["input1_offset", "input2_offset", "left_shift", "input1_multiplier", "i
          "output_offset", "act_min", "act_max"]
 MUL_F = ["input1_offset", "input2_offset", "output_multiplier", "output_shift",
          "output_offset", "act_min", "act_max"]
+PRELU_F = ["input_offset", "alpha_offset", "output_offset", "output_multiplier_1",
+           "output_shift_1", "output_multiplier_2", "output_shift_2"]
 SOFTMAX_F = ["input_multiplier", "input_left_shift", "diff_min"]
 
 
@@ -147,6 +149,12 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
         s.append(_carr("od", p["output_dims"], "int32_t"))
         s.append(_carr("st", p["strides"], "int32_t"))
         calls.append(("portable", f"mcu_strided_slice_s8(od, st, {p['offset']}, x, out);"))
+    elif t == "PRELU":
+        s.append(_carr("alpha", g.t(op.inputs[1]).data, "int8_t"))
+        s.append(_carr("ast", p["alpha_strides"], "int32_t"))
+        setup.append(f"const mcu_prelu_params_t p = {_struct_init(p, PRELU_F)};\n")
+        setup.append(f"const mcu_dims_t od = {_dims(p['output_dims'])};\n")
+        calls.append(("portable", "mcu_prelu_s8(&p, &od, x, alpha, ast, out);"))
     elif t == "RESHAPE":
         calls.append(("portable", f"mcu_reshape_s8(x, out, {p['size']});"))
     elif t == "SOFTMAX":

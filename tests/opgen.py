@@ -529,6 +529,26 @@ def make_strided_slice(rng, shape=None, begin=None, end=None, strides=None, mask
     raise ValueError(f"no non-empty slice found for {shape}")
 
 
+def make_prelu(rng, shape=None, alpha_shape=None) -> Graph:
+    """PRELU: constant int8 alpha per channel (or per tensor / spatial), per-tensor
+    quantized (slopes from -1 to 2), any input and output quantizations."""
+    shape = shape or _rand_shape4(rng)
+    if alpha_shape is None:
+        alpha_shape = _pick(rng, None, ((shape[-1],), (1, 1, shape[-1]), (1,),
+                                        tuple(shape[1:])))
+    aq = Quant.per_tensor(rand_scale(rng, 0.002, 0.02), rand_zp(rng))
+    a = rng.integers(-128, 128, size=alpha_shape).astype(np.int8)
+    q = act_quant(rng)
+    g = Graph(name="prelu")
+    g.add_tensor(Tensor("x", tuple(shape), "int8", q))
+    g.add_tensor(Tensor("alpha", tuple(alpha_shape), "int8", aq, a))
+    g.add_tensor(Tensor("y", tuple(shape), "int8",
+                        act_quant(rng, _f32(q.scale[0] * np.exp2(rng.uniform(-2, 2))))))
+    g.add_op(Op("PRELU", ["x", "alpha"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
 def make_quantize(rng, shape=None, from_float=None) -> Graph:
     """QUANTIZE float32 -> int8, or int8 -> int8 (requantize)."""
     shape = shape or _rand_shape4(rng)
@@ -560,6 +580,7 @@ OP_BUILDERS = {
     "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
     "SUB": make_sub, "MAXIMUM": make_maximum, "MINIMUM": make_minimum,
     "TRANSPOSE": make_transpose, "STRIDED_SLICE": make_strided_slice,
+    "PRELU": make_prelu,
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,

@@ -91,6 +91,14 @@ typedef struct {
     int32_t act_min, act_max;
 } mcu_mul_params_t;
 
+/* PRELU (TFLM CalculatePreluParams): offsets and the two QuantizeMultiplier pairs,
+ * in_s/out_s (x >= 0) and in_s*alpha_s/out_s (x < 0). */
+typedef struct {
+    int32_t input_offset, alpha_offset, output_offset;
+    int32_t output_multiplier_1, output_shift_1;
+    int32_t output_multiplier_2, output_shift_2;
+} mcu_prelu_params_t;
+
 typedef struct {
     int32_t input_multiplier;
     int32_t input_left_shift;
@@ -273,6 +281,12 @@ void mcu_logistic_s8_table(int8_t *table, int32_t input_zero_point, int32_t inpu
  * table[128..255] for x = -128..-1 (quant_math.lut_s8_table).  output may equal
  * input. */
 void mcu_lut_s8(const int8_t *input, int8_t *output, int32_t size, const int8_t *table);
+/* PRELU over a 4-D NHWC input of output_dims; alpha element (n,h,w,c) at
+ * alpha[n*s[0] + h*s[1] + w*s[2] + c*s[3]] (stride 0 on broadcast dims). May run in
+ * place over the input. */
+void mcu_prelu_s8(const mcu_prelu_params_t *p, const mcu_dims_t *output_dims,
+                  const int8_t *input, const int8_t *alpha, const int32_t *alpha_strides,
+                  int8_t *output);
 
 /* ---- concat_pad.c ------------------------------------------------------ */
 /* CONCATENATION: outer = product of dims before the axis; inner_sizes[i] =
