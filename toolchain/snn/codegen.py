@@ -114,6 +114,13 @@ class SnnGenResult:
                 dict(zip(self.synapse_layers, v[n + ns:])))
 
 
+def snn_model_hash(q: Graph, timesteps: int) -> str:
+    """The model hash the device reports: the fixed-point graph's, T and the encoding."""
+    enc = q.meta["snn"]["fixed"]["encoding"]
+    return hashlib.sha256(bytes.fromhex(q.model_hash()) +
+                          f"snn;T={timesteps};enc={enc}".encode()).hexdigest()
+
+
 def generate_snn(q: Graph, out_dir, timesteps: int, *, prefix: str = "",
                  name: str | None = None) -> SnnGenResult:
     fx = q.meta.get("snn", {}).get("fixed")
@@ -174,8 +181,7 @@ def generate_snn(q: Graph, out_dir, timesteps: int, *, prefix: str = "",
     bufs.append(f"static uint64_t {P}layer_count[{n_l}];")
     bufs.append(f"static uint64_t {P}total_count;")
     mname = name or g.name or "snn"
-    h = hashlib.sha256(bytes.fromhex(g.model_hash()) +
-                       f"snn;T={timesteps};enc={enc}".encode()).digest()
+    h = bytes.fromhex(snn_model_hash(g, timesteps))
     # reset of state, counts
     reset = [f"    for (i = 0; i < {n}u; i++) {sym}[i] = 0;" for sym, n, _ in state_syms]
     reset += [f"    for (i = 0; i < {max(ns, 1)}u; i++) {P}spikes[i] = 0;",
