@@ -233,3 +233,58 @@ def test_timesteps_on_an_int8_model_is_refused(tmp_path):
     (tmp_path / "m.tflite").write_bytes(b"x")
     r = mcu("convert", tmp_path / "m.tflite", "-T", 4, "-o", tmp_path / "out")
     one_error_line(r, "--timesteps is for spiking models (.nir)")
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="needs a host C compiler")
+def test_c_export_runs_with_the_runtime_kernels_as_its_header_says(digits, tmp_path):
+    """Another C project: the exported arrays, the header's macros and the mcu_snn_*
+    kernels (firmware_templates/runtime) reproduce the fixed-point reference's counts."""
+    from toolchain.codegen.host import RUNTIME
+    from toolchain.snn import fixed_point as fp
+    from toolchain.snn.pipeline import SnnOptions, prepare
+    out = tmp_path / "o"
+    assert mcu("convert", digits / "digits.nir", *_snn(digits), "-o", out).exit_code == 0
+    m = prepare(digits / "digits.nir", digits / "calib.npz",
+                SnnOptions(timesteps=T, reset="subtract"))
+    x = np.load(digits / "test.npz")["x"][:20]
+    want = fp.run_fixed(m.qgraph, x, T).counts
+    xq = fp.quantize_input(x, m.qgraph.meta["snn"]["fixed"]["input_scale"])
+    rows = ",\n".join("{" + ", ".join(map(str, r)) + "}" for r in xq)
+    neuron = ("static const mcu_snn_neuron_t n{k} = {{SNN_MODEL_L{k}_CHANNELS, "
+              "SNN_MODEL_L{k}_FRAC_BITS, SNN_MODEL_L{k}_RESET_SUBTRACT, snn_model_l{k}_beta, "
+              "snn_model_l{k}_alpha, snn_model_l{k}_thr, snn_model_l{k}_vreset, "
+              "snn_model_l{k}_leak}};")
+    (tmp_path / "run.c").write_text(f"""#include <stdio.h>
+#include "snn_model.h"
+#include "mcu_kernels.h"
+static const int8_t X[{len(xq)}][SNN_MODEL_INPUT_SIZE] = {{{rows}}};
+{neuron.format(k=1)}
+{neuron.format(k=3)}
+int main(void) {{
+    int s, t, i;
+    for (s = 0; s < {len(xq)}; s++) {{
+        int32_t acc0[SNN_MODEL_L0_OUT], acc2[SNN_MODEL_L2_OUT], cnt[SNN_MODEL_OUTPUT_SIZE] = {{0}};
+        int16_t v1[SNN_MODEL_L1_SIZE] = {{0}}, v3[SNN_MODEL_L3_SIZE] = {{0}};
+        int8_t s1[SNN_MODEL_L1_SIZE], s3[SNN_MODEL_L3_SIZE];
+        mcu_snn_fc_dense_s8(SNN_MODEL_L0_IN, SNN_MODEL_L0_OUT, X[s], snn_model_l0_weight,
+                            snn_model_l0_bias, acc0);      /* constant input: once */
+        for (t = 0; t < SNN_MODEL_TIMESTEPS; t++) {{
+            mcu_snn_lif_s16(&n1, SNN_MODEL_L1_SIZE, acc0, v1, s1);
+            mcu_snn_fc_events_s8(SNN_MODEL_L2_IN, SNN_MODEL_L2_OUT, s1, snn_model_l2_weight,
+                                 snn_model_l2_bias, acc2);
+            mcu_snn_lif_s16(&n3, SNN_MODEL_L3_SIZE, acc2, v3, s3);
+            for (i = 0; i < SNN_MODEL_OUTPUT_SIZE; i++) cnt[i] += s3[i];
+        }}
+        for (i = 0; i < SNN_MODEL_OUTPUT_SIZE; i++) printf("%d%c", (int)cnt[i],
+                                                          i + 1 < SNN_MODEL_OUTPUT_SIZE ? ' ' : '\\n');
+    }}
+    return 0;
+}}
+""")
+    exe = tmp_path / "run"
+    subprocess.run(["cc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-DMCU_NO_DSP",
+                    f"-I{out}", f"-I{RUNTIME}", str(tmp_path / "run.c"), str(out / "snn_model.c"),
+                    *map(str, sorted(RUNTIME.glob("*.c"))), "-o", str(exe)], check=True)
+    got = np.loadtxt(subprocess.run([str(exe)], capture_output=True, text=True,
+                                    check=True).stdout.splitlines(), dtype=np.int64)
+    np.testing.assert_array_equal(got, want)

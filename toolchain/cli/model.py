@@ -41,7 +41,8 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path,
                           log=lambda s: click.echo(s, err=True))
         for s in res.samples:
             c = s.device_out
-            click.echo(f"[{s.index}] {s.latency:,} {res.latency_unit}  argmax {s.device_pred}  "
+            lat = "?" if s.latency is None else f"{s.latency:,}"
+            click.echo(f"[{s.index}] {lat} {res.latency_unit}  argmax {s.device_pred}  "
                        f"{c if len(c) <= 16 else str(c[:16]) + '...'}"
                        + ("  = fixed-point reference" if s.exact and s.layers_exact
                           else "  DIFFERS from the fixed-point reference"))
