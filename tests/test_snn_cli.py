@@ -27,7 +27,10 @@ def mcu(*args):
 
 
 def one_error_line(r, *words):
-    err = [line for line in r.stderr.splitlines() if line.strip()]
+    """The failure is one line (progress lines of mcu hil, 'data: ...', 'building ...',
+    may come before it)."""
+    err = [line for line in r.stderr.splitlines() if line.strip()
+           and not line.startswith(("data: ", "building firmware"))]
     assert r.exit_code != 0, r.output
     assert len(err) == 1 and err[0].startswith("error: "), r.stderr
     for w in words:
@@ -288,3 +291,27 @@ int main(void) {{
     got = np.loadtxt(subprocess.run([str(exe)], capture_output=True, text=True,
                                     check=True).stdout.splitlines(), dtype=np.int64)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="needs a host C compiler")
+def test_hil_on_a_running_device_checks_the_model_hash(digits, tmp_path, monkeypatch):
+    """--port: a device already running the model (as a flashed board would); the same
+    NIR file with other options is another model (exit 3)."""
+    from toolchain.build_model import build_snn_model
+    from toolchain.devices import start_device
+    from toolchain.snn.pipeline import SnnOptions
+    monkeypatch.chdir(tmp_path)
+    rep = build_snn_model(digits / "digits.nir", "host", "fw", calib=digits / "calib.npz",
+                          options=SnnOptions(timesteps=T, reset="subtract"))
+    with start_device("host", rep["_build"]) as dev:
+        dev.link().info()
+        dev.release()
+        r = mcu("hil", digits / "digits.nir", "--board", "host", "--port", dev.url, "--data",
+                digits / "test.npz", "--limit", 10, *_snn(digits))
+        assert r.exit_code == 0, r.output
+        assert "spike-exact:     10/10 samples" in r.stdout
+        r = mcu("hil", digits / "digits.nir", "--board", "host", "--port", dev.url, "--data",
+                digits / "test.npz", "--timesteps", T + 2, "--reset", "subtract",
+                "--calib", digits / "calib.npz")
+        assert r.exit_code == 3
+        one_error_line(r, f"runs model 'digits' {rep['model_hash'][:16]}", "not ")

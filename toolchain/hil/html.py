@@ -327,7 +327,8 @@ def write_html(res: HilResult, path) -> Path:
 
 
 # --------------------------------------------------------------------------- spiking models
-def raster_svg(raster: dict, neurons: dict, timesteps: int, max_rows: int = 64) -> str:
+def raster_svg(raster: dict, neurons: dict, timesteps: int, max_rows: int = 64,
+               labels: dict | None = None) -> str:
     """Spike raster of one sample: a panel per spiking layer, time step across, neuron
     index down (the first max_rows neurons of large layers), one mark per spike."""
     left, cw, top = 150, max(8, min(24, 600 // max(timesteps, 1))), 18
@@ -340,7 +341,7 @@ def raster_svg(raster: dict, neurons: dict, timesteps: int, max_rows: int = 64) 
         color = PALETTE[li % len(PALETTE)]
         total = sum(len(s) for s in steps)
         parts.append(f'<text x="{left - 8}" y="{y + 12}" text-anchor="end" fill="#222">'
-                     f'{_e(_short(name, 20))}</text>')
+                     f'{_e(_short((labels or {}).get(name, name), 22))}</text>')
         parts.append(f'<text x="{left - 8}" y="{y + 26}" text-anchor="end" fill="#777">'
                      f'{n} neurons{"" if n <= max_rows else f" (first {max_rows})"}</text>')
         parts.append(f'<text x="{left - 8}" y="{y + 40}" text-anchor="end" fill="#777">'
@@ -435,7 +436,8 @@ def render_snn_html(res) -> str:
         out.append("<h2>Spike raster, sample 0</h2><p class='sub'>From the host fixed-point "
                    "reference, which the device matches spike for spike "
                    "(per-layer counts checked on every sample).</p>")
-        out.append(raster_svg(res.raster, m.get("raster_neurons", {}), res.timesteps))
+        out.append(raster_svg(res.raster, m.get("raster_neurons", {}), res.timesteps,
+                              labels=m.get("raster_labels")))
     conf = res.confusion()
     if conf:
         out.append("<h2>Confusion matrix (device) and per-class accuracy</h2>")

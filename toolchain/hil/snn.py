@@ -213,9 +213,11 @@ def run_snn_hil(model, data_path, *, board=None, options=None, calib=None, port=
     rec = fp.run_fixed(q, x[:1], T, record=True).record
     xir = to_ir_layout(q, x, steps=opts.encoding == "events")
     out_dir = Path(build_dir) if build_dir else _build_dir(b, m)
-    if port:
+    if port:       # a flashed device: the generator only packs inputs, unpacks outputs
+        import tempfile
         from toolchain.snn.codegen import generate_snn
-        gen = generate_snn(q, out_dir / "model", T, name=m.name)
+        with tempfile.TemporaryDirectory(prefix=".mcu-snn-") as tmp:
+            gen = generate_snn(q, Path(tmp) / "model", T, name=m.name)
         rep, dev = None, start_device(b, None, port=port)
     else:
         if log and not (out_dir / "build.json").exists():
@@ -240,6 +242,8 @@ def run_snn_hil(model, data_path, *, board=None, options=None, calib=None, port=
                   for k, v in rec.items()}
     res.meta["raster_neurons"] = {op.name: int(q.t(op.outputs[0]).size) for op in q.ops
                                   if op.name in rec}
+    res.meta["raster_labels"] = {op.name: f"{k} {op.type} {op.name}"
+                                 for k, op in enumerate(q.ops) if op.name in rec}
     last = [0.0]
     times = None
     with dev:
