@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi qemu-system-arm
 
-.PHONY: setup sysdeps venv test demo bench patch-faults clean
+.PHONY: setup sysdeps venv test demo bench bench-snn patch-faults clean
 
 setup: sysdeps venv
 
@@ -38,6 +38,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m toolchain.bench
+
+# Spiking networks (issue #11): snnTorch MLP and conv net on digits, float / fixed point /
+# device, instructions (portable, DSP), rate sweep, vs the int8 CNN. JSON: bench-results/snn_bench.json
+bench-snn: setup
+	$(BIN)/python -m toolchain.snn.bench
 
 # Device patch fault campaign (issue #6): power cuts at every flash operation, link
 # faults through a proxy, bad patches; on the host board and QEMU. JSON: build/patch-faults.json

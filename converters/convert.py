@@ -20,8 +20,9 @@ from toolchain.ir.graph import Graph, IRError
 
 def load_calibration(path, graph: Graph) -> tuple[np.ndarray, np.ndarray | None, str]:
     """npz with `x` (N, ...) in the model's user-facing input layout (NCHW for ONNX and
-    PyTorch image models, NHWC for TFLite) and optional labels `y`.
-    Returns (x in the IR layout NHWC, y or None, a note on the layout used)."""
+    PyTorch image models, (N, C, L) for their 1-D conv nets, NHWC for TFLite) and optional
+    labels `y`. Returns (x in the IR layout NHWC (N, 1, L, C for NCL), y or None, a note on
+    the layout used)."""
     x, y = read_xy_npz(path, "calibration file", ConvertError)
     if len(graph.inputs) != 1:
         raise ConvertError("calibration from .npz supports single-input models only")
@@ -30,13 +31,17 @@ def load_calibration(path, graph: Graph) -> tuple[np.ndarray, np.ndarray | None,
     layout = graph.meta.get("input_layouts", {}).get(name)
     if not np.issubdtype(x.dtype, np.number):
         raise ConvertError(f"calibration data x has dtype {x.dtype}; expected numbers")
-    if layout == "NCHW":
+    if layout in ("NCHW", "NCL"):
         user = tuple(graph.meta["onnx_input_shapes"][name][1:])
         if x.ndim == len(user) + 1 and tuple(x.shape[1:]) == user:
-            x, note = x.transpose(0, 2, 3, 1), "NCHW (transposed to NHWC)"
+            if layout == "NCHW":
+                x, note = x.transpose(0, 2, 3, 1), "NCHW (transposed to NHWC)"
+            else:
+                x, note = x.transpose(0, 2, 1)[:, None], "NCL (transposed to N,1,L,C)"
         else:
             raise ConvertError(f"calibration data x has shape {tuple(x.shape)}; expected "
-                               f"(N, {', '.join(map(str, user))}) (NCHW, the model's input)")
+                               f"(N, {', '.join(map(str, user))}) ({layout}, the model's "
+                               "input)")
     else:
         if x.ndim != len(ir_shape) + 1 or tuple(x.shape[1:]) != ir_shape:
             raise ConvertError(f"calibration data x has shape {tuple(x.shape)}; expected "
@@ -104,6 +109,10 @@ def convert(model_path, calib=None, method: str = "minmax", out_dir=None,
         qgraph = graph
         result["source"] = "int8 (passed through)"
     else:
+        if any(graph.tensors[n].dtype not in ("int8", "float32")
+               for n in graph.inputs + graph.outputs):
+            raise ConvertError(f"{os.path.basename(model_path)} is {graph.io_kind()}; mcu "
+                               "converts float or int8 models (re-export it as float)")
         if calib is None:
             raise ConvertError(f"{os.path.basename(model_path)} is a float model: pass "
                                "calibration inputs with --calib DATA.npz (array 'x')")

@@ -2,10 +2,15 @@
 
 Layout: ONNX image tensors are NCHW; the IR is NHWC. Every 4-D activation is
 transposed (inputs, outputs and intermediates alike) and axis-carrying
-attributes are remapped. Flattening a 4-D tensor gives a different element
-order in NHWC than in PyTorch's NCHW, so the fully connected layer that reads
-a flattened tensor gets its weight columns permuted (as TF converters do);
-any other consumer of such a tensor is rejected (there is no TRANSPOSE op).
+attributes are remapped. 1-D feature maps (Conv1d, BatchNorm1d, the 1-D pools)
+are ONNX (N, C, L) and become IR (N, 1, L, C): NCHW with H = 1, so they run as
+CONV_2D / DEPTHWISE_CONV_2D / pooling with a 1-row kernel. A rank-3 graph input
+is read as (N, C, L) when it reaches a conv, pool or BatchNormalization
+(through element-wise ops); any other rank-3 tensor keeps its ONNX order.
+Flattening a 4-D (or NCL) tensor gives a different element order in NHWC than
+in PyTorch's NCHW, so the fully connected layer that reads a flattened tensor
+gets its weight columns permuted (as TF converters do); any other consumer of
+such a tensor is rejected (there is no TRANSPOSE op).
 
 Folding: constant subgraphs (the Shape/Gather/Unsqueeze/Concat chains that
 torch.onnx.export emits for `x.view(x.size(0), -1)`) are evaluated at
@@ -26,18 +31,45 @@ from toolchain.ir.graph import Graph, IRError, Op, Tensor
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 AXIS_NCHW_TO_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
+AXIS_NCL_TO_NHWC = {0: 0, 1: 3, 2: 2}        # (N, C, L) -> IR (N, 1, L, C)
+SPATIAL = ("nchw", "ncl")
+# ops through which a rank-3 graph input keeps its meaning on the way to a conv/pool
+_NCL_PASS = {"Relu", "Clip", "Sigmoid", "Add", "Sub", "Mul", "Div", "Identity", "Dropout",
+             "Pad", "Concat"}
+_NCL_USE = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+            "BatchNormalization"}
 
 
 @dataclass
 class _Val:
     ir: str                      # IR tensor name
-    layout: str                  # "nchw": ONNX NCHW / IR NHWC; "same"; "flat_chw"
+    layout: str                  # "nchw": ONNX NCHW / IR NHWC; "ncl": ONNX (N, C, L) /
+    #                              IR (N, 1, L, C); "same"; "flat_chw"
     onnx_shape: tuple
-    chw: tuple | None = None     # for flat_chw: the (C, H, W) that was flattened
+    chw: tuple | None = None     # for flat_chw: the (C, H, W) that was flattened (H = 1
+    #                              for a flattened NCL tensor)
 
 
 def _nhwc(shape):
     return tuple(shape[i] for i in NCHW_TO_NHWC)
+
+
+def _ir_shape(shape, layout):
+    """The IR shape of an ONNX-shaped value in `layout`."""
+    if layout == "nchw":
+        return _nhwc(shape)
+    if layout == "ncl":
+        n, c, length = shape
+        return (n, 1, length, c)
+    return tuple(shape)
+
+
+def _as_nchw(shape, layout):
+    """The (N, C, H, W) view of a spatial value's ONNX shape (H = 1 for NCL)."""
+    if layout == "ncl":
+        n, c, length = shape
+        return (n, c, 1, length)
+    return tuple(shape)
 
 
 class _Converter:
@@ -60,6 +92,7 @@ class _Converter:
         self.vals: dict[str, _Val] = {}
         self.shapes: dict[str, tuple | None] = {}
         self.producer: dict[str, Op] = {}     # IR tensor -> op producing it
+        self.ncl_views: dict[str, _Val] = {}  # IR tensor ("same", rank 3) -> its NCL view
         self.outputs = [o.name for o in g.output]
         for vi in list(g.value_info) + list(g.output) + list(g.input):
             self.shapes[vi.name] = self._static_shape(vi)
@@ -166,8 +199,10 @@ class _Converter:
         shp = self._shape_of(name, node)
         if layout is None:
             layout = "nchw" if len(shp) == 4 else "same"
-        ir_shape = _nhwc(shp) if layout == "nchw" else shp
-        return self.new_act(name, ir_shape, layout, shp)
+        if layout == "ncl" and len(shp) != 3:
+            raise IRError(f"{node.op_type} node '{node.name}': output '{name}' of a 1-D "
+                          f"(N, C, L) input has shape {list(shp)}")
+        return self.new_act(name, _ir_shape(shp, layout), layout, shp)
 
     def alias(self, onnx_name, val: _Val):
         self.vals[onnx_name] = val
@@ -176,9 +211,56 @@ class _Converter:
         return (self.uses.get(onnx_name, 0) == 1 and onnx_name not in self.outputs
                 and val.ir not in self.graph.inputs)
 
+    def spatial(self, name, node) -> _Val:
+        """Input `name` of a conv/pool/BatchNormalization as a spatial value: NCHW, or
+        (N, C, L) = NCHW with H = 1. A rank-3 tensor kept in its ONNX order (e.g. made
+        by a Reshape/Unsqueeze) qualifies when C == 1 or L == 1: then (N, C, L) and the
+        IR's (N, 1, L, C) hold the elements in the same order, and one RESHAPE relabels it."""
+        x = self.act(name, node)
+        if x.layout in SPATIAL:
+            return x
+        shp = x.onnx_shape
+        where = f"{node.op_type} node '{node.name}'"
+        if x.layout == "same" and len(shp) == 3:
+            if x.ir in self.ncl_views:
+                return self.ncl_views[x.ir]
+            n, c, length = shp
+            if c != 1 and length != 1:
+                raise IRError(f"{where}: input '{name}' {list(shp)} is a 3-D tensor computed "
+                              "in its ONNX element order (by a reshape or a non-spatial op); "
+                              "as (N, C, L) with C > 1 and L > 1 it would need a transpose "
+                              "to the IR's (N, 1, L, C)")
+            ir = self.graph.unique_name(f"{name}_ncl")
+            self.graph.add_tensor(Tensor(ir, (n, 1, length, c), "float32"))
+            v = _Val(ir, "ncl", shp)
+            self.emit("RESHAPE", [x.ir], v, dict(new_shape=[n, 1, length, c]),
+                      name=f"{node.name}_to_ncl")
+            self.ncl_views[x.ir] = v
+            return v
+        raise IRError(f"{where}: only 1-D (N, C, L) and 2-D (N, C, H, W) inputs are "
+                      f"supported (input shape {list(shp)})")
+
     # -- attributes ---------------------------------------------------------------
     def attrs(self, node):
         return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def spatial_attrs(self, node, x: _Val):
+        """Attributes of a conv/pool node with 1-D kernel_shape/strides/dilations/pads
+        widened to 2-D (H = 1: kernel 1, stride 1, dilation 1, no padding) for NCL input."""
+        a = self.attrs(node)
+        rank = 1 if x.layout == "ncl" else 2
+        for key, n in (("kernel_shape", rank), ("strides", rank), ("dilations", rank),
+                       ("pads", 2 * rank)):
+            if key in a and len(a[key]) != n:
+                raise IRError(f"{node.op_type} node '{node.name}': {key} {list(a[key])} does "
+                              f"not fit its {rank + 2}-D input {list(x.onnx_shape)}")
+        if rank == 1:
+            for key in ("kernel_shape", "strides", "dilations"):
+                if key in a:
+                    a[key] = [1] + list(a[key])
+            if "pads" in a:
+                a["pads"] = [0, a["pads"][0], 0, a["pads"][1]]
+        return a
 
     def _opt_input(self, node, i):
         return node.input[i] if len(node.input) > i and node.input[i] else None
@@ -213,22 +295,28 @@ class _Converter:
                                   np.array([[0, 0], [t, b], [l, r], [0, 0]]), "int32")
         name = self.graph.unique_name(f"{node.output[0]}_padded")
         self.graph.add_tensor(Tensor(name, (n, h + t + b, w + l + r, c), "float32"))
-        v = _Val(name, "nchw", (n, c, h + t + b, w + l + r))
+        if x.layout == "ncl":
+            assert t == b == 0
+            v = _Val(name, "ncl", (n, c, w + l + r))
+        else:
+            v = _Val(name, "nchw", (n, c, h + t + b, w + l + r))
         self.emit("PAD", [x.ir, paddings], v, name=f"{node.name or node.op_type}_pad")
         return v
 
     # -- handlers -----------------------------------------------------------------
     def conv(self, node):
-        a = self.attrs(node)
-        x = self.act(node.input[0], node)
-        if x.layout != "nchw":
-            raise IRError(f"Conv node '{node.name}': only 2-D convolutions on NCHW input "
-                          f"are supported (input shape {x.onnx_shape})")
+        x = self.spatial(node.input[0], node)
+        a = self.spatial_attrs(node, x)
         w = self.const(node.input[1], node, "weight").astype(np.float32)
+        if w.ndim != len(x.onnx_shape):
+            raise IRError(f"Conv node '{node.name}': weight of shape {list(w.shape)} does not "
+                          f"fit input {list(x.onnx_shape)}")
+        if x.layout == "ncl":
+            w = w[:, :, None, :]            # Conv1d: a 1 x K kernel over H = 1
         b_name = self._opt_input(node, 2)
         b = self.const(b_name, node, "bias").astype(np.float32) if b_name else None
         o, ig, kh, kw = w.shape
-        n, c, h, wd = x.onnx_shape
+        n, c, h, wd = _as_nchw(x.onnx_shape, x.layout)
         group = int(a.get("group", 1))
         s = list(a.get("strides", [1, 1]))
         d = list(a.get("dilations", [1, 1]))
@@ -257,12 +345,14 @@ class _Converter:
         if b is None:
             b = np.zeros(o, np.float32)
         ins = [x.ir, self.add_const(f"{base}.weight", wir), self.add_const(f"{base}.bias", b)]
-        out = self.out_val(node)
+        out = self.out_val(node, x.layout)
         self.emit(typ, ins, out, attrs, name=node.name)
 
     def batchnorm(self, node):
         a = self.attrs(node)
         x = self.act(node.input[0], node)
+        if len(x.onnx_shape) == 3:          # BatchNorm1d over (N, C, L)
+            x = self.spatial(node.input[0], node)
         gamma, beta, mean, var = (self.const(node.input[i], node).astype(np.float64)
                                   for i in range(1, 5))
         scale = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
@@ -284,10 +374,10 @@ class _Converter:
             bt.data = (bt.data * scale + shift).astype(np.float32)
             self.alias(node.output[0], x)
             return
-        if x.layout != "nchw" and len(x.onnx_shape) != 2:
+        if x.layout not in SPATIAL and len(x.onnx_shape) != 2:
             raise IRError(f"BatchNormalization node '{node.name}' does not follow a conv/gemm "
-                          "and its input is not NCHW or [N, C]")
-        shp = (1, 1, 1, -1) if x.layout == "nchw" else (1, -1)
+                          "and its input is not NCHW, NCL or [N, C]")
+        shp = (1, 1, 1, -1) if x.layout in SPATIAL else (1, -1)
         base = node.name or node.output[0]
         mid = self.new_act(node.output[0] + "_scaled", self.graph.t(x.ir).shape, x.layout,
                            x.onnx_shape)
@@ -302,9 +392,10 @@ class _Converter:
             c, h, wd = x.chw
             w_out_in = (w_out_in.reshape(-1, c, h, wd).transpose(0, 2, 3, 1)
                         .reshape(w_out_in.shape[0], -1))
-        elif x.layout == "nchw":
-            raise IRError(f"{node.op_type} node '{node.name}' on a 4-D NCHW tensor is not "
-                          "supported; flatten first")
+        elif x.layout in SPATIAL:
+            what = "4-D NCHW" if x.layout == "nchw" else "1-D (N, C, L) feature map"
+            raise IRError(f"{node.op_type} node '{node.name}' on a {what} tensor "
+                          f"{list(x.onnx_shape)} is not supported; flatten first")
         base = node.name or node.output[0]
         ins = [x.ir, self.add_const(f"{base}.weight", w_out_in)]
         if bias is not None:
@@ -344,6 +435,12 @@ class _Converter:
         if x.layout == "nchw":
             c4 = c.reshape((1,) * (4 - c.ndim) + c.shape)
             return c4.transpose(NCHW_TO_NHWC)
+        if x.layout == "ncl":
+            if c.ndim > 3:
+                raise IRError(f"{node.op_type} node '{node.name}': a {c.ndim}-D constant on "
+                              "a 1-D (N, C, L) tensor is not supported")
+            c3 = c.reshape((1,) * (3 - c.ndim) + c.shape)
+            return c3.transpose(0, 2, 1)[:, None]           # (n, c, l) -> (n, 1, l, c)
         if x.layout == "flat_chw":
             raise IRError(f"{node.op_type} node '{node.name}': a non-scalar constant operand "
                           "on a flattened NCHW tensor is not supported")
@@ -376,6 +473,10 @@ class _Converter:
             y = self.add_const(f"{base}.const", self._const_like(x, c, node))
         else:
             y_val = self.act(i1, node)
+            if x.layout == "ncl" and y_val.layout == "same" and len(y_val.onnx_shape) == 3:
+                y_val = self.spatial(i1, node)
+            elif y_val.layout == "ncl" and x.layout == "same" and len(x.onnx_shape) == 3:
+                x = self.spatial(i0, node)
             if y_val.layout != x.layout:
                 raise IRError(f"{typ} node '{node.name}': operands have different layouts")
             y = y_val.ir
@@ -403,11 +504,25 @@ class _Converter:
     def relu(self, node):
         self._activation(node, "RELU")
 
-    def sigmoid(self, node):
+    def _elementwise(self, node, kind, attrs=None):
+        """A one-input elementwise op (layout and shape kept), never fused."""
         x = self.act(node.input[0], node)
         out = self.new_act(node.output[0], self.graph.t(x.ir).shape, x.layout, x.onnx_shape,
                            x.chw)
-        self.emit("LOGISTIC", [x.ir], out, name=node.name)
+        self.emit(kind, [x.ir], out, attrs, name=node.name)
+
+    def sigmoid(self, node):
+        self._elementwise(node, "LOGISTIC")
+
+    def tanh(self, node):
+        self._elementwise(node, "TANH")
+
+    def hardswish(self, node):
+        self._elementwise(node, "HARD_SWISH")
+
+    def leakyrelu(self, node):
+        alpha = float(np.float32(self.attrs(node).get("alpha", 0.01)))     # ONNX default
+        self._elementwise(node, "LEAKY_RELU", dict(alpha=alpha))
 
     def clip(self, node):
         a = self.attrs(node)
@@ -424,30 +539,30 @@ class _Converter:
             raise IRError(f"Clip node '{node.name}': only Clip(0, 6) (ReLU6) and Clip(0, inf) "
                           f"are supported, got Clip({lo}, {hi})")
 
-    def _pool_common(self, node, a):
-        x = self.act(node.input[0], node)
-        if x.layout != "nchw":
-            raise IRError(f"{node.op_type} node '{node.name}': only 2-D pooling is supported")
+    def _pool_common(self, node):
+        """-> (input, attributes, kernel, strides, padding, pads), all 2-D (H = 1 for NCL)."""
+        x = self.spatial(node.input[0], node)
+        a = self.spatial_attrs(node, x)
+        hw = _as_nchw(x.onnx_shape, x.layout)[2:]
         k = list(a["kernel_shape"])
         s = list(a.get("strides", [1, 1]))
         d = list(a.get("dilations", [1, 1]))
         if d != [1, 1]:
             raise IRError(f"{node.op_type} node '{node.name}': dilated pooling is not supported")
-        padding, pads = self.resolve_padding(node, a, x.onnx_shape[2:], k, s, d)
+        padding, pads = self.resolve_padding(node, a, hw, k, s, d)
         if a.get("ceil_mode", 0):
-            oshape = self._shape_of(node.output[0], node)
-            h, w = x.onnx_shape[2:]
+            oshape = _as_nchw(self._shape_of(node.output[0], node), x.layout)
+            h, w = hw
             pp = pads or [0, 0, 0, 0]
             floor_hw = [(h + pp[0] + pp[2] - k[0]) // s[0] + 1,
                         (w + pp[1] + pp[3] - k[1]) // s[1] + 1]
             if padding != "SAME" and list(oshape[2:]) != floor_hw:
                 raise IRError(f"{node.op_type} node '{node.name}': ceil_mode=1 changes the "
                               "output size here; use ceil_mode=0")
-        return x, k, s, padding, pads
+        return x, a, k, s, padding, pads
 
     def maxpool(self, node):
-        a = self.attrs(node)
-        x, k, s, padding, pads = self._pool_common(node, a)
+        x, a, k, s, padding, pads = self._pool_common(node)
         if padding == "EXPLICIT":
             p = self.producer.get(x.ir)
             if p is not None and (p.type in ("RELU", "RELU6") or p.attrs.get(
@@ -457,17 +572,17 @@ class _Converter:
             else:
                 raise IRError(f"MaxPool node '{node.name}': padding {pads} is neither SAME nor "
                               "VALID (TFLite) and the input may be negative")
-        out = self.out_val(node)
+        out = self.out_val(node, x.layout)
         self.emit("MAX_POOL_2D", [x.ir], out, dict(padding=padding, stride_h=s[0],
                   stride_w=s[1], filter_h=k[0], filter_w=k[1]), name=node.name)
 
     def avgpool(self, node):
-        a = self.attrs(node)
-        x, k, s, padding, pads = self._pool_common(node, a)
+        x, a, k, s, padding, pads = self._pool_common(node)
         include = int(a.get("count_include_pad", 0))
         if padding == "SAME" and include:
-            _, pads_h0, pads_h1 = same_padding(x.onnx_shape[2], k[0], s[0])
-            _, pads_w0, pads_w1 = same_padding(x.onnx_shape[3], k[1], s[1])
+            h, w = _as_nchw(x.onnx_shape, x.layout)[2:]
+            _, pads_h0, pads_h1 = same_padding(h, k[0], s[0])
+            _, pads_w0, pads_w1 = same_padding(w, k[1], s[1])
             pads, padding = [pads_h0, pads_w0, pads_h1, pads_w1], "EXPLICIT"
         if padding == "EXPLICIT":
             if not include:
@@ -476,21 +591,20 @@ class _Converter:
                               "or count_include_pad=1")
             x = self.emit_pad(node, x, pads)   # zeros counted in the average: exact
             padding = "VALID"
-        out = self.out_val(node)
+        out = self.out_val(node, x.layout)
         self.emit("AVERAGE_POOL_2D", [x.ir], out, dict(padding=padding, stride_h=s[0],
                   stride_w=s[1], filter_h=k[0], filter_w=k[1]), name=node.name)
 
     def _global_pool(self, node, typ, keepdims=True):
-        x = self.act(node.input[0], node)
-        if x.layout != "nchw":
-            raise IRError(f"{node.op_type} node '{node.name}': input must be 4-D NCHW")
-        n, c, h, w = x.onnx_shape
+        x = self.spatial(node.input[0], node)
+        n, c, h, w = _as_nchw(x.onnx_shape, x.layout)
         attrs = dict(padding="VALID", stride_h=1, stride_w=1, filter_h=h, filter_w=w)
         if keepdims:
-            out = self.out_val(node)
+            out = self.out_val(node, x.layout)
             self.emit(typ, [x.ir], out, attrs, name=node.name)
             return
-        mid = self.new_act(node.output[0] + "_pooled", (n, 1, 1, c), "nchw", (n, c, 1, 1))
+        mid = self.new_act(node.output[0] + "_pooled", (n, 1, 1, c), x.layout,
+                           (n, c, 1, 1) if x.layout == "nchw" else (n, c, 1))
         self.emit(typ, [x.ir], mid, attrs, name=node.name)
         out = self.out_val(node, "same")
         self.emit("RESHAPE", [mid.ir], out, dict(new_shape=list(out.onnx_shape)),
@@ -510,9 +624,12 @@ class _Converter:
         x = self.act(node.input[0], node)
         if axes is not None:
             axes = sorted(int(ax) % len(x.onnx_shape) for ax in axes)
-        if x.layout != "nchw" or axes != [2, 3]:
+        if len(x.onnx_shape) == 3 and axes == [2]:
+            x = self.spatial(node.input[0], node)
+        if not ((x.layout == "nchw" and axes == [2, 3]) or (x.layout == "ncl" and axes == [2])):
             raise IRError(f"ReduceMean node '{node.name}': only the mean over H and W of an "
-                          f"NCHW tensor is supported (axes {axes})")
+                          f"NCHW tensor or over L of an (N, C, L) tensor is supported "
+                          f"(axes {axes} of {list(x.onnx_shape)})")
         self._global_pool(node, "AVERAGE_POOL_2D", bool(a.get("keepdims", 1)))
 
     def reshape(self, node):
@@ -523,17 +640,25 @@ class _Converter:
             self.alias(node.output[0], x)
             return
 
-        def order_free(s):   # NCHW and NHWC flatten to the same order
+        def order_free(s):   # NCHW / NCL and the IR's NHWC flatten to the same order
+            if len(s) == 3:
+                return s[1] == 1 or s[2] == 1
             return len(s) == 4 and (s[1] == 1 or s[2] * s[3] == 1)
         where = f"{node.op_type} node '{node.name}' ({list(ishape)} -> {list(oshape)})"
+        oshape = tuple(oshape)
         if x.layout == "flat_chw":
             raise IRError(f"{where}: reshaping a flattened NCHW tensor again is not supported")
-        if x.layout == "nchw" and not order_free(ishape):
-            if len(oshape) == 2 and oshape[0] == ishape[0]:
-                out = self.new_act(node.output[0], oshape, "flat_chw", oshape, tuple(ishape[1:]))
+        if x.layout in SPATIAL and not order_free(ishape):
+            n, c, h, w = _as_nchw(ishape, x.layout)
+            if x.layout == "ncl" and oshape == (n, c, 1, w):
+                out = self.out_val(node, "nchw")       # (N, C, L) -> (N, C, 1, L): same IR
+            elif x.layout == "nchw" and h == 1 and oshape == (n, c, w):
+                out = self.out_val(node, "ncl")        # (N, C, 1, L) -> (N, C, L): same IR
+            elif len(oshape) == 2 and oshape[0] == n:
+                out = self.new_act(node.output[0], oshape, "flat_chw", oshape, (c, h, w))
             else:
-                raise IRError(f"{where}: only flattening [N, C*H*W] of an NCHW tensor is "
-                              "supported")
+                raise IRError(f"{where}: only flattening [N, C*H*W] of an NCHW tensor "
+                              "(or [N, C*L] of an (N, C, L) one) is supported")
         elif len(oshape) == 4:
             if not order_free(oshape):
                 raise IRError(f"{where}: reshaping to a 4-D NCHW tensor with C > 1 and "
@@ -550,8 +675,8 @@ class _Converter:
         rank = len(x.onnx_shape)
         axis = int(a.get("axis", -1 if self.opset >= 13 else 1)) % rank
         ok = (x.layout == "same" and axis == rank - 1) or \
-            (x.layout == "nchw" and axis == 1 and (self.opset >= 13 or
-                                                   x.onnx_shape[2] * x.onnx_shape[3] == 1))
+            (x.layout in SPATIAL and axis == 1 and (self.opset >= 13 or
+                                                    int(np.prod(x.onnx_shape[2:])) == 1))
         if self.opset < 13 and x.layout == "same" and axis != rank - 1:
             ok = False
         if not ok:
@@ -563,7 +688,8 @@ class _Converter:
     def concat(self, node):
         a = self.attrs(node)
         vals = [self.vals.get(i) for i in node.input]
-        ref = next((v for v in vals if v is not None), None)
+        ref = next((v for v in vals if v is not None and v.layout == "ncl"),
+                   next((v for v in vals if v is not None), None))
         if ref is None:
             raise IRError(f"Concat node '{node.name}': all inputs constant")
         rank = len(ref.onnx_shape)
@@ -573,11 +699,14 @@ class _Converter:
             if v is None:
                 ins.append(self.add_const(f"{node.output[0]}_const",
                                           self._const_like(ref, self.consts[i], node)))
-            elif v.layout != ref.layout or v.layout == "flat_chw":
-                raise IRError(f"Concat node '{node.name}': inputs with mixed layouts")
             else:
+                if ref.layout == "ncl" and v.layout == "same" and len(v.onnx_shape) == 3:
+                    v = self.spatial(i, node)
+                if v.layout != ref.layout or v.layout == "flat_chw":
+                    raise IRError(f"Concat node '{node.name}': inputs with mixed layouts")
                 ins.append(v.ir)
-        ir_axis = AXIS_NCHW_TO_NHWC[axis] if ref.layout == "nchw" else axis
+        ir_axis = {"nchw": AXIS_NCHW_TO_NHWC, "ncl": AXIS_NCL_TO_NHWC}.get(
+            ref.layout, {a: a for a in range(rank)})[axis]
         out = self.out_val(node, ref.layout)
         self.emit("CONCATENATION", ins, out, dict(axis=ir_axis, fused_activation="NONE"),
                   name=node.name)
@@ -603,16 +732,19 @@ class _Converter:
         pads = np.asarray(pads, np.int64).reshape(2, r).T      # [rank, (begin, end)]
         if (pads < 0).any():
             raise IRError(f"Pad node '{node.name}': negative padding is not supported")
-        if x.layout == "nchw":
-            pads = pads[list(NCHW_TO_NHWC)]
-        elif x.layout == "flat_chw":
+        if x.layout == "flat_chw":
             raise IRError(f"Pad node '{node.name}': padding a flattened NCHW tensor")
         if self.shapes.get(node.output[0]) is None:     # pads computed by a folded chain
             self.shapes[node.output[0]] = tuple(
-                int(d + p.sum()) for d, p in zip(x.onnx_shape, pads[np.argsort(
-                    list(NCHW_TO_NHWC))] if x.layout == "nchw" else pads))
+                int(d + p.sum()) for d, p in zip(x.onnx_shape, pads))
+        if x.layout == "nchw":
+            ir_pads = pads[list(NCHW_TO_NHWC)]
+        elif x.layout == "ncl":                         # (N, C, L) -> (N, 1, L, C)
+            ir_pads = np.stack([pads[0], np.zeros(2, np.int64), pads[2], pads[1]])
+        else:
+            ir_pads = pads
         out = self.out_val(node, x.layout)
-        self.emit("PAD", [x.ir, self.add_const(f"{node.output[0]}_paddings", pads, "int32")],
+        self.emit("PAD", [x.ir, self.add_const(f"{node.output[0]}_paddings", ir_pads, "int32")],
                   out, name=node.name)
 
     def identity(self, node):
@@ -624,7 +756,8 @@ class _Converter:
     HANDLERS = {
         "Conv": conv, "BatchNormalization": batchnorm, "Gemm": gemm, "MatMul": matmul,
         "Add": binary, "Sub": binary, "Mul": binary, "Div": binary,
-        "Relu": relu, "Clip": clip, "Sigmoid": sigmoid, "MaxPool": maxpool, "AveragePool": avgpool,
+        "Relu": relu, "Clip": clip, "Sigmoid": sigmoid, "Tanh": tanh, "HardSwish": hardswish,
+        "LeakyRelu": leakyrelu, "MaxPool": maxpool, "AveragePool": avgpool,
         "GlobalAveragePool": globalavgpool, "GlobalMaxPool": globalmaxpool,
         "ReduceMean": reducemean, "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape,
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,
@@ -674,10 +807,39 @@ class _Converter:
         return True
 
     # -- driver -------------------------------------------------------------------
+    def _ncl_inputs(self) -> set:
+        """Rank-3 graph inputs that reach a conv, pool or BatchNormalization through
+        element-wise ops: those are (N, C, L) feature maps (IR (N, 1, L, C))."""
+        g = self.model.graph
+        consumers: dict[str, list] = {}
+        for node in g.node:
+            for i in node.input:
+                if i:
+                    consumers.setdefault(i, []).append(node)
+        found = set()
+        for vi in g.input:
+            if self._static_shape(vi) is None or len(self._static_shape(vi)) != 3:
+                continue
+            todo, seen = [vi.name], set()
+            while todo and vi.name not in found:
+                v = todo.pop()
+                for node in consumers.get(v, []):
+                    if node.op_type in _NCL_USE and node.input[0] == v:
+                        found.add(vi.name)
+                    elif node.op_type in ("Unsqueeze", "Reshape") and node.input[0] == v:
+                        n, c, length = self.shapes.get(v) or (0, 0, 0)
+                        if self.shapes.get(node.output[0]) == (n, c, 1, length):
+                            found.add(vi.name)        # to NCHW with H = 1 (Conv2d 1 x K)
+                    elif node.op_type in _NCL_PASS:
+                        todo.extend(o for o in node.output if o and o not in seen)
+                        seen.update(node.output)
+        return found
+
     def run(self) -> Graph:
         import onnx
         g = self.model.graph
         inits = {i.name for i in g.initializer}
+        ncl_inputs = self._ncl_inputs()
         for vi in g.input:
             if vi.name in inits:
                 continue
@@ -692,8 +854,9 @@ class _Converter:
                         for d in vi.type.tensor_type.shape.dim]
                 raise IRError(f"input '{vi.name}' has a dynamic shape {dims}; export with "
                               "fixed input shapes (no dynamic axes)")
-            layout = "nchw" if len(shp) == 4 else "same"
-            self.graph.add_tensor(Tensor(vi.name, _nhwc(shp) if layout == "nchw" else shp))
+            layout = ("nchw" if len(shp) == 4 else
+                      "ncl" if len(shp) == 3 and vi.name in ncl_inputs else "same")
+            self.graph.add_tensor(Tensor(vi.name, _ir_shape(shp, layout)))
             self.graph.inputs.append(vi.name)
             self.vals[vi.name] = _Val(vi.name, layout, shp)
         supported = sorted(self.HANDLERS)
@@ -719,10 +882,12 @@ class _Converter:
                 raise IRError(f"graph output '{o.name}' is a flattened NCHW tensor; its element "
                               "order would differ in NHWC")
             self.graph.outputs.append(v.ir)
-            layouts[v.ir] = "NHWC (ONNX NCHW)" if v.layout == "nchw" else "as ONNX"
+            layouts[v.ir] = {"nchw": "NHWC (ONNX NCHW)",
+                             "ncl": "N,1,L,C (ONNX NCL)"}.get(v.layout, "as ONNX")
         self.graph.meta.update(
             source="onnx",
-            input_layouts={n: ("NCHW" if self.vals[n].layout == "nchw" else "as ONNX")
+            input_layouts={n: {"nchw": "NCHW", "ncl": "NCL"}.get(self.vals[n].layout,
+                                                               "as ONNX")
                            for n in self.graph.inputs},
             output_layouts=layouts,
             onnx_input_shapes={n: list(self.vals[n].onnx_shape) for n in self.graph.inputs})

@@ -212,7 +212,7 @@ def test_bad_calibration_data_is_one_line_and_writes_nothing(digits, tmp_path, c
         extra, words = ["--encoding", "rate"], ["rate coding takes x in [0, 1]"]
     elif case == "labels":
         np.savez(tmp_path / "c.npz", x=rng.random((5, 64)).astype(np.float32), y=np.arange(4))
-        words = ["labels y have shape (4,) for 5 samples"]
+        words = ["5 samples in x but 4 labels in y"]
     else:
         np.savez(tmp_path / "c.npz", x=rng.random((5, 64)).astype(np.float32))
         words = ["--timesteps must be >= 1"]

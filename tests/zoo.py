@@ -1,7 +1,9 @@
 """A model zoo of architectures nobody tuned for (issue #12): PyTorch modules with seeded
 random weights, the shapes users bring to microcontrollers. Each entry gives a module
-and its NCHW input shape; `zoo_int8(name)` exports it to ONNX (our front end), quantizes
-it with our PTQ on random calibration data, and caches the int8 graph per session.
+and its input shape as PyTorch feeds it (NCHW for images, (N, C, L) for the 1-D conv audio
+nets, which the front end lowers to CONV_2D / pooling with H = 1); `zoo_int8(name)`
+exports it to ONNX (our front end), quantizes it with our PTQ on random calibration data,
+and caches the int8 graph per session.
 
     for name in ZOO: g = zoo_int8(name)        # int8 IR graph
 """
@@ -206,6 +208,36 @@ def padded_conv(res=14):
     return net, (1, 3, res, res)
 
 
+def conv1d_mfcc(steps=64, feats=10, c=16, blocks=3, classes=12):
+    """1-D conv KWS on MFCC-like features (N, 10, 64): Conv1d / BatchNorm1d / ReLU /
+    MaxPool1d blocks, AdaptiveAvgPool1d(1) + Linear head."""
+    torch, nn = _nn()
+    layers, cin = [], feats
+    for i in range(blocks):
+        cout = c * (i + 1)
+        layers += [nn.Conv1d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm1d(cout),
+                   nn.ReLU(), nn.MaxPool1d(2)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(cin, classes), nn.Softmax(-1)]
+    return nn.Sequential(*layers), (1, feats, steps)
+
+
+def conv1d_dw_long(steps=400, feats=13, c=24, classes=6):
+    """A longer 1-D audio net: strided Conv1d front end, depthwise-separable Conv1d blocks
+    (one strided, one dilated), AvgPool1d, AdaptiveMaxPool1d(1), flatten + Linear."""
+    torch, nn = _nn()
+
+    def dws(cin, cout, k, s=1, d=1):
+        return [nn.Conv1d(cin, cin, k, s, padding=d * (k // 2), dilation=d, groups=cin,
+                          bias=False), nn.BatchNorm1d(cin), nn.ReLU(),
+                nn.Conv1d(cin, cout, 1, bias=False), nn.BatchNorm1d(cout), nn.ReLU()]
+    net = nn.Sequential(nn.Conv1d(feats, c, 8, 4, padding=2), nn.BatchNorm1d(c), nn.ReLU(),
+                        *dws(c, c, 9), *dws(c, 2 * c, 5, 2), nn.AvgPool1d(2),
+                        *dws(2 * c, 2 * c, 3, d=2), nn.AdaptiveMaxPool1d(1), nn.Flatten(),
+                        nn.Linear(2 * c, classes))
+    return net, (1, feats, steps)
+
+
 ZOO = {
     "mobilenet_v1_96": functools.partial(mobilenet_v1, 0.25, 96),
     "mobilenet_v1_48_a05": functools.partial(mobilenet_v1, 0.5, 48, 3),
@@ -227,6 +259,8 @@ ZOO = {
     "padded_conv": padded_conv,
     "ds_cnn_rect": functools.partial(ds_cnn, 20, 13, 8, 1, 3, (5, 3)),
     "mobilenet_v2_64_w3": functools.partial(mobilenet_v2, 64, 4, 3),
+    "conv1d_mfcc_64x10": conv1d_mfcc,
+    "conv1d_dw_long_400": conv1d_dw_long,
 }
 
 
@@ -253,7 +287,8 @@ def zoo_module(name: str, seed: int = 0):
 
 @functools.lru_cache(maxsize=None)
 def zoo_int8(name: str, seed: int = 0, n_calib: int = 24):
-    """-> (float IR graph, int8 IR graph, NHWC calibration data)."""
+    """-> (float IR graph, int8 IR graph, calibration data in the IR layout: NHWC, or
+    (N, 1, L, C) for (N, C, L) models)."""
     torch, _ = _nn()
     from converters import from_torch
     from converters.quantize import quantize
@@ -261,5 +296,13 @@ def zoo_int8(name: str, seed: int = 0, n_calib: int = 24):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_calib,) + tuple(shape[1:])).astype(np.float32)
     g = from_torch(m, torch.from_numpy(x[:1]))
-    xin = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x     # NCHW -> the IR's NHWC
+    layout = g.meta["input_layouts"][g.inputs[0]]
+    if layout == "NCHW":
+        xin = x.transpose(0, 2, 3, 1)                         # NCHW -> the IR's NHWC
+    elif layout == "NCL":
+        xin = x.transpose(0, 2, 1)[:, None]                   # (N, C, L) -> (N, 1, L, C)
+    else:
+        xin = x
+    xin = np.ascontiguousarray(xin)
+    assert xin.shape[1:] == tuple(g.t(g.inputs[0]).shape[1:]), (name, xin.shape)
     return g, quantize(g, xin), xin

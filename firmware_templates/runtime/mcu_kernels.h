@@ -187,8 +187,9 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
 /* ---- fully_connected.c ------------------------------------------------- */
 /* input: [batches, in_features]; filter: [out_features, in_features];
  * q->multiplier/q->shift: per output feature when per_channel != 0, else
- * only element [0] is used (per-tensor). */
-int32_t mcu_fc_s8_scratch_size(int32_t in_features);
+ * only element [0] is used (per-tensor). DSP scratch depends on both sizes
+ * (input blocks, int32 partial sums per output when that is smaller). */
+int32_t mcu_fc_s8_scratch_size(int32_t in_features, int32_t out_features);
 void mcu_fc_s8(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, int32_t per_channel,
                int32_t batches, int32_t in_features, int32_t out_features,
                const int8_t *input, const int8_t *filter, const int32_t *bias, int8_t *output,
@@ -328,12 +329,128 @@ void mcu_snn_cuba_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *ac
                          int16_t *v);
 int32_t mcu_snn_threshold(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
                           int8_t *spikes);
+/* The synapses, sum pooling and the 16-bit neurons also exist as name_portable and, with
+ * DSP, name_dsp (same results; the plain name is the best available). */
+int32_t mcu_snn_fc_events_s8_portable(int32_t in_features, int32_t out_features,
+                                      const int8_t *input, const int8_t *weights_t,
+                                      const int32_t *bias, int32_t *acc);
+void mcu_snn_fc_dense_s8_portable(int32_t in_features, int32_t out_features,
+                                  const int8_t *input, const int8_t *weights_t,
+                                  const int32_t *bias, int32_t *acc);
+void mcu_snn_sumpool_s8_portable(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                                 const int8_t *input, const mcu_dims_t *output_dims,
+                                 int8_t *output);
+int32_t mcu_snn_conv_events_s8_portable(const mcu_snn_conv_params_t *p,
+                                        const mcu_dims_t *input_dims, const int8_t *input,
+                                        const mcu_dims_t *filter_dims, const int8_t *weights_g,
+                                        const int32_t *bias, const mcu_dims_t *output_dims,
+                                        int32_t *acc);
+int32_t mcu_snn_lif_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                 int16_t *v, int8_t *spikes);
+int32_t mcu_snn_cuba_lif_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                      int16_t *i, int16_t *v, int8_t *spikes);
+void mcu_snn_li_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int16_t *v);
+void mcu_snn_cuba_li_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                  int16_t *i, int16_t *v);
+#if MCU_HAVE_DSP
+void mcu_snn_fc_dense_s8_dsp(int32_t in_features, int32_t out_features, const int8_t *input,
+                             const int8_t *weights_t, const int32_t *bias, int32_t *acc);
+void mcu_snn_sumpool_s8_dsp(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                            const int8_t *input, const mcu_dims_t *output_dims, int8_t *output);
+int32_t mcu_snn_fc_events_s8_dsp(int32_t in_features, int32_t out_features,
+                                 const int8_t *input, const int8_t *weights_t,
+                                 const int32_t *bias, int32_t *acc);
+int32_t mcu_snn_conv_events_s8_dsp(const mcu_snn_conv_params_t *p, const mcu_dims_t *input_dims,
+                                   const int8_t *input, const mcu_dims_t *filter_dims,
+                                   const int8_t *weights_g, const int32_t *bias,
+                                   const mcu_dims_t *output_dims, int32_t *acc);
+int32_t mcu_snn_lif_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                            int16_t *v, int8_t *spikes);
+int32_t mcu_snn_cuba_lif_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                 int16_t *i, int16_t *v, int8_t *spikes);
+void mcu_snn_li_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v);
+void mcu_snn_cuba_li_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int16_t *i, int16_t *v);
+#endif
 /* Rate coding: xorshift32 (13, 17, 5); per element s = xorshift32(s), spike iff
  * (s >> 16) < thr, thr = (level * 65536 + 127) / 255. */
 uint32_t mcu_snn_xorshift32(uint32_t s);
 uint32_t mcu_snn_sample_seed(uint32_t seed, uint32_t index);
 void mcu_snn_rate_thresholds(int32_t n, const uint8_t *levels, uint32_t *thr);
 int32_t mcu_snn_rate_encode(int32_t n, const uint32_t *thr, uint32_t *state, int8_t *spikes);
+
+/* ---- sparse.c ---------------------------------------------------------- */
+/* Nested row-sparse weight store (DRESS subnets; toolchain/subnets/store.py):
+ * per row, entries grouped by level increment (group 0 = the sparsest level's
+ * entries, group g = what level g adds), each group sorted by column. A level
+ * with n entries per row uses the groups with group_end[g] <= n (n must be one
+ * of the group_end values). Column of an entry = (segment << seg_shift) + pairs[j][0];
+ * with n_seg == 1 the segment is 0 and seg_counts is NULL; otherwise
+ * seg_counts[(row * n_groups + g) * n_seg + s] entries of group g lie in segment s.
+ * implicit_last: the last group holds every column not in an earlier group, in
+ * ascending order (a dense level), its values are in tail (no pairs / seg_counts). CONV_2D rows are
+ * output channels over OHWI (column = (ky * kw + kx) * cin + ci). */
+typedef struct {
+    const uint8_t *pairs;      /* [rows][n_cols][2]: column low seg_shift bits, int8 value */
+    const int8_t *tail;        /* [rows][n_max - n_cols]: implicit group values, or NULL */
+    const uint8_t *seg_counts; /* [rows][n_groups][n_seg] or NULL */
+    const int32_t *group_end;  /* [n_groups] cumulative entries per row */
+    int32_t rows, row_len, n_max, n_cols, n_groups, n_seg, seg_shift, implicit_last;
+} mcu_sparse_store_t;
+
+/* bias_eff[r] = bias[r] (0 if bias NULL) + input_offset * sum of row r's first
+ * n_entries values: what the sparse kernels take instead of the bias (a per-level
+ * table, computed once), so the input zero point costs nothing per entry. */
+void mcu_sparse_bias_eff(const mcu_sparse_store_t *s, int32_t n_entries, const int32_t *bias,
+                         int32_t input_offset, int32_t *bias_eff);
+
+/* Row-sparse CONV_2D at the level with n_entries per row: p as for CONV_2D (the
+ * level's offsets and activation range), rq = mcu_requant_prepare of the level's
+ * per-channel multipliers (s->rows entries), filter_dims = {out_c, kh, kw, in_c}
+ * of the dense filter, bias_eff from mcu_sparse_bias_eff. Scratch (4-byte aligned):
+ * mcu_sparse_conv2d_s8_scratch_size bytes (needed by every variant). */
+int32_t mcu_sparse_conv2d_s8_scratch_size(const mcu_sparse_store_t *s,
+                                          const mcu_conv_params_t *p,
+                                          const mcu_dims_t *filter_dims,
+                                          const mcu_dims_t *output_dims);
+void mcu_sparse_conv2d_s8(const mcu_conv_params_t *p, const mcu_requant_t *rq,
+                          const mcu_sparse_store_t *s, int32_t n_entries,
+                          const mcu_dims_t *input_dims, const int8_t *input,
+                          const mcu_dims_t *filter_dims, const int32_t *bias_eff,
+                          const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+void mcu_sparse_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_requant_t *rq,
+                                   const mcu_sparse_store_t *s, int32_t n_entries,
+                                   const mcu_dims_t *input_dims, const int8_t *input,
+                                   const mcu_dims_t *filter_dims, const int32_t *bias_eff,
+                                   const mcu_dims_t *output_dims, int8_t *output,
+                                   void *scratch);
+#if MCU_HAVE_DSP
+void mcu_sparse_conv2d_s8_dsp(const mcu_conv_params_t *p, const mcu_requant_t *rq,
+                              const mcu_sparse_store_t *s, int32_t n_entries,
+                              const mcu_dims_t *input_dims, const int8_t *input,
+                              const mcu_dims_t *filter_dims, const int32_t *bias_eff,
+                              const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+#endif
+
+/* Row-sparse FULLY_CONNECTED: input [batches, s->row_len], output [batches, s->rows];
+ * p->filter_offset must be 0; rq has s->rows entries (per-tensor: prepare with
+ * per_channel = 0 and n = rows). */
+int32_t mcu_sparse_fc_s8_scratch_size(const mcu_sparse_store_t *s, int32_t batches);
+void mcu_sparse_fc_s8(const mcu_fc_params_t *p, const mcu_requant_t *rq,
+                      const mcu_sparse_store_t *s, int32_t n_entries, int32_t batches,
+                      const int8_t *input, const int32_t *bias_eff, int8_t *output,
+                      void *scratch);
+void mcu_sparse_fc_s8_portable(const mcu_fc_params_t *p, const mcu_requant_t *rq,
+                               const mcu_sparse_store_t *s, int32_t n_entries, int32_t batches,
+                               const int8_t *input, const int32_t *bias_eff, int8_t *output,
+                               void *scratch);
+#if MCU_HAVE_DSP
+void mcu_sparse_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_requant_t *rq,
+                          const mcu_sparse_store_t *s, int32_t n_entries, int32_t batches,
+                          const int8_t *input, const int32_t *bias_eff, int8_t *output,
+                          void *scratch);
+#endif
 
 #ifdef __cplusplus
 }

@@ -8,8 +8,9 @@ from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_op
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--calib", type=click.Path(dir_okay=False),
               help="Calibration inputs: .npz with array 'x' (N, ...) in the model's input layout "
-                   "as you know it (NCHW for PyTorch/ONNX image models; it is transposed to NHWC "
-                   "internally), optional labels 'y'. Required for float models.")
+                   "as you know it (NCHW for PyTorch/ONNX image models, (N, C, L) for 1-D "
+                   "conv nets; it is transposed to NHWC, or N,1,L,C, internally), optional "
+                   "labels 'y'. Required for float models.")
 @click.option("--method", type=click.Choice(["minmax", "percentile", "mse"]), default="minmax",
               show_default=True, help="How activation ranges are chosen from the calibration data.")
 @click.option("--percentile", type=float, default=99.99, show_default=True,

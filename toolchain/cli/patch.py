@@ -257,6 +257,17 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
     if y is None:
         raise PatchError(f"training data {data} has no labels 'y'; DPU training needs them")
     g = _load_model(model)
+    # the data must fit the deployed model: classes, then shape (NCHW from PyTorch is
+    # transposed to the model's NHWC), so no patch comes from data it cannot learn from
+    from converters.npz import check_xy
+    from toolchain.hil.data import DataError, to_model_layout
+    n_cls = int(g.t(g.outputs[0]).shape[-1])
+    x, y = check_xy(x, y, "training data", PatchError, num_classes=n_cls, path=str(data))
+    try:
+        x, _ = to_model_layout(x, g.t(g.inputs[0]).shape[1:],
+                               source_layout=g.meta.get("input_layouts", {}).get(g.inputs[0]))
+    except DataError as e:
+        raise PatchError(f"training data {data}: {e}") from None
     upd = dpu_update(g, x, y, budget=budget, lam=lam, epochs=epochs,
                      finetune_epochs=finetune_epochs, selection=selection, seed=seed)
     from toolchain.patch.make import build_patch

@@ -5,9 +5,10 @@ model's input and turned into int8 tensors in the model's layout.
   int8 `x` is taken as already quantized (any other integer dtype is refused:
   say which you mean by casting to float32 or int8).
 - Layout: the int8 model's input is NHWC. 4-D data in NCHW (as PyTorch feeds it)
-  is accepted and transposed, and the run says so. `layout="auto"` picks NHWC when
-  the shape matches it, NCHW when only the transposed shape matches; "nchw"/"nhwc"
-  force one.
+  is accepted and transposed, and the run says so; so is 3-D (N, C, L) data for a 1-D
+  conv model, whose input is (N, 1, L, C) (NCHW with H = 1). `layout="auto"` picks
+  NHWC when the shape matches it, NCHW / NCL when only the transposed shape matches;
+  "nchw" (channels first, 4-D or NCL; "ncl" is the same) / "nhwc" force one.
 - `y` (N,) integer class labels, each in [0, number of output classes)."""
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ def to_model_layout(x: np.ndarray, in_shape: tuple, layout: str = "auto",
     source_layout: what the model's front end used ("NCHW" for ONNX/PyTorch), if known."""
     in_shape = tuple(int(d) for d in in_shape)
     layout = (layout or "auto").lower()
+    if layout == "ncl":
+        layout = "nchw"                       # channels first, for 1-D data
     if layout not in ("auto", "nchw", "nhwc"):
-        raise DataError(f"unknown layout '{layout}'; use auto, nchw or nhwc")
+        raise DataError(f"unknown layout '{layout}'; use auto, nchw (ncl) or nhwc")
     if x.ndim == 0:
         raise DataError("data x is a scalar; expected (N, ...) samples")
     want = _shape(("N",) + in_shape)
@@ -59,6 +62,13 @@ def to_model_layout(x: np.ndarray, in_shape: tuple, layout: str = "auto",
         h, w, c = in_shape
         nchw_shape = (c, h, w)
     nchw_ok = nchw_shape is not None and tuple(x.shape[1:]) == nchw_shape
+    # a 1-D conv model's input (1, L, C) also takes (N, C, L) as PyTorch feeds Conv1d
+    ncl_shape = (in_shape[2], in_shape[1]) if len(in_shape) == 3 and in_shape[0] == 1 else None
+    if ncl_shape is not None and x.ndim == 3 and tuple(x.shape[1:]) == ncl_shape and \
+            layout in ("auto", "nchw"):
+        return (np.ascontiguousarray(x.transpose(0, 2, 1)[:, None]),
+                f"NCL {_shape(('N',) + ncl_shape)} as from PyTorch, transposed to the "
+                f"model's {want}")
     if layout == "nhwc" or (layout == "auto" and nhwc_ok and
                             not (source_layout == "NCHW" and nchw_ok)):
         if not nhwc_ok:
@@ -70,11 +80,15 @@ def to_model_layout(x: np.ndarray, in_shape: tuple, layout: str = "auto",
         if not nchw_ok:
             what = (f"{_shape(('N',) + nchw_shape)} in NCHW" if nchw_shape
                     else "not 4-D, so NCHW does not apply")
+            if ncl_shape:
+                what += f" or {_shape(('N',) + ncl_shape)} in NCL"
             raise DataError(f"data x has shape {_shape(x.shape)}; expected {what}")
         return (np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
                 f"NCHW {_shape(('N',) + nchw_shape)} as from PyTorch, transposed to the "
                 f"model's NHWC {want}")
     alt = f" or {_shape(('N',) + nchw_shape)} (NCHW)" if nchw_shape else ""
+    if ncl_shape:
+        alt += f" or {_shape(('N',) + ncl_shape)} (NCL)"
     raise DataError(f"data x has shape {_shape(x.shape)}; the model's input is {want}"
                     + (" (NHWC)" if nchw_shape else "") + alt)
 
