@@ -23,7 +23,6 @@ import numpy as np
 
 from converters.nir_frontend import RESETS, SNNWarning, from_nir
 from toolchain.errors import ConvertError
-from toolchain.ir import ops
 from toolchain.ir.graph import Graph, IRError
 
 from . import fixed_point as fp
@@ -379,6 +378,3 @@ def format_summary(r: dict) -> str:
                      + f" in {r['out_dir']}")
     return "\n".join(lines)
 
-
-def fixed_op_types() -> tuple[str, ...]:
-    return tuple(n for n, d in ops.REGISTRY.items() if d.step_fixed is not None)
