@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.errors import ConvertError
-from toolchain.ir.graph import OP_ATTRS, Graph, IRError, Op, Quant, Tensor
+from toolchain.ir import ops
+from toolchain.ir.graph import Graph, IRError, Op, Quant, Tensor
 from toolchain.ir.validate import validate
 
 from .tflite_schema import (ACT_TO_NAME, BUILTIN_NAME, FILE_IDENTIFIER, NP_DTYPE,
                             PADDING_TO_NAME, TENSOR_TYPE_TO_DTYPE, schema)
 
-SUPPORTED_OPS = tuple(OP_ATTRS)
+SUPPORTED_OPS = ops.family("int8")     # the TFLite builtins (not the spiking ops)
 # builtins that are another op of the IR: SQUEEZE and EXPAND_DIMS only relabel the
 # shape (TFLM copies the bytes), so they become RESHAPE to their output shape (the
 # writer writes RESHAPE)
@@ -175,9 +176,9 @@ def _to_graph(model, raw: bytes, where: str) -> Graph:
         else:
             op_type = BUILTIN_NAME.get(code, f"BUILTIN_{code}")
         op_type = ALIASES.get(op_type, op_type)
-        if op_type not in OP_ATTRS:
+        if op_type not in SUPPORTED_OPS:
             raise IRError(f"unsupported op {op_type} in layer '{layer}'; supported: "
-                          f"{', '.join(sorted(OP_ATTRS))}")
+                          f"{', '.join(sorted(SUPPORTED_OPS))}")
         ins = [names[i] if i >= 0 else "" for i in (op.inputs if op.inputs is not None else [])]
         attrs = _attrs(op_type, op.builtinOptions, layer)
         if op_type == "RESHAPE":

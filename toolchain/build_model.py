@@ -232,3 +232,81 @@ def check_model_fits(rep: dict) -> None:
         raise BuildError(f"model does not fit board {rep['board']}: flash needs "
                          f"{rep['flash']['total']:,} B of {rep['flash']['budget']:,} B, RAM "
                          f"{rep['ram']['total']:,} B of {rep['ram']['budget']:,} B")
+
+
+# --------------------------------------------------------------------------- spiking models
+def build_snn_model(model, board, out_dir=None, *, options=None, calib=None,
+                    prepared=None, kernels: str = "auto", test_build: bool = False,
+                    werror: bool = False, force: bool = False, defines: dict | None = None,
+                    log=None) -> dict:
+    """`mcu build MODEL.nir`: quantize the spiking model on --calib (toolchain.snn
+    .pipeline, as `mcu convert` does), generate its model.c (toolchain.snn.codegen), build
+    the firmware and report flash/RAM. `prepared`: an SnnModel already quantized (the
+    HIL runner). The report's "snn" entry has what a host needs to talk to the model
+    (the generator's result object is in rep["_gen"], not JSON)."""
+    from toolchain.boards import load_board
+    from toolchain.build import build_firmware
+    from toolchain.codegen.firmware import kernel_defines, resolve_kernels, timer_defines
+    from toolchain.snn.codegen import generate_snn
+    from toolchain.snn.pipeline import describe, prepare
+    b = load_board(board)
+    out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
+    m = prepared or prepare(model, calib, options, log=log)
+    T = m.options.timesteps
+    gen = generate_snn(m.qgraph, out / "model", T, name=m.name)
+    variant = resolve_kernels(kernels, b)
+    defs = dict(kernel_defines(variant, b))
+    defs.update(timer_defines(b))
+    defs["MCU_SCRATCH_SIZE"] = 64
+    defs.update(defines or {})
+    res = build_firmware(b, out, extra_sources=[str(f) for f in gen.files],
+                         include_dirs=[str(gen.out_dir)], defines=defs, with_runtime=True,
+                         test_build=test_build, werror=werror, force=force)
+    bf = res.by_file
+    model_c = next((v for k, v in bf.items() if k.endswith("/model.c") or k == "ext/model.c"),
+                   dict(flash=0, ram=0, code=0))
+    runtime = sum(v["flash"] for k, v in bf.items() if k.startswith("runtime/"))
+    stack = bf.get("(stack)", {}).get("ram", 0)
+    d = describe(m)
+    flash = dict(total=res.flash_used, weights=gen.weight_bytes,
+                 model_tables=model_c["flash"] - model_c.get("code", 0) - gen.weight_bytes,
+                 model_code=model_c.get("code", 0), runtime=runtime, budget=res.flash_budget)
+    flash["app"] = res.flash_used - model_c["flash"] - runtime
+    flash["model_constants"] = model_c["flash"] - model_c.get("code", 0)
+    flash["code"] = res.flash_used - flash["model_constants"]
+    ram = dict(total=res.ram_used, model=model_c["ram"], state=gen.ram_bytes, stack=stack,
+               static_other=res.ram_used - model_c["ram"] - stack, budget=res.ram_budget)
+    rep = dict(model=os.fspath(model), kind="snn", board=b.name, kernels=variant,
+               model_hash=gen.model_hash, build_dir=str(res.build_dir), elf=str(res.elf),
+               cached=res.cached, flash=flash, ram=ram, layers=len(m.qgraph.ops),
+               options=m.options.to_json(), warnings=list(m.warnings),
+               calibration=dict(file=m.calib_path, samples=int(len(m.calib_x))),
+               snn=dict(input_bytes=gen.input_size, output_bytes=gen.output_size,
+                        encoding=gen.encoding, timesteps=T, spiking_layers=gen.spiking_layers,
+                        synapse_layers=gen.synapse_layers, param_bytes=d["param_bytes"]),
+               build=res.to_json())
+    rep["_gen"], rep["_build"] = gen, res
+    return rep
+
+
+def format_snn_report(rep: dict) -> str:
+    f, r, s, o = rep["flash"], rep["ram"], rep["snn"], rep["options"]
+
+    def kb(n):
+        return f"{n:,} B"
+    lines = [f"model: {rep['model']} ({rep['model_hash'][:16]}), spiking, {rep['layers']} "
+             f"layers, T={s['timesteps']}, {s['encoding']} input, int{o['state_bits']} state, "
+             f"kernels: {rep['kernels']}",
+             f"board: {rep['board']}" + ("  (unchanged, reused)" if rep.get("cached") else ""),
+             f"firmware: {rep['elf']}",
+             f"flash: {kb(f['total'])} of {kb(f['budget'])}: model constants "
+             f"{kb(f['model_constants'])} (weights {kb(f['weights'])}, neuron parameters and "
+             f"tables {kb(f['model_tables'])}), code {kb(f['code'])} (generated "
+             f"{kb(f['model_code'])}, runtime {kb(f['runtime'])}, app+board {kb(f['app'])})",
+             f"RAM: {kb(r['total'])} of {kb(r['budget'])}: model {kb(r['model'])} (neuron "
+             f"state {kb(r['state'])}), stack {kb(r['stack'])}, other static "
+             f"{kb(r['static_other'])}",
+             f"device I/O: {s['input_bytes']} B in, {s['output_bytes']} B out (spike counts, "
+             f"per-layer spikes and input events)"]
+    lines += [f"warning: {w}" for w in rep.get("warnings", [])]
+    return "\n".join(lines)

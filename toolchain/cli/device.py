@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.common import write_json
+from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_opts, write_json
 
 
 @click.command("boards")
@@ -45,16 +45,30 @@ def boards_cmd(json_path):
 @click.option("--vs-tflm", is_flag=True, help="Measure TFLite Micro (reference and CMSIS-NN) "
               "side by side on the emulated Cortex-M4 with the same input: instructions, "
               "smallest arena, code flash, output bytes (../shared/tflm-m4, needs QEMU).")
+@snn_options
 def build_cmd(model, board, out_dir, json_path, test_build, werror, force, protocol, kernels,
-              calib, no_tflm, vs_tflm):
+              calib, no_tflm, vs_tflm, **kw):
     """Build the device firmware for a board, with MODEL (.tflite int8, or .onnx/.pt2 with
-    --calib) compiled in when given; print flash/RAM use from the linker."""
+    --calib, or a spiking MODEL.nir with --timesteps and --calib) compiled in when given;
+    print flash/RAM use from the linker."""
     from toolchain.boards import resolve_board
     from toolchain.build import build_firmware
     b = resolve_board(board)    # loaded once here; everything below gets this Board
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     if protocol == "eembc" and not model:
         raise click.UsageError("--protocol eembc needs a MODEL")
+    if is_snn(model):
+        if protocol != "binary":
+            raise click.UsageError("--protocol eembc is for int8 models, not MODEL.nir")
+        from toolchain.build_model import build_snn_model, format_snn_report
+        rep = build_snn_model(model, b, out, options=snn_opts(kw), calib=calib,
+                              kernels=kernels, test_build=test_build, werror=werror,
+                              force=force, log=lambda msg: click.echo(msg, err=True))
+        rep.pop("_gen", None)
+        click.echo(format_snn_report(rep))
+        write_json(json_path, rep)
+        return
+    refuse_snn_options(model, kw)
     if model:
         from toolchain.build_model import build_model, format_report
         extra, defs = [], {}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_opts
+
 
 @click.command("hil")
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -31,8 +33,12 @@ import click
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write a self-contained HTML report (plots inline).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--calib", type=click.Path(dir_okay=False), default=None,
+              help="Spiking models (.nir): calibration inputs for the fixed-point scales "
+                   "[default: the --data file].")
+@snn_options
 def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, port, debug_layer,
-            json_path, html_path, quiet):
+            json_path, html_path, quiet, calib, **kw):
     """Run DATA through MODEL on a device (QEMU by default) and check every output
     against the host reference (tflite-micro; the numpy reference where TFLM cannot
     run). Builds the firmware (or reuses the build for the same model, board and
@@ -41,12 +47,41 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
 
     Exit status: 0 pass; 1 a check failed (accuracy below --min-accuracy, an output
     differs beyond --tolerance); 2 bad data; 3 the device runs another model; 4 the
-    device stopped answering (partial results are kept in the JSON)."""
-    from toolchain.hil.api import run_hil
+    device stopped answering (partial results are kept in the JSON).
+
+    MODEL.nir (spiking; --timesteps T): the data is 'x' [N, *input] (NIR channel-first;
+    constant or rate encoding) or 'spikes' / 'events' (--encoding events). Every sample's
+    spike counts, per-layer spikes and input events are checked against the numpy
+    fixed-point reference; the report adds the float model's agreement, instructions per
+    sample and per step, per-layer spike rates and synaptic operations, and (HTML) a
+    spike raster."""
     from toolchain.hil.errors import CheckFailed, DeviceStopped
     from toolchain.hil.runner import HilConfig, format_summary
     if min_accuracy is not None and min_accuracy > 1:
         min_accuracy /= 100.0
+    if is_snn(model):
+        from toolchain.hil.snn import format_snn_summary, run_snn_hil
+        cfg = HilConfig(limit=limit, min_accuracy=min_accuracy, progress=not quiet)
+        res = run_snn_hil(model, data_path, board=board, options=snn_opts(kw), calib=calib,
+                          port=port, config=cfg, json_path=json_path, html_path=html_path,
+                          log=lambda s: click.echo(s, err=True))
+        click.echo(format_snn_summary(res))
+        for p, what in ((json_path, "JSON"), (html_path, "HTML")):
+            if p:
+                click.echo(f"{what} report: {p}")
+        fails = res.failures()
+        if res.stopped and res.stopped.get("interrupted"):
+            raise KeyboardInterrupt
+        if res.stopped:
+            raise DeviceStopped(fails[0])
+        if fails:
+            raise CheckFailed("; ".join(fails))
+        return
+    if calib is not None:
+        raise click.UsageError("--calib is for spiking models (.nir); an int8 model is "
+                               "already quantized")
+    refuse_snn_options(model, kw)
+    from toolchain.hil.api import run_hil
     cfg = HilConfig(limit=limit, min_accuracy=min_accuracy, tolerance=tolerance, layout=layout,
                     debug_layer=debug_layer, progress=not quiet)
     res = run_hil(model, data_path, board=board, port=port, config=cfg, json_path=json_path,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.common import write_json
+from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_opts, write_json
 
 
 def _read_input(path):
@@ -41,9 +41,42 @@ def _read_input(path):
               help="Compare every output byte with the tflite-micro interpreter (.tflite).")
 @click.option("--layers", is_flag=True, help="Print per-layer counts of the last inference.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
-def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path):
-    """Run MODEL on a board for the inputs in --input; print outputs and counts."""
+@click.option("--calib", type=click.Path(dir_okay=False), default=None,
+              help="Spiking models (.nir): calibration inputs [default: the --input file].")
+@snn_options
+def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path, calib, **kw):
+    """Run MODEL on a board for the inputs in --input; print outputs and counts.
+
+    MODEL.nir (spiking; --timesteps T): --input is .npy (x [N, *input] or spikes
+    [N, T, *input]) or .npz ('x' / 'spikes' / 'events', optional 'y'); prints each
+    sample's spike counts, instructions and whether they equal the fixed-point
+    reference, and with --layers the per-layer figures."""
     import numpy as np
+    if is_snn(model):
+        from toolchain.errors import McuError
+        from toolchain.hil.runner import HilConfig
+        from toolchain.hil.snn import format_snn_summary, run_snn_hil
+        res = run_snn_hil(model, input_path, board=board, options=snn_opts(kw), calib=calib,
+                          port=port, config=HilConfig(progress=False),
+                          log=lambda s: click.echo(s, err=True))
+        for s in res.samples:
+            c = s.device_out
+            lat = "?" if s.latency is None else f"{s.latency:,}"
+            click.echo(f"[{s.index}] {lat} {res.latency_unit}  argmax {s.device_pred}  "
+                       f"{c if len(c) <= 16 else str(c[:16]) + '...'}"
+                       + ("  = fixed-point reference" if s.exact and s.layers_exact
+                          else "  DIFFERS from the fixed-point reference"))
+        if layers:
+            click.echo("\n".join(line for line in format_snn_summary(res).splitlines()
+                                 if line.startswith("layer ")))
+        n_eq = res.identical
+        click.echo(f"spike-exact with the fixed-point reference: {n_eq}/{res.done}")
+        write_json(json_path, res.to_json())
+        if n_eq != res.done:
+            raise McuError(f"{res.done - n_eq} of {res.done} samples differ from the "
+                           "fixed-point reference")
+        return
+    refuse_snn_options(model, kw)
 
     from toolchain.boards import resolve_board
     from toolchain.build import load_build

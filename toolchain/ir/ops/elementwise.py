@@ -24,6 +24,7 @@ from toolchain.ir.graph import Graph, IRError, Op
 
 from .base import (OpDef, QuantRule, act_range, broadcast_shape, dims4, qparams, register,
                    same_shape_inputs)
+from .synapses import _FANIN, add_step_float
 
 ATTRS = dict(fused_activation="NONE")
 
@@ -127,7 +128,9 @@ register(OpDef("ADD", dict(ATTRS), infer_shape=broadcast_shape, float_eval=lambd
                reference=_add_ref, quant=QuantRule(fusable=True, const_inputs=True),
                kernel_params=_add_params, emit=_emit, inplace=same_shape_inputs,
                int8_const_inputs=True, torch=lambda m, op, x, inp: x + inp(1),
-               doc="elementwise sum (TFLM int8 ADD arithmetic)"))
+               doc="elementwise sum (TFLM int8 ADD arithmetic)",
+               # spiking networks: fan-in of several edges (float only for now)
+               snn_role="fanin", step_float=add_step_float, float_only=_FANIN))
 register(OpDef("SUB", dict(ATTRS), infer_shape=broadcast_shape, float_eval=lambda g, op, inp: inp(0) - inp(1),
                reference=_add_ref, quant=QuantRule(fusable=True, const_inputs=True),
                kernel_params=_add_params, emit=_emit, inplace=same_shape_inputs,

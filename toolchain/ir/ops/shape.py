@@ -31,6 +31,7 @@ import numpy as np
 from toolchain.ir.graph import Graph, IRError, Op
 
 from .base import OpDef, QuantRule, dims4, i32, qparams, register
+from .synapses import emit_reshape, reshape_step_fixed, reshape_step_float
 
 
 # ---------------------------------------------------------------- RESHAPE
@@ -71,7 +72,9 @@ register(OpDef("RESHAPE", dict(new_shape=None), infer_shape=_reshape_shape, floa
                quant=QuantRule(same_quant="first"),
                kernel_params=lambda g, op: dict(size=g.t(op.inputs[0]).size),
                emit=_reshape_emit, inplace=lambda g, op: [0], torch=_reshape_torch,
-               doc="new shape, same bytes"))
+               doc="new shape, same bytes",
+               snn_role="view", step_float=reshape_step_float, step_fixed=reshape_step_fixed,
+               emit_snn=emit_reshape))
 
 
 # ---------------------------------------------------------------- CONCATENATION
