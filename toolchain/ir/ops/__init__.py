@@ -11,7 +11,7 @@ ops as the interpreters, the quantizer and the code generator.
 """
 from .base import REGISTRY, OpDef, QuantRule, get, ops_with, register
 from . import conv, depthwise, fully_connected, pooling, elementwise, shape  # noqa: F401,E402
-from . import softmax, reduce, activations, quantize  # noqa: F401,E402
+from . import softmax, reduce, activations, quantize, sparse  # noqa: F401,E402
 
 
 def require(op_type: str, layer: str, what: str = "the IR") -> OpDef:
