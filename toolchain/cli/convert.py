@@ -5,7 +5,7 @@ from toolchain.cli.common import write_json
 
 
 @click.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--calib", type=click.Path(dir_okay=False),
               help="Calibration inputs: .npz with array 'x' (N, ...) in the model's input layout "
                    "as you know it (NCHW for PyTorch/ONNX image models, (N, C, L) for 1-D "
@@ -25,6 +25,8 @@ from toolchain.cli.common import write_json
               help="Write the summary as JSON.")
 def convert(model, calib, method, percentile, per_channel_fc, out_dir, name, json_path):
     """Convert MODEL (.onnx, .pt2, .tflite) to an int8 .tflite plus C arrays.
+    (MODEL a subnet export directory, from mcu subnets export/train: print its levels'
+    parameters and bytes.)
 
     Float models are quantized post-training (int8 per-channel weights, int8
     activations, TFLite int8 spec) with --calib data; int8 .tflite models pass
@@ -34,6 +36,12 @@ def convert(model, calib, method, percentile, per_channel_fc, out_dir, name, jso
     import re
     from converters.convert import convert as run_convert, format_summary
     from toolchain.errors import ConvertError
+    from toolchain.subnets.export import format_manifest, is_export, load_export
+    if is_export(model):            # a subnet export: per-level parameters and bytes
+        ex = load_export(model)     # (reads and checks every level against the store)
+        click.echo(format_manifest(ex.manifest))
+        write_json(json_path, ex.manifest)
+        return
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConvertError(f"--name '{name}' is not a valid C identifier")
     result = run_convert(model, calib=calib, method=method, out_dir=out_dir, name=name,

@@ -36,32 +36,54 @@ def store_tensors(name: str, st: SubnetStore, wquant: Quant) -> dict[str, Tensor
     return out
 
 
-def sparse_op(g: Graph, op: Op, st: SubnetStore, level: int) -> Op:
-    """Replace dense op `op` of level graph g (in place) by its row-sparse form."""
+def store_meta(st: SubnetStore) -> dict:
+    """What a row-sparse op needs besides the flash arrays (manifest layer record)."""
+    a = st.c_arrays()
+    return dict(filter_shape=[int(d) for d in st.shape],
+                group_end=[int(v) for v in st.group_end], counts=[int(c) for c in st.counts],
+                seg_shift=int(a["seg_shift"]), implicit_last=bool(st.implicit_last))
+
+
+def sparse_op_arrays(g: Graph, op: Op, arrays: dict, meta: dict, level: int) -> Op:
+    """Replace dense op `op` of level graph g (in place) by its row-sparse form over the
+    store arrays (`arrays`: tensor name -> array, names `<weight>/pairs|tail|segc`) and
+    `meta` (store_meta) at level `level`."""
     if op.type not in SPARSE_OF:
         raise IRError(f"layer '{op.name}' ({op.type}): no row-sparse form")
     wname = op.inputs[1]
-    wt = g.t(wname)
-    ts = store_tensors(wname, st, wt.quant)
-    for t in ts.values():
-        if t.name in g.tensors:
-            g.tensors[t.name].data = t.data
-            g.tensors[t.name].quant = t.quant
+    wq = copy.deepcopy(g.t(wname).quant)
+    names = {}
+    for part, dt, q in (("pairs", "uint8", wq), ("tail", "int8", None), ("segc", "uint8", None)):
+        n = f"{wname}/{part}"
+        if n not in arrays:
+            continue
+        a = np.asarray(arrays[n]).astype(dt)
+        if n in g.tensors:
+            g.tensors[n].data, g.tensors[n].quant = a, q
         else:
-            g.add_tensor(t)
-    a = st.c_arrays()
-    attrs = dict(op.attrs, filter_shape=tuple(int(d) for d in st.shape),
-                 group_end=tuple(int(v) for v in st.group_end),
-                 n_entries=int(st.counts[level]), seg_shift=int(a["seg_shift"]),
-                 implicit_last=bool(st.implicit_last))
+            g.add_tensor(Tensor(n, tuple(a.shape), dt, q, a))
+        names[part] = n
+    if "pairs" not in names:
+        raise IRError(f"store arrays of weight '{wname}' are missing")
+    attrs = dict(op.attrs, filter_shape=tuple(int(d) for d in meta["filter_shape"]),
+                 group_end=tuple(int(v) for v in meta["group_end"]),
+                 n_entries=int(meta["counts"][level]), seg_shift=int(meta["seg_shift"]),
+                 implicit_last=bool(meta["implicit_last"]))
     bias = op.inputs[2] if len(op.inputs) > 2 else ""
     op.type = SPARSE_OF[op.type]
-    op.inputs = [op.inputs[0], ts["pairs"].name, bias,
-                 ts["tail"].name if "tail" in ts else "", ts["segc"].name if "segc" in ts else ""]
+    op.inputs = [op.inputs[0], names["pairs"], bias, names.get("tail", ""),
+                 names.get("segc", "")]
     op.attrs = attrs
     if not any(wname in o.inputs for o in g.ops):
         del g.tensors[wname]
     return op
+
+
+def sparse_op(g: Graph, op: Op, st: SubnetStore, level: int) -> Op:
+    """Replace dense op `op` of level graph g (in place) by its row-sparse form."""
+    ts = store_tensors(op.inputs[1], st, g.t(op.inputs[1]).quant)
+    return sparse_op_arrays(g, op, {t.name: t.data for t in ts.values()}, store_meta(st),
+                            level)
 
 
 def sparse_graphs(shared: SharedLevels) -> list[Graph]:
@@ -83,12 +105,9 @@ def sparse_graphs(shared: SharedLevels) -> list[Graph]:
 
 
 def levels_hash(graphs: list[Graph]) -> str:
-    """One hash of every level (the firmware's model hash)."""
-    import hashlib
-    h = hashlib.sha256(b"mcu-subnets-v1")
-    for g in graphs:
-        h.update(bytes.fromhex(g.model_hash()))
-    return h.hexdigest()
+    """One hash of every level: the firmware's model hash (the code generator's)."""
+    from toolchain.codegen.generate import levels_hash as h
+    return h(graphs)
 
 
 def store_report(graphs: list[Graph]) -> dict:

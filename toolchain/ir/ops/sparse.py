@@ -115,7 +115,11 @@ def dense_form(g: Graph, op: Op):
     attrs = {k: op.attrs.get(k, d) for k, d in base.items()}
     pq = g.t(op.inputs[1]).quant
     axis = 0 if pq.scale.size > 1 else None
-    w = Tensor(op.inputs[1] + "/dense", tuple(int(d) for d in op.attr("filter_shape")), "int8",
+    # the store's tensors are named <weight>/pairs, ... (toolchain.subnets.graph): the
+    # dense weight gets <weight> back, so a level's .tflite reads like the dense model
+    pn = op.inputs[1]
+    wn = pn[:-len("/pairs")] if pn.endswith("/pairs") and pn[:-6] not in g.tensors else pn + "/dense"
+    w = Tensor(wn, tuple(int(d) for d in op.attr("filter_shape")), "int8",
                Quant(pq.scale.copy(), np.zeros(pq.scale.shape, np.int64), axis),
                dense_weight(g, op))
     return t, attrs, w
