@@ -157,6 +157,10 @@ def _print_info(info, url):
     if info.model_hash:
         rows.insert(4, ("model I/O", f"{info.model_input_size} B in, "
                                      f"{info.model_output_size} B out"))
+    if info.subnet_levels:
+        rows.insert(5, ("subnet levels", ", ".join(
+            f"{k}: {s:g}" + (" (active)" if k == info.subnet_active else "")
+            for k, s in enumerate(info.subnet_levels)) + "  (sparsity)"))
     for k, v in rows:
         click.echo(f"{k + ':':<16}{v}")
 

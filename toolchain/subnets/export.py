@@ -80,7 +80,7 @@ def choose_layers(graph: Graph, min_row: int = MIN_ROW):
             elif uses.get(w, 0) > 1:
                 rep["reason"] = "weights shared by several layers"
             elif K < min_row:
-                rep["reason"] = f"rows of {K} < {min_row} entries (column bytes would dominate)"
+                rep["reason"] = f"rows of {K} < {min_row} entries: column bytes would dominate"
             else:
                 rep["sparse"] = True
                 orders[w] = importance_order(t.data)

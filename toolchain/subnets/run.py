@@ -73,17 +73,16 @@ def switch_instructions(elf, board) -> int | None:
                 lines.append(ln.split("\t", 1)[1].strip())
     if not lines:
         return None
-    # every instruction but the out-of-range early exit (a conditional branch never
-    # taken when switching and its 2-3 instruction exit path, which ends in a bx lr
-    # before the switching path's own return)
-    n, seen_ret = 0, False
+    # the switching path is the fall-through from the entry to the first return (the
+    # out-of-range exit is a forward branch to its own return after it)
+    n = 0
     for ins in lines:
         op = ins.split()[0]
+        if op.startswith("."):
+            break
         n += 1
-        if op.startswith("bx") or op.startswith("pop"):
-            if seen_ret:
-                break
-            seen_ret = True
+        if op.startswith("bx") or (op.startswith("pop") and "pc" in ins):
+            break
     return n
 
 
