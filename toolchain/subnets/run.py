@@ -86,6 +86,39 @@ def switch_instructions(elf, board) -> int | None:
     return n
 
 
+class _Data:
+    def __init__(self, xq, y):
+        self.xq, self.y = xq, y
+
+    def __len__(self):
+        return len(self.xq)
+
+
+def load_data(path, in_shape, scale, zero_point, num_classes=None, limit=None,
+              source_layout=None):
+    """A data set .npz (x float or int8, NHWC or NCHW; y labels optional) -> int8 NHWC."""
+    from converters.npz import read_xy_npz
+    x, y = read_xy_npz(path, "data", SubnetError)
+    x = np.asarray(x)
+    if limit:
+        x, y = x[:limit], (None if y is None else y[:limit])
+    shp = tuple(int(d) for d in in_shape)
+    if tuple(x.shape[1:]) != shp:
+        if x.ndim == 4 and (x.shape[2], x.shape[3], x.shape[1]) == shp:
+            x = x.transpose(0, 2, 3, 1)                 # NCHW (PyTorch) -> NHWC
+        elif x[0].size == int(np.prod(shp)):
+            x = x.reshape((len(x),) + shp)
+        else:
+            raise SubnetError(f"{path}: samples of shape {tuple(x.shape[1:])}; the model takes "
+                              f"{list(shp)} (NHWC) or its NCHW form")
+    if x.dtype != np.int8:
+        if not np.issubdtype(x.dtype, np.floating):
+            raise SubnetError(f"{path}: x has dtype {x.dtype}; give float32 or int8")
+        x = np.clip(np.round(x.astype(np.float64) / scale) + zero_point, -128, 127)
+    y = None if y is None else np.asarray(y).reshape(-1).astype(np.int64)
+    return _Data(np.ascontiguousarray(x.astype(np.int8)), y)
+
+
 def run_levels(export_dir, data_path, board, *, levels=None, kernels: str = "auto",
                limit: int | None = None, port: str | None = None, out_dir=None,
                progress=None, log=None) -> dict:
@@ -95,7 +128,6 @@ def run_levels(export_dir, data_path, board, *, levels=None, kernels: str = "aut
     from toolchain.boards import load_board
     from toolchain.build import load_build
     from toolchain.devices import start_device
-    from toolchain.hil.data import load_data
     from toolchain.link.model import ModelClient
     from toolchain.tflm_oracle import TflmRunner
     b = load_board(board)
@@ -193,7 +225,6 @@ def format_levels(res: dict) -> str:
 
 def levels_svg(rows: list[dict]) -> str:
     """Accuracy against instructions per inference, one point per level."""
-    from toolchain.hil.html import _svg
     from html import escape
     pts = [(r["per_inference"], 100 * (r["accuracy"] or 0.0), r) for r in rows]
     W, H, l, b, t, rgt = 560, 320, 60, 40, 20, 20
@@ -232,7 +263,9 @@ def levels_svg(rows: list[dict]) -> str:
                      f'</title></circle>')
         parts.append(f'<text x="{X(x) + 8:.1f}" y="{Y(y) - 6:.1f}" fill="#333">'
                      f'L{r["level"]} ({r["sparsity"]:g})</text>')
-    return _svg(W, H, "".join(parts), "accuracy against instructions per level")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+            f'viewBox="0 0 {W} {H}" role="img" aria-label="accuracy against instructions '
+            f'per level" style="font-family:sans-serif;font-size:11px">{"".join(parts)}</svg>')
 
 
 def write_levels_html(res: dict, path) -> Path:
