@@ -504,11 +504,25 @@ class _Converter:
     def relu(self, node):
         self._activation(node, "RELU")
 
-    def sigmoid(self, node):
+    def _elementwise(self, node, kind, attrs=None):
+        """A one-input elementwise op (layout and shape kept), never fused."""
         x = self.act(node.input[0], node)
         out = self.new_act(node.output[0], self.graph.t(x.ir).shape, x.layout, x.onnx_shape,
                            x.chw)
-        self.emit("LOGISTIC", [x.ir], out, name=node.name)
+        self.emit(kind, [x.ir], out, attrs, name=node.name)
+
+    def sigmoid(self, node):
+        self._elementwise(node, "LOGISTIC")
+
+    def tanh(self, node):
+        self._elementwise(node, "TANH")
+
+    def hardswish(self, node):
+        self._elementwise(node, "HARD_SWISH")
+
+    def leakyrelu(self, node):
+        alpha = float(np.float32(self.attrs(node).get("alpha", 0.01)))     # ONNX default
+        self._elementwise(node, "LEAKY_RELU", dict(alpha=alpha))
 
     def clip(self, node):
         a = self.attrs(node)
@@ -742,7 +756,8 @@ class _Converter:
     HANDLERS = {
         "Conv": conv, "BatchNormalization": batchnorm, "Gemm": gemm, "MatMul": matmul,
         "Add": binary, "Sub": binary, "Mul": binary, "Div": binary,
-        "Relu": relu, "Clip": clip, "Sigmoid": sigmoid, "MaxPool": maxpool, "AveragePool": avgpool,
+        "Relu": relu, "Clip": clip, "Sigmoid": sigmoid, "Tanh": tanh, "HardSwish": hardswish,
+        "LeakyRelu": leakyrelu, "MaxPool": maxpool, "AveragePool": avgpool,
         "GlobalAveragePool": globalavgpool, "GlobalMaxPool": globalmaxpool,
         "ReduceMean": reducemean, "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape,
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,

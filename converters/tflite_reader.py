@@ -4,7 +4,8 @@
 output, MLPerf Tiny): tensors with shapes, dtypes, per-tensor / per-channel
 quantization (axis), constant buffers, op attributes (OP_ATTRS names).
 RESHAPE is normalized to the `new_shape` attribute (its shape input is dropped).
-Ops without options (PAD, RELU, RELU6, LOGISTIC, QUANTIZE, ...) get no attributes.
+Ops without options (PAD, RELU, RELU6, LOGISTIC, TANH, HARD_SWISH, QUANTIZE, ...) get
+no attributes; LEAKY_RELU gets `alpha` (LeakyReluOptions, 0.0 when absent, as TFLM).
 Op codes: max(builtin_code, deprecated_builtin_code), as TFLite does.
 
 Errors: an op the IR does not know -> IRError naming op, layer (its first output
@@ -69,6 +70,8 @@ def _attrs(op_type: str, opts, layer: str) -> dict:
         return dict(axis=int(opts.axis), fused_activation=_act(opts, op_type, layer))
     if op_type == "MEAN":
         return dict(keep_dims=bool(opts.keepDims) if opts else False)
+    if op_type == "LEAKY_RELU":
+        return dict(alpha=float(np.float32(opts.alpha)) if opts else 0.0)
     return {}
 
 

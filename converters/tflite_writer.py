@@ -22,16 +22,20 @@ from .tflite_schema import (BUILTIN_CODE, DTYPE_TO_TENSOR_TYPE, FILE_IDENTIFIER,
 
 WRITABLE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
                 "MAX_POOL_2D", "ADD", "MUL", "RESHAPE", "SOFTMAX", "CONCATENATION", "PAD",
-                "MEAN", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "LOGISTIC",
+                "MEAN", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "TANH",
+                "HARD_SWISH", "LEAKY_RELU",
                 # written as their dense form (OpDef.dense_form: CONV_2D / FULLY_CONNECTED
                 # with the level's dense-with-zeros weights)
                 "SPARSE_CONV_2D", "SPARSE_FULLY_CONNECTED")
 
-# op versions TF's converter writes for int8 kernels (float32 kernels are version 1)
+# op versions TF's converter writes for int8 kernels (float32 kernels are version 1);
+# tensorflow/lite/tools/versioning/op_version.cc: TANH int8 is 2 (like LOGISTIC),
+# HARD_SWISH has one version, LEAKY_RELU int8 is 1 (2 is int16)
 _INT8_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4,
                  "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2, "ADD": 2, "MUL": 2, "RESHAPE": 1,
                  "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2, "MEAN": 2, "RELU": 2,
-                 "RELU6": 2, "QUANTIZE": 2, "DEQUANTIZE": 2, "LOGISTIC": 2}
+                 "RELU6": 2, "QUANTIZE": 2, "DEQUANTIZE": 2, "LOGISTIC": 2, "TANH": 2,
+                 "HARD_SWISH": 1, "LEAKY_RELU": 1}
 
 
 class _AlignedBufferT(schema.BufferT):
@@ -60,7 +64,7 @@ def _act(op) -> int:
     return NAME_TO_ACT[a]
 
 
-def _options(op):
+def _options(op, graph):
     """(BuiltinOptions type, options object or None) for an IR op."""
     t = op.type
     BO = schema.BuiltinOptions
@@ -101,7 +105,11 @@ def _options(op):
         return BO.MulOptions, o
     if t == "RESHAPE":
         o = schema.ReshapeOptionsT()
-        o.newShape = [int(d) for d in op.attr("new_shape")]
+        # the shape as an attribute, as an int32 input tensor (Keras exports), or the output's
+        shape = op.attr("new_shape")
+        if shape is None and len(op.inputs) > 1 and op.inputs[1] and graph.t(op.inputs[1]).is_const:
+            shape = graph.t(op.inputs[1]).data.reshape(-1)
+        o.newShape = [int(d) for d in (shape if shape is not None else graph.t(op.outputs[0]).shape)]
         return BO.ReshapeOptions, o
     if t == "SOFTMAX":
         o = schema.SoftmaxOptionsT()
@@ -122,6 +130,10 @@ def _options(op):
         return BO.QuantizeOptions, schema.QuantizeOptionsT()
     if t == "DEQUANTIZE":
         return BO.DequantizeOptions, schema.DequantizeOptionsT()
+    if t == "LEAKY_RELU":
+        o = schema.LeakyReluOptionsT()
+        o.alpha = float(np.float32(op.attr("alpha")))
+        return BO.LeakyReluOptions, o
     return BO.NONE, None
 
 
@@ -238,7 +250,7 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
         o.opcodeIndex = opcode_index[key]
         o.inputs = np.asarray(ins, np.int32)
         o.outputs = np.asarray(outs, np.int32)
-        o.builtinOptionsType, o.builtinOptions = _options(op)
+        o.builtinOptionsType, o.builtinOptions = _options(op, graph)
         operators.append(o)
     for n in graph.outputs:
         add_tensor(n)

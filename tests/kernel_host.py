@@ -178,7 +178,8 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         args = [C.byref(prm), C.byref(q), p["per_channel"], p["batches"], p["in_features"],
                 p["out_features"], ptr(x), ptr(p["filter"]), ptr(bias, C.c_int32), ptr(out)]
         if variant_fn != "_portable":
-            args.append(scratch(lib.mcu_fc_s8_scratch_size(p["in_features"])))
+            args.append(scratch(lib.mcu_fc_s8_scratch_size(p["in_features"],
+                                                             p["out_features"])))
         getattr(lib, "mcu_fc_s8" + variant_fn)(*args)
     elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         prm = fill(PoolParams, p)
@@ -218,7 +219,7 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
                         p["act_max"])
     elif t == "RELU6":
         lib.mcu_clamp_s8(ptr(x), ptr(out), p["size"], p["lo"], p["hi"])
-    elif t == "LOGISTIC":
+    elif t in ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU"):     # table activations
         lib.mcu_lut_s8(ptr(x), ptr(out), p["size"], ptr(i8(p["table"])))
     else:
         raise NotImplementedError(t)

@@ -91,7 +91,7 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
         base = DSP_OPS[t]
         if t == "FULLY_CONNECTED":
             setup.append(f"const mcu_fc_params_t p = {_struct_init(p, FC_F)};\n")
-            setup.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}) > "
+            setup.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}, {p['out_features']}) > "
                          f"(int32_t)sizeof(g_scratch)) return 1000;\n")
             args = (f"&p, &q, {p['per_channel']}, {p['batches']}, {p['in_features']}, "
                     f"{p['out_features']}, x, w, {bias}, out")
@@ -155,7 +155,7 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
                       f"{p['act_min']}, {p['act_max']});"))
     elif t == "RELU6":
         calls.append(("portable", f"mcu_clamp_s8(x, out, {p['size']}, {p['lo']}, {p['hi']});"))
-    elif t == "LOGISTIC":
+    elif t in ("LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU"):     # table activations
         s.append(_carr("lut", p["table"], "int8_t"))
         calls.append(("portable", f"mcu_lut_s8(x, out, {p['size']}, lut);"))
     else:

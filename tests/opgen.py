@@ -396,6 +396,48 @@ def make_logistic(rng, shape=None) -> Graph:
     return g
 
 
+def make_tanh(rng, shape=None) -> Graph:
+    """TANH: any input quantization (scales 2^-10..4), output (1/128, 0)."""
+    shape = shape or _rand_shape4(rng)
+    g = Graph(name="tanh")
+    g.add_tensor(Tensor("x", shape, "int8",
+                        Quant.per_tensor(_f32(np.exp2(rng.uniform(-10, 2))), rand_zp(rng))))
+    g.add_tensor(Tensor("y", shape, "int8", Quant.per_tensor(1.0 / 128, 0)))
+    g.add_op(Op("TANH", ["x"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_hard_swish(rng, shape=None) -> Graph:
+    """HARD_SWISH: input scales 2^-10..4, output scale 1/16..16 times the input's
+    (TFLM needs it >= about input / 128), any zero points."""
+    shape = shape or _rand_shape4(rng)
+    in_s = _f32(np.exp2(rng.uniform(-10, 2)))
+    g = Graph(name="hard_swish")
+    g.add_tensor(Tensor("x", shape, "int8", act_quant(rng, in_s)))
+    g.add_tensor(Tensor("y", shape, "int8",
+                        act_quant(rng, _f32(in_s * np.exp2(rng.uniform(-4, 4))))))
+    g.add_op(Op("HARD_SWISH", ["x"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_leaky_relu(rng, shape=None, alpha=None) -> Graph:
+    """LEAKY_RELU: a usual alpha (0.01..0.3) or any in [-1, 2); any quantizations."""
+    shape = shape or _rand_shape4(rng)
+    if alpha is None:
+        alpha = float(rng.choice([0.01, 0.1, 0.2, 0.3])) if rng.integers(0, 2) else \
+            float(rng.uniform(-1, 2))
+    q = act_quant(rng)
+    g = Graph(name="leaky_relu")
+    g.add_tensor(Tensor("x", shape, "int8", q))
+    g.add_tensor(Tensor("y", shape, "int8",
+                        act_quant(rng, _f32(q.scale[0] * np.exp2(rng.uniform(-2, 2))))))
+    g.add_op(Op("LEAKY_RELU", ["x"], ["y"], dict(alpha=_f32(alpha))))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
 def make_quantize(rng, shape=None, from_float=None) -> Graph:
     """QUANTIZE float32 -> int8, or int8 -> int8 (requantize)."""
     shape = shape or _rand_shape4(rng)
@@ -448,6 +490,7 @@ OP_BUILDERS = {
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,
+    "TANH": make_tanh, "HARD_SWISH": make_hard_swish, "LEAKY_RELU": make_leaky_relu,
     "SPARSE_CONV_2D": make_sparse_conv2d, "SPARSE_FULLY_CONNECTED": make_sparse_fully_connected,
 }
 

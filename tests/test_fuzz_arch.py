@@ -28,7 +28,8 @@ LAYER = st.one_of(
               st.integers(2, 3), st.integers(1, 2), st.sampled_from(["SAME", "VALID"])),
     st.tuples(st.just("branch"), st.sampled_from(["ADD", "CONCATENATION", "MUL"]),
               st.integers(1, 8)),
-    st.tuples(st.just("act"), st.sampled_from(["RELU", "RELU6", "LOGISTIC"])),
+    st.tuples(st.just("act"), st.sampled_from(["RELU", "RELU6", "LOGISTIC", "TANH", "HARD_SWISH",
+                                                "LEAKY_RELU"])),
 )
 ARCH = st.tuples(st.integers(4, 14), st.integers(4, 14), st.integers(1, 5),
                  st.lists(LAYER, min_size=1, max_size=6),

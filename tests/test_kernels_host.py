@@ -26,7 +26,7 @@ CASES = {
     "CONV_2D": 150, "DEPTHWISE_CONV_2D": 150, "FULLY_CONNECTED": 120,
     "AVERAGE_POOL_2D": 80, "MAX_POOL_2D": 60, "ADD": 80, "MUL": 60, "RESHAPE": 20,
     "SOFTMAX": 100, "CONCATENATION": 40, "PAD": 40, "MEAN": 80, "RELU": 40, "RELU6": 40,
-    "LOGISTIC": 40,
+    "LOGISTIC": 40, "TANH": 40, "HARD_SWISH": 40, "LEAKY_RELU": 40,
 }
 # kernels with a DSP variant: check the explicit _portable and _dsp entry points
 VARIANTS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
@@ -99,13 +99,37 @@ def test_depthwise_shapes(libs, kw):
         _check(libs, g, random_feeds(rng, g))
 
 
-@pytest.mark.parametrize("kw", [dict(k=256, out=12), dict(k=64, out=10, per_channel=True),
-                                dict(k=3, out=1), dict(k=7, out=5, batch=3)])
+@pytest.mark.parametrize("kw", [
+    dict(k=256, out=12), dict(k=64, out=10, per_channel=True), dict(k=3, out=1),
+    dict(k=7, out=5, batch=3),
+    # DSP: several blocks of columns with int32 partials (odd K: a tail in the last
+    # block; O % 4 != 0: rows outside the four-row groups), batches reuse the partials
+    dict(k=640, out=128), dict(k=1000, out=10, batch=3), dict(k=257, out=9, per_channel=True),
+    dict(k=257, out=6, batch=3), dict(k=1001, out=7, batch=3, per_channel=True),
+    dict(k=640, out=130, batch=3), dict(k=257, out=10, batch=3, bias=False),
+    # one block, more outputs than one stack chunk of sums, odd K
+    dict(k=130, out=70, batch=3), dict(k=131, out=33, per_channel=True),
+    dict(k=70, out=37, bias=False),
+])
 def test_fc_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))
     for _ in range(3):
         g = OP_BUILDERS["FULLY_CONNECTED"](rng, **kw)
         _check(libs, g, random_feeds(rng, g))
+
+
+def test_fc_scratch_blocks():
+    """DSP FC scratch: one block (2K) unless blocks of ~128 columns (a multiple of 4, as
+    few blocks as that allows) plus int32 partials (2B + 4O) are smaller."""
+    from toolchain.codegen.scratch import RUNTIME_SIZER as rt
+    assert rt.fc_scratch(640, 128) == 2 * 128 + 4 * 128
+    assert rt.fc_scratch(1000, 10) == 2 * 128 + 4 * 10
+    assert rt.fc_scratch(257, 9) == 2 * 88 + 4 * 9      # 3 blocks: 88 + 88 + 81
+    assert rt.fc_scratch(256, 10) == 2 * 128 + 4 * 10
+    assert rt.fc_scratch(128, 128) == 2 * 128
+    assert rt.fc_scratch(128, 8) == 2 * 128
+    assert rt.fc_scratch(64, 12) == 2 * 64
+    assert rt.fc_scratch(300, 200) == 2 * 300           # partials would cost more
 
 
 FIXEDPOINT_TEST_C = r"""

@@ -41,6 +41,15 @@ SHAPES = [
                      act="NONE")),
     ("FULLY_CONNECTED", dict(k=256, out=12)),
     ("FULLY_CONNECTED", dict(k=63, out=9, per_channel=True)),
+    # DSP FC in several blocks of columns (odd K, O % 4 != 0, batches) and one block
+    # with more outputs than a stack chunk
+    ("FULLY_CONNECTED", dict(k=640, out=128)),
+    ("FULLY_CONNECTED", dict(k=1000, out=10, batch=3)),
+    ("FULLY_CONNECTED", dict(k=257, out=9, per_channel=True, batch=1)),
+    ("FULLY_CONNECTED", dict(k=1001, out=7, batch=3, per_channel=True)),
+    ("FULLY_CONNECTED", dict(k=131, out=70, batch=3)),
+    ("FULLY_CONNECTED", dict(k=300, out=6, batch=3, bias=False)),
+    ("FULLY_CONNECTED", dict(k=70, out=37, bias=False)),
 ]
 
 

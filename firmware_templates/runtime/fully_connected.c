@@ -23,17 +23,126 @@ void mcu_fc_s8_portable(const mcu_fc_params_t *p, const mcu_per_channel_quant_t 
     }
 }
 
-int32_t mcu_fc_s8_scratch_size(int32_t in_features)
+/* DSP scratch layout: the input expanded to int16 one block of B columns at a time,
+ * then (only with more than one block) an int32 partial sum per output. One block
+ * (2K bytes) unless blocks plus partials (2B + 4O) are smaller. The block count comes
+ * from MCU_FC_BLOCK columns, so partial-sum traffic (a load and a store per output and
+ * block) stays near 1 % of a block's MACs; B is then the smallest multiple of 4 that
+ * covers K in that many blocks (least scratch for that count). */
+#if MCU_HAVE_DSP
+#define MCU_FC_BLOCK 128
+
+static int32_t fc_block(int32_t K, int32_t O)
+{
+    const int32_t n = (K + MCU_FC_BLOCK - 1) / MCU_FC_BLOCK;
+    if (n <= 1) return K;
+    const int32_t B = ((K + n - 1) / n + 3) & ~3;
+    return 2 * B + 4 * O < 2 * K ? B : K;
+}
+#endif
+
+int32_t mcu_fc_s8_scratch_size(int32_t in_features, int32_t out_features)
 {
 #if MCU_HAVE_DSP
-    return in_features * (int32_t)sizeof(int16_t);
+    const int32_t B = fc_block(in_features, out_features);
+    return B >= in_features ? 2 * in_features : 2 * B + 4 * out_features;
 #else
     (void)in_features;
+    (void)out_features;
     return 0;
 #endif
 }
 
 #if MCU_HAVE_DSP
+#if defined(MCU_EMULATE_DSP)
+/* C model of mcu_fc_s8s16_4row in mcu_mm_arm.S (host tests of the DSP path). */
+static void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
+                              int32_t n_groups, int32_t *acc, const int32_t *init)
+{
+    for (int32_t g = 0; g < n_groups; g++, w += 4 * K, acc += 4, init += 4)
+        for (int32_t r = 0; r < 4; r++) {
+            const uint32_t *a = (const uint32_t *)xs;
+            int32_t s = init[r];
+            for (int32_t k = 0; k < 4 * n4; k += 4, a += 2) {
+                const uint32_t W = mcu_read_u32(w + r * K + k);
+                s = __smlad(__sxtb16(W), a[0], s);
+                s = __smlad(mcu_sxtb16_ror8(W), a[1], s);
+            }
+            acc[r] = s;
+        }
+}
+#else
+void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
+                       int32_t n_groups, int32_t *acc, const int32_t *init);
+#endif
+
+/* acc[r] = init[r] + row r (w + r*K) . xs over L columns, for n rows (init: the bias,
+ * or acc itself): groups of four rows in assembly, the last n % 4 rows in pairs here,
+ * then the L % 4 tail columns. */
+static void fc_rows(const int16_t *xs, const int8_t *w, int32_t K, int32_t L, int32_t n,
+                    int32_t *acc, const int32_t *init)
+{
+    const int32_t L4 = L & ~3, n4 = n & ~3;
+    int32_t r = n4;
+    if (n4) mcu_fc_s8s16_4row(w, xs, K, L4 >> 2, n4 >> 2, acc, init);
+    for (; r + 1 < n; r += 2) {
+        const int8_t *w0 = w + r * K, *w1 = w0 + K;
+        const uint32_t *a = (const uint32_t *)xs;
+        int32_t s0 = init[r], s1 = init[r + 1];
+        for (int32_t k = 0; k < L4; k += 4, a += 2) {
+            const uint32_t W0 = mcu_read_u32(w0 + k), W1 = mcu_read_u32(w1 + k);
+            const uint32_t a0 = a[0], a1 = a[1];
+            s0 = __smlad(__sxtb16(W0), a0, s0);
+            s1 = __smlad(__sxtb16(W1), a0, s1);
+            s0 = __smlad(mcu_sxtb16_ror8(W0), a1, s0);
+            s1 = __smlad(mcu_sxtb16_ror8(W1), a1, s1);
+        }
+        acc[r] = s0;
+        acc[r + 1] = s1;
+    }
+    if (r < n) {
+        const int8_t *w0 = w + r * K;
+        const uint32_t *a = (const uint32_t *)xs;
+        int32_t s0 = init[r];
+        for (int32_t k = 0; k < L4; k += 4, a += 2) {
+            const uint32_t W0 = mcu_read_u32(w0 + k);
+            s0 = __smlad(__sxtb16(W0), a[0], s0);
+            s0 = __smlad(mcu_sxtb16_ror8(W0), a[1], s0);
+        }
+        acc[r] = s0;
+    }
+    if (L4 < L)
+        for (r = 0; r < n; r++) {
+            const int8_t *wr = w + r * K;
+            int32_t s0 = acc[r];
+            for (int32_t k = L4; k < L; k++) s0 += wr[k] * xs[k];
+            acc[r] = s0;
+        }
+}
+
+/* sums start at the bias: int32 sums are exact (mod 2^32, as TFLM's) in any order */
+static const int32_t *fc_init(int32_t *acc, const int32_t *bias, int32_t n)
+{
+    if (bias) return bias;
+    for (int32_t r = 0; r < n; r++) acc[r] = 0;
+    return acc;
+}
+
+/* TFLM's requantization of the finished sums of outputs o0 .. o0 + n - 1 (parameters
+ * in locals: the int8 stores could alias them) */
+static void fc_store(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q,
+                     int32_t per_channel, const int32_t *acc, int32_t o0, int32_t n, int8_t *out)
+{
+    const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int32_t step = per_channel ? 1 : 0;
+    const int32_t *mult = q->multiplier + step * o0, *shift = q->shift + step * o0;
+    for (int32_t r = 0; r < n; r++, mult += step, shift += step)
+        out[r] = mcu_requant_clamp(acc[r], *mult, *shift, out_off, act_min, act_max);
+}
+
+/* outputs per chunk with a single block: their sums live on the stack, not in scratch */
+#define MCU_FC_CHUNK 32
+
 void mcu_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, int32_t per_channel,
                    int32_t batches, int32_t in_features, int32_t out_features,
                    const int8_t *input, const int8_t *filter, const int32_t *bias,
@@ -44,70 +153,35 @@ void mcu_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, i
                            bias, output);
         return;
     }
-    const int32_t K = in_features, K4 = K & ~3;
+    const int32_t K = in_features, O = out_features, B = fc_block(K, O);
     const uint32_t off2 = ((uint32_t)(uint16_t)p->input_offset) * 0x10001u;
     int16_t *xs = (int16_t *)scratch;
-    const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
-    for (int32_t b = 0; b < batches; b++) {
-        const int8_t *x = input + b * K;
-        /* input + offset as int16, MCU_PERM4 order */
-        {
+    int32_t *part = (int32_t *)scratch + B / 2;   /* used only if B < K (then B % 4 == 0) */
+    for (int32_t b = 0; b < batches; b++, input += K, output += O) {
+        for (int32_t kb = 0; kb < K; kb += B) {
+            const int32_t L = K - kb < B ? K - kb : B, L4 = L & ~3;
+            /* input + offset as int16, MCU_PERM4 order */
             uint32_t *dst = (uint32_t *)xs;
-            for (int32_t k = 0; k < K4; k += 4) {
-                const uint32_t v = mcu_read_u32(x + k);
+            for (int32_t k = 0; k < L4; k += 4, dst += 2) {
+                const uint32_t v = mcu_read_u32(input + kb + k);
                 dst[0] = __sxtab16(off2, v);
                 dst[1] = mcu_sxtab16_ror8(off2, v);
-                dst += 2;
             }
-            for (int32_t k = K4; k < K; k++) xs[k] = (int16_t)(x[k] + p->input_offset);
+            for (int32_t k = L4; k < L; k++) xs[k] = (int16_t)(input[kb + k] + p->input_offset);
+            if (B < K) {
+                const int32_t *init = kb == 0 ? fc_init(part, bias, O) : part;
+                fc_rows(xs, filter + kb, K, L, O, part, init);
+                if (kb + L == K) fc_store(p, q, per_channel, part, 0, O, output);
+                continue;
+            }
+            for (int32_t o = 0; o < O; o += MCU_FC_CHUNK) {
+                int32_t acc[MCU_FC_CHUNK];
+                const int32_t n = O - o < MCU_FC_CHUNK ? O - o : MCU_FC_CHUNK;
+                const int32_t *init = fc_init(acc, bias ? bias + o : bias, n);
+                fc_rows(xs, filter + o * K, K, K, n, acc, init);
+                fc_store(p, q, per_channel, acc, o, n, output + o);
+            }
         }
-        int32_t o = 0;
-        for (; o + 1 < out_features; o += 2) {
-            const int8_t *w0 = filter + o * K;
-            const int8_t *w1 = w0 + K;
-            const uint32_t *a = (const uint32_t *)xs;
-            int32_t s0 = 0, s1 = 0;
-            for (int32_t k = 0; k < K4; k += 4) {
-                const uint32_t W0 = mcu_read_u32(w0 + k);
-                const uint32_t W1 = mcu_read_u32(w1 + k);
-                const uint32_t a0 = a[0], a1 = a[1];
-                a += 2;
-                s0 = __smlad(__sxtb16(W0), a0, s0);
-                s1 = __smlad(__sxtb16(W1), a0, s1);
-                s0 = __smlad(mcu_sxtb16_ror8(W0), a1, s0);
-                s1 = __smlad(mcu_sxtb16_ror8(W1), a1, s1);
-            }
-            for (int32_t k = K4; k < K; k++) {
-                s0 += w0[k] * xs[k];
-                s1 += w1[k] * xs[k];
-            }
-            if (bias) {
-                s0 += bias[o];
-                s1 += bias[o + 1];
-            }
-            const int32_t q0 = per_channel ? o : 0, q1 = per_channel ? o + 1 : 0;
-            output[o] = mcu_requant_clamp(s0, q->multiplier[q0], q->shift[q0], out_off, act_min,
-                                          act_max);
-            output[o + 1] = mcu_requant_clamp(s1, q->multiplier[q1], q->shift[q1], out_off,
-                                              act_min, act_max);
-        }
-        for (; o < out_features; o++) {
-            const int8_t *w0 = filter + o * K;
-            const uint32_t *a = (const uint32_t *)xs;
-            int32_t s0 = 0;
-            for (int32_t k = 0; k < K4; k += 4) {
-                const uint32_t W0 = mcu_read_u32(w0 + k);
-                s0 = __smlad(__sxtb16(W0), a[0], s0);
-                s0 = __smlad(mcu_sxtb16_ror8(W0), a[1], s0);
-                a += 2;
-            }
-            for (int32_t k = K4; k < K; k++) s0 += w0[k] * xs[k];
-            if (bias) s0 += bias[o];
-            const int32_t q0 = per_channel ? o : 0;
-            output[o] = mcu_requant_clamp(s0, q->multiplier[q0], q->shift[q0], out_off, act_min,
-                                          act_max);
-        }
-        output += out_features;
     }
 }
 #endif

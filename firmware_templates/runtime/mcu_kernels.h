@@ -187,8 +187,9 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
 /* ---- fully_connected.c ------------------------------------------------- */
 /* input: [batches, in_features]; filter: [out_features, in_features];
  * q->multiplier/q->shift: per output feature when per_channel != 0, else
- * only element [0] is used (per-tensor). */
-int32_t mcu_fc_s8_scratch_size(int32_t in_features);
+ * only element [0] is used (per-tensor). DSP scratch depends on both sizes
+ * (input blocks, int32 partial sums per output when that is smaller). */
+int32_t mcu_fc_s8_scratch_size(int32_t in_features, int32_t out_features);
 void mcu_fc_s8(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, int32_t per_channel,
                int32_t batches, int32_t in_features, int32_t out_features,
                const int8_t *input, const int8_t *filter, const int32_t *bias, int8_t *output,

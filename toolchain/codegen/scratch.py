@@ -89,7 +89,7 @@ def _lib():
     for fn in ("mcu_conv2d_s8_scratch_size", "mcu_dw_conv2d_s8_scratch_size"):
         getattr(lib, fn).argtypes = [C.POINTER(_Dims), C.POINTER(_Dims)]
         getattr(lib, fn).restype = C.c_int32
-    lib.mcu_fc_s8_scratch_size.argtypes = [C.c_int32]
+    lib.mcu_fc_s8_scratch_size.argtypes = [C.c_int32, C.c_int32]
     lib.mcu_fc_s8_scratch_size.restype = C.c_int32
     lib.mcu_conv2d_s8_pre_scratch_size.argtypes = [C.POINTER(_Dims), C.POINTER(_Dims)]
     lib.mcu_conv2d_s8_pre_scratch_size.restype = C.c_int32
@@ -158,8 +158,8 @@ class RuntimeSizer:
             C.byref(_dwp(p)), C.byref(_Dims(*p["input_dims"])), C.byref(_Dims(*p["filter_dims"])),
             C.byref(_Dims(*p["output_dims"])), int(packed)))
 
-    def fc_scratch(self, in_features: int) -> int:
-        return int(_lib().mcu_fc_s8_scratch_size(int(in_features)))
+    def fc_scratch(self, in_features: int, out_features: int) -> int:
+        return int(_lib().mcu_fc_s8_scratch_size(int(in_features), int(out_features)))
 
     def sparse_scratch(self, p: dict, variant: str = "dsp") -> int:
         """Row-sparse CONV_2D / FULLY_CONNECTED (sparse.c; scratch in every variant:

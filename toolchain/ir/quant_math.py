@@ -463,3 +463,239 @@ def logistic_table(input_scale: float, input_zero_point: int) -> np.ndarray:
     """The `mcu_lut_s8` table of TFLM's int8 LOGISTIC for this input quantization."""
     p = logistic_params(input_scale, input_zero_point)
     return lut_s8_table(lambda x: logistic_int8(x, *p))
+
+
+# --------------------------------------------------------------------------- tanh
+# TFLM TANH, int8 in / int8 out (kernels/tanh.cc CalculateArithmeticOpData and
+# reference_integer_ops::Tanh):
+# * Prepare requires input and output of the same type and checks NOTHING of the
+#   int8 output quantization: the kernel always writes round(128 * tanh), clamped
+#   to [-128, 127], i.e. bytes in units of 1/128 around 0.  TF's converter writes
+#   (1/128, 0); the quantizer fixes that (TANH_QUANT) and the op refuses any other.
+# * The input side is LOGISTIC's arithmetic exactly: kInputIntegerBits = 4,
+#   frexp(input_scale * 2^27) -> (input_multiplier, input_left_shift), radius
+#   CalculateInputRadius(4, left_shift, 31); differences |x - zp| >= radius
+#   saturate to -128 / 127 (and, as LOGISTIC, x == zp gives -128 when the radius is 0,
+#   input scales >= 8).
+# * The evaluation is gemmlowp::tanh on FixedPoint<int32, 4>: 0 at 0; otherwise
+#   t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(-|a|) read
+#   as FixedPoint<int32, 5> (ExactMulByPot<1>: exp(-2|a|))), negated for a < 0;
+#   then RoundingDivideByPOT(., 31 - 7), clamped.
+TANH_INPUT_INTEGER_BITS = 4
+TANH_OUTPUT_FRACTIONAL_BITS = 7
+TANH_QUANT = (1.0 / 128.0, 0)           # required output (scale, zero point)
+
+
+def tanh_params(input_scale: float, input_zero_point: int) -> tuple[int, int, int, int]:
+    """TFLM TanhPrepare for int8: (input_zero_point, input_multiplier,
+    input_left_shift, input_range_radius), computed exactly as `logistic_params`
+    (same kInputIntegerBits, frexp and radius)."""
+    try:
+        return logistic_params(input_scale, input_zero_point)
+    except ValueError as e:
+        raise ValueError(str(e).replace("LOGISTIC", "TANH")) from None
+
+
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a):
+    """gemmlowp one_minus_x_over_one_plus_x_for_x_in_0_1: FixedPoint<int32,0> ->
+    <int32,0>; the Newton-Raphson loop of one_over_one_plus_x_for_x_in_0_1, then
+    Rescale<0>(x - F2::One())."""
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    constant_48_over_17 = 1515870810
+    constant_neg_32_over_17 = -1010580540
+    one_f2 = 1 << 29
+    x = wrap_int32(constant_48_over_17 + _srdhm(half_denominator, constant_neg_32_over_17))
+    for _ in range(3):
+        half_denominator_times_x = _srdhm(half_denominator, x)          # F2
+        one_minus = wrap_int32(one_f2 - half_denominator_times_x)       # F2
+        x = wrap_int32(x + rescale(_srdhm(x, one_minus), 4, 2))         # F4 -> F2
+    return rescale(wrap_int32(x - one_f2), 2, 0)
+
+
+def tanh_fixed(a, integer_bits: int = TANH_INPUT_INTEGER_BITS):
+    """gemmlowp::tanh(FixedPoint<int32, integer_bits>) -> FixedPoint<int32, 0> raw."""
+    a = i64(a)
+    negative = a < 0
+    n = np.where(negative, a, wrap_int32(-a))                 # -|a|
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, integer_bits + 1))
+    return np.where(a == 0, 0, np.where(negative, wrap_int32(-t), t))
+
+
+def tanh_int8(x, input_zero_point: int, input_multiplier: int, input_left_shift: int,
+              input_range_radius: int) -> np.ndarray:
+    """reference_integer_ops::Tanh (int8 -> int8, output scale 1/128, zero point 0),
+    elementwise; parameters from `tanh_params`."""
+    x = np.asarray(x)
+    shape = x.shape
+    inp = i64(x).reshape(-1) - int(input_zero_point)
+    out = np.where(inp <= -int(input_range_radius), -128, 127).astype(np.int64)
+    mid = (inp > -int(input_range_radius)) & (inp < int(input_range_radius))
+    if np.any(mid):
+        q4 = multiply_by_quantized_multiplier(inp[mid], input_multiplier, input_left_shift)
+        q0 = tanh_fixed(q4, TANH_INPUT_INTEGER_BITS)
+        out[mid] = np.clip(rounding_divide_by_pot(q0, 31 - TANH_OUTPUT_FRACTIONAL_BITS),
+                           -128, 127)
+    return out.reshape(shape).astype(np.int8)
+
+
+# --------------------------------------------------------------------------- hard swish
+# TFLM HARD_SWISH, int8 (kernels/hard_swish_common.cc HardSwishPrepare and
+# reference_ops::HardSwish<int8_t>), all in int16 fixed point:
+# * Prepare: hires_input_scale = input_scale / 128, reluish_scale = 3 / 32768;
+#   output_multiplier = hires / output_scale and reluish_multiplier = hires /
+#   reluish_scale, divided in DOUBLE (of the float32 scales): older TFLM sources
+#   divide in float32 and cast the quotient, but the installed tflite-micro agrees
+#   only with the double quotient (tests/test_op_activations.py checks cases
+#   where the two differ).  Each goes through QuantizeMultiplier and
+#   DownScaleInt32ToInt16Multiplier ((m + 2^15) >> 16, 32767 when
+#   m >= INT32_MAX - 2^15).  TF_LITE_ENSURE(output_multiplier_exponent
+#   <= 0): the output scale must be at least about input_scale / 128.  Any output
+#   zero point.
+# * Eval per element: v = (x - input_zp) * 2^7 (int16); preshift =
+#   SRDHM16(v, output_m16); reluish: saturating left shift by exp - 1, SRDHM16 by
+#   reluish_m16, saturating left shift by 1 (exp > 0), or RoundingDivideByPOT(-exp)
+#   (exp < 0); then (reluish + 2^15) >> 1 in [0, 32767]; out =
+#   RoundingDivideByPOT(SaturatingDoublingHighMul(reluish, preshift) (truncating,
+#   no rounding), -output_exp) + output_zp, clamped to int8.
+# * Quirk (emulated): gemmlowp's RoundingDivideByPOT on int16 builds its mask as
+#   int16((1 << exponent) - 1), which is -1 for exponents >= 16; it then returns +1
+#   for x >= 0 and -1 for x < 0.  That happens for output scales > 512 * input
+#   scale (output exponent <= -16) and input scales < ~2^-22 (reluish exponent).
+def wrap_int16(x):
+    """Two's-complement wrap of int64 values to int16 range (C conversion to int16_t)."""
+    x = i64(x)
+    return ((x + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
+def saturating_rounding_doubling_high_mul_int16(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul<int16_t>: (a*b + nudge) / 2^15
+    truncated, nudge 2^14 or 1 - 2^14 by sign; -32768 * -32768 saturates to 32767."""
+    a, b = i64(a), i64(b)
+    overflow = (a == b) & (a == -(1 << 15))
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    return np.where(overflow, (1 << 15) - 1, wrap_int16(trunc_div(ab + nudge, 1 << 15)))
+
+
+def saturating_doubling_high_mul_int16(a, b):
+    """TFLite reference_ops::SaturatingDoublingHighMul (int16, like ARM SQDMULH):
+    a*b / 2^15 truncated toward zero; -32768 * -32768 saturates to 32767."""
+    a, b = i64(a), i64(b)
+    overflow = (a == b) & (a == -(1 << 15))
+    return np.where(overflow, (1 << 15) - 1, wrap_int16(trunc_div(a * b, 1 << 15)))
+
+
+def rounding_divide_by_pot_int16(x, exponent: int):
+    """gemmlowp RoundingDivideByPOT<int16_t>, including its int16 mask (exponents
+    >= 16 make the mask -1: the result is then +1 for x >= 0 and -1 for x < 0)."""
+    x = i64(x)
+    mask = int(wrap_int16((1 << int(exponent)) - 1))
+    remainder = wrap_int16(x & mask)
+    threshold = wrap_int16((mask >> 1) + (x < 0))
+    return wrap_int16((x >> int(exponent)) + (remainder > threshold))
+
+
+def saturating_left_shift_int16(x, amount: int):
+    """TFLite reference_ops::SaturatingLeftShift(int16 value, amount)."""
+    return np.clip(i64(x) * (1 << int(amount)), -(1 << 15), (1 << 15) - 1)
+
+
+def downscale_int32_to_int16_multiplier(m: int) -> int:
+    """TFLite DownScaleInt32ToInt16Multiplier (m >= 0)."""
+    m = int(m)
+    if m >= INT32_MAX - (1 << 15):
+        return (1 << 15) - 1
+    return (m + (1 << 15)) >> 16
+
+
+def hard_swish_params(input_scale: float, input_zero_point: int, output_scale: float,
+                      output_zero_point: int) -> tuple[int, int, int, int, int, int]:
+    """TFLM HardSwishPrepare for int8: (input_zero_point, output_zero_point,
+    reluish_multiplier_fixedpoint_int16, reluish_multiplier_exponent,
+    output_multiplier_fixedpoint_int16, output_multiplier_exponent), the argument
+    order of `hard_swish_int8`.  Raises ValueError where TFLM's Prepare fails
+    (output exponent > 0) or its arithmetic is undefined (reluish exponent > 31)."""
+    in_s, out_s = np.float32(input_scale), np.float32(output_scale)
+    if not (in_s > 0 and out_s > 0):
+        raise ValueError(f"HARD_SWISH: scales must be > 0, got {input_scale}, {output_scale}")
+    hires = float(np.float32(1.0 / 128.0) * in_s)
+    reluish_scale = 3.0 / 32768.0
+    om32, oexp = quantize_multiplier(hires / float(out_s))
+    if oexp > 0:
+        raise ValueError(f"HARD_SWISH: output scale {float(out_s):g} is too small for input "
+                         f"scale {float(in_s):g}; TFLM needs output_scale >= about "
+                         "input_scale / 128 (output multiplier exponent <= 0)")
+    rm32, rexp = quantize_multiplier(hires / reluish_scale)
+    if rexp > 31:
+        raise ValueError(f"HARD_SWISH: input scale {float(in_s):g} out of the range TFLM "
+                         "supports")
+    return (int(input_zero_point), int(output_zero_point),
+            downscale_int32_to_int16_multiplier(rm32), int(rexp),
+            downscale_int32_to_int16_multiplier(om32), int(oexp))
+
+
+def hard_swish_int8(x, input_zero_point: int, output_zero_point: int,
+                    reluish_multiplier_fixedpoint_int16: int, reluish_multiplier_exponent: int,
+                    output_multiplier_fixedpoint_int16: int,
+                    output_multiplier_exponent: int) -> np.ndarray:
+    """reference_ops::HardSwish<int8_t> with HardSwishParams from `hard_swish_params`."""
+    x = np.asarray(x)
+    rexp, oexp = int(reluish_multiplier_exponent), int(output_multiplier_exponent)
+    v = wrap_int16(i64(x) - int(input_zero_point))
+    hires = wrap_int16(v * (1 << 7))
+    preshift = saturating_rounding_doubling_high_mul_int16(hires,
+                                                           output_multiplier_fixedpoint_int16)
+    r = hires
+    if rexp > 0:
+        r = saturating_left_shift_int16(r, rexp - 1)
+    r = saturating_rounding_doubling_high_mul_int16(r, reluish_multiplier_fixedpoint_int16)
+    if rexp > 0:
+        r = saturating_left_shift_int16(r, 1)
+    if rexp < 0:
+        r = rounding_divide_by_pot_int16(r, -rexp)
+    r = wrap_int16((r + (1 << 15)) >> 1)                       # [-1, 1] -> [0, 1]
+    pre = saturating_doubling_high_mul_int16(r, preshift)
+    out = wrap_int16(rounding_divide_by_pot_int16(pre, -oexp) + int(output_zero_point))
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
+# --------------------------------------------------------------------------- leaky relu
+# TFLM LEAKY_RELU, int8 (kernels/leaky_relu_common.cc CalculateOpDataLeakyRelu and
+# reference_ops::QuantizeLeakyRelu<int8_t>):
+# * Prepare: identity = input_scale / output_scale and alpha = input_scale * alpha /
+#   output_scale, in DOUBLE (of the float32 values; older TFLM sources compute them
+#   in float32, which the installed tflite-micro does not match on tie cases), each
+#   through QuantizeMultiplier; a negative alpha gives a negative alpha multiplier.
+#   Any output quantization; alpha is LeakyReluOptions.alpha (float32).
+# * Eval: v = x - input_zp; for v >= 0, output_zp + MultiplyByQuantizedMultiplier(v,
+#   identity); for v < 0, MultiplyByQuantizedMultiplier(v, |alpha multiplier|),
+#   negated when the multiplier is negative (current TFLM's "safe_alpha_multiplier":
+#   MultiplyByQuantizedMultiplier requires a non-negative multiplier; this rounds
+#   ties differently from multiplying by the negative multiplier directly); then
+#   clamped to int8.
+def leaky_relu_params(input_scale: float, input_zero_point: int, output_scale: float,
+                      output_zero_point: int, alpha: float) -> tuple[int, int, int, int, int, int]:
+    """TFLM LeakyReluPrepare for int8: (input_zero_point, output_zero_point,
+    output_multiplier_identity, output_shift_identity, output_multiplier_alpha,
+    output_shift_alpha), the argument order of `leaky_relu_int8`."""
+    in_s, out_s, a = np.float32(input_scale), np.float32(output_scale), np.float32(alpha)
+    if not (in_s > 0 and out_s > 0):
+        raise ValueError(f"LEAKY_RELU: scales must be > 0, got {input_scale}, {output_scale}")
+    mi, si = quantize_multiplier(float(in_s) / float(out_s))
+    ma, sa = quantize_multiplier(float(in_s) * float(a) / float(out_s))
+    return int(input_zero_point), int(output_zero_point), int(mi), int(si), int(ma), int(sa)
+
+
+def leaky_relu_int8(x, input_zero_point: int, output_zero_point: int,
+                    output_multiplier_identity: int, output_shift_identity: int,
+                    output_multiplier_alpha: int, output_shift_alpha: int) -> np.ndarray:
+    """reference_ops::QuantizeLeakyRelu<int8_t>; parameters from `leaky_relu_params`."""
+    v = i64(x) - int(input_zero_point)
+    ma = int(output_multiplier_alpha)
+    safe = int(wrap_int32(-ma)) if ma < 0 else ma        # C int32 negation (wraps at -2^31)
+    scaled_alpha = multiply_by_quantized_multiplier(v, safe, output_shift_alpha)
+    out = int(output_zero_point) + np.where(
+        v >= 0,
+        multiply_by_quantized_multiplier(v, output_multiplier_identity, output_shift_identity),
+        -scaled_alpha if ma < 0 else scaled_alpha)
+    return np.clip(out, -128, 127).astype(np.int8)

@@ -1,5 +1,7 @@
 """Switchable nested row-sparse subnets (DRESS, issue #10).
 
+- `train`: nested row-sparse joint training from a torch module or an IR graph
+  (`train_subnets` -> `SubnetResult`: per-level float IR graphs, shared orders, masks).
 - `store`: per-row importance order -> nested masks and the packed store
   (`importance_order`, `nested_masks`, `level_counts`, `build_store` -> `SubnetStore`,
   `decode_level`, `byte_report`); `SubnetStore.c_arrays()` is what the C kernels

@@ -1,10 +1,29 @@
 """Activations: RELU (requantizes in_s/out_s), RELU6 (clamps to [zp, q(6)] in the
-input's quantization, as TFLM's Relu6 int8 does) and LOGISTIC (TFLM's int8 Logistic,
-run on the device as a 256-entry table).
+input's quantization, as TFLM's Relu6 int8 does), and the table activations LOGISTIC,
+TANH, HARD_SWISH and LEAKY_RELU (TFLM's int8 kernels, run on the device as a 256-entry
+table).
 
 Kernels: firmware_templates/runtime/elementwise.c (mcu_relu_s8, mcu_clamp_s8) and
 activations.c (mcu_lut_s8); all run in place. After CONV/DEPTHWISE/FC/ADD the
 quantizer fuses RELU/RELU6 instead.
+
+TFLM fidelity (the arithmetic and its quirks are documented beside the numpy code in
+toolchain/ir/quant_math.py):
+- LOGISTIC: gemmlowp logistic on Q4.27 (frexp input multiplier, input radius); output
+  (1/256, -128) — TFLM checks only the zero point, the bytes always mean 1/256.
+- TANH: the same input arithmetic, gemmlowp tanh; TFLM checks no output quantization
+  at all and always writes units of 1/128 around 0, so the output must be (1/128, 0).
+- HARD_SWISH: reference_ops::HardSwish in int16 fixed point (HardSwishParams from
+  scale ratios divided in double, QuantizeMultiplier then
+  DownScaleInt32ToInt16Multiplier);
+  any output quantization whose scale is at least about input scale / 128 (TFLM's
+  Prepare fails otherwise).
+- LEAKY_RELU: reference_ops::QuantizeLeakyRelu, identity and alpha multipliers
+  (QuantizeMultiplier of in_s/out_s and in_s*alpha/out_s in double, double
+  rounding; a negative alpha multiplies by |multiplier| and negates); any output
+  quantization, any alpha (negative or > 1 too).
+Every table is built from the op's numpy reference (quant_math.lut_s8_table), so
+the device is bit-exact with the reference by construction.
 """
 from __future__ import annotations
 
@@ -123,3 +142,120 @@ register(OpDef("LOGISTIC", {}, infer_shape=same_as_input,
                reference=_logistic_ref, quant=QuantRule(fixed_output=qm.LOGISTIC_QUANT),
                kernel_params=_logistic_params, emit=emit_lut, inplace=same_shape_inputs,
                torch=_torch_logistic, doc="1 / (1 + exp(-x)); int8 output scale 1/256, zp -128"))
+
+
+# ---------------------------------------------------------------- TANH
+def _tanh_params(g: Graph, op: Op) -> dict:
+    """TFLM's int8 TanhPrepare (quant_math.tanh_params) and its 256-entry table."""
+    xt = g.t(op.inputs[0])
+    in_s, in_zp = qparams(xt, op.name)
+    out_s, out_zp = qparams(g.t(op.outputs[0]), op.name)
+    if (out_s, out_zp) != (float(np.float32(qm.TANH_QUANT[0])), qm.TANH_QUANT[1]):
+        raise IRError(f"layer '{op.name}' (TANH): int8 output must have scale 1/128 and "
+                      f"zero point 0 (has {out_s}, {out_zp})")
+    try:
+        zp, mult, shift, radius = qm.tanh_params(in_s, in_zp)
+    except ValueError as e:
+        raise IRError(f"layer '{op.name}': {e}") from None
+    return dict(input_zero_point=zp, input_multiplier=mult, input_left_shift=shift,
+                input_range_radius=radius, size=xt.size,
+                table=qm.lut_s8_table(lambda x: qm.tanh_int8(x, zp, mult, shift, radius)))
+
+
+def _tanh_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
+    p = _tanh_params(g, op)
+    return qm.tanh_int8(v[op.inputs[0]], p["input_zero_point"], p["input_multiplier"],
+                        p["input_left_shift"], p["input_range_radius"])
+
+
+def _torch_tanh(m, op, x, inp):
+    import torch
+    return torch.tanh(x)
+
+
+register(OpDef("TANH", {}, infer_shape=same_as_input,
+               float_eval=lambda g, op, inp: np.tanh(inp(0).astype(np.float64)),
+               reference=_tanh_ref, quant=QuantRule(fixed_output=qm.TANH_QUANT),
+               kernel_params=_tanh_params, emit=emit_lut, inplace=same_shape_inputs,
+               torch=_torch_tanh, doc="tanh(x); int8 output scale 1/128, zp 0"))
+
+
+# ---------------------------------------------------------------- HARD_SWISH
+_HS_KEYS = ("input_zero_point", "output_zero_point", "reluish_multiplier_fixedpoint_int16",
+            "reluish_multiplier_exponent", "output_multiplier_fixedpoint_int16",
+            "output_multiplier_exponent")
+
+
+def _hard_swish_params(g: Graph, op: Op) -> dict:
+    """TFLM's int8 HardSwishPrepare (quant_math.hard_swish_params, the HardSwishParams
+    fields) and its 256-entry table."""
+    xt = g.t(op.inputs[0])
+    in_s, in_zp = qparams(xt, op.name)
+    out_s, out_zp = qparams(g.t(op.outputs[0]), op.name)
+    try:
+        prm = qm.hard_swish_params(in_s, in_zp, out_s, out_zp)
+    except ValueError as e:
+        raise IRError(f"layer '{op.name}': {e}") from None
+    return dict(zip(_HS_KEYS, prm), size=xt.size,
+                table=qm.lut_s8_table(lambda x: qm.hard_swish_int8(x, *prm)))
+
+
+def _hard_swish_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
+    p = _hard_swish_params(g, op)
+    return qm.hard_swish_int8(v[op.inputs[0]], *(p[k] for k in _HS_KEYS))
+
+
+def _hard_swish_float(g, op, inp):
+    x = inp(0).astype(np.float64)
+    return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def _torch_hard_swish(m, op, x, inp):
+    import torch
+    return x * torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
+
+
+register(OpDef("HARD_SWISH", {}, infer_shape=same_as_input, float_eval=_hard_swish_float,
+               reference=_hard_swish_ref, quant=QuantRule(),
+               kernel_params=_hard_swish_params, emit=emit_lut, inplace=same_shape_inputs,
+               torch=_torch_hard_swish, doc="x * relu6(x + 3) / 6"))
+
+
+# ---------------------------------------------------------------- LEAKY_RELU
+_LR_KEYS = ("input_zero_point", "output_zero_point", "output_multiplier_identity",
+            "output_shift_identity", "output_multiplier_alpha", "output_shift_alpha")
+
+
+def _leaky_relu_params(g: Graph, op: Op) -> dict:
+    """TFLM's int8 LeakyReluPrepare (quant_math.leaky_relu_params) and its table."""
+    xt = g.t(op.inputs[0])
+    in_s, in_zp = qparams(xt, op.name)
+    out_s, out_zp = qparams(g.t(op.outputs[0]), op.name)
+    alpha = float(np.float32(op.attr("alpha")))
+    try:
+        prm = qm.leaky_relu_params(in_s, in_zp, out_s, out_zp, alpha)
+    except ValueError as e:
+        raise IRError(f"layer '{op.name}': {e}") from None
+    return dict(zip(_LR_KEYS, prm), alpha=alpha, size=xt.size,
+                table=qm.lut_s8_table(lambda x: qm.leaky_relu_int8(x, *prm)))
+
+
+def _leaky_relu_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
+    p = _leaky_relu_params(g, op)
+    return qm.leaky_relu_int8(v[op.inputs[0]], *(p[k] for k in _LR_KEYS))
+
+
+def _leaky_relu_float(g, op, inp):
+    x = inp(0)
+    return np.where(x > 0, x, x * np.float32(op.attr("alpha")))
+
+
+def _torch_leaky_relu(m, op, x, inp):
+    import torch
+    return torch.where(x > 0, x, x * float(np.float32(op.attr("alpha"))))
+
+
+register(OpDef("LEAKY_RELU", {"alpha": 0.2}, infer_shape=same_as_input,
+               float_eval=_leaky_relu_float, reference=_leaky_relu_ref, quant=QuantRule(),
+               kernel_params=_leaky_relu_params, emit=emit_lut, inplace=same_shape_inputs,
+               torch=_torch_leaky_relu, doc="x if x > 0 else alpha * x (LeakyReluOptions.alpha)"))

@@ -1,9 +1,10 @@
 """FULLY_CONNECTED: x [..., K] (flattened to [batches, K]), weights [O, K] int8 (per
 tensor, or per channel), bias int32 [O].
 
-Kernel: firmware_templates/runtime/fully_connected.c (DSP: int16-expanded input in
-scratch). Multipliers follow TFLM: per-channel in_s * w_s[c] / out_s in double; per
-tensor GetQuantizedConvolutionMultipler (float32 product of the scales first).
+Kernel: firmware_templates/runtime/fully_connected.c (DSP: input expanded to int16 in
+scratch, in blocks of columns with int32 partial sums where that needs less scratch).
+Multipliers follow TFLM: per-channel in_s * w_s[c] / out_s in double; per tensor
+GetQuantizedConvolutionMultipler (float32 product of the scales first).
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def _params(g: Graph, op: Op) -> dict:
 
 
 def _scratch(p, variant, patchable, rt) -> int:
-    return 0 if variant == "portable" else rt.fc_scratch(p["in_features"])
+    return 0 if variant == "portable" else rt.fc_scratch(p["in_features"], p["out_features"])
 
 
 def _emit(em, k: int, op: Op, p: dict) -> list[str]:
@@ -85,7 +86,8 @@ def _emit(em, k: int, op: Op, p: dict) -> list[str]:
     q = em.quant(P, p)
     w = em.const(op.inputs[1], p["filter"], "int8_t")
     alloc = em.plan.kernel_scratch.get(op.name, 0)
-    em.checks.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}) > {alloc}) return 0;")
+    em.checks.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}, {p['out_features']}) > "
+                     f"{alloc}) return 0;")
     return [f"mcu_fc_s8({pp}, {q}, {p['per_channel']}, {p['batches']}, "
             f"{p['in_features']}, {p['out_features']}, {em.ptr(op.inputs[0])}, {w}, "
             f"{em.bias(op, p)}, {em.ptr(op.outputs[0])}, {em.scratch(op)});"]
