@@ -64,14 +64,9 @@ def export_cmd(model, calib, levels, dense, min_row, out_dir, json_path):
 def train_cmd(model, data_path, levels, dense, alpha, epochs, out_dir, json_path):
     """Train nested subnets jointly (Σ α_k L(W ⊙ m_k)) from MODEL (.onnx, .pt2, .tflite)
     on --data, quantize every level with shared int8 weights, export OUT/."""
-    from toolchain.subnets.export import SubnetError, parse_levels
-    parse_levels(levels, dense=dense)
-    try:
-        from toolchain.subnets import train as _train  # noqa: F401
-    except ImportError:
-        raise SubnetError("subnet training (toolchain.subnets.train) is not in this build "
-                          "yet; use mcu subnets export (magnitude levels) meanwhile") from None
-    from toolchain.subnets.cli_train import run_train
+    from toolchain.subnets.export import parse_levels
+    from toolchain.subnets.flow import run_train
+    parse_levels(levels, dense=dense)             # bad levels: before any work
     man = run_train(model, data_path, levels, dense=dense, alpha=alpha, epochs=epochs,
                     out_dir=out_dir, log=lambda m: click.echo(m, err=True))
     from toolchain.subnets.export import format_manifest
