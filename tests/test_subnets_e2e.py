@@ -161,12 +161,49 @@ def test_ordinary_models_keep_their_generated_c(tmp_path):
     assert "model_set_level" not in src and res.num_levels == 0
 
 
+@needs_cc
+def test_train_export_host(digits, tmp_path):
+    """`mcu subnets train` (1 epoch): shared int8 values per row, per-level scales; every
+    level byte-exact with tflite-micro on the host board."""
+    pytest.importorskip("torch")
+    from toolchain.examples.digits import digits_data
+    xtr, ytr, _, _ = digits_data(0)
+    data = tmp_path / "train.npz"
+    np.savez(data, x=xtr[:400].transpose(0, 2, 3, 1), y=ytr[:400])
+    out = tmp_path / "OUT"
+    r = _mcu("subnets", "train", digits[0], "--data", data, "--levels", "0.5,0.9",
+             "--epochs", 1, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("byte-exact with tflite-micro on 8/8 inputs") == 2
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["train"]["epochs"] == 1 and len(man["train"]["accuracy"]) == 2
+    from toolchain.subnets.export import load_export
+    ex = load_export(out)
+    g0, g1 = ex.graphs
+    for op0, op1 in zip(g0.ops, g1.ops):        # one store: the same flash bytes per level
+        if op0.type.startswith("SPARSE_"):
+            assert g0.t(op0.inputs[1]).data.tobytes() == g1.t(op1.inputs[1]).data.tobytes()
+            assert op0.attr("n_entries") > op1.attr("n_entries")
+    js = tmp_path / "r.json"
+    r = _mcu("hil", out, "--board", "host", "--data", digits[2], "--subnets", "all", "-q",
+             "--json", js)
+    assert r.exit_code == 0, r.output
+    assert all(row["byte_exact"] == row["samples"] for row in json.loads(js.read_text())["levels"])
+
+
 # ------------------------------------------------------------------------ bad input
 def _one_line_error(r, pattern):
     assert r.exit_code != 0, r.output
     err = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and re.search(pattern, err[0]), r.output
     assert "Traceback" not in r.output
+
+
+def test_train_bad_levels_first(digits, tmp_path):
+    out = tmp_path / "OUT"
+    _one_line_error(_mcu("subnets", "train", digits[0], "--data", digits[2], "--levels",
+                         "0.75,0.5", "-o", out), "strictly increasing")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("levels,msg", [("0.9,0.5", "strictly increasing"),
