@@ -23,9 +23,10 @@ def _calib(path, graph):
 
 @subnets.command("export")
 @click.argument("model", type=click.Path(dir_okay=False, exists=True))
-@click.option("--calib", required=True, type=click.Path(dir_okay=False, exists=True),
+@click.option("--calib", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Calibration inputs (.npz, array 'x'), as for mcu convert; each level is "
-                   "calibrated on them.")
+                   "calibrated on them (float models; an int8 .tflite keeps its "
+                   "quantization).")
 @click.option("--levels", required=True, help="Sparsities, strictly increasing in [0, 1): "
               "e.g. 0.5,0.75,0.9.")
 @click.option("--dense", is_flag=True, help="Add the dense backbone as level 0.")
@@ -37,13 +38,19 @@ def export_cmd(model, calib, levels, dense, min_row, out_dir, json_path):
     """Nested levels by weight magnitude (no retraining) from a float MODEL (.onnx, .pt2,
     float .tflite): per level a dense-with-zeros .tflite + C array (checked with
     tflite-micro), the packed store and a manifest in OUT/."""
+    import numpy as np
+
     from converters import load_model
     from toolchain.subnets.export import (export_levels, format_manifest, magnitude_levels,
                                           parse_levels)
     s = parse_levels(levels, dense=dense)         # bad levels: before any work
     g = load_model(model)
-    x = _calib(calib, g) if not g.is_quantized else None
+    x = _calib(calib, g) if (calib and not g.is_quantized) else None
     shared, layers = magnitude_levels(g, s, x, min_row=min_row)
+    if x is None:
+        xt = g.t(g.inputs[0])
+        x = np.random.default_rng(0).integers(-128, 128, (4,) + tuple(xt.shape[1:]),
+                                              dtype=np.int64).astype(np.int8)
     man = export_levels(shared, out_dir, layers=layers, name=g.name or "model",
                         check=x[:8], source=f"{model} (magnitude, no retraining)")
     click.echo(format_manifest(man))

@@ -32,7 +32,7 @@ from toolchain.errors import McuError
 from toolchain.ir.graph import Graph, IRError
 from toolchain.subnets.graph import SPARSE_OF, sparse_graphs
 from toolchain.subnets.quantize import SharedLevels, quantize_levels
-from toolchain.subnets.store import byte_report, check_levels, importance_order
+from toolchain.subnets.store import byte_report, check_levels, importance_order, nested_masks
 
 FORMAT = "mcu-subnets-v1"
 MIN_ROW = 16     # rows shorter than this stay dense (8-bit columns: little to gain)
@@ -94,11 +94,27 @@ def choose_layers(graph: Graph, min_row: int = MIN_ROW):
 
 def magnitude_levels(float_graph: Graph, sparsities, calib, *, min_row: int = MIN_ROW,
                      implicit_dense: bool = True, **quant_kw):
-    """Nested levels by |w| (no retraining): (SharedLevels, layer report)."""
+    """Nested levels by |w| (no retraining): (SharedLevels, layer report). An int8 graph
+    (e.g. an MLPerf Tiny .tflite) keeps its quantization in every level (masks by |int8
+    value|, no recalibration: for speed and store figures, not for accuracy)."""
     s = parse_levels(sparsities)
     if float_graph.is_quantized:
-        raise SubnetError(f"'{float_graph.name}' is already int8: export subnets from the "
-                          "float model (.onnx / .pt2 / float .tflite) with calibration data")
+        import copy
+
+        from toolchain.subnets.quantize import share_levels
+        orders, layers = choose_layers(float_graph, min_row)
+        qgs = []
+        for k in range(len(s)):
+            g = copy.deepcopy(float_graph)
+            for w, order in orders.items():
+                t = g.t(w)
+                m = nested_masks(order, s)[k].reshape(t.shape)
+                t.data = np.where(m, t.data, 0).astype(t.data.dtype)
+            qgs.append(g)
+        return share_levels(qgs, orders, s, None, implicit_dense=implicit_dense), layers
+    if calib is None:
+        raise SubnetError(f"'{float_graph.name}' is a float model: pass calibration inputs "
+                          "with --calib DATA.npz")
     orders, layers = choose_layers(float_graph, min_row)
     shared = quantize_levels(float_graph, orders, s, calib, implicit_dense=implicit_dense,
                              **quant_kw)
@@ -284,6 +300,11 @@ def load_export(path) -> Export:
     return ex
 
 
+def _short(name: str, n: int = 36) -> str:
+    name = (name or "").split(";")[0]
+    return name if len(name) <= n else "..." + name[-(n - 3):]
+
+
 def format_manifest(man: dict) -> str:
     """`mcu convert OUT/`: per level parameters and bytes."""
     st = man["store"]
@@ -295,7 +316,7 @@ def format_manifest(man: dict) -> str:
     sp = [r for r in man["layers"] if r.get("sparse")]
     dn = [r for r in man["layers"] if not r.get("sparse")]
     lines.append(f"layers: {len(sp)} row-sparse" + (f", {len(dn)} dense: " + "; ".join(
-        f"{r['layer'] or r['weight']} ({r['reason']})" for r in dn) if dn else ""))
+        f"{_short(r['layer'] or r['weight'])} ({r['reason']})" for r in dn) if dn else ""))
     lines.append(f"{'level':>5} {'sparsity':>8} {'entries/row':>24} {'store bytes read':>16} "
                  f"{'.tflite':>9}  model hash")
     for lv in man["level"]:
@@ -309,7 +330,7 @@ def format_manifest(man: dict) -> str:
                  "first multiplier/shift):")
     for lv in man["level"]:
         for p in lv["params"]:
-            lines.append(f"  L{lv['index']} {p['layer'][:28]:<28} n={p['n_entries']:<5} "
+            lines.append(f"  L{lv['index']} {_short(p['layer'], 28):<28} n={p['n_entries']:<5} "
                          f"in {p['input_offset']:>4} out {p['output_offset']:>4} "
                          f"act [{p['act'][0]},{p['act'][1]}] m0 {p['multiplier0']} "
                          f"s0 {p['shift0']}")
