@@ -149,6 +149,15 @@ def test_level_message(export, digits, tmp_path):
                 out, _ = c.infer(xq.tobytes())
                 want = ref.run(xq[None])[0].reshape(-1)
                 assert np.frombuffer(out, np.int8).tobytes() == want.tobytes()
+    # the CLI ends: `mcu info` lists the levels, `mcu subnets level` sets and reads one
+    r = _mcu("info", "--board", "host", "--firmware", rep["build_dir"])
+    assert r.exit_code == 0 and "subnet levels:  0: 0.5 (active), 1: 0.75, 2: 0.9" in r.output, \
+        r.output
+    r = _mcu("subnets", "level", "--board", "host", "--firmware", rep["build_dir"], "1")
+    assert r.exit_code == 0 and "active level 1 of 3: 0: 0.50, 1: 0.75, 2: 0.90" in r.output, \
+        r.output
+    _one_line_error(_mcu("subnets", "level", "--board", "host", "--firmware", rep["build_dir"],
+                         "7"), "subnet level 7 is out of range .* kept its level")
 
 
 def test_ordinary_models_keep_their_generated_c(tmp_path):

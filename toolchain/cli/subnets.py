@@ -84,15 +84,20 @@ def train_cmd(model, data_path, levels, dense, alpha, epochs, out_dir, json_path
 
 @subnets.command("level")
 @click.option("--board", "-b", default=None)
-@click.option("--port", required=True, help="Serial URL of a device running a subnet firmware.")
+@click.option("--port", default=None, help="Serial URL of a device running a subnet firmware.")
+@click.option("--firmware", type=click.Path(exists=True), default=None,
+              help="Or start the board with this build (directory or ELF) and ask it.")
 @click.argument("k", type=int, required=False)
-def level_cmd(board, port, k):
-    """Read (or, with K, set) the active subnet level of a running device."""
+def level_cmd(board, port, firmware, k):
+    """Read (or, with K, set) the active subnet level of a device."""
     from toolchain.boards import resolve_board
     from toolchain.devices import start_device
+    from toolchain.errors import McuError
     from toolchain.link.model import ModelClient
+    if not port and not firmware:
+        raise McuError("give --port URL (a running device) or --firmware BUILD (start one)")
     b = resolve_board(board)
-    with start_device(b, None, port=port) as dev:
+    with (start_device(b, None, port=port) if port else start_device(b, firmware)) as dev:
         active, sp = ModelClient(dev.link()).level(k)
     click.echo(f"active level {active} of {len(sp)}: "
                + ", ".join(f"{i}: {s:.2f}" for i, s in enumerate(sp)))
