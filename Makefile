@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi qemu-system-arm
 
-.PHONY: setup sysdeps venv test demo bench bench-subnets patch-faults clean
+.PHONY: setup sysdeps venv test demo bench bench-snn bench-subnets patch-faults clean
 
 setup: sysdeps venv
 
@@ -38,6 +38,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m toolchain.bench
+
+# Spiking networks (issue #11): snnTorch MLP and conv net on digits, float / fixed point /
+# device, instructions (portable, DSP), rate sweep, vs the int8 CNN. JSON: bench-results/snn_bench.json
+bench-snn: setup
+	$(BIN)/python -m toolchain.bench_snn
 
 # Switchable subnets (issue #10): KWS and ResNet-8 with levels nested by |w| in one
 # firmware each, instructions per level vs the dense DSP build, bit-exact with

@@ -109,6 +109,10 @@ def convert(model_path, calib=None, method: str = "minmax", out_dir=None,
         qgraph = graph
         result["source"] = "int8 (passed through)"
     else:
+        if any(graph.tensors[n].dtype not in ("int8", "float32")
+               for n in graph.inputs + graph.outputs):
+            raise ConvertError(f"{os.path.basename(model_path)} is {graph.io_kind()}; mcu "
+                               "converts float or int8 models (re-export it as float)")
         if calib is None:
             raise ConvertError(f"{os.path.basename(model_path)} is a float model: pass "
                                "calibration inputs with --calib DATA.npz (array 'x')")

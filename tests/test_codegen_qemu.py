@@ -120,3 +120,4 @@ def test_model_too_big_is_refused_with_needs(tmp_path, monkeypatch):
     with pytest.raises(BuildError, match=r"RAM needs [\d,]+ B, has 32,768 B"):
         build_model(_model("pretrainedResnet_quant.tflite"), "tiny-m4", tmp_path / "b",
                     measure_tflm=False)
+    assert not (tmp_path / "b").exists(), "a failed build left its build directory"

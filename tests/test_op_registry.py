@@ -99,3 +99,16 @@ def test_infer_shape_matches_random_graphs_and_catches_a_wrong_declaration(name)
     out.shape = out.shape[:-1] + (out.shape[-1] + 1,)
     with pytest.raises(IRError, match=r"is declared .* but the op computes|elements, not"):
         validate(g)
+
+
+def test_a_tensor_no_microcontroller_can_address_is_refused():
+    from toolchain.ir.graph import Graph, IRError, Op, Quant, Tensor
+    from toolchain.ir.validate import validate
+    g = Graph()
+    q = Quant.per_tensor(0.1, 0)
+    g.add_tensor(Tensor("x", (1, 65536, 65536, 1), "int8", q))
+    g.add_tensor(Tensor("y", (1, 65536, 65536, 1), "int8", q))
+    g.add_op(Op("RELU", ["x"], ["y"]))
+    g.inputs, g.outputs = ["x"], ["y"]
+    with pytest.raises(IRError, match="limit 2 GiB"):
+        validate(g)

@@ -97,3 +97,54 @@ def test_train_tiny(files):
     assert r.exit_code == 0, r.output
     assert "budget 0.05: 40 selected" in r.output
     assert run("verify", d / "t.mcup", "-k", d / "dev.key", "--base", d / "old.tflite").exit_code == 0
+
+
+def test_verify_refuses_sequence_zero_as_a_device_does(files):
+    d = files
+    from converters.tflite_reader import read_tflite
+    from toolchain.patch.format import load_key
+    from toolchain.patch.make import diff_patch
+    res = diff_patch(read_tflite(str(d / "old.tflite")), read_tflite(str(d / "new.tflite")),
+                     load_key(d / "dev.key"), 0)   # the CLI refuses --seq 0; the API can make one
+    (d / "p0.mcup").write_bytes(res.data)
+    r = run("verify", d / "p0.mcup", "-k", d / "dev.key", "--base", d / "old.tflite")
+    assert r.exit_code != 0 and "not above" in r.output, r.output
+    r = run("apply", d / "p0.mcup", "-k", d / "dev.key", "--base", d / "old.tflite",
+            "-o", d / "a.tflite")
+    assert r.exit_code != 0 and "not above" in r.output, r.output
+
+
+def test_bad_output_paths_refused_before_anything_is_written(files):
+    d = files
+    before = set(d.iterdir())
+    r = run("diff", d / "old.tflite", d / "new.tflite", "-k", d / "dev.key", "--seq", 1,
+            "-o", d / "p.mcup", "--out-model", d / "x.onnx")
+    assert r.exit_code != 0 and ".tflite" in r.output, r.output
+    r = run("diff", d / "old.tflite", d / "new.tflite", "-k", d / "dev.key", "--seq", 1,
+            "-o", d / "p.mcup", "--json", d / "nodir" / "p.json")
+    assert r.exit_code == 5 and "nodir" in r.output, r.output
+    assert set(d.iterdir()) == before
+
+
+def test_train_refuses_poisoned_or_mislabelled_data(files):
+    d = files
+    from toolchain.patch.toy import toy_int8_graph
+    g = toy_int8_graph()
+    shape = g.t(g.inputs[0]).shape[1:]
+    n_cls = g.t(g.outputs[0]).shape[-1]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8,) + tuple(shape)).astype(np.float32)
+    cases = {"nan": (np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x),
+                     np.zeros(8, np.int64), "non-finite"),
+             "classes": (x, np.full(8, n_cls), "classes"),
+             "fraction": (x, np.full(8, 0.5), "whole numbers"),
+             "length": (x, np.zeros(5, np.int64), "labels"),
+             "empty": (x[:0], np.zeros(0, np.int64), "no samples"),
+             "shape": (x[:, :-1], np.zeros(8, np.int64), "shape")}
+    for name, (xx, yy, msg) in cases.items():
+        np.savez(d / f"{name}.npz", x=xx, y=yy)
+        out = d / f"{name}.mcup"
+        r = run("train", d / "old.tflite", "--data", d / f"{name}.npz", "-k", d / "dev.key",
+                "--seq", 1, "-o", out)
+        assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output, (name, r.output)
+        assert not out.exists(), name

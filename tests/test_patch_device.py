@@ -258,3 +258,23 @@ def test_link_cut_resumes(host_fw, store):
     rep = link_fault_campaign("host", host_fw, store, new, KEY, trials=2, seed=2, drop=0,
                               dup=0, corrupt=0, delay=0, cut_after=3000)
     assert rep["bad"] == 0 and rep["reconnects"] > 0 and rep["proxy"]["cuts"] > 0, rep
+
+
+def test_cli_resend_of_an_applied_patch_is_a_success(host_fw, store, tmp_path):
+    """`mcu patch send` twice (a fleet script retrying after a lost acknowledgement):
+    the second is exit 0, "already applied, nothing sent"; the device is unchanged."""
+    from click.testing import CliRunner
+
+    from toolchain.cli import main
+    new = mutate_store(store, 0.05, seed=11)
+    p = tmp_path / "p1.mcup"
+    p.write_bytes(patch_between(store, new, KEY, 1))
+    with _start("host", host_fw) as dev:
+        url = dev.url
+        dev.release()
+        r = CliRunner().invoke(main, ["patch", "send", str(p), "--port", url])
+        assert r.exit_code == 0 and "applied: device model" in r.output, r.output
+        r = CliRunner().invoke(main, ["patch", "send", str(p), "--port", url])
+        assert r.exit_code == 0 and "already applied, nothing sent" in r.output, r.output
+        st = patch_status(dev.link())
+        assert st.hash == new.hexhash() and st.seq == 1

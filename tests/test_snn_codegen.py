@@ -26,11 +26,13 @@ T = 10
 class NativeModel:
     """model.c + runtime + a board_ticks harness as one shared library."""
 
-    def __init__(self, gen, build_dir: Path):
+    def __init__(self, gen, build_dir: Path, kernels: str = "portable"):
         (build_dir / "harness.c").write_text(HARNESS)
         so = build_dir / "snn_model.so"
         cmd = ["cc", "-O1", "-shared", "-fPIC", "-std=c99", "-Wall", "-Wextra", "-Werror",
-               "-DMCU_TICK_HZ=1000000000", "-DMCU_NO_DSP", f"-I{RUNTIME}", f"-I{APP}",
+               "-DMCU_TICK_HZ=1000000000",
+               "-DMCU_NO_DSP" if kernels == "portable" else "-DMCU_EMULATE_DSP",
+               f"-I{RUNTIME}", f"-I{APP}",
                str(build_dir / "harness.c"), *map(str, sorted(RUNTIME.glob("*.c"))),
                *map(str, gen.files), "-o", str(so)]
         subprocess.run(cmd, check=True)
@@ -108,26 +110,30 @@ def _data(g, enc, rng, n):
 
 
 @needs_cc
+@pytest.mark.parametrize("kernels", ["portable", "dsp"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_native_equals_fixed_reference(case, tmp_path):
+def test_native_equals_fixed_reference(case, kernels, tmp_path):
     rng = np.random.default_rng(abs(hash(case)) % 2 ** 32)
     g, enc, bits = CASES[case](rng)
     x = _data(g, enc, rng, 12)
     q = fp.quantize(g, x, T, encoding=enc, state_bits=bits, seed=9)
     gen = generate_snn(q, tmp_path / "model", T)
-    lib = NativeModel(gen, tmp_path)
+    lib = NativeModel(gen, tmp_path, kernels)
     want = _check(gen, q, x, lib.infer, enc)
     assert np.abs(want.counts).sum() > 0
 
 
 # ----------------------------------------------------------------- firmware on devices
-def _device_run(board, gen, q, x, enc, build_dir):
+KERNEL_DEFINES = {"portable": {"MCU_NO_DSP": 1}, "dsp": {}}   # the M4 has the DSP extension
+
+
+def _device_run(board, gen, q, x, enc, build_dir, kernels="portable"):
     from toolchain.build import build_firmware
     from toolchain.devices import start_device
     from toolchain.link.model import ModelClient
     fw = build_firmware(board, build_dir, extra_sources=[str(f) for f in gen.files],
                         include_dirs=[str(gen.out_dir)], with_runtime=True, werror=True,
-                        defines={"MCU_SCRATCH_SIZE": 64, "MCU_NO_DSP": 1})
+                        defines={"MCU_SCRATCH_SIZE": 64, **KERNEL_DEFINES[kernels]})
     with start_device(board, fw) as dev:
         client = ModelClient(dev.link(timeout=2.0, retries=3))
         info = client.info()
@@ -164,8 +170,9 @@ def test_trained_mlp_on_host_board(trained_q, tmp_path):
 
 @pytest.mark.qemu
 @pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("kernels", ["portable", "dsp"])
 @pytest.mark.parametrize("model", ["mlp-rate", "conv-pool"])
-def test_on_qemu_m4(model, trained_q, tmp_path):
+def test_on_qemu_m4(model, kernels, trained_q, tmp_path):
     if model == "mlp-rate":
         _, x, _ = trained_q
         g = _mlp_graph(np.random.default_rng(1), sizes=(64, 32, 10))
@@ -178,14 +185,15 @@ def test_on_qemu_m4(model, trained_q, tmp_path):
         q = fp.quantize(g, x, T, state_bits=16)
         enc = "constant"
     gen = generate_snn(q, tmp_path / "model", T)
-    want, counts, _, fw = _device_run("mps2-an386", gen, q, x, enc, tmp_path / "fw")
+    want, counts, _, fw = _device_run("mps2-an386", gen, q, x, enc, tmp_path / "fw", kernels)
     assert want.counts.sum() > 0
     assert len(set(counts)) >= 1 and min(counts) > 0     # instructions per sample
 
 
 @pytest.mark.qemu
 @pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
-def test_event_driven_cost_falls_with_sparsity(tmp_path):
+@pytest.mark.parametrize("kernels", ["portable", "dsp"])
+def test_event_driven_cost_falls_with_sparsity(kernels, tmp_path):
     """Event input on mps2-an386 (-icount): the first synapse layer's instructions grow
     with the input spike count; the slope is the cost of one synaptic event."""
     from toolchain.build import build_firmware
@@ -199,7 +207,7 @@ def test_event_driven_cost_falls_with_sparsity(tmp_path):
     gen = generate_snn(q, tmp_path / "model", T)
     fw = build_firmware("mps2-an386", tmp_path / "fw", extra_sources=[str(f) for f in gen.files],
                         include_dirs=[str(gen.out_dir)], with_runtime=True, werror=True,
-                        defines={"MCU_SCRATCH_SIZE": 64, "MCU_NO_DSP": 1})
+                        defines={"MCU_SCRATCH_SIZE": 64, **KERNEL_DEFINES[kernels]})
     want = fp.run_fixed(q, x, T)
     cost, ev = [], []
     with start_device("mps2-an386", fw) as dev:
@@ -212,5 +220,5 @@ def test_event_driven_cost_falls_with_sparsity(tmp_path):
             ev.append(events["fc0"])
     assert all(a < b for a, b in zip(cost[::2], cost[2::2]))      # grows with the rate
     slope = np.polyfit(ev, cost, 1)[0] / 32                       # per event and output
-    print(f"instructions per synaptic event (portable, M4): {slope:.2f}")
-    assert 1 < slope < 12, slope
+    print(f"instructions per synaptic event ({kernels}, M4): {slope:.2f}")
+    assert 1 < slope < (12 if kernels == "portable" else 4), slope

@@ -9,6 +9,7 @@ Above toolchain.build and toolchain.codegen (it drives both), so neither imports
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from toolchain.errors import BuildError
@@ -107,17 +108,23 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
     from toolchain.codegen.firmware import firmware_sources, load_int8_graph
     b = load_board(board)   # a name (Python API) is read once here; a Board passes through
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
-    graph, tfl_path = load_int8_graph(model, calib, out, log)
+    fresh = not out.exists()     # a failed build removes a directory it created
     from toolchain.ir.graph import Graph
     is_graph = isinstance(model, Graph)      # e.g. subnet levels (gen_options["levels"])
-    srcs, incs, defs = firmware_sources(graph, b, out / "model", kernels=kernels,
-                                        name=model.name if is_graph else Path(os.fspath(model)).stem,
-                                        **(gen_options or {}))
-    gen = firmware_sources.last
-    defs = dict(defs, **(defines or {}))
-    res = build_firmware(b, out, extra_sources=list(srcs) + list(extra_sources),
-                         include_dirs=incs, defines=defs,
-                         with_runtime=True, test_build=test_build, werror=werror, force=force)
+    try:
+        graph, tfl_path = load_int8_graph(model, calib, out, log)
+        srcs, incs, defs = firmware_sources(
+            graph, b, out / "model", kernels=kernels,
+            name=model.name if is_graph else Path(os.fspath(model)).stem, **(gen_options or {}))
+        gen = firmware_sources.last
+        defs = dict(defs, **(defines or {}))
+        res = build_firmware(b, out, extra_sources=list(srcs) + list(extra_sources),
+                             include_dirs=incs, defines=defs, with_runtime=True,
+                             test_build=test_build, werror=werror, force=force)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     flash, ram = _flash_ram_parts(res, gen)
     rep = dict(model=model.name if is_graph else os.fspath(model), board=b.name, kernels=gen.variant,
                model_hash=gen.model_hash, build_dir=str(res.build_dir), elf=str(res.elf),

@@ -25,6 +25,12 @@ class LinkError(McuError):
     """Serial link problem: port missing, device not answering, protocol violation."""
 
 
+class NoModelError(LinkError):
+    """The device runs firmware without a model: like a device running another model,
+    exit status 3 (README "Exit status")."""
+    exit_code = 3
+
+
 class ConvertError(McuError):
     """A model cannot be read or converted."""
 

@@ -329,6 +329,50 @@ void mcu_snn_cuba_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *ac
                          int16_t *v);
 int32_t mcu_snn_threshold(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
                           int8_t *spikes);
+/* The synapses, sum pooling and the 16-bit neurons also exist as name_portable and, with
+ * DSP, name_dsp (same results; the plain name is the best available). */
+int32_t mcu_snn_fc_events_s8_portable(int32_t in_features, int32_t out_features,
+                                      const int8_t *input, const int8_t *weights_t,
+                                      const int32_t *bias, int32_t *acc);
+void mcu_snn_fc_dense_s8_portable(int32_t in_features, int32_t out_features,
+                                  const int8_t *input, const int8_t *weights_t,
+                                  const int32_t *bias, int32_t *acc);
+void mcu_snn_sumpool_s8_portable(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                                 const int8_t *input, const mcu_dims_t *output_dims,
+                                 int8_t *output);
+int32_t mcu_snn_conv_events_s8_portable(const mcu_snn_conv_params_t *p,
+                                        const mcu_dims_t *input_dims, const int8_t *input,
+                                        const mcu_dims_t *filter_dims, const int8_t *weights_g,
+                                        const int32_t *bias, const mcu_dims_t *output_dims,
+                                        int32_t *acc);
+int32_t mcu_snn_lif_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                 int16_t *v, int8_t *spikes);
+int32_t mcu_snn_cuba_lif_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                      int16_t *i, int16_t *v, int8_t *spikes);
+void mcu_snn_li_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int16_t *v);
+void mcu_snn_cuba_li_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                  int16_t *i, int16_t *v);
+#if MCU_HAVE_DSP
+void mcu_snn_fc_dense_s8_dsp(int32_t in_features, int32_t out_features, const int8_t *input,
+                             const int8_t *weights_t, const int32_t *bias, int32_t *acc);
+void mcu_snn_sumpool_s8_dsp(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                            const int8_t *input, const mcu_dims_t *output_dims, int8_t *output);
+int32_t mcu_snn_fc_events_s8_dsp(int32_t in_features, int32_t out_features,
+                                 const int8_t *input, const int8_t *weights_t,
+                                 const int32_t *bias, int32_t *acc);
+int32_t mcu_snn_conv_events_s8_dsp(const mcu_snn_conv_params_t *p, const mcu_dims_t *input_dims,
+                                   const int8_t *input, const mcu_dims_t *filter_dims,
+                                   const int8_t *weights_g, const int32_t *bias,
+                                   const mcu_dims_t *output_dims, int32_t *acc);
+int32_t mcu_snn_lif_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                            int16_t *v, int8_t *spikes);
+int32_t mcu_snn_cuba_lif_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                 int16_t *i, int16_t *v, int8_t *spikes);
+void mcu_snn_li_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v);
+void mcu_snn_cuba_li_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int16_t *i, int16_t *v);
+#endif
 /* Rate coding: xorshift32 (13, 17, 5); per element s = xorshift32(s), spike iff
  * (s >> 16) < thr, thr = (level * 65536 + 127) / 255. */
 uint32_t mcu_snn_xorshift32(uint32_t s);

@@ -8,6 +8,7 @@
  * arrays of mcu_snn_neuron_t.channels; element k of a layer has channel k % channels.
  * Intermediate arithmetic is exact in 64 bits; every state write saturates. */
 #include "mcu_kernels.h"
+#include "mcu_dsp.h"
 
 /* ---- synapses ------------------------------------------------------------ */
 /* acc[o] += col[o] for o < n: four weights per 32-bit load, each added sign-extended
@@ -32,8 +33,87 @@ static inline void snn_add_col(int32_t *acc, const int8_t *col, int32_t n)
     }
 }
 
+#if MCU_HAVE_DSP
+/* DSP: acc[o] += col[o] for o < (n & ~3) in snn_arm.S (LDR of four weights, LDM/STM of
+ * four accumulators, SXTAB per weight: 2.0 instructions per synaptic event); this C
+ * model on the host (MCU_EMULATE_DSP). */
+#if defined(MCU_EMULATE_DSP)
+static void mcu_snn_add_col_s8(int32_t *acc, const int8_t *col, int32_t n)
+{
+    for (int32_t o = 0; o + 4 <= n; o += 4) {
+        const uint32_t w = mcu_read_u32(col + o);
+        acc[o] += (int8_t)(w & 0xFFu);
+        acc[o + 1] += (int8_t)((w >> 8) & 0xFFu);
+        acc[o + 2] += (int8_t)((w >> 16) & 0xFFu);
+        acc[o + 3] += (int8_t)(w >> 24);
+    }
+}
+static void mcu_snn_mac_col_s8(int32_t *acc, const int8_t *col, int32_t n, int32_t x)
+{
+    for (int32_t o = 0; o + 4 <= n; o += 4) {
+        const uint32_t w = mcu_read_u32(col + o);
+        const uint32_t w02 = __sxtb16(w), w13 = mcu_sxtb16_ror8(w);
+        acc[o] = __smlabb(w02, (uint32_t)x, acc[o]);
+        acc[o + 2] = __smlatb(w02, (uint32_t)x, acc[o + 2]);
+        acc[o + 1] = __smlabb(w13, (uint32_t)x, acc[o + 1]);
+        acc[o + 3] = __smlatb(w13, (uint32_t)x, acc[o + 3]);
+    }
+}
+#else
+void mcu_snn_add_col_s8(int32_t *acc, const int8_t *col, int32_t n);
+void mcu_snn_mac_col_s8(int32_t *acc, const int8_t *col, int32_t n, int32_t x);
+#endif
+
+static inline void snn_add_col_dsp(int32_t *acc, const int8_t *col, int32_t n)
+{
+    const int32_t n4 = n & ~3;
+    if (n4) {
+        mcu_snn_add_col_s8(acc, col, n4);
+    }
+    for (int32_t o = n4; o < n; o++) {
+        acc[o] += col[o];
+    }
+}
+
+static inline void snn_mac_col_dsp(int32_t *acc, const int8_t *col, int32_t n, int32_t x)
+{
+    const int32_t n4 = n & ~3;
+    if (n4) {
+        mcu_snn_mac_col_s8(acc, col, n4, x);
+    }
+    for (int32_t o = n4; o < n; o++) {
+        acc[o] += x * col[o];
+    }
+}
+#endif
+
+/* one non-zero input x: acc += x * col (x == 1: adds only) */
+MCU_INLINE void snn_add_input(int32_t *acc, const int8_t *col, int32_t n, int32_t x, int dsp)
+{
+    if (x == 1) {
+#if MCU_HAVE_DSP
+        if (dsp) {
+            snn_add_col_dsp(acc, col, n);
+            return;
+        }
+#endif
+        snn_add_col(acc, col, n);
+    } else {
+#if MCU_HAVE_DSP
+        if (dsp) {
+            snn_mac_col_dsp(acc, col, n, x);
+            return;
+        }
+#endif
+        for (int32_t o = 0; o < n; o++) {
+            acc[o] += x * col[o];
+        }
+    }
+    (void)dsp;
+}
+
 /* weights_t: column-contiguous, weights_t[j * out + o] = W[o][j]. */
-int32_t mcu_snn_fc_events_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+int32_t mcu_snn_fc_events_s8_portable(int32_t in_features, int32_t out_features, const int8_t *input,
                              const int8_t *weights_t, const int32_t *bias, int32_t *acc)
 {
     int32_t events = 0;
@@ -58,7 +138,7 @@ int32_t mcu_snn_fc_events_s8(int32_t in_features, int32_t out_features, const in
     return events;
 }
 
-void mcu_snn_fc_dense_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+void mcu_snn_fc_dense_s8_portable(int32_t in_features, int32_t out_features, const int8_t *input,
                          const int8_t *weights_t, const int32_t *bias, int32_t *acc)
 {
     for (int32_t o = 0; o < out_features; o++) {
@@ -77,10 +157,10 @@ void mcu_snn_fc_dense_s8(int32_t in_features, int32_t out_features, const int8_t
  * it reaches. weights_g: [groups][kh][kw][ic_per_group][oc_per_group] (contiguous over
  * the output channels of the group). filter_dims: n = out channels, h = kh, w = kw,
  * c = in channels per group. */
-int32_t mcu_snn_conv_events_s8(const mcu_snn_conv_params_t *p, const mcu_dims_t *input_dims,
-                               const int8_t *input, const mcu_dims_t *filter_dims,
-                               const int8_t *weights_g, const int32_t *bias,
-                               const mcu_dims_t *output_dims, int32_t *acc)
+MCU_INLINE int32_t snn_conv_events(const mcu_snn_conv_params_t *p, const mcu_dims_t *input_dims,
+                                   const int8_t *input, const mcu_dims_t *filter_dims,
+                                   const int8_t *weights_g, const int32_t *bias,
+                                   const mcu_dims_t *output_dims, int32_t *acc, int dsp)
 {
     const int32_t H = input_dims->h, W = input_dims->w, C = input_dims->c;
     const int32_t OH = output_dims->h, OW = output_dims->w, OC = output_dims->c;
@@ -124,13 +204,7 @@ int32_t mcu_snn_conv_events_s8(const mcu_snn_conv_params_t *p, const mcu_dims_t 
                         const int8_t *wr = weights_g +
                             ((((size_t)g * KH + ky) * KW + kx) * ICG + icl) * (size_t)OCG;
                         int32_t *a = acc + (oy * OW + ox) * OC + g * OCG;
-                        if (x == 1) {
-                            snn_add_col(a, wr, OCG);
-                        } else {
-                            for (int32_t o = 0; o < OCG; o++) {
-                                a[o] += x * wr[o];
-                            }
-                        }
+                        snn_add_input(a, wr, OCG, x, dsp);
                     }
                 }
             }
@@ -139,8 +213,18 @@ int32_t mcu_snn_conv_events_s8(const mcu_snn_conv_params_t *p, const mcu_dims_t 
     return events;
 }
 
+int32_t mcu_snn_conv_events_s8_portable(const mcu_snn_conv_params_t *p,
+                                        const mcu_dims_t *input_dims, const int8_t *input,
+                                        const mcu_dims_t *filter_dims, const int8_t *weights_g,
+                                        const int32_t *bias, const mcu_dims_t *output_dims,
+                                        int32_t *acc)
+{
+    return snn_conv_events(p, input_dims, input, filter_dims, weights_g, bias, output_dims, acc,
+                           0);
+}
+
 /* ---- pooling of spikes ---------------------------------------------------- */
-void mcu_snn_sumpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+void mcu_snn_sumpool_s8_portable(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
                         const int8_t *input, const mcu_dims_t *output_dims, int8_t *output)
 {
     const int32_t H = input_dims->h, W = input_dims->w, C = input_dims->c;
@@ -323,7 +407,7 @@ static inline int32_t snn16_sat(int32_t v)
     return v < INT16_MIN ? INT16_MIN : (v > INT16_MAX ? INT16_MAX : v);
 }
 
-int32_t mcu_snn_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v,
+int32_t mcu_snn_lif_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v,
                         int8_t *spikes)
 {
     snn16_cur_t cc;
@@ -360,7 +444,7 @@ int32_t mcu_snn_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc
     return count;
 }
 
-int32_t mcu_snn_cuba_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+int32_t mcu_snn_cuba_lif_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
                              int16_t *i, int16_t *v, int8_t *spikes)
 {
     snn16_cur_t cc;
@@ -387,7 +471,7 @@ int32_t mcu_snn_cuba_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t
     return count;
 }
 
-void mcu_snn_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v)
+void mcu_snn_li_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v)
 {
     snn16_cur_t cc;
     if (!snn16_prepare(p, &cc)) {
@@ -405,7 +489,7 @@ void mcu_snn_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, in
     }
 }
 
-void mcu_snn_cuba_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *i,
+void mcu_snn_cuba_li_s16_portable(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *i,
                          int16_t *v)
 {
     snn16_cur_t cc;
@@ -423,6 +507,317 @@ void mcu_snn_cuba_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *ac
             v[k] = (int16_t)snn16_sat(snn16_mulq15(beta[c], v[k]) + in + leak[c]);
         }
     }
+}
+
+/* ---- DSP variants --------------------------------------------------------- */
+#if MCU_HAVE_DSP
+/* Inputs are read four per word: a word of four zero inputs costs one load and one
+ * branch, so the cost of a step falls with the input spike rate. */
+int32_t mcu_snn_fc_events_s8_dsp(int32_t in_features, int32_t out_features,
+                                 const int8_t *input, const int8_t *weights_t,
+                                 const int32_t *bias, int32_t *acc)
+{
+    const int32_t out = out_features;
+    int32_t events = 0, j = 0;
+    if (bias) {
+        for (int32_t o = 0; o < out; o++) {
+            acc[o] = bias[o];
+        }
+    } else {
+        for (int32_t o = 0; o < out; o++) {
+            acc[o] = 0;
+        }
+    }
+    for (; j + 4 <= in_features; j += 4) {
+        uint32_t w = mcu_read_u32(input + j);
+        const int8_t *col = weights_t + (size_t)j * (size_t)out;
+        for (; w; w >>= 8, col += out) {
+            const int32_t x = (int8_t)(w & 0xFFu);
+            if (x) {
+                events++;
+                snn_add_input(acc, col, out, x, 1);
+            }
+        }
+    }
+    for (; j < in_features; j++) {
+        const int32_t x = input[j];
+        if (x) {
+            events++;
+            snn_add_input(acc, weights_t + (size_t)j * (size_t)out, out, x, 1);
+        }
+    }
+    return events;
+}
+
+/* Analog input: the same sum (zero inputs skipped: identical), SMLABB/SMLATB columns. */
+void mcu_snn_fc_dense_s8_dsp(int32_t in_features, int32_t out_features, const int8_t *input,
+                             const int8_t *weights_t, const int32_t *bias, int32_t *acc)
+{
+    for (int32_t o = 0; o < out_features; o++) {
+        acc[o] = bias ? bias[o] : 0;
+    }
+    for (int32_t j = 0; j < in_features; j++) {
+        const int32_t x = input[j];
+        if (x) {
+            snn_add_input(acc, weights_t + (size_t)j * (size_t)out_features, out_features, x, 1);
+        }
+    }
+}
+
+/* Sum of 0/1 spikes, four channels per 32-bit add: every byte sum is <= 127 (at most 127
+ * taps), so no carry crosses a byte and the word sum is the four byte sums. */
+void mcu_snn_sumpool_s8_dsp(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                            const int8_t *input, const mcu_dims_t *output_dims, int8_t *output)
+{
+    const int32_t H = input_dims->h, W = input_dims->w, C = input_dims->c, C4 = C & ~3;
+    for (int32_t oy = 0; oy < output_dims->h; oy++) {
+        const int32_t y0 = oy * p->stride_h - p->pad_h;
+        const int32_t fy0 = y0 < 0 ? -y0 : 0;
+        const int32_t fy1 = y0 + p->filter_h > H ? H - y0 : p->filter_h;
+        for (int32_t ox = 0; ox < output_dims->w; ox++) {
+            const int32_t x0 = ox * p->stride_w - p->pad_w;
+            const int32_t fx0 = x0 < 0 ? -x0 : 0;
+            const int32_t fx1 = x0 + p->filter_w > W ? W - x0 : p->filter_w;
+            int8_t *out = output + (oy * output_dims->w + ox) * C;
+            for (int32_t c = 0; c < C4; c += 4) {
+                uint32_t sum = 0;
+                for (int32_t fy = fy0; fy < fy1; fy++) {
+                    for (int32_t fx = fx0; fx < fx1; fx++) {
+                        sum += mcu_read_u32(input + ((y0 + fy) * W + x0 + fx) * C + c);
+                    }
+                }
+                mcu_write_u32(out + c, sum);
+            }
+            for (int32_t c = C4; c < C; c++) {
+                int32_t sum = 0;
+                for (int32_t fy = fy0; fy < fy1; fy++) {
+                    for (int32_t fx = fx0; fx < fx1; fx++) {
+                        sum += input[((y0 + fy) * W + x0 + fx) * C + c];
+                    }
+                }
+                out[c] = (int8_t)sum;
+            }
+        }
+    }
+}
+
+int32_t mcu_snn_conv_events_s8_dsp(const mcu_snn_conv_params_t *p, const mcu_dims_t *input_dims,
+                                   const int8_t *input, const mcu_dims_t *filter_dims,
+                                   const int8_t *weights_g, const int32_t *bias,
+                                   const mcu_dims_t *output_dims, int32_t *acc)
+{
+    return snn_conv_events(p, input_dims, input, filter_dims, weights_g, bias, output_dims, acc,
+                           1);
+}
+
+/* 16-bit neurons in 32-bit arithmetic with SSAT (frac_bits in [-8, 12], else the
+ * portable kernels). The input current saturates the acc at a fixed width first:
+ * F >= 0: SSAT(acc, 19) * 2^F; F < 0: (SSAT(acc, 27) + 2^(-F-1)) >> -F. Unclamped it is
+ * the exact current; clamped, |current| >= 2^18 - 1 while the other terms of a state
+ * update (beta*v, alpha*i, leak, threshold, each within +-2^15) sum to < 2^17: the
+ * state saturates to the sign of acc, as in the exact form (and as with the portable
+ * clamp at +-2^20 / 2^F). One ASR-shifted add per Q15 product (MLA + ADD asr #15),
+ * spike = (thr - v) >> 31 (both int16: no overflow), no branches. */
+#if defined(MCU_EMULATE_DSP)
+MCU_INLINE int32_t snn_ssat(int32_t x, int32_t bits)
+{
+    const int32_t hi = (int32_t)((1u << (bits - 1)) - 1u), lo = -hi - 1;
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+#define SNN_SSAT(x, bits) snn_ssat((x), (bits))
+#else
+#define SNN_SSAT(x, bits) __ssat((x), (bits))
+#endif
+#define SNN_CUR_POS(x) (SNN_SSAT((x), 19) * mul)
+#define SNN_CUR_NEG(x) ((SNN_SSAT((x), 27) + rnd) >> rsh)
+#define SNN_Q15(b, x) (((b) * (x) + 16384) >> 15)
+#define SNN_GT(x, thr) ((int32_t)((uint32_t)((thr) - (x)) >> 31))
+
+#define SNN_LIF16_LOOP(CUR)                                                                   \
+    for (int32_t k0 = 0; k0 < n; k0 += C) {                                                   \
+        const int32_t *a = acc + k0;                                                          \
+        int16_t *vv = v + k0;                                                                 \
+        int8_t *sp = spikes + k0;                                                             \
+        if (sub) {                                                                            \
+            for (int32_t c = 0; c < C; c++) {                                                 \
+                const int32_t thr = thrs[c], old = vv[c];                                     \
+                int32_t x = CUR(a[c]) + leak[c] + SNN_Q15(beta[c], old);                      \
+                x -= old > thr ? thr : 0;                                                     \
+                x = SNN_SSAT(x, 16);                                                          \
+                vv[c] = (int16_t)x;                                                           \
+                const int32_t s = SNN_GT(x, thr);                                             \
+                sp[c] = (int8_t)s;                                                            \
+                count += s;                                                                   \
+            }                                                                                 \
+        } else {                                                                              \
+            for (int32_t c = 0; c < C; c++) {                                                 \
+                const int32_t thr = thrs[c], old = vv[c];                                     \
+                const int32_t base = old > thr ? vres[c] : old;                               \
+                const int32_t x = SNN_SSAT(CUR(a[c]) + leak[c] + SNN_Q15(beta[c], base), 16); \
+                vv[c] = (int16_t)x;                                                           \
+                const int32_t s = SNN_GT(x, thr);                                             \
+                sp[c] = (int8_t)s;                                                            \
+                count += s;                                                                   \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+#define SNN16_DSP_LOCALS(p)                                                                   \
+    const int32_t C = (p)->channels, f = (p)->frac_bits, sub = (p)->reset_subtract;          \
+    const int32_t mul = f > 0 ? 1 << f : 1, rsh = f < 0 ? -f : 0;                             \
+    const int32_t rnd = f < 0 ? 1 << (-f - 1) : 0;                                            \
+    const int32_t *const beta = (p)->beta, *const alpha = (p)->alpha, *const thrs = (p)->thr, \
+                  *const vres = (p)->vreset, *const leak = (p)->leak;                        \
+    (void)alpha; (void)vres; (void)thrs; (void)sub; (void)mul; (void)rsh; (void)rnd
+
+int32_t mcu_snn_lif_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                            int16_t *v, int8_t *spikes)
+{
+    if (p->frac_bits < -8 || p->frac_bits > 12) {
+        return mcu_snn_lif_s16_generic(p, n, acc, v, spikes);
+    }
+    SNN16_DSP_LOCALS(p);
+    int32_t count = 0;
+    if (f >= 0) {
+        SNN_LIF16_LOOP(SNN_CUR_POS)
+    } else {
+        SNN_LIF16_LOOP(SNN_CUR_NEG)
+    }
+    return count;
+}
+
+#define SNN_CUBA16_LOOP(CUR, SPIKE)                                                           \
+    for (int32_t k0 = 0; k0 < n; k0 += C) {                                                   \
+        for (int32_t c = 0; c < C; c++) {                                                     \
+            const int32_t k = k0 + c;                                                         \
+            const int32_t in = SNN_SSAT(SNN_Q15(alpha[c], i[k]) + CUR(acc[k]), 16);           \
+            const int32_t old = v[k];                                                         \
+            i[k] = (int16_t)in;                                                               \
+            SPIKE                                                                             \
+        }                                                                                     \
+    }
+#define SNN_CUBA_LIF_TAIL                                                                     \
+    const int32_t thr = thrs[c];                                                              \
+    const int32_t base = SNN_Q15(beta[c], old) + in + leak[c];                                \
+    const int32_t x = SNN_SSAT(sub ? base - (old > thr ? thr : 0)                             \
+                                   : (old > thr ? vres[c] : base), 16);                      \
+    v[k] = (int16_t)x;                                                                        \
+    const int32_t s = SNN_GT(x, thr);                                                         \
+    spikes[k] = (int8_t)s;                                                                    \
+    count += s;
+#define SNN_CUBA_LI_TAIL v[k] = (int16_t)SNN_SSAT(SNN_Q15(beta[c], old) + in + leak[c], 16);
+
+int32_t mcu_snn_cuba_lif_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                                 int16_t *i, int16_t *v, int8_t *spikes)
+{
+    if (p->frac_bits < -8 || p->frac_bits > 12) {
+        return mcu_snn_cuba_lif_s16_generic(p, n, acc, i, v, spikes);
+    }
+    SNN16_DSP_LOCALS(p);
+    int32_t count = 0;
+    if (f >= 0) {
+        SNN_CUBA16_LOOP(SNN_CUR_POS, SNN_CUBA_LIF_TAIL)
+    } else {
+        SNN_CUBA16_LOOP(SNN_CUR_NEG, SNN_CUBA_LIF_TAIL)
+    }
+    return count;
+}
+
+void mcu_snn_cuba_li_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int16_t *i, int16_t *v)
+{
+    if (p->frac_bits < -8 || p->frac_bits > 12) {
+        mcu_snn_cuba_li_s16_generic(p, n, acc, i, v);
+        return;
+    }
+    SNN16_DSP_LOCALS(p);
+    if (f >= 0) {
+        SNN_CUBA16_LOOP(SNN_CUR_POS, SNN_CUBA_LI_TAIL)
+    } else {
+        SNN_CUBA16_LOOP(SNN_CUR_NEG, SNN_CUBA_LI_TAIL)
+    }
+}
+
+#define SNN_LI16_LOOP(CUR)                                                                    \
+    for (int32_t k0 = 0; k0 < n; k0 += C) {                                                   \
+        const int32_t *a = acc + k0;                                                          \
+        int16_t *vv = v + k0;                                                                 \
+        for (int32_t c = 0; c < C; c++) {                                                     \
+            vv[c] = (int16_t)SNN_SSAT(CUR(a[c]) + leak[c] + SNN_Q15(beta[c], vv[c]), 16);     \
+        }                                                                                     \
+    }
+
+void mcu_snn_li_s16_dsp(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v)
+{
+    if (p->frac_bits < -8 || p->frac_bits > 12) {
+        mcu_snn_li_s16_generic(p, n, acc, v);
+        return;
+    }
+    SNN16_DSP_LOCALS(p);
+    if (f >= 0) {
+        SNN_LI16_LOOP(SNN_CUR_POS)
+    } else {
+        SNN_LI16_LOOP(SNN_CUR_NEG)
+    }
+}
+#endif /* MCU_HAVE_DSP */
+
+/* ---- best available (compile time) --------------------------------------- */
+#if MCU_HAVE_DSP
+#define SNN_BEST(name) name##_dsp
+#else
+#define SNN_BEST(name) name##_portable
+#endif
+
+int32_t mcu_snn_fc_events_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+                             const int8_t *weights_t, const int32_t *bias, int32_t *acc)
+{
+    return SNN_BEST(mcu_snn_fc_events_s8)(in_features, out_features, input, weights_t, bias,
+                                          acc);
+}
+
+int32_t mcu_snn_conv_events_s8(const mcu_snn_conv_params_t *p, const mcu_dims_t *input_dims,
+                               const int8_t *input, const mcu_dims_t *filter_dims,
+                               const int8_t *weights_g, const int32_t *bias,
+                               const mcu_dims_t *output_dims, int32_t *acc)
+{
+    return SNN_BEST(mcu_snn_conv_events_s8)(p, input_dims, input, filter_dims, weights_g, bias,
+                                            output_dims, acc);
+}
+
+void mcu_snn_fc_dense_s8(int32_t in_features, int32_t out_features, const int8_t *input,
+                         const int8_t *weights_t, const int32_t *bias, int32_t *acc)
+{
+    SNN_BEST(mcu_snn_fc_dense_s8)(in_features, out_features, input, weights_t, bias, acc);
+}
+
+void mcu_snn_sumpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                        const int8_t *input, const mcu_dims_t *output_dims, int8_t *output)
+{
+    SNN_BEST(mcu_snn_sumpool_s8)(p, input_dims, input, output_dims, output);
+}
+
+int32_t mcu_snn_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v,
+                        int8_t *spikes)
+{
+    return SNN_BEST(mcu_snn_lif_s16)(p, n, acc, v, spikes);
+}
+
+int32_t mcu_snn_cuba_lif_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,
+                             int16_t *i, int16_t *v, int8_t *spikes)
+{
+    return SNN_BEST(mcu_snn_cuba_lif_s16)(p, n, acc, i, v, spikes);
+}
+
+void mcu_snn_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *v)
+{
+    SNN_BEST(mcu_snn_li_s16)(p, n, acc, v);
+}
+
+void mcu_snn_cuba_li_s16(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc, int16_t *i,
+                         int16_t *v)
+{
+    SNN_BEST(mcu_snn_cuba_li_s16)(p, n, acc, i, v);
 }
 
 int32_t mcu_snn_threshold(const mcu_snn_neuron_t *p, int32_t n, const int32_t *acc,

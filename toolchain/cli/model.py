@@ -8,6 +8,26 @@ import click
 from toolchain.cli.common import write_json
 
 
+def _read_input(path):
+    """--input: a .npy array, or a .npz with 'x'; checked like every data set (one line)."""
+    import numpy as np
+
+    from converters.npz import check_xy, read_xy_npz
+    from toolchain.errors import McuError
+    if str(path).lower().endswith(".npz"):
+        x, _ = read_xy_npz(path, "input file", McuError)
+        return x
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - format errors of a user's file
+        raise McuError(f"cannot read input {path}: not a valid .npy ({type(e).__name__})") from None
+    if not isinstance(x, np.ndarray):
+        raise McuError(f"cannot read input {path}: expected one array (.npy) or a .npz with 'x'")
+    check_xy(x.reshape((1,) + x.shape) if x.ndim == 0 else x, None, "input file", McuError,
+             path=str(path))
+    return x
+
+
 @click.command("infer")
 @click.argument("model", type=click.Path(exists=True))
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
@@ -50,7 +70,7 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, subnet, js
     else:
         graph, tfl = load_int8_graph(model)
     xt = graph.t(graph.inputs[0])
-    x = np.load(input_path, allow_pickle=False)
+    x = _read_input(input_path)
     if x.size == xt.size:
         x = x.reshape((1,) + tuple(xt.shape))
     elif x.size % xt.size == 0:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.common import write_json
+from toolchain.cli.common import atomic_write, check_outputs, write_json
 
 
 @click.group("patch")
@@ -40,7 +40,7 @@ def _save_model(graph, path):
     from toolchain.patch.errors import PatchModelError
     if not str(path).endswith(".tflite"):
         raise PatchModelError(f"{path}: models are written as .tflite")
-    Path(path).write_bytes(write_tflite(graph))
+    atomic_write(path, write_tflite(graph))
 
 
 def _read_patch(path) -> bytes:
@@ -60,10 +60,16 @@ def _fmt_bytes(n):
     return f"{n:,} B"
 
 
+def _check_patch_outputs(out, out_model, json_path):
+    """Before any training or diffing: every output can be written, the model as .tflite."""
+    check_outputs(out, out_model, json_path,
+                  suffixes={str(out_model): (".tflite",)} if out_model else None)
+
+
 def _write_patch(res, out, out_model, json_path, extra=None):
-    Path(out).write_bytes(res.data)
     if out_model:
         _save_model(res.graph, out_model)
+    atomic_write(out, res.data)
     i = res.info
     click.echo(f"patch {out}: {i['type']}, seq {i['seq']}, {i['entries']:,} entries in "
                f"{i['groups']} tensors, {_fmt_bytes(i['bytes'])} "
@@ -122,6 +128,7 @@ def diff_cmd(old, new, key_path, seq, budget, full, zlib, no_old, out, out_model
     weights are re-quantized in OLD's scales."""
     from toolchain.patch.format import COMP_NONE, COMP_ZLIB
     from toolchain.patch.make import diff_patch
+    _check_patch_outputs(out, out_model, json_path)
     res = diff_patch(_load_model(old), _load_model(new), _key(key_path), seq,
                      None if full else budget, "full" if full else "delta",
                      COMP_ZLIB if zlib else COMP_NONE, with_old=not no_old)
@@ -206,7 +213,8 @@ def verify_cmd(patch_file, key_path, base, last_seq):
     key = _key(key_path)
     p = decode_patch(data, key)
     st = weight_store(_load_model(base))
-    st.seq = p.seq - 1 if last_seq is None else last_seq
+    # as a device does: its last applied sequence starts at 0, so a patch needs seq >= 1
+    st.seq = max(p.seq - 1, 0) if last_seq is None else last_seq
     apply_in_place(st, data, key)
     click.echo(f"patch {patch_file}: OK (tag, digest, sequence {p.seq}"
                + (f" > {last_seq}" if last_seq is not None else "") +
@@ -257,12 +265,24 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
     from converters.npz import read_xy_npz
     from toolchain.patch.dpu import dpu_update
     from toolchain.patch.errors import PatchError
+    _check_patch_outputs(out, out_model, json_path)
     _load_model(model)                  # refuses a subnet export before any work
     x, y = read_xy_npz(data, "training data", PatchError,
                        hint="; save it with np.savez(path, x=inputs, y=labels)")
     if y is None:
         raise PatchError(f"training data {data} has no labels 'y'; DPU training needs them")
     g = _load_model(model)
+    # the data must fit the deployed model: classes, then shape (NCHW from PyTorch is
+    # transposed to the model's NHWC), so no patch comes from data it cannot learn from
+    from converters.npz import check_xy
+    from toolchain.hil.data import DataError, to_model_layout
+    n_cls = int(g.t(g.outputs[0]).shape[-1])
+    x, y = check_xy(x, y, "training data", PatchError, num_classes=n_cls, path=str(data))
+    try:
+        x, _ = to_model_layout(x, g.t(g.inputs[0]).shape[1:],
+                               source_layout=g.meta.get("input_layouts", {}).get(g.inputs[0]))
+    except DataError as e:
+        raise PatchError(f"training data {data}: {e}") from None
     upd = dpu_update(g, x, y, budget=budget, lam=lam, epochs=epochs,
                      finetune_epochs=finetune_epochs, selection=selection, seed=seed)
     from toolchain.patch.make import build_patch

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,14 @@ def _device(board, firmware, flash, port):
     b = load_board(board)
     extra = []
     if flash:
-        flash = str(Path(flash).resolve())
+        # the device would silently run without persistence on a path it cannot open
+        fp = Path(flash).resolve()
+        if not fp.parent.is_dir() or not os.access(fp.parent, os.W_OK) or \
+                (fp.exists() and not os.access(fp, os.R_OK | os.W_OK)):
+            raise OSError(13 if fp.parent.is_dir() else 2,
+                          "cannot be read and written" if fp.parent.is_dir()
+                          else "No such file or directory", str(fp))
+        flash = str(fp)
         extra = ["--flash", flash] if b.kind == "host" else ["-append", f"--flash {flash}"]
     dev = start_device(b, firmware, extra_args=extra)
     url = dev.url
@@ -146,11 +154,13 @@ def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, 
                    + (f", staged {st.staged_next:,}/{st.staged_total:,} B" if st.staging else ""))
         click.echo(f"patch {patch_file}: {len(data):,} B, seq {h['seq']}, "
                    f"{h['base_hash'].hex()[:16]} -> {h['target_hash'].hex()[:16]}")
+        # a resend (e.g. after a lost acknowledgement) to a device that already holds this
+        # patch's target is a success; a device elsewhere still refuses it as a replay
         res = send_patch(opener, data, link=link, window=window, chunk=chunk,
-                         progress=_bar(), apply=not no_apply)
+                         progress=_bar(), apply=not no_apply, accept_applied=True)
         if res.already_applied:
-            click.echo(f"applied (the answer was lost, the device holds it): model {res.hash} "
-                       f"seq {res.seq}")
+            click.echo(f"already applied, nothing sent: the device holds this patch's target "
+                       f"model {res.hash} seq {res.seq}")
         else:
             if res.resumed_from:
                 click.echo(f"resumed at byte {res.resumed_from:,} (acknowledged before)")

@@ -28,6 +28,9 @@ def load_int8_graph(model, calib=None, out_dir=None, log=None) -> tuple[Graph, s
     g = load_model(path)
     if g.is_quantized:
         return g, path if path.lower().endswith(".tflite") else None
+    if any(g.tensors[n].dtype not in ("int8", "float32") for n in g.inputs + g.outputs):
+        raise ConvertError(f"{os.path.basename(path)} is {g.io_kind()}; mcu runs int8 "
+                           "models: quantize the float model with mcu convert --calib")
     if calib is None:
         raise ConvertError(f"{os.path.basename(path)} is a float model: pass calibration "
                            f"inputs with --calib DATA.npz (array 'x') to quantize it, or "

@@ -57,7 +57,7 @@ def load_int8_model(model) -> LoadedModel:
         g = load_model(path)
         tfl = Path(path).read_bytes() if path.lower().endswith(".tflite") else None
     if not g.is_quantized:
-        raise HilError(f"{path} is a float model; convert it to int8 first: "
+        raise HilError(f"{path} is {g.io_kind()}; mcu runs int8 models, convert it first: "
                        f"mcu convert {path} --calib CALIB.npz -o OUT (then use OUT/model.tflite)")
     if len(g.inputs) != 1:
         raise HilError(f"{path} has {len(g.inputs)} inputs; mcu hil runs single-input models")

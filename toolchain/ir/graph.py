@@ -152,6 +152,16 @@ class Graph:
     def is_quantized(self) -> bool:
         return all(self.tensors[n].dtype == "int8" for n in self.inputs + self.outputs)
 
+    def io_kind(self) -> str:
+        """What a non-int8 model is, for messages: "a float model", "a uint8 model (TFLite's
+        legacy asymmetric quantization)", ..."""
+        kinds = sorted({self.tensors[n].dtype for n in self.inputs + self.outputs} - {"int8"})
+        if not kinds or kinds == ["float32"]:
+            return "a float model"
+        if "uint8" in kinds:
+            return "a uint8 model (TFLite's legacy asymmetric quantization)"
+        return f"a model with {'/'.join(kinds)} inputs or outputs"
+
     def weight_bytes(self) -> int:
         return sum(t.nbytes for t in self.constants())
 

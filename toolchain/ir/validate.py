@@ -22,6 +22,10 @@ def validate(graph: Graph, supported: Iterable[str] | None = None, target: str =
         for n in op.inputs + op.outputs:
             if n and n not in graph.tensors:
                 raise IRError(f"layer '{op.name}' ({op.type}) refers to unknown tensor '{n}'")
+    for t in graph.tensors.values():
+        if t.nbytes >= 1 << 31:      # offsets and sizes are 32-bit on the device
+            raise IRError(f"tensor '{t.name}' {list(t.shape)} needs {t.nbytes:,} B; no "
+                          "microcontroller addresses that (limit 2 GiB)")
     for op in graph.ops:
         check_shape(graph, op)
     for n in graph.inputs + graph.outputs:

@@ -15,7 +15,7 @@ import enum
 import struct
 from dataclasses import dataclass, field
 
-from toolchain.errors import LinkError
+from toolchain.errors import LinkError, NoModelError
 from toolchain.link.link import DeviceError, DeviceInfo
 from toolchain.link.protocol import Status
 
@@ -104,7 +104,7 @@ class ModelClient:
                 max(self.link.timeout, self.invoke_timeout) if slow else None))
         except DeviceError as e:
             if e.status == Status.NO_MODEL:
-                raise LinkError(f"device at {self.link.url} runs no model (firmware without "
+                raise NoModelError(f"device at {self.link.url} runs no model (firmware without "
                                 "one); build it with: mcu build MODEL --board BOARD") from None
             raise
 
@@ -112,7 +112,7 @@ class ModelClient:
         if self._info is None or refresh:
             base = self.link.info()
             if not base.has_model:
-                raise LinkError(f"device at {self.link.url} runs no model (firmware without "
+                raise NoModelError(f"device at {self.link.url} runs no model (firmware without "
                                 "one); build it with: mcu build MODEL --board BOARD")
             self._info = ModelDeviceInfo.parse_desc(base, self._req(ModelMsg.MODEL_INFO))
         return self._info
