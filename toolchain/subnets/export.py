@@ -133,11 +133,17 @@ def _store_arrays(graphs: list[Graph]) -> dict[str, np.ndarray]:
 
 
 def level_bytes(g: Graph) -> int:
-    """Flash bytes level k reads of the store: per sparse row its entries (value + column)."""
+    """Flash bytes level k reads of the store: per sparse row its entries (value + column;
+    the implicit dense group: values only)."""
     n = 0
     for op in g.ops:
         if op.type.startswith("SPARSE_"):
-            n += int(op.attr("filter_shape")[0]) * int(op.attr("n_entries")) * 2
+            rows, e = int(op.attr("filter_shape")[0]), int(op.attr("n_entries"))
+            ge = [int(v) for v in op.attr("group_end")]
+            if op.attr("implicit_last") and e == ge[-1] and len(ge) > 1:
+                n += rows * (2 * ge[-2] + (e - ge[-2]))    # the dense group: values only
+            else:
+                n += rows * e * 2
     return n
 
 
