@@ -24,7 +24,10 @@ WRITABLE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL
                 "MAX_POOL_2D", "ADD", "MUL", "RESHAPE", "SOFTMAX", "CONCATENATION", "PAD",
                 "MEAN", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "TANH",
                 "HARD_SWISH", "LEAKY_RELU", "SUB", "MAXIMUM", "MINIMUM", "TRANSPOSE",
-                "STRIDED_SLICE", "PRELU")
+                "STRIDED_SLICE", "PRELU",
+                # written as their dense form (OpDef.dense_form: CONV_2D / FULLY_CONNECTED
+                # with the level's dense-with-zeros weights)
+                "SPARSE_CONV_2D", "SPARSE_FULLY_CONNECTED")
 
 # op versions TF's converter writes for int8 kernels (float32 kernels are version 1);
 # tensorflow/lite/tools/versioning/op_version.cc: TANH int8 is 2 (like LOGISTIC),
@@ -154,8 +157,36 @@ def _options(op, graph):
     return BO.NONE, None
 
 
+def lower_dense_forms(graph: Graph) -> Graph:
+    """Ops without a TFLite builtin of their own but with a `dense_form` in their op
+    module (the row-sparse family) become that equivalent op (its dense weight tensor
+    added); other graphs are returned unchanged."""
+    from toolchain.ir import ops as _ops
+    if not any(getattr(_ops.get(op.type), "dense_form", None) for op in graph.ops):
+        return graph
+    import copy
+    g = copy.copy(graph)
+    g.tensors = dict(graph.tensors)
+    g.ops = []
+    for op in graph.ops:
+        d = _ops.get(op.type)
+        if d is None or d.dense_form is None:
+            g.ops.append(op)
+            continue
+        t, attrs, w = d.dense_form(graph, op)
+        g.tensors[w.name] = w
+        bias = op.inputs[2] if len(op.inputs) > 2 else ""
+        g.ops.append(type(op)(t, [op.inputs[0], w.name] + ([bias] if bias else []),
+                              list(op.outputs), attrs, op.name))
+    used = {n for op in g.ops for n in op.inputs + op.outputs if n}
+    used |= set(g.inputs) | set(g.outputs)
+    g.tensors = {n: t for n, t in g.tensors.items() if n in used}
+    return g
+
+
 def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
     """Serialize `graph` (subgraph 0) to .tflite bytes."""
+    graph = lower_dense_forms(graph)
     for op in graph.ops:
         if op.type not in WRITABLE_OPS:
             raise IRError(f"unsupported op {op.type} in layer '{op.name}' for the TFLite writer; "

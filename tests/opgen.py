@@ -574,6 +574,26 @@ def make_dequantize(rng, shape=None) -> Graph:
     return g
 
 
+def _make_sparse(rng, op_type):
+    """One level (random) of a random subnet case (tests/subnets_cases.py) as its
+    row-sparse op (toolchain/ir/ops/sparse.py)."""
+    from subnets_cases import random_case
+    from toolchain.subnets.graph import sparse_graphs
+    case = random_case(rng, op_type)
+    gs = sparse_graphs(case.shared)
+    g = gs[int(rng.integers(len(gs)))]
+    g.ops[0].name = g.ops[0].name or "sparse"
+    return g
+
+
+def make_sparse_conv2d(rng, **kw) -> Graph:
+    return _make_sparse(rng, "CONV_2D")
+
+
+def make_sparse_fully_connected(rng, **kw) -> Graph:
+    return _make_sparse(rng, "FULLY_CONNECTED")
+
+
 OP_BUILDERS = {
     "CONV_2D": make_conv2d, "DEPTHWISE_CONV_2D": make_depthwise_conv2d,
     "FULLY_CONNECTED": make_fully_connected, "AVERAGE_POOL_2D": make_average_pool2d,
@@ -585,6 +605,7 @@ OP_BUILDERS = {
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,
     "TANH": make_tanh, "HARD_SWISH": make_hard_swish, "LEAKY_RELU": make_leaky_relu,
+    "SPARSE_CONV_2D": make_sparse_conv2d, "SPARSE_FULLY_CONNECTED": make_sparse_fully_connected,
 }
 
 

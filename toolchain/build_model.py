@@ -135,11 +135,13 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
     b = load_board(board)   # a name (Python API) is read once here; a Board passes through
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     fresh = not out.exists()     # a failed build removes a directory it created
+    from toolchain.ir.graph import Graph
+    is_graph = isinstance(model, Graph)      # e.g. subnet levels (gen_options["levels"])
     try:
         graph, tfl_path = load_int8_graph(model, calib, out, log)
-        srcs, incs, defs = firmware_sources(graph, b, out / "model", kernels=kernels,
-                                            name=Path(os.fspath(model)).stem,
-                                            **(gen_options or {}))
+        srcs, incs, defs = firmware_sources(
+            graph, b, out / "model", kernels=kernels,
+            name=model.name if is_graph else Path(os.fspath(model)).stem, **(gen_options or {}))
         gen = firmware_sources.last
         defs = dict(defs, **(defines or {}))
         res = build_firmware(b, out, extra_sources=list(srcs) + list(extra_sources),
@@ -150,7 +152,7 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
             shutil.rmtree(out, ignore_errors=True)
         raise
     flash, ram = _flash_ram_parts(res, gen)
-    rep = dict(model=os.fspath(model), board=b.name, kernels=gen.variant,
+    rep = dict(model=model.name if is_graph else os.fspath(model), board=b.name, kernels=gen.variant,
                model_hash=gen.model_hash, build_dir=str(res.build_dir), elf=str(res.elf),
                cached=res.cached, flash=flash, ram=ram,
                plan=dict(arena=gen.plan.arena_size, naive=gen.plan.naive_size,

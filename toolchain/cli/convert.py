@@ -6,7 +6,7 @@ from toolchain.cli.common import (check_outputs, is_snn, refuse_snn_options, snn
 
 
 @click.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--calib", type=click.Path(dir_okay=False),
               help="Calibration inputs: .npz with array 'x' (N, ...) in the model's input layout "
                    "as you know it (NCHW for PyTorch/ONNX image models, (N, C, L) for 1-D "
@@ -28,7 +28,9 @@ from toolchain.cli.common import (check_outputs, is_snn, refuse_snn_options, snn
 @snn_options
 def convert(model, calib, method, percentile, per_channel_fc, out_dir, name, json_path, **kw):
     """Convert MODEL (.onnx, .pt2, .tflite) to an int8 .tflite plus C arrays, or a
-    spiking MODEL.nir to fixed point plus C arrays of its parameters.
+    spiking MODEL.nir to fixed point plus C arrays of its parameters. (MODEL a subnet
+    export directory, from mcu subnets export/train: print its levels' parameters and
+    bytes.)
 
     Float models are quantized post-training (int8 per-channel weights, int8
     activations, TFLite int8 spec) with --calib data; int8 .tflite models pass
@@ -42,6 +44,12 @@ def convert(model, calib, method, percentile, per_channel_fc, out_dir, name, jso
     data and warnings; writes <name>.h (layout and semantics) and <name>.c."""
     import re
     from toolchain.errors import ConvertError
+    from toolchain.subnets.export import format_manifest, is_export, load_export
+    if is_export(model):            # a subnet export: per-level parameters and bytes
+        ex = load_export(model)     # (reads and checks every level against the store)
+        click.echo(format_manifest(ex.manifest))
+        write_json(json_path, ex.manifest)
+        return
     name = name or ("snn_model" if is_snn(model) else "model_data")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ConvertError(f"--name '{name}' is not a valid C identifier")

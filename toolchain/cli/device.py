@@ -57,6 +57,22 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     if protocol == "eembc" and not model:
         raise click.UsageError("--protocol eembc needs a MODEL")
+    from toolchain.subnets.export import is_export
+    if model and is_export(model):    # every subnet level in one firmware
+        from toolchain.build_model import format_report
+        from toolchain.subnets.run import build_subnets
+        if protocol == "eembc":
+            raise click.UsageError("--protocol eembc runs one model, not subnet levels")
+        rep = build_subnets(model, b, out, kernels=kernels, test_build=test_build,
+                            werror=werror, force=force, log=lambda m: click.echo(m, err=True))
+        click.echo(format_report(rep))
+        s = rep["subnets"]
+        click.echo(f"subnet levels: {len(s['levels'])} ({', '.join(f'{v:g}' for v in s['levels'])})"
+                   f" in one firmware; store {s['store_bytes']:,} B ({s['store_vs_dense']:.2f}x "
+                   "dense int8)" + (f"; level switch {rep['switch_instructions']} instructions"
+                                    if rep.get("switch_instructions") else ""))
+        write_json(json_path, rep)
+        return
     if is_snn(model):
         if protocol != "binary":
             raise click.UsageError("--protocol eembc is for int8 models, not MODEL.nir")
@@ -167,6 +183,10 @@ def _print_info(info, url):
     if info.model_hash:
         rows.insert(4, ("model I/O", f"{info.model_input_size} B in, "
                                      f"{info.model_output_size} B out"))
+    if info.subnet_levels:
+        rows.insert(5, ("subnet levels", ", ".join(
+            f"{k}: {s:g}" + (" (active)" if k == info.subnet_active else "")
+            for k, s in enumerate(info.subnet_levels)) + "  (sparsity)"))
     for k, v in rows:
         click.echo(f"{k + ':':<16}{v}")
 

@@ -29,7 +29,7 @@ def _read_input(path):
 
 
 @click.command("infer")
-@click.argument("model", type=click.Path(dir_okay=False, exists=True))
+@click.argument("model", type=click.Path(exists=True))
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True),
               required=True, help=".npy: one input (the model's shape) or a batch (N, ...); "
@@ -40,11 +40,15 @@ def _read_input(path):
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Compare every output byte with the tflite-micro interpreter (.tflite).")
 @click.option("--layers", is_flag=True, help="Print per-layer counts of the last inference.")
+@click.option("--subnet", "subnet", type=int, default=None,
+              help="MODEL a subnet export: run level K (default 0), checked against that "
+                   "level's .tflite.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
 @click.option("--calib", type=click.Path(dir_okay=False), default=None,
               help="Spiking models (.nir): calibration inputs [default: the --input file].")
 @snn_options
-def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path, calib, **kw):
+def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path, calib,
+              subnet, **kw):
     """Run MODEL on a board for the inputs in --input; print outputs and counts.
 
     MODEL.nir (spiking; --timesteps T): --input is .npy (x [N, *input] or spikes
@@ -85,8 +89,20 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path,
     from toolchain.devices import start_device
     from toolchain.errors import McuError
     from toolchain.link.model import ModelClient
+    from toolchain.subnets.export import SubnetError, is_export, load_export
     b = resolve_board(board)    # loaded once here; everything below gets this Board
-    graph, tfl = load_int8_graph(model)
+    ex = None
+    if is_export(model):
+        ex = load_export(model)
+        k = 0 if subnet is None else subnet
+        if not 0 <= k < len(ex.levels):
+            raise SubnetError(f"--subnet {k} is out of range: {model} has {len(ex.levels)} "
+                              f"levels (0..{len(ex.levels) - 1})")
+        graph, tfl = ex.graphs[k], None
+    elif subnet is not None:
+        raise SubnetError(f"--subnet needs a subnet export directory, not {model}")
+    else:
+        graph, tfl = load_int8_graph(model)
     xt = graph.t(graph.inputs[0])
     x = _read_input(input_path)
     if x.size == xt.size:
@@ -101,17 +117,24 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path,
         x = np.clip(np.round(x.astype(np.float64) / s) + z, -128, 127).astype(np.int8)
     if port:
         dev = start_device(b, None, port=port)
+    elif ex is not None:
+        from toolchain.subnets.run import build_subnets
+        rep = build_subnets(model, b, kernels=kernels)
+        dev = start_device(b, load_build(rep["build_dir"]))
     else:
         rep = build_model(model, b, Path("build") / f"{b.name}-{Path(model).stem}-{kernels}",
                           kernels=kernels, measure_tflm=False)
         dev = start_device(b, load_build(rep["build_dir"]))
     ref = None
-    if check and tfl:
+    if check and (tfl or ex is not None):
         from toolchain.tflm_oracle import TflmRunner
-        ref = TflmRunner(Path(tfl).read_bytes())
+        ref = TflmRunner(ex.tflite[k] if ex is not None else Path(tfl).read_bytes())
     rows = []
     with dev:
         client = ModelClient(dev.link())
+        if ex is not None:
+            client.level(k)
+            click.echo(f"subnet level {k} (sparsity {ex.levels[k]:g}) of {len(ex.levels)}")
         info = client.info()
         for i, xi in enumerate(x):
             out, count = client.infer(xi.tobytes())

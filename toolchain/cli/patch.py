@@ -23,6 +23,11 @@ def patch():
 def _load_model(path):
     from converters import load_model
     from toolchain.patch.errors import PatchModelError
+    from toolchain.subnets.export import is_export
+    if is_export(path):
+        raise PatchModelError(f"{path} is a subnet export: mcu patch does not update subnet "
+                              "stores (one store shared by every level); re-export and rebuild "
+                              "it instead (mcu subnets export/train, mcu build)")
     g = load_model(path)
     if any(t.dtype == "float32" for t in g.constants()):
         raise PatchModelError(f"{path}: not an int8 model (patches address int8 weight stores; "
@@ -99,8 +104,8 @@ def keygen_cmd(out, raw, force):
 
 
 @patch.command("diff")
-@click.argument("old", type=click.Path(exists=True, dir_okay=False))
-@click.argument("new", type=click.Path(exists=True, dir_okay=False))
+@click.argument("old", type=click.Path(exists=True))
+@click.argument("new", type=click.Path(exists=True))
 @click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Device key file.")
 @click.option("--seq", type=click.IntRange(1, 2**32 - 1), required=True,
@@ -239,7 +244,7 @@ def apply_cmd(patch_file, key_path, base, last_seq, out):
 
 
 @patch.command("train")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=click.Path(exists=True))
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help=".npz with x (float inputs, NHWC like the model input) and y (int labels).")
 @click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
@@ -267,6 +272,7 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
     from toolchain.patch.dpu import dpu_update
     from toolchain.patch.errors import PatchError
     _check_patch_outputs(out, out_model, json_path)
+    _load_model(model)                  # refuses a subnet export before any work
     x, y = read_xy_npz(data, "training data", PatchError,
                        hint="; save it with np.savez(path, x=inputs, y=labels)")
     if y is None:

@@ -15,6 +15,7 @@ from .base import REGISTRY, OpDef, QuantRule, family, get, ops_with, register
 from . import conv, depthwise, fully_connected, pooling, elementwise, shape  # noqa: F401,E402
 from . import softmax, reduce, activations, quantize  # noqa: F401,E402
 from . import synapses, neurons  # noqa: F401,E402  (spiking networks, family "snn")
+from . import sparse  # noqa: F401,E402  (nested row-sparse subnets)
 
 
 def require(op_type: str, layer: str, what: str = "the IR") -> OpDef:

@@ -23,6 +23,9 @@ Signatures of the callables (g: Graph, op: Op):
   code generator's emitter (toolchain.codegen.generate._Emitter).
 - inplace(g, op) -> list[int] | None: inputs whose buffer the output may overwrite.
 - macs(g, op) -> int: multiply-accumulates (reports, the fake device's timing model).
+- dense_form(g, op) -> (op_type, attrs, weight Tensor): ops with no TFLite builtin of
+  their own (the row-sparse family) are written to .tflite as this equivalent op
+  (converters.tflite_writer), so tflite-micro checks them too.
 - torch(m, op, x, inp) -> torch.Tensor: the op in PyTorch for patch training; `m` is
   the toolchain.patch.torch_graph.GraphModule, x the first input, inp(i) the others.
 
@@ -88,6 +91,8 @@ class OpDef:
     macs: Callable | None = None           # (g, op) -> multiply-accumulates of one run
     float_io: tuple[str, ...] = ()         # "in"/"out": float tensors the int8 reference accepts
     int8_const_inputs: bool = False        # constant data inputs must be int8 in the runtime
+    dense_form: Callable | None = None     # (g, op) -> (op type, attrs, weight Tensor): the
+    #                                         equivalent registered op the TFLite writer writes
     doc: str = ""
     # spiking networks (module docstring; docs/adding-an-op.md "Spiking op families")
     family: str = "int8"                   # "int8" or "snn"
