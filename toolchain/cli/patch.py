@@ -264,8 +264,10 @@ def apply_cmd(patch_file, key_path, base, last_seq, out):
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Patch file.")
 @click.option("--out-model", type=click.Path(dir_okay=False), help="New model (.tflite).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Emit the patch even when the updated model "
+              "scores worse than the deployed one on the data (int8, reference interpreter).")
 def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, selection, seed,
-              no_old, out, out_model, json_path):
+              no_old, out, out_model, json_path, force):
     """Deep partial updating: train from the deployed MODEL on new data, keep the top
     budget of conv/fc weights by the DPU metric, fine-tune them, emit the patch."""
     from converters.npz import read_xy_npz
@@ -293,6 +295,17 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
                      finetune_epochs=finetune_epochs, selection=selection, seed=seed)
     from toolchain.patch.make import build_patch
     res = build_patch(g, upd.new_q, _key(key_path), seq, with_old=not no_old)
+    # never ship a regression by accident: both models, int8 as the device runs them
+    from converters.quantize import run_int8
+    acc_old = float((run_int8(g, x).argmax(-1).reshape(-1) == y).mean())
+    acc_new = float((run_int8(res.graph, x).argmax(-1).reshape(-1) == y).mean())
+    upd.stats.update(int8_accuracy_deployed=acc_old, int8_accuracy_updated=acc_new)
+    click.echo(f"int8 accuracy on {data}: deployed {100 * acc_old:.2f} %, updated "
+               f"{100 * acc_new:.2f} %")
+    if acc_new < acc_old and not force:
+        raise PatchError(f"the updated model scores {100 * acc_new:.2f} % on {data}, the "
+                         f"deployed one {100 * acc_old:.2f} %: no patch written (--force to "
+                         "emit it anyway)")
     res.info.update(budget=budget, selected=upd.selected, selection=selection)
     _write_patch(res, out, out_model, json_path, extra=dict(train=upd.stats))
 
