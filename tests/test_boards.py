@@ -126,3 +126,12 @@ def test_board_toml_read_once_per_build(tmp_path, monkeypatch):
     reads.clear()
     boards.resolve_board(None)
     assert sorted(reads) == board_names()
+
+
+def test_an_all_digit_build_id_is_still_a_c_string():
+    """The build id is 16 hex digits; about one build in 2,000 has no letter in it, and it
+    must still compile as a string literal (app/eembc.c concatenates it)."""
+    from toolchain.build import CString, _defines_flags
+    assert _defines_flags({"MCU_BUILD_ID": CString("2269629541386297")}) == \
+        ['-DMCU_BUILD_ID="2269629541386297"']
+    assert _defines_flags({"N": "12"}) == ["-DN=12"]

@@ -141,12 +141,16 @@ def _hash_inputs(parts: list) -> str:
     return h.hexdigest()[:16]
 
 
+class CString(str):
+    """A define that is always a C string literal (a hex build id can be all digits)."""
+
+
 def _defines_flags(defines: dict) -> list[str]:
     out = []
     for k, v in defines.items():
         if v is None or v is True:
             out.append(f"-D{k}")
-        elif isinstance(v, str) and not v.lstrip("-").isdigit():
+        elif isinstance(v, CString) or (isinstance(v, str) and not v.lstrip("-").isdigit()):
             out.append(f'-D{k}="{v}"')
         else:
             out.append(f"-D{k}={int(v)}")
@@ -197,7 +201,7 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
     build_id = _hash_inputs([board.path, *[s for s, _ in srcs], *headers, ld_tmpl, cc,
                              cflags, sorted(defs.items()), board.ldflags, board.libs,
                              [str(i) for i in incs]])
-    defs["MCU_BUILD_ID"] = build_id
+    defs["MCU_BUILD_ID"] = CString(build_id)
 
     man = build_dir / MANIFEST
     if not force and man.exists():
