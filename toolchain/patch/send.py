@@ -301,15 +301,17 @@ def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None
             else:
                 if t0 is None:
                     t0 = time.monotonic()          # streaming time includes BEGIN
-                # a resuming BEGIN writes nothing: after the first, wait 4x the first
-                # BEGIN's round trip (at least 0.15 s, at most the link timeout) per try
-                tb = time.monotonic()
+                # a resuming BEGIN writes nothing: once one BEGIN was answered at the
+                # first try, wait 4x the fastest such round trip (at least 0.15 s, at most
+                # the link timeout) per try; retried exchanges are no sample (Karn)
+                tb, tries = time.monotonic(), lk.counters["retries"]
                 r = _request(lk, Msg.PATCH_BEGIN, struct.pack("<II", total, crc)
                              + data[:HEADER_SIZE], "PATCH_BEGIN",
                              timeout=None if begin_rtt is None else
                              min(lk.timeout, max(0.15, 4 * begin_rtt)))
-                if begin_rtt is None:
-                    begin_rtt = time.monotonic() - tb
+                if lk.counters["retries"] == tries:
+                    dt = time.monotonic() - tb
+                    begin_rtt = dt if begin_rtt is None else min(begin_rtt, dt)
                 nxt, max_chunk = struct.unpack_from("<IH", r)
                 ceiling = min(max_chunk, chunk or max_chunk)
                 if sizer is None:
