@@ -16,7 +16,7 @@ import click
 
 from toolchain.cli.common import write_json
 # helpers only: the `patch` group gets these commands in toolchain/cli/__init__.py
-from toolchain.cli.patch import _key, _load_model, _read_patch
+from toolchain.cli.patch import _key, _load_model, _read_patch, key_option
 
 
 def _device(board, firmware, flash, port):
@@ -91,8 +91,7 @@ def _bar(width=30):
 @click.command("firmware")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--board", "-b", required=True, help="Target board (mcu boards).")
-@click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Per-device patch key provisioned into the firmware.")
+@key_option(required=True, help="Per-device patch key provisioned into the firmware.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Build directory.")
 @click.option("--kernels", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
               show_default=True)
@@ -126,8 +125,7 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
 @click.command("send")
 @click.argument("patch_file", type=click.Path(exists=True, dir_okay=False))
 @_device_opts
-@click.option("--key", "-k", "key_path", type=click.Path(exists=True, dir_okay=False),
-              help="Check the tag on the host first (the device checks it in any case).")
+@key_option(help="Check the tag on the host first (the device checks it in any case).")
 @click.option("--window", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Chunks in flight.")
 @click.option("--chunk", type=click.IntRange(16, 4096), default=None,
