@@ -166,7 +166,10 @@ def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, 
                 click.echo(f"streamed {res.streamed:,} B in {res.stream_seconds:.3f} s: "
                            f"{res.bytes_per_s:,.0f} B/s = {100 * res.fraction_of_baud:.1f} % of "
                            f"{NOMINAL_BAUD} baud ({NOMINAL_BAUD // 10:,} B/s nominal); "
-                           f"{res.chunks} chunks of {res.chunk_size} B, window {window}, "
+                           f"{res.chunks} chunks of "
+                           + (f"{res.chunk_min}-{res.chunk_size} B (adapted)"
+                              if res.chunk_min and res.chunk_min < res.chunk_size
+                              else f"{res.chunk_size} B") + f", window {window}, "
                            f"{res.retransmits} go-back(s), {res.reconnects} reconnect(s)")
             if res.applied:
                 click.echo(f"applied: device model {res.hash} seq {res.seq} "

@@ -366,8 +366,8 @@ def fuzz_device(board, fw, chain, key, *, frames=50_000, seed=1, batch=500,
                     rep["applied_max_seq"] = max(rep["applied_max_seq"], ps.seq)
                     rep["final_state"] = [ps.hash, ps.seq]
                     if echo and rep["batches"] % 200 == 0:
-                        echo(f"  {board}: {rep['frames']:,} frames, seq {ps.seq}, "
-                             f"{rep['frames'] / (time.monotonic() - t0):,.0f} frames/s")
+                        echo(f"  {board}: {rep['frames']:,} items, seq {ps.seq}, "
+                             f"{rep['frames'] / (time.monotonic() - t0):,.0f} items/s")
             except FuzzFailure as e:
                 rep["failures"].append(str(e))
             finally:
