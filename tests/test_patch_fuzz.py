@@ -26,9 +26,10 @@ def _fw(board, case, tmp_path_factory):
 
 
 @pytest.mark.parametrize("board", ["host", "host-asan"])
-def test_fuzz_short_fixed_seed(board, case, tmp_path_factory):
+def test_fuzz_short_fixed_seed(board, case, tmp_path_factory, monkeypatch):
     if board not in available_boards():
         pytest.skip(f"no hw/boards/{board}.toml on this branch")
+    monkeypatch.setenv("ASAN_OPTIONS", "detect_leaks=0")   # LSan needs ptrace; no malloc
     fw = _fw(board, case, tmp_path_factory)
     st, chain, others = case
     rep = fuzz_device(board, fw, chain, KEY, frames=50_000, seed=15, others=others)

@@ -274,6 +274,8 @@ class _Conn:
                     b = self.s.recv(1 << 16)
                 except BlockingIOError:
                     b = None
+                except OSError as e:
+                    raise FuzzFailure(f"crash: the connection failed ({e})") from None
                 if b == b"":
                     raise FuzzFailure("crash: the device closed the connection")
                 if b:
@@ -414,6 +416,11 @@ def fuzz_case(key: bytes, n_patches: int = 12):
     return st, chain, others
 
 
+def sanitizer_env() -> None:
+    """LeakSanitizer needs ptrace and the firmware never allocates: off for host-asan."""
+    os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=0")
+
+
 def available_boards() -> list[str]:
     from toolchain.boards import board_names
     return [b for b in ("host", "host-asan") if b in board_names()]
@@ -425,6 +432,7 @@ def run(frames=1_000_000, seed=1, boards=None, json_path=None, workdir="build/pr
     key = bytes(range(32))
     st, chain, others = fuzz_case(key)
     out = dict(frames_per_board=frames, seed=seed, runs=[])
+    sanitizer_env()
     for board in boards or available_boards():
         fw = build_patch_firmware(board, st, key, Path(workdir) / board, test_build=True)
         rep = fuzz_device(board, fw, chain, key, frames=frames, seed=seed, others=others,
