@@ -38,10 +38,11 @@ def test_fuzz_short_fixed_seed(board, case, tmp_path_factory, monkeypatch):
     assert rep["batches"] == 100 and rep["checks"] == 200
     assert set(rep["kinds"]) == {"random_bytes", "overlong", "random_type", "boundary",
                                  "mutated_fixed_crc", "mutated_raw", "bad_framing",
-                                 "patch_sequence"}
+                                 "patch_sequence", "stream_sequence"}
     ds = rep["device_stats"]
     assert ds["bad_crc"] and ds["bad_frame"] and ds["oversized"] and ds["unknown_type"]
     assert rep["applied_max_seq"] >= 3          # valid patches went through the fuzz
+    assert rep["answers"]["PATCH_APPLY"]["OK"] >= 3 and rep["answers"]["XFER_CHUNK"]["OK"]
 
 
 def test_fuzzer_reports_a_crash(case, tmp_path_factory, monkeypatch):

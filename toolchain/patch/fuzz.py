@@ -7,6 +7,8 @@ the host board (the firmware compiled natively; `host-asan` too when that board 
 Frames go straight into the device's socket in batches (pipelined, responses drained
 concurrently). Kinds, drawn per frame by a seeded RNG:
 
+- stream sequences: XFER_BEGIN / CHUNK / END / SIZE / READ on the model input, output,
+  layer output and scratch streams, sizes right and off by one;
 - random bytes (with and without 0x00 delimiters; overlong runs past the device buffer);
 - well-formed frames of random type (EXIT and PATCH_FAULT excepted: they end the
   process by design) with random payloads, lengths at 0, 1, max-1, max, max+1;
@@ -16,6 +18,7 @@ concurrently). Kinds, drawn per frame by a seeded RNG:
   CRC recomputed afterwards (so the handler sees the damage) or not (the framer does);
 - bad framing: broken COBS codes, wrong version, response flag set, length fields that
   disagree with the frame;
+- model messages with the sizes the model announces ± 1 (on a patchable model firmware);
 - patch sequences: BEGIN, chunks (in order, out of order, duplicated, mutated), APPLY of
   valid patches signed with the device key, forged, wrong-base, stale and truncated ones.
 
@@ -37,7 +40,7 @@ import zlib
 from pathlib import Path
 
 from toolchain.link.frame import FrameError, FrameReader, cobs_encode
-from toolchain.link.protocol import HDR, MAX_PAYLOAD, Msg
+from toolchain.link.protocol import HDR, MAX_PAYLOAD, Msg, Status
 
 from .format import HEADER_SIZE
 
@@ -69,13 +72,14 @@ class Generator:
     order) the device may apply, `others` = bad ones (forged, wrong base, truncated)."""
 
     def __init__(self, seed: int, patches, others, stage_cap: int, slot_size: int,
-                 scratch: int = 8192):
+                 scratch: int = 8192, model_in: int = 64):
         self.r = random.Random(seed)
         self.seq = self.r.randrange(1, 0xFFFF)
         self.patches, self.others = patches, others
         self.sizes = sorted({0, 1, 8, 84, 128, 136, 1020, 1021, 1024, 1025, scratch - 1,
                              scratch, scratch + 1, stage_cap - 1, stage_cap, stage_cap + 1,
                              slot_size - 1, slot_size, slot_size + 1})
+        self.model_in = model_in
         self.counts = {}
         self.next_patch = 0
         self.wire_frames = 0
@@ -107,7 +111,8 @@ class Generator:
         if t in (0x25, 0x26, 0x27):                          # LAYER_TIMES / LAYER_INFO / RUN_TO
             return struct.pack("<H", u16())
         if t == 0x24:                                         # MODEL_INFER: the whole input
-            return self._bytes(r.choice((0, 1, 63, 64, 784, 1024)))
+            return self._bytes(r.choice((0, 1, max(self.model_in - 1, 0), self.model_in,
+                                         self.model_in + 1, 784, 1024)))
         if t == Msg.PATCH_BEGIN:
             src = r.choice(self.patches + self.others)
             hdr = bytearray(src[:HEADER_SIZE])
@@ -143,6 +148,9 @@ class Generator:
         elif x < 0.14:
             kind = "overlong"
             out = bytes(r.randrange(1, 256) for _ in range(r.choice((1100, 1200, 2100)))) + b"\x00"
+        elif x < 0.26:
+            kind = "stream_sequence"
+            out = self._stream_sequence()
         elif x < 0.32:
             kind = "random_type"
             t = r.getrandbits(8)
@@ -201,6 +209,37 @@ class Generator:
         self.wire_frames += out.count(0)
         return out
 
+    def _stream_sequence(self) -> bytes:
+        """XFER_BEGIN / CHUNKs / END / SIZE / READs on one stream (model input, output,
+        layer output, the scratch buffer), sizes right or off by one, chunks in order or
+        not, a RUN_TO or INVOKE between."""
+        r = self.r
+        sid = r.choice((0x21, 0x21, 0x23, 0x28, 0x60, 0x60))
+        n = r.choice((self.model_in, self.model_in, self.model_in - 1, self.model_in + 1, 1,
+                      0, 4096, 8192, 8193)) if sid != 0x60 else r.choice((1, 100, 4096, 8192, 8193))
+        n = max(n, 0)
+        data = r.randbytes(n)
+        parts = [_wire(Msg.XFER_BEGIN, self._s(), struct.pack("<BII", sid, n,
+                                                              zlib.crc32(data) if r.random() < 0.8
+                                                              else r.getrandbits(32)))]
+        step = r.choice((1, 64, 1019, 1020))
+        offs = list(range(0, n, step))
+        if r.random() < 0.2:
+            r.shuffle(offs)
+        for o in offs[:40]:
+            parts.append(_wire(Msg.XFER_CHUNK, self._s(), struct.pack("<BI", sid, o) + data[o:o + step]))
+        parts.append(_wire(Msg.XFER_END, self._s(), bytes([sid])))
+        if r.random() < 0.5:
+            parts.append(_wire(r.choice((0x22, 0x27)), self._s(),
+                               b"" if r.random() < 0.5 else struct.pack("<H", self._u(U16, 16))))
+        parts.append(_wire(Msg.XFER_SIZE, self._s(), bytes([r.choice((sid, 0x23, 0x28))])))
+        for _ in range(r.choice((1, 2, 3))):
+            parts.append(_wire(Msg.XFER_READ, self._s(),
+                               struct.pack("<BIH", r.choice((sid, 0x23, 0x28)),
+                                           r.choice((0, 1, n - 1 if n else 0, n, n + 1)) & 0xFFFFFFFF,
+                                           r.choice((0, 1, 1024, 0xFFFF)))))
+        return b"".join(parts)
+
     def _patch_sequence(self) -> bytes:
         r = self.r
         if r.random() < 0.6:                # valid patches, mostly in sequence order
@@ -241,6 +280,7 @@ class _Conn:
         self.s.setblocking(False)
         self.reader = FrameReader()
         self.rx_frames = self.rx_bad = 0
+        self.answers = {}
 
     def close(self):
         try:
@@ -255,6 +295,8 @@ class _Conn:
                 self.rx_bad += 1
             else:
                 self.rx_frames += 1
+                k = (it.type, it.status)
+                self.answers[k] = self.answers.get(k, 0) + 1
                 out.append(it)
         return out
 
@@ -293,7 +335,7 @@ class _Conn:
 
 
 def fuzz_device(board, fw, chain, key, *, frames=50_000, seed=1, batch=500,
-                others=(), hang_s=10.0, restart_every=100_000, echo=None) -> dict:
+                others=(), hang_s=10.0, restart_every=25_000, echo=None) -> dict:
     """Fuzz one running device. chain: [(store, patch bytes to the next store)] ... the
     valid patches in sequence order (chain[0][0] = the store the firmware was built
     with); others: bad patch bytes."""
@@ -319,7 +361,8 @@ def fuzz_device(board, fw, chain, key, *, frames=50_000, seed=1, batch=500,
             lk = dev.link()
             st0 = patch_status(lk)
             if gen is None:
-                gen = Generator(seed, valid, list(others), st0.stage_capacity, st0.slot_size)
+                gen = Generator(seed, valid, list(others), st0.stage_capacity, st0.slot_size,
+                                model_in=lk.info().model_input_size or 64)
             gen.next_patch = 0                  # a fresh device: back at the first patch
             port = port_of(dev.url)
             dev.release()
@@ -375,6 +418,17 @@ def fuzz_device(board, fw, chain, key, *, frames=50_000, seed=1, batch=500,
             finally:
                 conn.close()
             rep["responses"] = rep.get("responses", 0) + conn.rx_frames
+            for (t, stt), c in conn.answers.items():
+                try:
+                    name = Msg(t).name
+                except ValueError:
+                    name = f"0x{t:02X}"
+                try:
+                    sname = Status(stt).name
+                except ValueError:
+                    sname = str(stt)
+                a = rep.setdefault("answers", {}).setdefault(name, {})
+                a[sname] = a.get(sname, 0) + c
             try:
                 lk = Link.open(dev.url, timeout=2)
                 stats = lk.device_stats()
@@ -395,11 +449,11 @@ def fuzz_device(board, fw, chain, key, *, frames=50_000, seed=1, batch=500,
     return rep
 
 
-def fuzz_case(key: bytes, n_patches: int = 12):
-    """A raw store, a chain of valid patches (seq 1..n) and bad ones."""
+def fuzz_case(key: bytes, n_patches: int = 30, store=None):
+    """A store (default: a raw one), a chain of valid patches (seq 1..n) and bad ones."""
     from .device import mutate_store, patch_between, raw_store
-    st = raw_store(((600, "int8", "weight"), (16, "int32", "bias"), (900, "int8", "weight"),
-                    (4, "int32", "other")))
+    st = store or raw_store(((600, "int8", "weight"), (16, "int32", "bias"),
+                             (900, "int8", "weight"), (4, "int32", "other")))
     chain, cur = [], st
     for i in range(1, n_patches + 1):
         nxt = mutate_store(cur, 0.1 if i % 3 else 1.0, seed=100 + i)
@@ -427,18 +481,30 @@ def available_boards() -> list[str]:
 
 
 def run(frames=1_000_000, seed=1, boards=None, json_path=None, workdir="build/proto-fuzz",
-        echo=print) -> dict:
-    from .device import build_patch_firmware
+        echo=print, targets=("raw store", "patchable model")) -> dict:
+    """`frames` fuzz items per (board, target): the patch firmware of a raw store (core,
+    debug, patch messages; model messages answer NO_MODEL) and a patchable model
+    firmware (the toy int8 CNN: model messages run the real model)."""
+    from .device import build_patch_firmware, build_patch_model_firmware
+    from .store import weight_store
+    from .toy import toy_int8_graph
     key = bytes(range(32))
-    st, chain, others = fuzz_case(key)
-    out = dict(frames_per_board=frames, seed=seed, runs=[])
+    out = dict(frames_per_target=frames, seed=seed, runs=[])
     sanitizer_env()
-    for board in boards or available_boards():
-        fw = build_patch_firmware(board, st, key, Path(workdir) / board, test_build=True)
+    g0 = toy_int8_graph(0)
+    cases = {"raw store": fuzz_case(key), "patchable model": fuzz_case(key, store=weight_store(g0))}
+    for board, target in [(b, t) for b in (boards or available_boards()) for t in targets]:
+        st, chain, others = cases[target]
+        d = Path(workdir) / f"{board}-{target.replace(' ', '-')}"
+        if target == "raw store":
+            fw = build_patch_firmware(board, st, key, d, test_build=True)
+        else:
+            fw = build_patch_model_firmware(g0, board, key, d)[0]
         rep = fuzz_device(board, fw, chain, key, frames=frames, seed=seed, others=others,
                           echo=echo)
+        rep["target"] = target
         out["runs"].append(rep)
-        echo(f"{board}: {rep['frames']:,} fuzz items = {rep['wire_frames']:,} frames on the wire "
+        echo(f"{board} ({target}): {rep['frames']:,} fuzz items = {rep['wire_frames']:,} frames on the wire "
              f"({rep['bytes']:,} B) in {rep['seconds']} s ({rep['frames_per_s']:,} items/s), "
              f"{rep['batches']} batches checked, {rep['boots']} boots, patches applied up to "
              f"seq {rep['applied_max_seq']}, {len(rep['failures'])} failures")
@@ -461,7 +527,10 @@ if __name__ == "__main__":
     ap.add_argument("--frames", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--board", action="append", help="host, host-asan (default: those present)")
+    ap.add_argument("--target", action="append", choices=("raw store", "patchable model"),
+                    help="firmware(s) to fuzz (default: both)")
     ap.add_argument("--json", default="bench-results/proto_fuzz.json")
     a = ap.parse_args()
-    r = run(a.frames, a.seed, a.board, a.json)
+    r = run(a.frames, a.seed, a.board, a.json, targets=tuple(a.target or ("raw store",
+                                                                         "patchable model")))
     sys.exit(1 if r["failures"] else 0)
