@@ -179,7 +179,7 @@ class Generator:
                 elif len(body) > 1:
                     del body[i]
             if kind == "mutated_fixed_crc":
-                if body[1] in FORBIDDEN:
+                if len(body) > 1 and body[1] in FORBIDDEN:
                     body[1] = Msg.ECHO
                 if r.random() < 0.8 and len(body) >= 8:      # keep the length field honest
                     body[6:8] = (len(body) - 8).to_bytes(2, "little")

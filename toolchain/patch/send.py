@@ -16,10 +16,10 @@ idempotent by offset, so duplicates and retransmissions are harmless.
 Chunk size adapts (ChunkSizer, docs/patch-device.md "Adaptive chunk size"): halved,
 down to a floor (64 B), after `shrink_after` losses in a row (a go-back on a gap
 answer, a timeout of the oldest chunk, or the link dropped with chunks in flight, with
-no chunk acknowledged in between);
-doubled, up to the device's maximum, after `grow_after` chunks acknowledged in a row
-without a loss. The state survives reconnections; after a dropped link PATCH_BEGIN
-answers the device's staged offset and the transfer continues from there.
+no chunk acknowledged in between); doubled, up to the device's maximum, after
+`grow_after` chunks acknowledged with no go-back or timeout between them. The state
+survives reconnections; after a dropped link PATCH_BEGIN answers the device's staged
+offset and the transfer continues from there.
 """
 from __future__ import annotations
 
@@ -166,8 +166,8 @@ CHUNK_FLOOR = 64
 
 class ChunkSizer:
     """Deterministic chunk payload control: `size` starts at the ceiling (the device's
-    maximum, or the --chunk given); lost() after a go-back (gap answer or timeout),
-    acked() per chunk that advanced the device's offset. `shrink_after` losses with no
+    maximum, or the --chunk given); lost() after a go-back (gap answer or timeout) or
+    lost(cut=True) after a dropped link with chunks in flight, acked() per chunk that advanced the device's offset. `shrink_after` losses with no
     acknowledged chunk between them halve it (not below `floor`); `grow_after` chunks
     acknowledged with no go-back between them double it (not above the ceiling); a
     dropped link counts as a loss but does not break that run. Same events, same sizes."""
@@ -225,7 +225,7 @@ class _Session:
 
     def drop(self):
         if self.link is not None:
-            sock = getattr(self.link, "_sock", None)
+            sock = getattr(self.link, "_sock", None) if self.link.owns else None
             if sock is not None:            # socket://: close it ourselves; pyserial's
                 try:                        # close() sleeps 0.3 s per reconnection
                     sock.close()
@@ -257,9 +257,11 @@ def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None
 
     The chunk payload starts at min(chunk, device maximum) and adapts to losses
     (ChunkSizer; adaptive=False keeps it fixed). `reconnects` bounds the reconnections
-    in a row that make no progress (a link cut after progress does not use it up);
-    after the first, a reconnection goes straight to PATCH_BEGIN, which answers the
-    device's staged offset to continue from."""
+    in a row that make no progress with no smaller chunk left to try (a link cut after
+    progress, or after the chunk was halved, does not use it up; a reconnection after
+    progress is immediate, the others wait 0.05 s more each, up to 0.5 s). After the
+    first, a reconnection goes straight to PATCH_BEGIN, which answers the device's
+    staged offset to continue from."""
     data = bytes(data)
     h = read_header(data)           # a malformed file fails here, before the device sees it
     total, crc = len(data), zlib.crc32(data)
