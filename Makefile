@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi qemu-system-arm
 
-.PHONY: setup sysdeps venv test demo bench bench-snn patch-faults fuzz bench-patch-link clean
+.PHONY: setup sysdeps venv test demo bench bench-snn bench-subnets patch-faults fuzz bench-patch-link clean
 
 setup: sysdeps venv
 
@@ -43,6 +43,12 @@ bench: setup
 # device, instructions (portable, DSP), rate sweep, vs the int8 CNN. JSON: bench-results/snn_bench.json
 bench-snn: setup
 	$(BIN)/python -m toolchain.bench_snn
+
+# Switchable subnets (issue #10): KWS and ResNet-8 with levels nested by |w| in one
+# firmware each, instructions per level vs the dense DSP build, bit-exact with
+# tflite-micro per level. JSON: bench-results/subnets_models_m4.json
+bench-subnets: setup
+	$(BIN)/python -m toolchain.subnets.bench_models --json bench-results/subnets_models_m4.json
 
 # Device patch fault campaign (issue #6): power cuts at every flash operation, link
 # faults through a proxy, bad patches; on the host board and QEMU. JSON: build/patch-faults.json

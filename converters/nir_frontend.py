@@ -20,7 +20,8 @@ Op types this front end emits (semantics in toolchain/snn/float_sim.py, docs/snn
   kh*kw = average counting padding), AVERAGE_POOL_2D (TFLite attrs, VALID),
   RESHAPE, SCALE (x, s: elementwise product with a constant), ADD (fan-in);
 - neurons (inputs: current, then state tensors; output: spikes or membrane):
-  LIF, IF, LI, CUBA_LIF, CUBA_LI, THRESHOLD; attributes in NEURON_ATTRS. Per-neuron
+  LIF, IF, LI, CUBA_LIF, CUBA_LI, THRESHOLD; attributes in NEURON_ATTRS (op registry:
+  toolchain/ir/ops/neurons.py, synapses.py). Per-neuron
   parameters are a float when uniform, else an array of the IR shape without batch.
 """
 from __future__ import annotations
@@ -32,28 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, IRError, Op, Tensor
+from toolchain.ir.ops.neurons import NEURON_ATTRS  # noqa: F401  (re-exported)
+from toolchain.ir.ops.synapses import SYNAPSE_ATTRS  # noqa: F401  (re-exported)
 
-# Attributes of the neuron op types (defaults). Semantics: docs/snn.md.
-NEURON_ATTRS = {
-    "LIF": dict(beta=1.0, gain=1.0, leak=0.0, v_threshold=1.0, v_reset=0.0, reset="zero"),
-    "IF": dict(gain=1.0, v_threshold=1.0, v_reset=0.0, reset="zero"),
-    "LI": dict(beta=1.0, gain=1.0, leak=0.0),
-    "CUBA_LIF": dict(alpha=1.0, gain_syn=1.0, beta=1.0, gain=1.0, leak=0.0, v_threshold=1.0,
-                     v_reset=0.0, reset="zero"),
-    "CUBA_LI": dict(alpha=1.0, gain_syn=1.0, beta=1.0, gain=1.0, leak=0.0),
-    "THRESHOLD": dict(v_threshold=0.0),
-}
-SYNAPSE_ATTRS = {
-    "SYN_CONV_2D": dict(stride_h=1, stride_w=1, pad_h=0, pad_w=0, dilation_h=1, dilation_w=1,
-                        groups=1),
-    "SUM_POOL_2D": dict(filter_h=1, filter_w=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0,
-                        divisor=1),
-    "SCALE": dict(),
-}
-SPIKING = ("LIF", "IF", "CUBA_LIF", "THRESHOLD")       # ops whose output is 0/1 spikes
-SNN_OP_TYPES = set(NEURON_ATTRS) | set(SYNAPSE_ATTRS) | {
-    "FULLY_CONNECTED", "AVERAGE_POOL_2D", "RESHAPE", "ADD"}
+# The op types live in the op registry (toolchain/ir/ops/neurons.py, synapses.py); this
+# front end only maps NIR nodes onto them.
+SPIKING = tuple(n for n, d in ops.REGISTRY.items() if d.spiking)   # output is 0/1 spikes
+SNN_OP_TYPES = set(ops.ops_with("step_float"))                      # ops with time-step semantics
 RESETS = ("zero", "subtract")
 GAIN_SNAP = 1e-5      # |gain - 1| below this is exactly 1 (snnTorch's float32 r = tau/dt)
 GAIN_WARN = (0.5, 2.0)
@@ -373,6 +361,7 @@ class _Builder:
             else:
                 raise IRError(f"NIR node '{key}' ({typ}): padding '{pad}' not supported")
             same = pad.lower() == "same"
+            ph_end, pw_end = dh * (kh - 1) - ph, dw * (kw - 1) - pw
         else:
             ph, pw = pad
             same = False
@@ -393,6 +382,8 @@ class _Builder:
             bn = self.tensor(f"{_safe(key)}.bias", (o,), b)
         attrs = dict(stride_h=sh, stride_w=sw, pad_h=ph, pad_w=pw, dilation_h=dh,
                      dilation_w=dw, groups=int(groups))
+        if same and (ph_end, pw_end) != (ph, pw):    # 'same' with an even kernel
+            attrs.update(pad_h_end=ph_end, pad_w_end=pw_end)
         out = self.op("SYN_CONV_2D", key, [x.ir, wn, bn], (1, oh, ow, o), attrs)
         return out, oh, ow, o
 

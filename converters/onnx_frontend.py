@@ -10,7 +10,14 @@ is read as (N, C, L) when it reaches a conv, pool or BatchNormalization
 Flattening a 4-D (or NCL) tensor gives a different element order in NHWC than
 in PyTorch's NCHW, so the fully connected layer that reads a flattened tensor
 gets its weight columns permuted (as TF converters do); any other consumer of
-such a tensor is rejected (there is no TRANSPOSE op).
+such a tensor is rejected.
+
+Transpose: the ONNX permutation is composed with the value's layout, so the IR
+TRANSPOSE permutes IR axes (NCHW values stay NCHW-labelled, NHWC in the IR; an
+identity in IR axes becomes a RESHAPE). A rank-3 Transpose output also gets an
+(N, C, L) view for a following Conv1d/pool: (N, T, F) -> transpose(1, 2) -> Conv1d is
+a RESHAPE of the input to the IR's (N, 1, T, F), no data movement; the unused form
+is pruned.
 
 Folding: constant subgraphs (the Shape/Gather/Unsqueeze/Concat chains that
 torch.onnx.export emits for `x.view(x.size(0), -1)`) are evaluated at
@@ -452,6 +459,16 @@ class _Converter:
         c0, c1 = i0 in self.consts, i1 in self.consts
         if c0 and not c1 and typ in ("Add", "Mul"):
             i0, i1, c0, c1 = i1, i0, False, True
+        if c0 and not c1 and typ == "Sub":          # c - x: SUB with a constant first input
+            x = self.act(i1, node)
+            if x.layout == "flat_chw":
+                raise IRError(f"Sub node '{node.name}': a constant minus a flattened NCHW "
+                              "tensor is not supported")
+            c = self.add_const(f"{node.name or node.output[0]}.const",
+                               self._const_like(x, self.consts[i0].astype(np.float64), node))
+            out = self.out_val(node, x.layout)
+            self.emit("SUB", [c, x.ir], out, dict(fused_activation="NONE"), name=node.name)
+            return
         if c0:
             raise IRError(f"{typ} node '{node.name}': constant first operand is not supported")
         x = self.act(i0, node)
@@ -483,16 +500,64 @@ class _Converter:
         out = self.out_val(node, x.layout if x.layout != "flat_chw" else None)
         if x.layout == "flat_chw":
             out.layout, out.chw = "flat_chw", x.chw
-        ir_t = {"Add": "ADD", "Mul": "MUL"}.get(typ)
+        ir_t = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}.get(typ)
         if ir_t is None:
             raise IRError(f"{typ} node '{node.name}': two-activation {typ} is not supported")
         self.emit(ir_t, [x.ir, y], out, dict(fused_activation="NONE"), name=node.name)
+
+    def maxmin(self, node):
+        """Max / Min of any number of inputs (tensors or constants, broadcasting): a
+        chain of MAXIMUM / MINIMUM, which share one quantization."""
+        kind = "MAXIMUM" if node.op_type == "Max" else "MINIMUM"
+        names = [i for i in node.input if i]
+        acts = [i for i in names if i not in self.consts]
+        if not acts:
+            raise IRError(f"{node.op_type} node '{node.name}': all inputs constant")
+        x = self.act(acts[0], node)
+        vals = []
+        for i in names:
+            if i in self.consts:
+                vals.append(None)
+                continue
+            v = self.act(i, node)
+            if x.layout == "ncl" and v.layout == "same" and len(v.onnx_shape) == 3:
+                v = self.spatial(i, node)
+            elif v.layout == "ncl" and x.layout == "same" and len(x.onnx_shape) == 3:
+                x = self.spatial(acts[0], node)
+            if v.layout == "flat_chw":
+                raise IRError(f"{node.op_type} node '{node.name}': a flattened NCHW operand "
+                              "is not supported")
+            vals.append(v)
+        ins = []
+        for i, v in zip(names, vals):
+            if v is None:
+                ins.append(self.add_const(f"{node.name or node.output[0]}.const",
+                                          self._const_like(x, self.consts[i], node)))
+            else:
+                if v.layout != x.layout:
+                    raise IRError(f"{node.op_type} node '{node.name}': operands have "
+                                  "different layouts")
+                ins.append(v.ir)
+        if len(ins) == 1:
+            self.alias(node.output[0], x)
+            return
+        acc = ins[0]
+        for k, b in enumerate(ins[1:], 1):
+            if k == len(ins) - 1:
+                out = self.out_val(node, x.layout)
+            else:
+                shp = tuple(np.broadcast_shapes(self.graph.t(acc).shape, self.graph.t(b).shape))
+                out = _Val(self.graph.unique_name(f"{node.output[0]}_{k}"), x.layout, ())
+                self.graph.add_tensor(Tensor(out.ir, shp, "float32"))
+            self.emit(kind, [acc, b], out, name=node.name if k == len(ins) - 1
+                      else f"{node.name}_{k}")
+            acc = out.ir
 
     def _activation(self, node, kind):
         x = self.act(node.input[0], node)
         p = self.producer.get(x.ir)
         if (p is not None and p.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-                                         "ADD") and p.attrs.get("fused_activation", "NONE") == "NONE"
+                                         "ADD", "SUB") and p.attrs.get("fused_activation", "NONE") == "NONE"
                 and self.single_use(node.input[0], x)):
             p.attrs["fused_activation"] = kind
             self.alias(node.output[0], x)
@@ -523,6 +588,18 @@ class _Converter:
     def leakyrelu(self, node):
         alpha = float(np.float32(self.attrs(node).get("alpha", 0.01)))     # ONNX default
         self._elementwise(node, "LEAKY_RELU", dict(alpha=alpha))
+
+    def prelu(self, node):
+        """PRelu with a constant slope (per channel or one): PRELU, alpha in IR layout."""
+        x = self.act(node.input[0], node)
+        slope = self.const(node.input[1], node, "slope")
+        alpha = self._const_like(x, slope, node)
+        if x.layout == "nchw" and alpha.ndim == 4 and alpha.shape[:3] == (1, 1, 1):
+            alpha = alpha.reshape(-1)                    # per channel: (C,)
+        out = self.new_act(node.output[0], self.graph.t(x.ir).shape, x.layout, x.onnx_shape,
+                           x.chw)
+        self.emit("PRELU", [x.ir, self.add_const(f"{node.name or node.output[0]}.alpha", alpha)],
+                  out, name=node.name)
 
     def clip(self, node):
         a = self.attrs(node)
@@ -747,6 +824,115 @@ class _Converter:
         self.emit("PAD", [x.ir, self.add_const(f"{node.output[0]}_paddings", ir_pads, "int32")],
                   out, name=node.name)
 
+    def transpose(self, node):
+        x = self.act(node.input[0], node)
+        rank = len(x.onnx_shape)
+        perm = self.attrs(node).get("perm")
+        perm = list(range(rank))[::-1] if perm is None else [int(p) % rank for p in perm]
+        where = f"Transpose node '{node.name}'"
+        if sorted(perm) != list(range(rank)):
+            raise IRError(f"{where}: {perm} is not a permutation of {rank} axes")
+        if x.layout == "flat_chw":
+            raise IRError(f"{where}: transposing a flattened NCHW tensor is not supported")
+        # ONNX value = IR tensor transposed by `to_onnx` (the inverse of the layout map)
+        if x.layout == "nchw":
+            src, to_onnx = x.ir, [0, 3, 1, 2]
+        elif x.layout == "ncl":             # IR (N, 1, L, C): view it as (N, L, C) first
+            n, c, length = x.onnx_shape
+            src = self._reshaped(x.ir, (n, length, c), f"{node.name}_nlc")
+            to_onnx = [0, 2, 1]
+        else:
+            src, to_onnx = x.ir, list(range(rank))
+        onnx_perm = [to_onnx[p] for p in perm]          # ONNX output = src.transpose(this)
+        oshape = tuple(self._shape_of(node.output[0], node))
+        if rank == 4:                                   # output NCHW-labelled: IR NHWC
+            out = self.out_val(node, "nchw")
+            self._ir_transpose(src, [onnx_perm[i] for i in NCHW_TO_NHWC], out, node.name)
+            return
+        out = self.out_val(node, "same")
+        self._ir_transpose(src, onnx_perm, out, node.name)
+        if rank == 3:                                   # (N, C, L) view for a Conv1d
+            n, c, length = oshape
+            view = _Val(self.graph.unique_name(f"{node.output[0]}_ncl"), "ncl", oshape)
+            self.graph.add_tensor(Tensor(view.ir, (n, 1, length, c), "float32"))
+            ncl_perm = [onnx_perm[i] for i in (0, 2, 1)]     # IR (N, L, C) from src
+            if ncl_perm == list(range(3)):
+                self.emit("RESHAPE", [src], view, dict(new_shape=[n, 1, length, c]),
+                          name=f"{node.name}_ncl")
+            else:
+                mid = self._reshaped(None, (n, length, c), f"{node.name}_ncl_t")
+                self._ir_transpose(src, ncl_perm, _Val(mid, "same", ()), f"{node.name}_ncl_t")
+                self.emit("RESHAPE", [mid], view, dict(new_shape=[n, 1, length, c]),
+                          name=f"{node.name}_ncl")
+            self.ncl_views[out.ir] = view
+
+    def _reshaped(self, src, shape, base) -> str:
+        """A new IR tensor of `shape`; RESHAPE'd from `src` unless src is None."""
+        name = self.graph.unique_name(base)
+        self.graph.add_tensor(Tensor(name, tuple(shape), "float32"))
+        if src is not None:
+            op = self.graph.add_op(Op("RESHAPE", [src], [name], dict(new_shape=list(shape)),
+                                      base))
+            self.producer[name] = op
+        return name
+
+    def _ir_transpose(self, src, perm, out: _Val, name):
+        """TRANSPOSE `src` by `perm` (IR axes) into out; a RESHAPE when the permutation
+        moves no data (only axes of size 1 change place)."""
+        shape = self.graph.t(src).shape
+        moved = [p for p in perm if shape[p] != 1]
+        if moved == sorted(moved):
+            self.emit("RESHAPE", [src], out, dict(new_shape=list(self.graph.t(out.ir).shape)),
+                      name=name)
+            return
+        p = self.add_const(f"{name}_perm", np.asarray(perm, np.int32), "int32")
+        self.emit("TRANSPOSE", [src, p], out, name=name)
+
+    def slice(self, node):
+        """ONNX Slice (constant starts/ends/axes/steps) -> STRIDED_SLICE in IR axes, with
+        the ONNX bounds clamped as ONNX defines them (an end before index 0 of a
+        backward slice becomes the end mask)."""
+        where = f"Slice node '{node.name}'"
+        x = self.act(node.input[0], node)
+        if x.layout == "flat_chw":
+            raise IRError(f"{where}: slicing a flattened NCHW tensor is not supported")
+        rank = len(x.onnx_shape)
+        if self.opset >= 10:
+            starts = self.const(node.input[1], node, "starts")
+            ends = self.const(node.input[2], node, "ends")
+            axes = self.const(node.input[3], node, "axes") if self._opt_input(node, 3) else None
+            steps = self.const(node.input[4], node, "steps") if self._opt_input(node, 4) else None
+        else:
+            a = self.attrs(node)
+            starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes"), None
+        starts = [int(v) for v in np.asarray(starts).reshape(-1)]
+        ends = [int(v) for v in np.asarray(ends).reshape(-1)]
+        axes = list(range(len(starts))) if axes is None else \
+            [int(v) % rank for v in np.asarray(axes).reshape(-1)]
+        steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).reshape(-1)]
+        amap = {"nchw": AXIS_NCHW_TO_NHWC, "ncl": AXIS_NCL_TO_NHWC}.get(
+            x.layout, {i: i for i in range(rank)})
+        ir_shape = self.graph.t(x.ir).shape
+        begin, end = [0] * len(ir_shape), [int(d) for d in ir_shape]
+        strides, end_mask = [1] * len(ir_shape), 0
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            n = int(x.onnx_shape[ax])
+            if st == 0:
+                raise IRError(f"{where}: step 0")
+            s, e = s + n if s < 0 else s, e + n if e < 0 else e
+            if st > 0:
+                s, e = min(max(s, 0), n), min(max(e, 0), n)
+            else:
+                s, e = min(max(s, 0), n - 1), min(max(e, -1), n - 1)
+            k = amap[ax]
+            begin[k], end[k], strides[k] = s, e, st
+            if st < 0 and e == -1:
+                end[k], end_mask = 0, end_mask | (1 << k)
+        out = self.out_val(node, x.layout)
+        ins = [x.ir] + [self.add_const(f"{node.output[0]}_{w}", np.asarray(v, np.int32), "int32")
+                        for w, v in (("begin", begin), ("end", end), ("strides", strides))]
+        self.emit("STRIDED_SLICE", ins, out, dict(end_mask=end_mask), name=node.name)
+
     def identity(self, node):
         if node.input[0] in self.consts:
             self.consts[node.output[0]] = self.consts[node.input[0]]
@@ -761,7 +947,9 @@ class _Converter:
         "GlobalAveragePool": globalavgpool, "GlobalMaxPool": globalmaxpool,
         "ReduceMean": reducemean, "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape,
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,
-        "Identity": identity, "Dropout": identity,
+        "Identity": identity, "Dropout": identity, "Max": maxmin, "Min": maxmin,
+        "Transpose": transpose, "Slice": slice,
+        "PRelu": prelu,
     }
     # ops evaluated at conversion time when all their inputs are constants
     FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",
@@ -898,7 +1086,19 @@ class _Converter:
 
 
 def _prune(graph: Graph) -> None:
-    """Drop tensors nothing refers to (folded weights, aliases)."""
+    """Drop data-movement ops whose output nobody reads (the unused form of a
+    Transpose: plain or (N, C, L) view), then tensors nothing refers to (folded
+    weights, aliases)."""
+    while True:
+        read = set(graph.outputs)
+        for op in graph.ops:
+            read.update(i for i in op.inputs if i)
+        dead = [op for op in graph.ops if op.type in ("TRANSPOSE", "RESHAPE")
+                and not any(o in read for o in op.outputs)]
+        if not dead:
+            break
+        gone = {id(op) for op in dead}
+        graph.ops = [op for op in graph.ops if id(op) not in gone]
     used = set(graph.inputs) | set(graph.outputs)
     for op in graph.ops:
         used.update(i for i in op.inputs if i)

@@ -3,7 +3,8 @@
 `read_tflite(path_or_bytes) -> Graph` reads float and int8 models (TF converter
 output, MLPerf Tiny): tensors with shapes, dtypes, per-tensor / per-channel
 quantization (axis), constant buffers, op attributes (OP_ATTRS names).
-RESHAPE is normalized to the `new_shape` attribute (its shape input is dropped).
+RESHAPE is normalized to the `new_shape` attribute (its shape input is dropped);
+SQUEEZE and EXPAND_DIMS are read as RESHAPE to their output shape (ALIASES).
 Ops without options (PAD, RELU, RELU6, LOGISTIC, TANH, HARD_SWISH, QUANTIZE, ...) get
 no attributes; LEAKY_RELU gets `alpha` (LeakyReluOptions, 0.0 when absent, as TFLM).
 Op codes: max(builtin_code, deprecated_builtin_code), as TFLite does.
@@ -20,13 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.errors import ConvertError
-from toolchain.ir.graph import OP_ATTRS, Graph, IRError, Op, Quant, Tensor
+from toolchain.ir import ops
+from toolchain.ir.graph import Graph, IRError, Op, Quant, Tensor
 from toolchain.ir.validate import validate
 
 from .tflite_schema import (ACT_TO_NAME, BUILTIN_NAME, FILE_IDENTIFIER, NP_DTYPE,
                             PADDING_TO_NAME, TENSOR_TYPE_TO_DTYPE, schema)
 
-SUPPORTED_OPS = tuple(OP_ATTRS)
+SUPPORTED_OPS = ops.family("int8")     # the TFLite builtins (not the spiking ops)
+# builtins that are another op of the IR: SQUEEZE and EXPAND_DIMS only relabel the
+# shape (TFLM copies the bytes), so they become RESHAPE to their output shape (the
+# writer writes RESHAPE)
+ALIASES = {"SQUEEZE": "RESHAPE", "EXPAND_DIMS": "RESHAPE"}
 
 
 def _name(b) -> str:
@@ -62,7 +68,7 @@ def _attrs(op_type: str, opts, layer: str) -> dict:
                           "is not supported")
         return dict(fused_activation=_act(opts, op_type, layer) if opts else "NONE",
                     keep_num_dims=bool(opts.keepNumDims) if opts else False)
-    if op_type in ("ADD", "MUL"):
+    if op_type in ("ADD", "SUB", "MUL"):
         return dict(fused_activation=_act(opts, op_type, layer) if opts else "NONE")
     if op_type == "SOFTMAX":
         return dict(beta=float(opts.beta) if opts else 1.0)
@@ -70,6 +76,12 @@ def _attrs(op_type: str, opts, layer: str) -> dict:
         return dict(axis=int(opts.axis), fused_activation=_act(opts, op_type, layer))
     if op_type == "MEAN":
         return dict(keep_dims=bool(opts.keepDims) if opts else False)
+    if op_type == "STRIDED_SLICE":
+        if opts is None:
+            return {}
+        return dict(begin_mask=int(opts.beginMask), end_mask=int(opts.endMask),
+                    ellipsis_mask=int(opts.ellipsisMask), new_axis_mask=int(opts.newAxisMask),
+                    shrink_axis_mask=int(opts.shrinkAxisMask), offset=bool(opts.offset))
     if op_type == "LEAKY_RELU":
         return dict(alpha=float(np.float32(opts.alpha)) if opts else 0.0)
     return {}
@@ -163,9 +175,10 @@ def _to_graph(model, raw: bytes, where: str) -> Graph:
             op_type = f"CUSTOM({_name(oc.customCode)})"
         else:
             op_type = BUILTIN_NAME.get(code, f"BUILTIN_{code}")
-        if op_type not in OP_ATTRS:
+        op_type = ALIASES.get(op_type, op_type)
+        if op_type not in SUPPORTED_OPS:
             raise IRError(f"unsupported op {op_type} in layer '{layer}'; supported: "
-                          f"{', '.join(sorted(OP_ATTRS))}")
+                          f"{', '.join(sorted(SUPPORTED_OPS))}")
         ins = [names[i] if i >= 0 else "" for i in (op.inputs if op.inputs is not None else [])]
         attrs = _attrs(op_type, op.builtinOptions, layer)
         if op_type == "RESHAPE":

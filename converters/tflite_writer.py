@@ -23,16 +23,25 @@ from .tflite_schema import (BUILTIN_CODE, DTYPE_TO_TENSOR_TYPE, FILE_IDENTIFIER,
 WRITABLE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
                 "MAX_POOL_2D", "ADD", "MUL", "RESHAPE", "SOFTMAX", "CONCATENATION", "PAD",
                 "MEAN", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "TANH",
-                "HARD_SWISH", "LEAKY_RELU")
+                "HARD_SWISH", "LEAKY_RELU", "SUB", "MAXIMUM", "MINIMUM", "TRANSPOSE",
+                "STRIDED_SLICE", "PRELU",
+                # written as their dense form (OpDef.dense_form: CONV_2D / FULLY_CONNECTED
+                # with the level's dense-with-zeros weights)
+                "SPARSE_CONV_2D", "SPARSE_FULLY_CONNECTED")
 
 # op versions TF's converter writes for int8 kernels (float32 kernels are version 1);
 # tensorflow/lite/tools/versioning/op_version.cc: TANH int8 is 2 (like LOGISTIC),
-# HARD_SWISH has one version, LEAKY_RELU int8 is 1 (2 is int16)
+# HARD_SWISH has one version, LEAKY_RELU int8 is 1 (2 is int16), SUB int8 is 2 (3 when
+# it broadcasts over more than 4 dimensions), MAXIMUM / MINIMUM int8 are 2, TRANSPOSE
+# int8 is 2 (4 for a 5-D input), STRIDED_SLICE int8 is 2, PRELU has
+# one version
 _INT8_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4,
                  "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2, "ADD": 2, "MUL": 2, "RESHAPE": 1,
                  "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2, "MEAN": 2, "RELU": 2,
                  "RELU6": 2, "QUANTIZE": 2, "DEQUANTIZE": 2, "LOGISTIC": 2, "TANH": 2,
-                 "HARD_SWISH": 1, "LEAKY_RELU": 1}
+                 "HARD_SWISH": 1, "LEAKY_RELU": 1, "SUB": 2,
+                 "MAXIMUM": 2, "MINIMUM": 2, "TRANSPOSE": 2,
+                 "STRIDED_SLICE": 2, "PRELU": 1}
 
 
 class _AlignedBufferT(schema.BufferT):
@@ -96,6 +105,10 @@ def _options(op, graph):
         o = schema.AddOptionsT()
         o.fusedActivationFunction = _act(op)
         return BO.AddOptions, o
+    if t == "SUB":
+        o = schema.SubOptionsT()
+        o.fusedActivationFunction = _act(op)
+        return BO.SubOptions, o
     if t == "MUL":
         o = schema.MulOptionsT()
         o.fusedActivationFunction = _act(op)
@@ -127,6 +140,16 @@ def _options(op, graph):
         return BO.QuantizeOptions, schema.QuantizeOptionsT()
     if t == "DEQUANTIZE":
         return BO.DequantizeOptions, schema.DequantizeOptionsT()
+    if t == "STRIDED_SLICE":
+        o = schema.StridedSliceOptionsT()
+        o.beginMask, o.endMask = int(op.attr("begin_mask")), int(op.attr("end_mask"))
+        o.ellipsisMask, o.newAxisMask = int(op.attr("ellipsis_mask")), int(op.attr("new_axis_mask"))
+        o.shrinkAxisMask, o.offset = int(op.attr("shrink_axis_mask")), bool(op.attr("offset"))
+        return BO.StridedSliceOptions, o
+    if t == "TRANSPOSE":
+        return BO.TransposeOptions, schema.TransposeOptionsT()
+    if t in ("MAXIMUM", "MINIMUM"):
+        return BO.MaximumMinimumOptions, schema.MaximumMinimumOptionsT()
     if t == "LEAKY_RELU":
         o = schema.LeakyReluOptionsT()
         o.alpha = float(np.float32(op.attr("alpha")))
@@ -134,8 +157,36 @@ def _options(op, graph):
     return BO.NONE, None
 
 
+def lower_dense_forms(graph: Graph) -> Graph:
+    """Ops without a TFLite builtin of their own but with a `dense_form` in their op
+    module (the row-sparse family) become that equivalent op (its dense weight tensor
+    added); other graphs are returned unchanged."""
+    from toolchain.ir import ops as _ops
+    if not any(getattr(_ops.get(op.type), "dense_form", None) for op in graph.ops):
+        return graph
+    import copy
+    g = copy.copy(graph)
+    g.tensors = dict(graph.tensors)
+    g.ops = []
+    for op in graph.ops:
+        d = _ops.get(op.type)
+        if d is None or d.dense_form is None:
+            g.ops.append(op)
+            continue
+        t, attrs, w = d.dense_form(graph, op)
+        g.tensors[w.name] = w
+        bias = op.inputs[2] if len(op.inputs) > 2 else ""
+        g.ops.append(type(op)(t, [op.inputs[0], w.name] + ([bias] if bias else []),
+                              list(op.outputs), attrs, op.name))
+    used = {n for op in g.ops for n in op.inputs + op.outputs if n}
+    used |= set(g.inputs) | set(g.outputs)
+    g.tensors = {n: t for n, t in g.tensors.items() if n in used}
+    return g
+
+
 def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
     """Serialize `graph` (subgraph 0) to .tflite bytes."""
+    graph = lower_dense_forms(graph)
     for op in graph.ops:
         if op.type not in WRITABLE_OPS:
             raise IRError(f"unsupported op {op.type} in layer '{op.name}' for the TFLite writer; "
@@ -182,6 +233,8 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
     for op in graph.ops:
         int8 = any(graph.t(n).dtype == "int8" for n in op.inputs[:1] + op.outputs if n)
         version = _INT8_VERSION.get(op.type, 1) if int8 else 1
+        if op.type == "TRANSPOSE" and int8 and len(graph.t(op.inputs[0]).shape) > 4:
+            version = 4
         if op.type == "FULLY_CONNECTED" and op.attr("keep_num_dims"):
             version = max(version, 5)
         if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D") and not int8 and \

@@ -21,6 +21,10 @@ from toolchain.codegen.kernel_params import kernel_params
 RUNTIME = Path(__file__).resolve().parents[1] / "firmware_templates" / "runtime"
 CFLAGS = ["-O2", "-shared", "-fPIC", "-std=c99", "-Wall", "-Wextra", "-Werror"]
 VARIANT_FLAGS = {"portable": [], "dsp": ["-DMCU_EMULATE_DSP"]}
+# MCU_KERNELS_SANITIZE=1: UBSan build, any undefined behaviour aborts the process
+# (tests/test_sanitized_host.py runs kernel tests so, in a subprocess)
+SANITIZE_FLAGS = ["-fsanitize=undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer"]
 
 
 def runtime_sources() -> list[Path]:
@@ -40,7 +44,8 @@ _LIBS: dict[str, C.CDLL] = {}
 def host_lib(variant: str = "portable") -> C.CDLL:
     if variant in _LIBS:
         return _LIBS[variant]
-    flags = VARIANT_FLAGS[variant]
+    flags = VARIANT_FLAGS[variant] + (SANITIZE_FLAGS if os.environ.get("MCU_KERNELS_SANITIZE")
+                                      else [])
     out = Path(tempfile.gettempdir()) / f"mcu_kernels_{variant}_{_src_hash(flags)}.so"
     if not out.exists():
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
@@ -82,6 +87,9 @@ AddParams = _struct("AddParams", ["input1_offset", "input2_offset", "left_shift"
                                   "output_offset", "act_min", "act_max"])
 MulParams = _struct("MulParams", ["input1_offset", "input2_offset", "output_multiplier",
                                   "output_shift", "output_offset", "act_min", "act_max"])
+PreluParams = _struct("PreluParams", ["input_offset", "alpha_offset", "output_offset",
+                                      "output_multiplier_1", "output_shift_1",
+                                      "output_multiplier_2", "output_shift_2"])
 SoftmaxParams = _struct("SoftmaxParams", ["input_multiplier", "input_left_shift", "diff_min"])
 
 
@@ -186,10 +194,10 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         fn = lib.mcu_avgpool_s8 if t == "AVERAGE_POOL_2D" else lib.mcu_maxpool_s8
         fn(C.byref(prm), C.byref(Dims(*p["input_dims"])), ptr(x),
            C.byref(Dims(*p["output_dims"])), ptr(out))
-    elif t in ("ADD", "MUL"):
-        prm = fill(AddParams if t == "ADD" else MulParams, p)
+    elif t in ("ADD", "SUB", "MUL"):
+        prm = fill(MulParams if t == "MUL" else AddParams, p)
         y = i8(feeds[op.inputs[1]])
-        name = "mcu_add_s8" if t == "ADD" else "mcu_mul_s8"
+        name = {"ADD": "mcu_add_s8", "SUB": "mcu_sub_s8", "MUL": "mcu_mul_s8"}[t]
         if p["broadcast"]:
             s1, s2 = i32(p["strides1"]), i32(p["strides2"])
             getattr(lib, name + "_broadcast")(C.byref(prm), C.byref(Dims(*p["output_dims"])),
@@ -197,6 +205,28 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
                                               ptr(s2, C.c_int32), ptr(out))
         else:
             getattr(lib, name)(C.byref(prm), ptr(x), ptr(y), ptr(out), p["size"])
+    elif t in ("MAXIMUM", "MINIMUM"):
+        y = i8(feeds[op.inputs[1]])
+        name = "mcu_maximum_s8" if t == "MAXIMUM" else "mcu_minimum_s8"
+        if p["broadcast"]:
+            s1, s2 = i32(p["strides1"]), i32(p["strides2"])
+            getattr(lib, name + "_broadcast")(C.byref(Dims(*p["output_dims"])), ptr(x),
+                                              ptr(s1, C.c_int32), ptr(y), ptr(s2, C.c_int32),
+                                              ptr(out))
+        else:
+            getattr(lib, name)(ptr(x), ptr(y), ptr(out), p["size"])
+    elif t == "TRANSPOSE":
+        od, st = i32(p["output_dims"]), i32(p["strides"])
+        lib.mcu_transpose_s8(ptr(od, C.c_int32), ptr(st, C.c_int32), ptr(x), ptr(out))
+    elif t == "STRIDED_SLICE":
+        od, st = i32(p["output_dims"]), i32(p["strides"])
+        lib.mcu_strided_slice_s8(ptr(od, C.c_int32), ptr(st, C.c_int32), p["offset"], ptr(x),
+                                 ptr(out))
+    elif t == "PRELU":
+        alpha = i8(g.t(op.inputs[1]).data if g.t(op.inputs[1]).is_const else feeds[op.inputs[1]])
+        st = i32(p["alpha_strides"])
+        lib.mcu_prelu_s8(C.byref(fill(PreluParams, p)), C.byref(Dims(*p["output_dims"])),
+                         ptr(x), ptr(alpha), ptr(st, C.c_int32), ptr(out))
     elif t == "RESHAPE":
         lib.mcu_reshape_s8(ptr(x), ptr(out), p["size"])
     elif t == "SOFTMAX":

@@ -63,6 +63,8 @@ ADD_F = ["input1_offset", "input2_offset", "left_shift", "input1_multiplier", "i
          "output_offset", "act_min", "act_max"]
 MUL_F = ["input1_offset", "input2_offset", "output_multiplier", "output_shift",
          "output_offset", "act_min", "act_max"]
+PRELU_F = ["input_offset", "alpha_offset", "output_offset", "output_multiplier_1",
+           "output_shift_1", "output_multiplier_2", "output_shift_2"]
 SOFTMAX_F = ["input_multiplier", "input_left_shift", "diff_min"]
 
 
@@ -116,10 +118,11 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
                      f"od = {_dims(p['output_dims'])};\n")
         fn = "mcu_avgpool_s8" if t == "AVERAGE_POOL_2D" else "mcu_maxpool_s8"
         calls.append(("portable", f"{fn}(&p, &id, x, &od, out);"))
-    elif t in ("ADD", "MUL"):
+    elif t in ("ADD", "SUB", "MUL"):
         s.append(_carr("y", feeds[op.inputs[1]], "int8_t"))
-        ptype, fields, fn = (("mcu_add_params_t", ADD_F, "mcu_add_s8") if t == "ADD"
-                             else ("mcu_mul_params_t", MUL_F, "mcu_mul_s8"))
+        ptype, fields, fn = {"ADD": ("mcu_add_params_t", ADD_F, "mcu_add_s8"),
+                             "SUB": ("mcu_add_params_t", ADD_F, "mcu_sub_s8"),
+                             "MUL": ("mcu_mul_params_t", MUL_F, "mcu_mul_s8")}[t]
         setup.append(f"const {ptype} p = {_struct_init(p, fields)};\n")
         if p["broadcast"]:
             s.append(_carr("s1", p["strides1"], "int32_t"))
@@ -128,6 +131,30 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
             calls.append(("portable", f"{fn}_broadcast(&p, &od, x, s1, y, s2, out);"))
         else:
             calls.append(("portable", f"{fn}(&p, x, y, out, {p['size']});"))
+    elif t in ("MAXIMUM", "MINIMUM"):
+        s.append(_carr("y", feeds[op.inputs[1]], "int8_t"))
+        fn = "mcu_maximum_s8" if t == "MAXIMUM" else "mcu_minimum_s8"
+        if p["broadcast"]:
+            s.append(_carr("s1", p["strides1"], "int32_t"))
+            s.append(_carr("s2", p["strides2"], "int32_t"))
+            setup.append(f"const mcu_dims_t od = {_dims(p['output_dims'])};\n")
+            calls.append(("portable", f"{fn}_broadcast(&od, x, s1, y, s2, out);"))
+        else:
+            calls.append(("portable", f"{fn}(x, y, out, {p['size']});"))
+    elif t == "TRANSPOSE":
+        s.append(_carr("od", p["output_dims"], "int32_t"))
+        s.append(_carr("st", p["strides"], "int32_t"))
+        calls.append(("portable", "mcu_transpose_s8(od, st, x, out);"))
+    elif t == "STRIDED_SLICE":
+        s.append(_carr("od", p["output_dims"], "int32_t"))
+        s.append(_carr("st", p["strides"], "int32_t"))
+        calls.append(("portable", f"mcu_strided_slice_s8(od, st, {p['offset']}, x, out);"))
+    elif t == "PRELU":
+        s.append(_carr("alpha", g.t(op.inputs[1]).data, "int8_t"))
+        s.append(_carr("ast", p["alpha_strides"], "int32_t"))
+        setup.append(f"const mcu_prelu_params_t p = {_struct_init(p, PRELU_F)};\n")
+        setup.append(f"const mcu_dims_t od = {_dims(p['output_dims'])};\n")
+        calls.append(("portable", "mcu_prelu_s8(&p, &od, x, alpha, ast, out);"))
     elif t == "RESHAPE":
         calls.append(("portable", f"mcu_reshape_s8(x, out, {p['size']});"))
     elif t == "SOFTMAX":

@@ -224,7 +224,7 @@ def _binary(rng, op_type, shape=None, broadcast=None, act=None) -> Graph:
               "spatial": (shape[0], shape[1], shape[2], 1)}[broadcast]
     g = Graph(name=op_type.lower())
     q1, q2 = act_quant(rng), act_quant(rng)
-    if op_type == "ADD":
+    if op_type in ("ADD", "SUB"):
         qo = act_quant(rng, _f32(max(q1.scale[0], q2.scale[0]) * rng.uniform(0.5, 2.5)))
     else:
         qo = act_quant(rng, _f32(q1.scale[0] * q2.scale[0] * 128 * rng.uniform(0.1, 2.0)))
@@ -266,6 +266,37 @@ def add_pair_quants(seed=11, n=24):
         so = _f32(max(s1, s2) * rng.uniform(0.3, 4.0))
         out.append(tuple((s, int(rng.integers(-128, 128))) for s in (s1, s2, so)))
     return out
+
+
+def make_sub(rng, **kw) -> Graph:
+    return _binary(rng, "SUB", **kw)
+
+
+def _maxmin(rng, op_type, shape=None, broadcast=None, first=None) -> Graph:
+    """MAXIMUM / MINIMUM: one quantization for both inputs and the output (TFLM compares
+    bytes); the smaller operand broadcasts, as either input."""
+    shape = shape or _rand_shape4(rng)
+    broadcast = _pick(rng, broadcast, (None, None, "channel", "scalar", "spatial"))
+    small = {None: shape, "channel": (1, 1, 1, shape[3]), "scalar": (1,),
+             "spatial": (shape[0], shape[1], shape[2], 1)}[broadcast]
+    first = bool(rng.integers(0, 3) == 0) if first is None else first
+    q = act_quant(rng)
+    g = Graph(name=op_type.lower())
+    g.add_tensor(Tensor("a", small if first else shape, "int8", q))
+    g.add_tensor(Tensor("b", shape if first else small, "int8",
+                        Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_tensor(Tensor("y", shape, "int8", Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_op(Op(op_type, ["a", "b"], ["y"], {}))
+    g.inputs, g.outputs = ["a", "b"], ["y"]
+    return g
+
+
+def make_maximum(rng, **kw) -> Graph:
+    return _maxmin(rng, "MAXIMUM", **kw)
+
+
+def make_minimum(rng, **kw) -> Graph:
+    return _maxmin(rng, "MINIMUM", **kw)
 
 
 def make_mul(rng, **kw) -> Graph:
@@ -438,6 +469,86 @@ def make_leaky_relu(rng, shape=None, alpha=None) -> Graph:
     return g
 
 
+def make_transpose(rng, shape=None, perm=None) -> Graph:
+    """TRANSPOSE of a 1-D to 5-D int8 tensor by a random permutation (int32 constant)."""
+    if shape is None:
+        rank = int(rng.choice([1, 2, 3, 4, 4, 4, 5]))
+        shape = tuple(int(d) for d in rng.integers(1, 7, size=rank))
+    perm = [int(p) for p in (rng.permutation(len(shape)) if perm is None else perm)]
+    q = act_quant(rng)
+    g = Graph(name="transpose")
+    g.add_tensor(Tensor("x", tuple(shape), "int8", q))
+    g.add_tensor(Tensor("perm", (len(perm),), "int32", data=np.asarray(perm, np.int32)))
+    g.add_tensor(Tensor("y", tuple(shape[p] for p in perm), "int8",
+                        Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_op(Op("TRANSPOSE", ["x", "perm"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_strided_slice(rng, shape=None, begin=None, end=None, strides=None, masks=None) -> Graph:
+    """STRIDED_SLICE of a 1-D to 4-D int8 tensor: random begin/end (negative too, out of
+    range too), strides (negative too), begin/end/shrink masks; a non-empty output with
+    at least one axis."""
+    from toolchain.ir.graph import IRError
+    from toolchain.ir.ops.shape import SLICE_ATTRS
+    fixed = shape is not None
+    for _ in range(200):
+        if not fixed:
+            rank = int(rng.choice([1, 2, 3, 4, 4, 4]))
+            shape = tuple(int(d) for d in rng.integers(1, 8, size=rank))
+        rank = len(shape)
+        b = list(begin) if begin is not None else \
+            [int(rng.integers(-d - 2, d + 2)) for d in shape]
+        e = list(end) if end is not None else [int(rng.integers(-d - 2, d + 2)) for d in shape]
+        st = list(strides) if strides is not None else \
+            [int(rng.choice([1, 1, 1, 2, 3, -1, -2])) for _ in shape]
+        if masks is not None:
+            attrs = dict(SLICE_ATTRS, **masks)
+        else:
+            m = [int(rng.integers(0, 1 << rank)) if rng.random() < 0.5 else 0 for _ in range(3)]
+            shrink = m[2] & int(rng.integers(0, 1 << rank)) if rng.random() < 0.3 else 0
+            attrs = dict(SLICE_ATTRS, begin_mask=m[0], end_mask=m[1], shrink_axis_mask=shrink)
+        q = act_quant(rng)
+        g = Graph(name="strided_slice")
+        g.add_tensor(Tensor("x", tuple(shape), "int8", q))
+        for n, v in (("begin", b), ("end", e), ("strides", st)):
+            g.add_tensor(Tensor(n, (rank,), "int32", data=np.asarray(v, np.int32)))
+        g.add_tensor(Tensor("y", (), "int8", Quant(q.scale.copy(), q.zero_point.copy())))
+        op = g.add_op(Op("STRIDED_SLICE", ["x", "begin", "end", "strides"], ["y"], attrs))
+        try:
+            from toolchain.ir.ops import get
+            out = get("STRIDED_SLICE").infer_shape(g, op)
+        except IRError:
+            continue
+        if not out:
+            continue
+        g.t("y").shape = tuple(out)
+        g.inputs, g.outputs = ["x"], ["y"]
+        return g
+    raise ValueError(f"no non-empty slice found for {shape}")
+
+
+def make_prelu(rng, shape=None, alpha_shape=None) -> Graph:
+    """PRELU: constant int8 alpha per channel (or per tensor / spatial), per-tensor
+    quantized (slopes from -1 to 2), any input and output quantizations."""
+    shape = shape or _rand_shape4(rng)
+    if alpha_shape is None:
+        alpha_shape = _pick(rng, None, ((shape[-1],), (1, 1, shape[-1]), (1,),
+                                        tuple(shape[1:])))
+    aq = Quant.per_tensor(rand_scale(rng, 0.002, 0.02), rand_zp(rng))
+    a = rng.integers(-128, 128, size=alpha_shape).astype(np.int8)
+    q = act_quant(rng)
+    g = Graph(name="prelu")
+    g.add_tensor(Tensor("x", tuple(shape), "int8", q))
+    g.add_tensor(Tensor("alpha", tuple(alpha_shape), "int8", aq, a))
+    g.add_tensor(Tensor("y", tuple(shape), "int8",
+                        act_quant(rng, _f32(q.scale[0] * np.exp2(rng.uniform(-2, 2))))))
+    g.add_op(Op("PRELU", ["x", "alpha"], ["y"], {}))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
 def make_quantize(rng, shape=None, from_float=None) -> Graph:
     """QUANTIZE float32 -> int8, or int8 -> int8 (requantize)."""
     shape = shape or _rand_shape4(rng)
@@ -463,14 +574,38 @@ def make_dequantize(rng, shape=None) -> Graph:
     return g
 
 
+def _make_sparse(rng, op_type):
+    """One level (random) of a random subnet case (tests/subnets_cases.py) as its
+    row-sparse op (toolchain/ir/ops/sparse.py)."""
+    from subnets_cases import random_case
+    from toolchain.subnets.graph import sparse_graphs
+    case = random_case(rng, op_type)
+    gs = sparse_graphs(case.shared)
+    g = gs[int(rng.integers(len(gs)))]
+    g.ops[0].name = g.ops[0].name or "sparse"
+    return g
+
+
+def make_sparse_conv2d(rng, **kw) -> Graph:
+    return _make_sparse(rng, "CONV_2D")
+
+
+def make_sparse_fully_connected(rng, **kw) -> Graph:
+    return _make_sparse(rng, "FULLY_CONNECTED")
+
+
 OP_BUILDERS = {
     "CONV_2D": make_conv2d, "DEPTHWISE_CONV_2D": make_depthwise_conv2d,
     "FULLY_CONNECTED": make_fully_connected, "AVERAGE_POOL_2D": make_average_pool2d,
     "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
+    "SUB": make_sub, "MAXIMUM": make_maximum, "MINIMUM": make_minimum,
+    "TRANSPOSE": make_transpose, "STRIDED_SLICE": make_strided_slice,
+    "PRELU": make_prelu,
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,
     "TANH": make_tanh, "HARD_SWISH": make_hard_swish, "LEAKY_RELU": make_leaky_relu,
+    "SPARSE_CONV_2D": make_sparse_conv2d, "SPARSE_FULLY_CONNECTED": make_sparse_fully_connected,
 }
 
 

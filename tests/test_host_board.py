@@ -47,7 +47,7 @@ def test_build_report(fw):
 
 def test_info(link, fw):
     info = link.info()
-    assert info.board == "host" and info.proto_version == (1, 0)
+    assert info.board == "host" and info.proto_version == (1, 1)
     assert info.build_id == fw.build_id and info.model_hash is None and not info.has_model
     assert (info.flash_budget, info.ram_budget, info.max_payload) == (1 << 20, 256 << 10, 1024)
     assert info.tick_hz == 10**9
@@ -237,7 +237,7 @@ def test_cli_build_and_info_host(tmp_path):
     assert "flash used:" in r.output and '"flash_used"' in (tmp_path / "b.json").read_text()
     r = CliRunner().invoke(main, ["info", "--board", "host", "--firmware", str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
-    assert "protocol:       v1.0" in r.output
+    assert "protocol:       v1.1" in r.output
 
 
 def test_exit_code_and_stop(fw):

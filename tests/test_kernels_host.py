@@ -26,7 +26,9 @@ CASES = {
     "CONV_2D": 150, "DEPTHWISE_CONV_2D": 150, "FULLY_CONNECTED": 120,
     "AVERAGE_POOL_2D": 80, "MAX_POOL_2D": 60, "ADD": 80, "MUL": 60, "RESHAPE": 20,
     "SOFTMAX": 100, "CONCATENATION": 40, "PAD": 40, "MEAN": 80, "RELU": 40, "RELU6": 40,
-    "LOGISTIC": 40, "TANH": 40, "HARD_SWISH": 40, "LEAKY_RELU": 40,
+    "LOGISTIC": 40, "TANH": 40, "HARD_SWISH": 40, "LEAKY_RELU": 40, "SUB": 80,
+    "MAXIMUM": 40, "MINIMUM": 40, "TRANSPOSE": 60,
+    "STRIDED_SLICE": 80, "PRELU": 60,
 }
 # kernels with a DSP variant: check the explicit _portable and _dsp entry points
 VARIANTS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}

@@ -294,8 +294,6 @@ def test_hil_data_takes_ncl(quantized, converted):
      ["Pad node", "mode reflect"]),
     (nn.Conv1d(4, 4, 3, padding=1, padding_mode="replicate"), (1, 4, 16),
      ["Pad node", "mode edge"]),
-    (nn.Conv1d(4, 4, 3, padding=1, padding_mode="circular"), (1, 4, 16),
-     ["unsupported op Slice", "node '"]),
     (nn.Sequential(nn.Conv1d(4, 6, 3), nn.Linear(14, 3)), (1, 4, 16),
      ["MatMul node", "(N, C, L)", "flatten first"]),
     (Fn(lambda x, m: m["c"](x.reshape(1, 4, 8)), c=nn.Conv1d(4, 4, 3)), (1, 32),
@@ -306,7 +304,7 @@ def test_hil_data_takes_ncl(quantized, converted):
     (nn.MaxPool1d(3, 2, ceil_mode=True), (1, 4, 16), ["MaxPool node", "ceil_mode"]),
     (nn.MaxPool1d(3, 1, dilation=2), (1, 4, 16), ["MaxPool node", "dilated pooling"]),
     (Fn(lambda x, m: x.amax(-1)), (1, 4, 16), ["unsupported op ReduceMax"]),
-], ids=["reflect", "replicate", "circular", "linear_on_ncl", "reshape_then_conv",
+], ids=["reflect", "replicate", "linear_on_ncl", "reshape_then_conv",
         "maxpool_pad_signed", "avgpool_exclude_pad", "ceil_mode", "dilated_pool",
         "reducemax"])
 def test_refusals_name_node_and_op(module, shape, words):

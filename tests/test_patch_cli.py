@@ -93,7 +93,7 @@ def test_train_tiny(files):
              y=rng.integers(0, 5, 64))
     r = run("train", d / "old.tflite", "--data", d / "data.npz", "-k", d / "dev.key", "--seq", 1,
             "--budget", 0.05, "--epochs", 1, "--finetune-epochs", 1, "-o", d / "t.mcup",
-            "--out-model", d / "t.tflite", "--json", d / "t.json")
+            "--out-model", d / "t.tflite", "--json", d / "t.json", "--force")
     assert r.exit_code == 0, r.output
     assert "budget 0.05: 40 selected" in r.output
     assert run("verify", d / "t.mcup", "-k", d / "dev.key", "--base", d / "old.tflite").exit_code == 0
@@ -148,3 +148,23 @@ def test_train_refuses_poisoned_or_mislabelled_data(files):
                 "--seq", 1, "-o", out)
         assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output, (name, r.output)
         assert not out.exists(), name
+
+
+def test_train_never_emits_a_worse_model_without_force(files):
+    pytest.importorskip("torch")
+    import re
+    d = files
+    rng = np.random.default_rng(3)
+    np.savez(d / "data.npz", x=rng.random((48, 6, 6, 1)).astype(np.float32),
+             y=rng.integers(0, 5, 48))
+    out = d / "w.mcup"
+    r = run("train", d / "old.tflite", "--data", d / "data.npz", "-k", d / "dev.key", "--seq", 1,
+            "--budget", 0.05, "--epochs", 1, "--finetune-epochs", 1, "--seed",
+            3, "-o", out)
+    m = re.search(r"deployed ([\d.]+) %, updated ([\d.]+) %", r.output)
+    assert m, r.output
+    old, new = float(m.group(1)), float(m.group(2))
+    if new < old:
+        assert r.exit_code == 1 and "no patch written" in r.output and not out.exists()
+    else:
+        assert r.exit_code == 0 and out.exists()

@@ -180,6 +180,9 @@ def default_board() -> Board:
 def resolve_board(board=None) -> Board:
     """A Board from a Board, a name, a .toml path, or None (the default board). The CLI
     resolves once and passes the Board down; functions below accept either."""
+    if board is not None and not isinstance(board, Board) and not str(board).strip():
+        raise BoardError("empty board name; give one of `mcu boards` (or leave --board out "
+                         "for the default board)")
     return load_board(board) if board else default_board()
 
 

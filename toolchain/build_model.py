@@ -65,6 +65,32 @@ def tflm_min_arena(tflite: bytes, lo: int = 256, hi: int = 1 << 24) -> int | Non
     return hi
 
 
+HOST_FALLBACK = ("64-bit host interpreter, a fallback: {why}; the Cortex-M4 needs less")
+
+
+def tflm_measure(tfl_path, variants=("ref", "cmsis"), input_bytes: bytes | None = None) -> dict:
+    """TFLite Micro's figures for a .tflite on the emulated Cortex-M4 (toolchain.tflm_kit:
+    instructions, smallest arena, code flash, output bytes per variant) -> dict(source=
+    "tflm-m4", variants={v: KitResult.to_json()}, arena_min=<CMSIS-NN's smallest, else
+    ref's>). Without the kit or QEMU: dict(source="host", fallback=<why>, arena_min_host=
+    <the tflite-micro host interpreter's smallest arena, labelled as such>)."""
+    from toolchain.tflm_kit import KitError, KitMissing, measure
+    try:
+        res = measure(tfl_path, variants, input_bytes)
+    except (KitMissing, KitError) as e:     # the comparison never fails a build
+        return dict(source="host", fallback=str(e),
+                    label=HOST_FALLBACK.format(why=str(e).split(":")[0]
+                                               if isinstance(e, KitMissing) else str(e)),
+                    arena_min_host=tflm_min_arena(Path(tfl_path).read_bytes()))
+    vs = {k: v.to_json() for k, v in res.items()}
+    arena = next((vs[k]["smallest_arena"] for k in ("cmsis", "ref")
+                  if k in vs and vs[k]["ok"]), None)
+    return dict(source="tflm-m4", label="TFLite Micro on the Cortex-M4 (tflm-m4 kit, QEMU)",
+                variants=vs, arena_min=arena,
+                arena_variant=next((k for k in ("cmsis", "ref") if k in vs and vs[k]["ok"]),
+                                   None))
+
+
 def _flash_ram_parts(res, gen) -> tuple[dict, dict]:
     bf = res.by_file
 
@@ -109,11 +135,13 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
     b = load_board(board)   # a name (Python API) is read once here; a Board passes through
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     fresh = not out.exists()     # a failed build removes a directory it created
+    from toolchain.ir.graph import Graph
+    is_graph = isinstance(model, Graph)      # e.g. subnet levels (gen_options["levels"])
     try:
         graph, tfl_path = load_int8_graph(model, calib, out, log)
-        srcs, incs, defs = firmware_sources(graph, b, out / "model", kernels=kernels,
-                                            name=Path(os.fspath(model)).stem,
-                                            **(gen_options or {}))
+        srcs, incs, defs = firmware_sources(
+            graph, b, out / "model", kernels=kernels,
+            name=model.name if is_graph else Path(os.fspath(model)).stem, **(gen_options or {}))
         gen = firmware_sources.last
         defs = dict(defs, **(defines or {}))
         res = build_firmware(b, out, extra_sources=list(srcs) + list(extra_sources),
@@ -124,18 +152,21 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
             shutil.rmtree(out, ignore_errors=True)
         raise
     flash, ram = _flash_ram_parts(res, gen)
-    rep = dict(model=os.fspath(model), board=b.name, kernels=gen.variant,
+    rep = dict(model=model.name if is_graph else os.fspath(model), board=b.name, kernels=gen.variant,
                model_hash=gen.model_hash, build_dir=str(res.build_dir), elf=str(res.elf),
                cached=res.cached, flash=flash, ram=ram,
                plan=dict(arena=gen.plan.arena_size, naive=gen.plan.naive_size,
                          row_inplace=len(gen.plan.rows), reordered=gen.exec_order != sorted(gen.exec_order)),
                layers=len(graph.ops), build=res.to_json())
+    from toolchain.codegen.planner import largest_layer_live_set
+    rep["plan"]["floor"] = largest_layer_live_set(gen.plan, gen.graph)
     tflm = {}
     if tfl_path:
         size = Path(tfl_path).stat().st_size
         rep["tflite_bytes"] = size
+        rep["tflite"] = os.fspath(tfl_path)
         if measure_tflm:
-            tflm["arena_min_host"] = tflm_min_arena(Path(tfl_path).read_bytes())
+            tflm = tflm_measure(tfl_path, ("cmsis",))
     ref = TFLM_MCU_REFERENCE.get(gen.model_hash)
     if ref:
         tflm["mcu_reference"] = ref
@@ -159,18 +190,43 @@ def format_report(rep: dict) -> str:
              + (f"  (.tflite {kb(rep['tflite_bytes'])})" if rep.get("tflite_bytes") else ""),
              f"RAM: {kb(r['total'])} of {kb(r['budget'])}: arena {kb(r['arena'])}, stack "
              f"{kb(r['stack'])}, other static {kb(r['static_other'])}"]
-    cmp = []
+    fl = rep.get("plan", {}).get("floor")
+    if fl and fl.get("layer") is not None:
+        io = (f"inputs {kb(fl['inputs'])} + output {kb(fl['output'])}" if not fl.get("inplace")
+              else f"output in place over its input {kb(fl['output'])}"
+              + (f" + other inputs {kb(fl['inputs'])}" if fl["inputs"] else ""))
+        lines.append(f"physical floor: {kb(fl['bytes'])} = largest live set of one layer "
+                     f"(layer {fl['layer']} {fl['type']}: {io} + scratch {kb(fl['scratch'])}; arena "
+                     f"{r['arena'] / max(1, fl['bytes']):.2f}x the floor; without in-place "
+                     f"sharing {kb(fl['tensors_bytes'])} at layer {fl['tensors_layer']})")
+    lines += tflm_arena_lines(r["arena"], t)
+    return "\n".join(lines)
+
+
+def tflm_arena_lines(arena: int, t: dict) -> list[str]:
+    """The arena-vs-TFLite Micro line of `mcu build` (kit figures, or the labelled
+    host-interpreter fallback)."""
+    def kb(n):
+        return f"{n:,} B"
+    if t.get("source") == "tflm-m4":
+        vs = t.get("variants", {})
+        if t.get("arena_min"):
+            name = "CMSIS-NN" if t.get("arena_variant") == "cmsis" else "reference kernels"
+            return [f"arena vs TFLite Micro: {kb(arena)} vs {kb(t['arena_min'])} (smallest "
+                    f"arena, {name}, on the Cortex-M4: tflm-m4 kit) -> "
+                    f"{100 * arena / t['arena_min']:.0f} %"]
+        errs = "; ".join(f"{k}: {v['error']}" for k, v in vs.items() if not v["ok"])
+        return [f"arena vs TFLite Micro: TFLite Micro cannot run the model ({errs})"]
+    lines = []
     if t.get("arena_min_host"):
-        cmp.append(f"TFLite Micro minimum arena {kb(t['arena_min_host'])} (64-bit host "
-                   f"interpreter)")
+        lines.append(f"arena vs TFLite Micro: {kb(arena)} vs {kb(t['arena_min_host'])} "
+                     f"({t.get('label') or 'tflite-micro 64-bit host interpreter'}) -> "
+                     f"{100 * arena / t['arena_min_host']:.0f} %")
     ref = t.get("mcu_reference")
     if ref:
-        cmp.append(f"{kb(ref['arena_cmsis_nn'])} on the Cortex-M4 (CMSIS-NN, REFERENCE §4)")
-    if cmp:
-        base = (ref or {}).get("arena_cmsis_nn") or t.get("arena_min_host")
-        lines.append(f"arena vs TFLite Micro: {kb(r['arena'])} vs " + "; ".join(cmp)
-                     + f" -> {100 * r['arena'] / base:.0f} %")
-    return "\n".join(lines)
+        lines.append(f"  REFERENCE §4, Cortex-M4 (CMSIS-NN): {kb(ref['arena_cmsis_nn'])} -> "
+                     f"{100 * arena / ref['arena_cmsis_nn']:.0f} %")
+    return lines
 
 
 def check_model_fits(rep: dict) -> None:
@@ -178,3 +234,81 @@ def check_model_fits(rep: dict) -> None:
         raise BuildError(f"model does not fit board {rep['board']}: flash needs "
                          f"{rep['flash']['total']:,} B of {rep['flash']['budget']:,} B, RAM "
                          f"{rep['ram']['total']:,} B of {rep['ram']['budget']:,} B")
+
+
+# --------------------------------------------------------------------------- spiking models
+def build_snn_model(model, board, out_dir=None, *, options=None, calib=None,
+                    prepared=None, kernels: str = "auto", test_build: bool = False,
+                    werror: bool = False, force: bool = False, defines: dict | None = None,
+                    log=None) -> dict:
+    """`mcu build MODEL.nir`: quantize the spiking model on --calib (toolchain.snn
+    .pipeline, as `mcu convert` does), generate its model.c (toolchain.snn.codegen), build
+    the firmware and report flash/RAM. `prepared`: an SnnModel already quantized (the
+    HIL runner). The report's "snn" entry has what a host needs to talk to the model
+    (the generator's result object is in rep["_gen"], not JSON)."""
+    from toolchain.boards import load_board
+    from toolchain.build import build_firmware
+    from toolchain.codegen.firmware import kernel_defines, resolve_kernels, timer_defines
+    from toolchain.snn.codegen import generate_snn
+    from toolchain.snn.pipeline import describe, prepare
+    b = load_board(board)
+    out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
+    m = prepared or prepare(model, calib, options, log=log)
+    T = m.options.timesteps
+    gen = generate_snn(m.qgraph, out / "model", T, name=m.name)
+    variant = resolve_kernels(kernels, b)
+    defs = dict(kernel_defines(variant, b))
+    defs.update(timer_defines(b))
+    defs["MCU_SCRATCH_SIZE"] = 64
+    defs.update(defines or {})
+    res = build_firmware(b, out, extra_sources=[str(f) for f in gen.files],
+                         include_dirs=[str(gen.out_dir)], defines=defs, with_runtime=True,
+                         test_build=test_build, werror=werror, force=force)
+    bf = res.by_file
+    model_c = next((v for k, v in bf.items() if k.endswith("/model.c") or k == "ext/model.c"),
+                   dict(flash=0, ram=0, code=0))
+    runtime = sum(v["flash"] for k, v in bf.items() if k.startswith("runtime/"))
+    stack = bf.get("(stack)", {}).get("ram", 0)
+    d = describe(m)
+    flash = dict(total=res.flash_used, weights=gen.weight_bytes,
+                 model_tables=model_c["flash"] - model_c.get("code", 0) - gen.weight_bytes,
+                 model_code=model_c.get("code", 0), runtime=runtime, budget=res.flash_budget)
+    flash["app"] = res.flash_used - model_c["flash"] - runtime
+    flash["model_constants"] = model_c["flash"] - model_c.get("code", 0)
+    flash["code"] = res.flash_used - flash["model_constants"]
+    ram = dict(total=res.ram_used, model=model_c["ram"], state=gen.ram_bytes, stack=stack,
+               static_other=res.ram_used - model_c["ram"] - stack, budget=res.ram_budget)
+    rep = dict(model=os.fspath(model), kind="snn", board=b.name, kernels=variant,
+               model_hash=gen.model_hash, build_dir=str(res.build_dir), elf=str(res.elf),
+               cached=res.cached, flash=flash, ram=ram, layers=len(m.qgraph.ops),
+               options=m.options.to_json(), warnings=list(m.warnings),
+               calibration=dict(file=m.calib_path, samples=int(len(m.calib_x))),
+               snn=dict(input_bytes=gen.input_size, output_bytes=gen.output_size,
+                        encoding=gen.encoding, timesteps=T, spiking_layers=gen.spiking_layers,
+                        synapse_layers=gen.synapse_layers, param_bytes=d["param_bytes"]),
+               build=res.to_json())
+    rep["_gen"], rep["_build"] = gen, res
+    return rep
+
+
+def format_snn_report(rep: dict) -> str:
+    f, r, s, o = rep["flash"], rep["ram"], rep["snn"], rep["options"]
+
+    def kb(n):
+        return f"{n:,} B"
+    lines = [f"model: {rep['model']} ({rep['model_hash'][:16]}), spiking, {rep['layers']} "
+             f"layers, T={s['timesteps']}, {s['encoding']} input, int{o['state_bits']} state, "
+             f"kernels: {rep['kernels']}",
+             f"board: {rep['board']}" + ("  (unchanged, reused)" if rep.get("cached") else ""),
+             f"firmware: {rep['elf']}",
+             f"flash: {kb(f['total'])} of {kb(f['budget'])}: model constants "
+             f"{kb(f['model_constants'])} (weights {kb(f['weights'])}, neuron parameters and "
+             f"tables {kb(f['model_tables'])}), code {kb(f['code'])} (generated "
+             f"{kb(f['model_code'])}, runtime {kb(f['runtime'])}, app+board {kb(f['app'])})",
+             f"RAM: {kb(r['total'])} of {kb(r['budget'])}: model {kb(r['model'])} (neuron "
+             f"state {kb(r['state'])}), stack {kb(r['stack'])}, other static "
+             f"{kb(r['static_other'])}",
+             f"device I/O: {s['input_bytes']} B in, {s['output_bytes']} B out (spike counts, "
+             f"per-layer spikes and input events)"]
+    lines += [f"warning: {w}" for w in rep.get("warnings", [])]
+    return "\n".join(lines)

@@ -45,6 +45,14 @@ static uint8_t on_info(const mcu_msg_t *req, mcu_reply_t *rep) {
     tlv_u32(rep, MCU_INFO_MODEL_IN_SIZE, model_input_size());
     tlv_u32(rep, MCU_INFO_MODEL_OUT_SIZE, model_output_size());
     tlv_u32(rep, MCU_INFO_FLAGS, flags);
+    if (model_hash() && model_num_levels() > 0u) {   /* switchable subnet levels */
+        uint8_t lv[2u + 2u * 32u];
+        uint32_t i, n = model_num_levels() > 32u ? 32u : model_num_levels();
+        lv[0] = (uint8_t)n;
+        lv[1] = (uint8_t)model_level();
+        for (i = 0; i < n; i++) mcu_put_u16(lv + 2u + 2u * i, model_level_sparsity(i));
+        tlv(rep, MCU_INFO_SUBNETS, lv, 2u + 2u * n);
+    }
     return MCU_ST_OK;
 }
 MCU_HANDLER(MCU_MSG_INFO, on_info);

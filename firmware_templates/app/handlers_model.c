@@ -14,6 +14,7 @@
 #define MSG_MODEL_LAYER_INFO 0x26u   /* u16 k -> u16 k, u32 out bytes, name */
 #define MSG_MODEL_RUN_TO 0x27u       /* u16 k -> u64 count, u8 unit, u32 out bytes */
 #define MSG_MODEL_LAYER_OUTPUT 0x28u /* stream: output of the layer of the last RUN_TO (read) */
+#define MSG_MODEL_LEVEL 0x29u        /* [u8 k] -> u8 active, u8 levels, levels x u16 sparsity */
 
 static uint16_t sel_layer = 0xFFFFu; /* layer of the last RUN_TO */
 
@@ -132,6 +133,27 @@ static uint8_t on_run_to(const mcu_msg_t *req, mcu_reply_t *rep) {
 }
 MCU_HANDLER(MSG_MODEL_RUN_TO, on_run_to);
 
+/* Subnet level: an empty request reads it, {u8 k} selects level k first (an index out
+ * of range answers BAD_ARG and changes nothing; an ordinary model: UNSUPPORTED). */
+static uint8_t on_level(const mcu_msg_t *req, mcu_reply_t *rep) {
+    uint32_t n = model_num_levels(), i;
+    if (!has_model()) return MCU_ST_NO_MODEL;
+    if (req->len > 1u) return MCU_ST_BAD_LENGTH;
+    if (n == 0u) return MCU_ST_UNSUPPORTED;
+    if (req->len == 1u) {
+        uint8_t st = model_set_level(req->data[0]);
+        if (st != MCU_ST_OK) return st;
+        sel_layer = 0xFFFFu;
+    }
+    if (n > (rep->cap - 2u) / 2u) n = (rep->cap - 2u) / 2u;
+    rep->data[0] = (uint8_t)model_level();
+    rep->data[1] = (uint8_t)n;
+    for (i = 0; i < n; i++) mcu_put_u16(rep->data + 2u + 2u * i, model_level_sparsity(i));
+    rep->len = (uint16_t)(2u + 2u * n);
+    return MCU_ST_OK;
+}
+MCU_HANDLER(MSG_MODEL_LEVEL, on_level);
+
 /* ---- streams ---- */
 static uint8_t in_begin(uint32_t total) {
     if (!has_model()) return MCU_ST_NO_MODEL;
@@ -143,6 +165,7 @@ static uint8_t in_write(uint32_t off, const uint8_t *d, uint32_t n) {
 }
 static uint32_t in_size(void) { return has_model() ? model_input_size() : 0u; }
 static uint8_t in_read(uint32_t off, uint8_t *d, uint32_t n) {
+    if (!n) return MCU_ST_OK; /* no model: model_input() is NULL (memcpy from NULL is UB) */
     memcpy(d, model_input() + off, n);
     return MCU_ST_OK;
 }
@@ -150,6 +173,7 @@ MCU_STREAM(model_input) = {in_begin, in_write, 0, in_size, in_read, MSG_MODEL_IN
 
 static uint32_t out_size(void) { return has_model() ? model_output_size() : 0u; }
 static uint8_t out_read(uint32_t off, uint8_t *d, uint32_t n) {
+    if (!n) return MCU_ST_OK; /* no model: model_output() is NULL */
     memcpy(d, model_output() + off, n);
     return MCU_ST_OK;
 }

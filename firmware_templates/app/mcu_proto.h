@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define MCU_PROTO_VERSION 1u
-#define MCU_PROTO_MINOR 0u
+#define MCU_PROTO_MINOR 1u
 #define MCU_HDR_SIZE 8u
 #define MCU_CRC_SIZE 4u
 #ifndef MCU_MAX_PAYLOAD
@@ -95,6 +95,7 @@
 #define MCU_INFO_FLAGS 12u          /* u32, MCU_INFO_F_* */
 #define MCU_INFO_MODEL_NAME 13u     /* string */
 #define MCU_INFO_FLASH_USED 14u     /* u32 (from linker symbols; 0 = unknown) */
+#define MCU_INFO_SUBNETS 16u        /* u8 levels, u8 active, levels x u16 sparsity (1/10000) */
 #define MCU_INFO_RAM_USED 15u       /* u32 (static RAM incl. stack reserve; 0 = unknown) */
 #define MCU_INFO_F_TEST_BUILD 0x1u
 #define MCU_INFO_F_HAS_MODEL 0x2u

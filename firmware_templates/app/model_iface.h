@@ -33,4 +33,14 @@ const uint8_t *model_layer_output(uint32_t k, uint32_t *size);
 /* MODEL_INFO payload (docs/protocol.md), generated with the model. */
 const uint8_t *model_desc(uint32_t *len);
 uint32_t model_arena_size(void);
+
+/* ---- switchable subnet levels (issue #10; models built from a subnet export) ----
+ * model_num_levels() is 0 for an ordinary model. model_set_level(k) selects level k
+ * for the following runs (pointer stores only: no flash write, nothing recomputed;
+ * MCU_ST_BAD_ARG and nothing changed when k is out of range); it holds until changed
+ * (a reset selects level 0). Sparsity of level k in 1/10000. */
+uint32_t model_num_levels(void);
+uint32_t model_level(void);
+uint8_t model_set_level(uint32_t k);
+uint16_t model_level_sparsity(uint32_t k);
 #endif

@@ -23,3 +23,7 @@ __attribute__((weak)) const uint8_t *model_layer_output(uint32_t k, uint32_t *si
 }
 __attribute__((weak)) const uint8_t *model_desc(uint32_t *len) { *len = 0; return 0; }
 __attribute__((weak)) uint32_t model_arena_size(void) { return 0; }
+__attribute__((weak)) uint32_t model_num_levels(void) { return 0; }
+__attribute__((weak)) uint32_t model_level(void) { return 0; }
+__attribute__((weak)) uint8_t model_set_level(uint32_t k) { (void)k; return MCU_ST_UNSUPPORTED; }
+__attribute__((weak)) uint16_t model_level_sparsity(uint32_t k) { (void)k; return 0; }

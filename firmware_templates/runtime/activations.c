@@ -1,5 +1,5 @@
-/* Elementwise int8 activations (TFLM reference kernels): LOGISTIC, and the
- * 256-entry table lookup that any int8 -> int8 elementwise function can use.
+/* Elementwise int8 activations (TFLM reference kernels): LOGISTIC, the 256-entry
+ * table lookup that any int8 -> int8 elementwise function can use, and PRELU.
  *
  * LOGISTIC (TFLM reference_integer_ops::Logistic, int8): d = x - input_zero_point;
  * d <= -radius -> -128, d >= radius -> 127, else the gemmlowp fixed-point
@@ -64,4 +64,29 @@ void mcu_lut_s8(const int8_t *input, int8_t *output, int32_t size, const int8_t 
         output[i + 3] = table[d];
     }
     for (; i < size; i++) output[i] = table[(uint8_t)input[i]];
+}
+
+/* PRELU (TFLM BroadcastPrelu4DSlow): alpha read through alpha_strides (0 on broadcast
+ * dims); x - zi >= 0 -> MBQM(x - zi, m1, s1), else MBQM((x - zi) * (a - za), m2, s2);
+ * plus the output offset, clamped to int8. */
+void mcu_prelu_s8(const mcu_prelu_params_t *p, const mcu_dims_t *d, const int8_t *input,
+                  const int8_t *alpha, const int32_t *alpha_strides, int8_t *output)
+{
+    const int32_t *s = alpha_strides;
+    for (int32_t n = 0; n < d->n; n++)
+        for (int32_t h = 0; h < d->h; h++)
+            for (int32_t w = 0; w < d->w; w++) {
+                const int8_t *a = alpha + n * s[0] + h * s[1] + w * s[2];
+                for (int32_t c = 0; c < d->c; c++) {
+                    const int32_t x = p->input_offset + *input++;
+                    int32_t v;
+                    if (x >= 0) {
+                        v = mcu_requantize(x, p->output_multiplier_1, p->output_shift_1);
+                    } else {
+                        const int32_t av = p->alpha_offset + a[c * s[3]];
+                        v = mcu_requantize(x * av, p->output_multiplier_2, p->output_shift_2);
+                    }
+                    *output++ = (int8_t)mcu_clamp_i32(v + p->output_offset, -128, 127);
+                }
+            }
 }

@@ -34,7 +34,7 @@ MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, c
                                 acc += (int32_t)w[ic] * ((int32_t)x[ic] + in_off);
                         }
                     }
-                    if (bias) acc += bias[oc];
+                    if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
                     *output++ = mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
                                                   MCU_QAT(shift, oc, qstride),
                                                   p->output_offset, p->act_min, p->act_max);
@@ -184,11 +184,11 @@ MCU_NOINLINE static void conv_store(const int32_t *acc, int32_t out_c,
         const int32_t b = bias ? bias[oc] : 0;
         int32_t v0, v1;
         if (rq->sh >= 0) {
-            v0 = mcu_rqt_fast(acc[0] + b, rq->mult, rq->rlo, rq->rhi, rq->sh);
-            v1 = mcu_rqt_fast(acc[1] + b, rq->mult, rq->rlo, rq->rhi, rq->sh);
+            v0 = mcu_rqt_fast(mcu_add_wrap(acc[0], b), rq->mult, rq->rlo, rq->rhi, rq->sh);
+            v1 = mcu_rqt_fast(mcu_add_wrap(acc[1], b), rq->mult, rq->rlo, rq->rhi, rq->sh);
         } else {
-            v0 = mcu_requantize(acc[0] + b, rq->mult, rq->shift) + out_off;
-            v1 = mcu_requantize(acc[1] + b, rq->mult, rq->shift) + out_off;
+            v0 = mcu_requantize(mcu_add_wrap(acc[0], b), rq->mult, rq->shift) + out_off;
+            v1 = mcu_requantize(mcu_add_wrap(acc[1], b), rq->mult, rq->shift) + out_off;
         }
         if (full) {
             o1w[oc] = (int8_t)mcu_ssat8(v1);

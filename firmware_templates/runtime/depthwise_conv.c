@@ -33,7 +33,7 @@ MCU_INLINE void dw_portable(const mcu_dw_conv_params_t *p, const int32_t *mult, 
                                        ((int32_t)in_b[(iy * in_w + ix) * in_c + ic] + in_off);
                             }
                         }
-                        if (bias) acc += bias[oc];
+                        if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
                         output[oc] = mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
                                                        MCU_QAT(shift, oc, qstride),
                                                        p->output_offset, p->act_min, p->act_max);
@@ -228,18 +228,19 @@ MCU_NOINLINE static void dw_store_rows(const int32_t *acc, int32_t ap, int32_t n
             const uint32_t rlo = t->rlo;
             const int32_t rhi = t->rhi;
             for (int32_t i = n; i > 0; i--, op += C)
-                *op = (int8_t)mcu_ssat8(mcu_rqt_fast(*a++ + bs, mult, rlo, rhi, sh));
+                *op = (int8_t)mcu_ssat8(mcu_rqt_fast(mcu_add_wrap(*a++, bs), mult, rlo, rhi, sh));
         } else if (sh >= 0) {
             const uint32_t rlo = t->rlo;
             const int32_t rhi = t->rhi;
             for (int32_t i = n; i > 0; i--, op += C) {
-                int32_t v = mcu_rqt_fast(*a++ + bs, mult, rlo, rhi, sh);
+                int32_t v = mcu_rqt_fast(mcu_add_wrap(*a++, bs), mult, rlo, rhi, sh);
                 v = v < act_min ? act_min : v;
                 *op = (int8_t)(v > act_max ? act_max : v);
             }
         } else {
             for (int32_t i = n; i > 0; i--, op += C)
-                *op = mcu_clamp8(mcu_rqt_apply(*a++ + bs, t, out_off), act_min, act_max);
+                *op = mcu_clamp8(mcu_rqt_apply(mcu_add_wrap(*a++, bs), t, out_off), act_min,
+                                 act_max);
         }
     }
 }
@@ -415,16 +416,18 @@ static void dw_generic_dsp(const mcu_dw_conv_params_t *p, const mcu_requant_t *r
                     o[3] = mcu_clamp8(mcu_rqt_apply(s3, t + 3, out_off), act_min, act_max);
                 }
                 for (int32_t c = C4; c < C; c++) {
-                    int32_t s = bias ? bias[c] : 0;
+                    /* starts at the bias: modulo 2^32 as TFLM's int32 (mcu_add_wrap) */
+                    uint32_t s = bias ? (uint32_t)bias[c] : 0u;
                     for (int32_t fy = fy0; fy < fy1; fy++) {
                         const int32_t iy = iy0 + dh * fy;
                         for (int32_t fx = fx0; fx < fx1; fx++) {
                             const int32_t ix = ix0 + dw * fx;
-                            s += (int32_t)filter[(fy * f_w + fx) * C + c] *
-                                 ((int32_t)in_b[(iy * in_w + ix) * C + c] + in_off);
+                            s += (uint32_t)((int32_t)filter[(fy * f_w + fx) * C + c] *
+                                            ((int32_t)in_b[(iy * in_w + ix) * C + c] + in_off));
                         }
                     }
-                    output[c] = mcu_clamp8(mcu_rqt_apply(s, rq + c, out_off), act_min, act_max);
+                    output[c] = mcu_clamp8(mcu_rqt_apply((int32_t)s, rq + c, out_off), act_min,
+                                           act_max);
                 }
                 output += C;
             }

@@ -1,17 +1,31 @@
-/* ADD / MUL / RESHAPE / RELU / RELU6 int8 (TFLM reference kernels). */
+/* ADD / SUB / MUL / MAXIMUM / MINIMUM / RESHAPE / RELU / RELU6 int8 (TFLM reference
+ * kernels). */
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
-static inline int8_t add_one(const mcu_add_params_t *p, int32_t x1, int32_t x2)
+/* sign = +1 (ADD) or -1 (SUB: TFLM's Sub uses ADD's Prepare and subtracts the
+ * rescaled inputs; the difference wraps in int32 as TFLM's does). */
+static inline int8_t addsub_one(const mcu_add_params_t *p, int32_t x1, int32_t x2, int sub)
 {
     const int32_t ls = p->left_shift;
     const int32_t a = (int32_t)((uint32_t)(p->input1_offset + x1) << ls);
     const int32_t b = (int32_t)((uint32_t)(p->input2_offset + x2) << ls);
     const int32_t sa = mcu_requantize(a, p->input1_multiplier, p->input1_shift);
     const int32_t sb = mcu_requantize(b, p->input2_multiplier, p->input2_shift);
-    const int32_t r = mcu_requantize((int32_t)((uint32_t)sa + (uint32_t)sb), p->output_multiplier,
+    const uint32_t raw = sub ? (uint32_t)sa - (uint32_t)sb : (uint32_t)sa + (uint32_t)sb;
+    const int32_t r = mcu_requantize((int32_t)raw, p->output_multiplier,
                                      p->output_shift) + p->output_offset;
     return (int8_t)mcu_clamp_i32(r, p->act_min, p->act_max);
+}
+
+static inline int8_t add_one(const mcu_add_params_t *p, int32_t x1, int32_t x2)
+{
+    return addsub_one(p, x1, x2, 0);
+}
+
+static inline int8_t sub_one(const mcu_add_params_t *p, int32_t x1, int32_t x2)
+{
+    return addsub_one(p, x1, x2, 1);
 }
 
 /* ---- ADD fast path ------------------------------------------------------
@@ -90,6 +104,13 @@ MCU_INLINE int8_t add_fast(const mcu_add_prep_t *c, int32_t x1, int32_t x2)
     return mcu_clamp8(mcu_rqt_apply(s, &c->out, c->out_off), c->act_min, c->act_max);
 }
 
+/* SUB: |s| < 2^29 per input, so s1 - s2 does not overflow either. */
+MCU_INLINE int8_t sub_fast(const mcu_add_prep_t *c, int32_t x1, int32_t x2)
+{
+    const int32_t s = add_in(&c->in1, c->k, x1) - add_in(&c->in2, c->k, x2);
+    return mcu_clamp8(mcu_rqt_apply(s, &c->out, c->out_off), c->act_min, c->act_max);
+}
+
 static inline int8_t mul_one(const mcu_mul_params_t *p, int32_t x1, int32_t x2)
 {
     const int32_t a = p->input1_offset + x1;
@@ -108,6 +129,17 @@ void mcu_add_s8(const mcu_add_params_t *p, const int8_t *input1, const int8_t *i
         return;
     }
     for (int32_t i = 0; i < size; i++) output[i] = add_one(p, input1[i], input2[i]);
+}
+
+void mcu_sub_s8(const mcu_add_params_t *p, const int8_t *input1, const int8_t *input2,
+                int8_t *output, int32_t size)
+{
+    mcu_add_prep_t c;
+    if (add_prepare(p, &c)) {
+        for (int32_t i = 0; i < size; i++) output[i] = sub_fast(&c, input1[i], input2[i]);
+        return;
+    }
+    for (int32_t i = 0; i < size; i++) output[i] = sub_one(p, input1[i], input2[i]);
 }
 
 void mcu_mul_s8(const mcu_mul_params_t *p, const int8_t *input1, const int8_t *input2,
@@ -141,11 +173,55 @@ void mcu_add_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *d, const 
     BROADCAST_LOOP(add_one)
 }
 
+void mcu_sub_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *d, const int8_t *input1,
+                          const int32_t *s1, const int8_t *input2, const int32_t *s2,
+                          int8_t *output)
+{
+    mcu_add_prep_t c;
+    if (add_prepare(p, &c)) {
+        const mcu_add_prep_t *const pc = &c;
+#define sub_fast_p(unused, x1, x2) sub_fast(pc, x1, x2)
+        BROADCAST_LOOP(sub_fast_p)
+#undef sub_fast_p
+        return;
+    }
+    BROADCAST_LOOP(sub_one)
+}
+
 void mcu_mul_s8_broadcast(const mcu_mul_params_t *p, const mcu_dims_t *d, const int8_t *input1,
                           const int32_t *s1, const int8_t *input2, const int32_t *s2,
                           int8_t *output)
 {
     BROADCAST_LOOP(mul_one)
+}
+
+/* MAXIMUM / MINIMUM (TFLM MaximumMinimumBroadcastSlow on int8): raw bytes compared,
+ * inputs and output share one quantization. */
+#define MCU_MAX8(a, b) ((a) > (b) ? (a) : (b))
+#define MCU_MIN8(a, b) ((a) < (b) ? (a) : (b))
+#define MAXMIN_ONE_MAX(unused, x1, x2) MCU_MAX8(x1, x2)
+#define MAXMIN_ONE_MIN(unused, x1, x2) MCU_MIN8(x1, x2)
+
+void mcu_maximum_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int32_t size)
+{
+    for (int32_t i = 0; i < size; i++) output[i] = MCU_MAX8(input1[i], input2[i]);
+}
+
+void mcu_minimum_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int32_t size)
+{
+    for (int32_t i = 0; i < size; i++) output[i] = MCU_MIN8(input1[i], input2[i]);
+}
+
+void mcu_maximum_s8_broadcast(const mcu_dims_t *d, const int8_t *input1, const int32_t *s1,
+                              const int8_t *input2, const int32_t *s2, int8_t *output)
+{
+    BROADCAST_LOOP(MAXMIN_ONE_MAX)
+}
+
+void mcu_minimum_s8_broadcast(const mcu_dims_t *d, const int8_t *input1, const int32_t *s1,
+                              const int8_t *input2, const int32_t *s2, int8_t *output)
+{
+    BROADCAST_LOOP(MAXMIN_ONE_MIN)
 }
 
 void mcu_reshape_s8(const int8_t *input, int8_t *output, int32_t size)

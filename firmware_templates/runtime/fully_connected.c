@@ -15,7 +15,7 @@ void mcu_fc_s8_portable(const mcu_fc_params_t *p, const mcu_per_channel_quant_t 
             int32_t acc = 0;
             for (int32_t d = 0; d < in_features; d++)
                 acc += ((int32_t)w[d] + p->filter_offset) * ((int32_t)x[d] + p->input_offset);
-            if (bias) acc += bias[o];
+            if (bias) acc = mcu_add_wrap(acc, bias[o]); /* TFLM's wrap-around */
             const int32_t qi = per_channel ? o : 0;
             *output++ = mcu_requant_clamp(acc, q->multiplier[qi], q->shift[qi], p->output_offset,
                                           p->act_min, p->act_max);
@@ -114,9 +114,9 @@ static void fc_rows(const int16_t *xs, const int8_t *w, int32_t K, int32_t L, in
     if (L4 < L)
         for (r = 0; r < n; r++) {
             const int8_t *wr = w + r * K;
-            int32_t s0 = acc[r];
-            for (int32_t k = L4; k < L; k++) s0 += wr[k] * xs[k];
-            acc[r] = s0;
+            uint32_t s0 = (uint32_t)acc[r]; /* includes the bias: modulo 2^32 (mcu_add_wrap) */
+            for (int32_t k = L4; k < L; k++) s0 += (uint32_t)(wr[k] * xs[k]);
+            acc[r] = (int32_t)s0;
         }
 }
 

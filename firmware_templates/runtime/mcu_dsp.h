@@ -193,8 +193,10 @@ MCU_INLINE void mcu_rq_store2(const int32_t *acc, int32_t n, const int32_t *bias
                               const mcu_requant_t *rq, int8_t *o0, int8_t *o1)
 {
     for (int32_t i = 0; i < n; i++, rq++) {
-        o0[i] = (int8_t)mcu_ssat8(mcu_rqt_fast(acc[2 * i] + bias[i], rq->mult, rq->rlo, rq->rhi, rq->sh));
-        o1[i] = (int8_t)mcu_ssat8(mcu_rqt_fast(acc[2 * i + 1] + bias[i], rq->mult, rq->rlo, rq->rhi, rq->sh));
+        o0[i] = (int8_t)mcu_ssat8(mcu_rqt_fast(mcu_add_wrap(acc[2 * i], bias[i]), rq->mult,
+                                               rq->rlo, rq->rhi, rq->sh));
+        o1[i] = (int8_t)mcu_ssat8(mcu_rqt_fast(mcu_add_wrap(acc[2 * i + 1], bias[i]), rq->mult,
+                                               rq->rlo, rq->rhi, rq->sh));
     }
 }
 MCU_INLINE void mcu_rq_store_cols(const int32_t *acc, const int32_t *bias,
@@ -203,8 +205,9 @@ MCU_INLINE void mcu_rq_store_cols(const int32_t *acc, const int32_t *bias,
 {
     for (int32_t c = 0; c < nch; c++, rq++)
         for (int32_t i = 0; i < n; i++)
-            o[i * C + c] = (int8_t)mcu_ssat8(mcu_rqt_fast(acc[c * (ap / 4) + i] + bias[c], rq->mult,
-                                                          rq->rlo, rq->rhi, rq->sh));
+            o[i * C + c] = (int8_t)mcu_ssat8(
+                mcu_rqt_fast(mcu_add_wrap(acc[c * (ap / 4) + i], bias[c]), rq->mult, rq->rlo,
+                             rq->rhi, rq->sh));
 }
 #elif MCU_HAVE_DSP
 void mcu_rq_store2(const int32_t *acc, int32_t n, const int32_t *bias, const mcu_requant_t *rq,

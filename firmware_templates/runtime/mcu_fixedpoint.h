@@ -20,6 +20,19 @@ extern "C" {
 #define MCU_INT32_MIN ((int32_t)0x80000000)
 #define MCU_INT32_MAX ((int32_t)0x7fffffff)
 
+/* a + b modulo 2^32 (two's complement wrap-around). TFLM adds biases to its int32
+ * accumulators with plain signed `+` and relies on wrap-around when a bias is near
+ * +-2^31 (an authenticated weight patch may set any int32 bias); in C that is
+ * undefined behaviour. Unsigned addition is defined modulo 2^32, and converting the
+ * result back to int32_t is modulo 2^32 too (implementation-defined in C99 6.3.1.3;
+ * gcc and clang define it so), so this gives TFLM's bytes with the same single ADD.
+ * Every kernel accumulator that can wrap uses it (runtime/README.md, "Arithmetic
+ * that wraps on purpose"). */
+MCU_INLINE int32_t mcu_add_wrap(int32_t a, int32_t b)
+{
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
 MCU_INLINE int32_t mcu_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 MCU_INLINE int32_t mcu_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 MCU_INLINE int32_t mcu_clamp_i32(int32_t x, int32_t lo, int32_t hi)

@@ -91,6 +91,14 @@ typedef struct {
     int32_t act_min, act_max;
 } mcu_mul_params_t;
 
+/* PRELU (TFLM CalculatePreluParams): offsets and the two QuantizeMultiplier pairs,
+ * in_s/out_s (x >= 0) and in_s*alpha_s/out_s (x < 0). */
+typedef struct {
+    int32_t input_offset, alpha_offset, output_offset;
+    int32_t output_multiplier_1, output_shift_1;
+    int32_t output_multiplier_2, output_shift_2;
+} mcu_prelu_params_t;
+
 typedef struct {
     int32_t input_multiplier;
     int32_t input_left_shift;
@@ -212,8 +220,11 @@ void mcu_maxpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims, co
                     const mcu_dims_t *output_dims, int8_t *output);
 
 /* ---- elementwise.c ----------------------------------------------------- */
-/* ADD / MUL on same-shape inputs (size elements each). */
+/* ADD / SUB / MUL on same-shape inputs (size elements each). SUB takes ADD's
+ * parameters (TFLM PrepareGeneralSubOp) and computes input1 - input2. */
 void mcu_add_s8(const mcu_add_params_t *p, const int8_t *input1, const int8_t *input2,
+                int8_t *output, int32_t size);
+void mcu_sub_s8(const mcu_add_params_t *p, const int8_t *input1, const int8_t *input2,
                 int8_t *output, int32_t size);
 void mcu_mul_s8(const mcu_mul_params_t *p, const int8_t *input1, const int8_t *input2,
                 int8_t *output, int32_t size);
@@ -223,9 +234,22 @@ void mcu_mul_s8(const mcu_mul_params_t *p, const int8_t *input1, const int8_t *i
 void mcu_add_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *output_dims,
                           const int8_t *input1, const int32_t *s1, const int8_t *input2,
                           const int32_t *s2, int8_t *output);
+void mcu_sub_s8_broadcast(const mcu_add_params_t *p, const mcu_dims_t *output_dims,
+                          const int8_t *input1, const int32_t *s1, const int8_t *input2,
+                          const int32_t *s2, int8_t *output);
 void mcu_mul_s8_broadcast(const mcu_mul_params_t *p, const mcu_dims_t *output_dims,
                           const int8_t *input1, const int32_t *s1, const int8_t *input2,
                           const int32_t *s2, int8_t *output);
+/* MAXIMUM / MINIMUM: the larger / smaller int8 byte (one quantization for inputs and
+ * output); broadcasting forms as above. */
+void mcu_maximum_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int32_t size);
+void mcu_minimum_s8(const int8_t *input1, const int8_t *input2, int8_t *output, int32_t size);
+void mcu_maximum_s8_broadcast(const mcu_dims_t *output_dims, const int8_t *input1,
+                              const int32_t *s1, const int8_t *input2, const int32_t *s2,
+                              int8_t *output);
+void mcu_minimum_s8_broadcast(const mcu_dims_t *output_dims, const int8_t *input1,
+                              const int32_t *s1, const int8_t *input2, const int32_t *s2,
+                              int8_t *output);
 /* RESHAPE: copy (no-op when output == input). */
 void mcu_reshape_s8(const int8_t *input, int8_t *output, int32_t size);
 /* RELU (TFLM ReluQuantized): out = clamp(output_zp + MBQM(x - input_zp, m, s)) */
@@ -257,6 +281,12 @@ void mcu_logistic_s8_table(int8_t *table, int32_t input_zero_point, int32_t inpu
  * table[128..255] for x = -128..-1 (quant_math.lut_s8_table).  output may equal
  * input. */
 void mcu_lut_s8(const int8_t *input, int8_t *output, int32_t size, const int8_t *table);
+/* PRELU over a 4-D NHWC input of output_dims; alpha element (n,h,w,c) at
+ * alpha[n*s[0] + h*s[1] + w*s[2] + c*s[3]] (stride 0 on broadcast dims). May run in
+ * place over the input. */
+void mcu_prelu_s8(const mcu_prelu_params_t *p, const mcu_dims_t *output_dims,
+                  const int8_t *input, const int8_t *alpha, const int32_t *alpha_strides,
+                  int8_t *output);
 
 /* ---- concat_pad.c ------------------------------------------------------ */
 /* CONCATENATION: outer = product of dims before the axis; inner_sizes[i] =
@@ -267,6 +297,14 @@ void mcu_concat_s8(int32_t num_inputs, const int8_t *const *inputs, const int32_
  * w_after, c_before, c_after}; fill value = output zero point. */
 void mcu_pad_s8(const mcu_dims_t *input_dims, const int8_t *input, const int32_t *pads,
                 int8_t pad_value, int8_t *output);
+
+/* TRANSPOSE: output_dims[5] (padded with leading ones) and, per output dimension, the
+ * input element stride strides[5]; output written in order (not in place). */
+void mcu_transpose_s8(const int32_t *output_dims, const int32_t *strides, const int8_t *input,
+                      int8_t *output);
+/* STRIDED_SLICE: the same strided copy from input[offset] (strides may be negative). */
+void mcu_strided_slice_s8(const int32_t *output_dims, const int32_t *strides, int32_t offset,
+                          const int8_t *input, int8_t *output);
 
 /* ---- mean.c ------------------------------------------------------------ */
 /* MEAN over a contiguous block of axes (TFLM int8 MEAN): the input is viewed

@@ -158,8 +158,8 @@ void mcu_sparse_fc_s8_portable(const mcu_fc_params_t *p, const mcu_requant_t *rq
     for (int32_t b = 0; b < batches; b++) {
         const int8_t *x = input + b * s->row_len;
         for (int32_t r = 0; r < s->rows; r++)
-            *output++ = sp_out(sp_dot(s, r, ng, x, (uint8_t *)scratch) + bias_eff[r], rq + r,
-                               p->output_offset, p->act_min, p->act_max);
+            *output++ = sp_out(mcu_add_wrap(sp_dot(s, r, ng, x, (uint8_t *)scratch), bias_eff[r]),
+                               rq + r, p->output_offset, p->act_min, p->act_max);
     }
 }
 
@@ -181,8 +181,8 @@ void mcu_sparse_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_requant
                 sp_patch(p, in_b, in_h, in_w, in_c, f_h, f_w, oy * p->stride_h - p->pad_h,
                          ox * p->stride_w - p->pad_w, patch);
                 for (int32_t r = 0; r < s->rows; r++)
-                    *output++ = sp_out(sp_dot(s, r, ng, patch, used) + bias_eff[r], rq + r,
-                                       p->output_offset, p->act_min, p->act_max);
+                    *output++ = sp_out(mcu_add_wrap(sp_dot(s, r, ng, patch, used), bias_eff[r]),
+                                       rq + r, p->output_offset, p->act_min, p->act_max);
             }
     }
 }
@@ -385,10 +385,11 @@ static void sp_store_pair(const int32_t *acc, int32_t rows, const int32_t *bias_
     }
     const int full = lo == -128 && hi == 127;
     for (int32_t r = 0; r < rows; r++) {
-        o0[r] = mcu_act8(mcu_rqt_apply(acc[2 * r] + bias_eff[r], rq + r, out_off), full, lo, hi);
+        o0[r] = mcu_act8(mcu_rqt_apply(mcu_add_wrap(acc[2 * r], bias_eff[r]), rq + r, out_off),
+                         full, lo, hi);
         if (o1)
-            o1[r] = mcu_act8(mcu_rqt_apply(acc[2 * r + 1] + bias_eff[r], rq + r, out_off), full,
-                             lo, hi);
+            o1[r] = mcu_act8(mcu_rqt_apply(mcu_add_wrap(acc[2 * r + 1], bias_eff[r]), rq + r,
+                                           out_off), full, lo, hi);
     }
 }
 
@@ -637,8 +638,8 @@ static void sp_fc_vec(const mcu_fc_params_t *p, const mcu_requant_t *rq,
 {
     const int full = p->act_min == -128 && p->act_max == 127;
     for (int32_t r = 0; r < s->rows; r++)
-        output[r] = mcu_act8(mcu_rqt_apply(sp_dot(s, r, ng, x, used) + bias_eff[r], rq + r,
-                                           p->output_offset),
+        output[r] = mcu_act8(mcu_rqt_apply(mcu_add_wrap(sp_dot(s, r, ng, x, used), bias_eff[r]),
+                                           rq + r, p->output_offset),
                              full, p->act_min, p->act_max);
 }
 

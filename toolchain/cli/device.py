@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.common import write_json
+from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_opts, write_json
 
 
 @click.command("boards")
@@ -42,16 +42,49 @@ def boards_cmd(json_path):
               help="Calibration inputs (.npz, array 'x') to quantize a float model (.onnx, "
                    ".pt2) first, as `mcu convert` does.")
 @click.option("--no-tflm", is_flag=True, help="Skip measuring TFLite Micro's arena.")
+@click.option("--vs-tflm", is_flag=True, help="Measure TFLite Micro (reference and CMSIS-NN) "
+              "side by side on the emulated Cortex-M4 with the same input: instructions, "
+              "smallest arena, code flash, output bytes (../shared/tflm-m4, needs QEMU).")
+@snn_options
 def build_cmd(model, board, out_dir, json_path, test_build, werror, force, protocol, kernels,
-              calib, no_tflm):
+              calib, no_tflm, vs_tflm, **kw):
     """Build the device firmware for a board, with MODEL (.tflite int8, or .onnx/.pt2 with
-    --calib) compiled in when given; print flash/RAM use from the linker."""
+    --calib, or a spiking MODEL.nir with --timesteps and --calib) compiled in when given;
+    print flash/RAM use from the linker."""
     from toolchain.boards import resolve_board
     from toolchain.build import build_firmware
     b = resolve_board(board)    # loaded once here; everything below gets this Board
     out = Path(out_dir or Path("build") / (b.name + ("-test" if test_build else "")))
     if protocol == "eembc" and not model:
         raise click.UsageError("--protocol eembc needs a MODEL")
+    from toolchain.subnets.export import is_export
+    if model and is_export(model):    # every subnet level in one firmware
+        from toolchain.build_model import format_report
+        from toolchain.subnets.run import build_subnets
+        if protocol == "eembc":
+            raise click.UsageError("--protocol eembc runs one model, not subnet levels")
+        rep = build_subnets(model, b, out, kernels=kernels, test_build=test_build,
+                            werror=werror, force=force, log=lambda m: click.echo(m, err=True))
+        click.echo(format_report(rep))
+        s = rep["subnets"]
+        click.echo(f"subnet levels: {len(s['levels'])} ({', '.join(f'{v:g}' for v in s['levels'])})"
+                   f" in one firmware; store {s['store_bytes']:,} B ({s['store_vs_dense']:.2f}x "
+                   "dense int8)" + (f"; level switch {rep['switch_instructions']} instructions"
+                                    if rep.get("switch_instructions") else ""))
+        write_json(json_path, rep)
+        return
+    if is_snn(model):
+        if protocol != "binary":
+            raise click.UsageError("--protocol eembc is for int8 models, not MODEL.nir")
+        from toolchain.build_model import build_snn_model, format_snn_report
+        rep = build_snn_model(model, b, out, options=snn_opts(kw), calib=calib,
+                              kernels=kernels, test_build=test_build, werror=werror,
+                              force=force, log=lambda msg: click.echo(msg, err=True))
+        rep.pop("_gen", None)
+        click.echo(format_snn_report(rep))
+        write_json(json_path, rep)
+        return
+    refuse_snn_options(model, kw)
     if model:
         from toolchain.build_model import build_model, format_report
         extra, defs = [], {}
@@ -60,11 +93,20 @@ def build_cmd(model, board, out_dir, json_path, test_build, werror, force, proto
             m = load_int8_model(model)
             extra = [write_eembc_source(m, out / "eembc_model.c")]
             defs = dict(MCU_PROTOCOL_EEMBC=1, MCU_EEMBC_DB_SIZE=max(1, m.in_tensor.nbytes))
+        if vs_tflm and protocol == "eembc":
+            raise click.UsageError("--vs-tflm needs the binary protocol")
         rep = build_model(model, b, out, kernels=kernels, calib=calib, test_build=test_build,
-                          werror=werror, force=force, measure_tflm=not no_tflm,
+                          werror=werror, force=force, measure_tflm=not (no_tflm or vs_tflm),
                           defines=defs, extra_sources=extra,
                           log=lambda msg: click.echo(msg, err=True))
+        cmp = None
+        if vs_tflm and rep.get("tflite"):
+            from toolchain.bench import format_vs_tflm, vs_tflm_build
+            cmp = vs_tflm_build(rep, b)
+            rep["tflm"], rep["vs_tflm"] = dict(rep["tflm"], **cmp["tflm"]), cmp
         click.echo(format_report(rep))
+        if cmp:
+            click.echo(format_vs_tflm(cmp))
         write_json(json_path, rep)
         return
     res = build_firmware(b, out, test_build=test_build, werror=werror, force=force)
@@ -141,6 +183,10 @@ def _print_info(info, url):
     if info.model_hash:
         rows.insert(4, ("model I/O", f"{info.model_input_size} B in, "
                                      f"{info.model_output_size} B out"))
+    if info.subnet_levels:
+        rows.insert(5, ("subnet levels", ", ".join(
+            f"{k}: {s:g}" + (" (active)" if k == info.subnet_active else "")
+            for k, s in enumerate(info.subnet_levels)) + "  (sparsity)"))
     for k, v in rows:
         click.echo(f"{k + ':':<16}{v}")
 

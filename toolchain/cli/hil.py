@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import click
 
+from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_opts, write_json
+
 
 @click.command("hil")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`); default: the default board.")
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="Samples: .npz with 'x' (N, ...) float32 (quantized with the model's input "
@@ -31,8 +33,17 @@ import click
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write a self-contained HTML report (plots inline).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--calib", type=click.Path(dir_okay=False), default=None,
+              help="Spiking models (.nir): calibration inputs for the fixed-point scales "
+                   "[default: the --data file].")
+@click.option("--subnets", "subnets", default=None,
+              help="MODEL a subnet export: 'all' runs the data set on every level over one "
+                   "boot (a table per level), or a list of levels: 0,2.")
+@click.option("--subnet", "subnet", type=int, default=None,
+              help="MODEL a subnet export: run level K only.")
+@snn_options
 def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, port, debug_layer,
-            json_path, html_path, quiet):
+            json_path, html_path, quiet, calib, subnets, subnet, **kw):
     """Run DATA through MODEL on a device (QEMU by default) and check every output
     against the host reference (tflite-micro; the numpy reference where TFLM cannot
     run). Builds the firmware (or reuses the build for the same model, board and
@@ -41,12 +52,48 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
 
     Exit status: 0 pass; 1 a check failed (accuracy below --min-accuracy, an output
     differs beyond --tolerance); 2 bad data; 3 the device runs another model; 4 the
-    device stopped answering (partial results are kept in the JSON)."""
-    from toolchain.hil.api import run_hil
+    device stopped answering (partial results are kept in the JSON).
+
+    MODEL.nir (spiking; --timesteps T): the data is 'x' [N, *input] (NIR channel-first;
+    constant or rate encoding) or 'spikes' / 'events' (--encoding events). Every sample's
+    spike counts, per-layer spikes and input events are checked against the numpy
+    fixed-point reference; the report adds the float model's agreement, instructions per
+    sample and per step, per-layer spike rates and synaptic operations, and (HTML) a
+    spike raster."""
     from toolchain.hil.errors import CheckFailed, DeviceStopped
     from toolchain.hil.runner import HilConfig, format_summary
+    from toolchain.subnets.export import SubnetError, is_export
+    if is_export(model):
+        _subnets_hil(model, board, data_path, limit, min_accuracy, port, json_path, html_path,
+                     quiet, subnets, subnet)
+        return
+    if subnets is not None or subnet is not None:
+        raise SubnetError(f"--subnets/--subnet need a subnet export directory, not {model}")
     if min_accuracy is not None and min_accuracy > 1:
         min_accuracy /= 100.0
+    if is_snn(model):
+        from toolchain.hil.snn import format_snn_summary, run_snn_hil
+        cfg = HilConfig(limit=limit, min_accuracy=min_accuracy, progress=not quiet)
+        res = run_snn_hil(model, data_path, board=board, options=snn_opts(kw), calib=calib,
+                          port=port, config=cfg, json_path=json_path, html_path=html_path,
+                          log=lambda s: click.echo(s, err=True))
+        click.echo(format_snn_summary(res))
+        for p, what in ((json_path, "JSON"), (html_path, "HTML")):
+            if p:
+                click.echo(f"{what} report: {p}")
+        fails = res.failures()
+        if res.stopped and res.stopped.get("interrupted"):
+            raise KeyboardInterrupt
+        if res.stopped:
+            raise DeviceStopped(fails[0])
+        if fails:
+            raise CheckFailed("; ".join(fails))
+        return
+    if calib is not None:
+        raise click.UsageError("--calib is for spiking models (.nir); an int8 model is "
+                               "already quantized")
+    refuse_snn_options(model, kw)
+    from toolchain.hil.api import run_hil
     cfg = HilConfig(limit=limit, min_accuracy=min_accuracy, tolerance=tolerance, layout=layout,
                     debug_layer=debug_layer, progress=not quiet)
     res = run_hil(model, data_path, board=board, port=port, config=cfg, json_path=json_path,
@@ -62,6 +109,51 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
         raise DeviceStopped(fails[0] + (f"; partial results in {json_path}" if json_path else ""))
     if fails:
         raise CheckFailed("; ".join(fails))
+
+
+def _subnets_hil(model, board, data_path, limit, min_accuracy, port, json_path, html_path,
+                 quiet, subnets, subnet):
+    import sys
+
+    from toolchain.boards import resolve_board
+    from toolchain.hil.errors import CheckFailed
+    from toolchain.subnets.export import SubnetError
+    from toolchain.subnets.run import format_levels, run_levels, write_levels_html
+    if subnets is not None and subnet is not None:
+        raise click.UsageError("give --subnets or --subnet, not both")
+    levels = None
+    if subnet is not None:
+        levels = [subnet]
+    elif subnets not in (None, "all"):
+        try:
+            levels = [int(v) for v in subnets.split(",")]
+        except ValueError:
+            raise SubnetError(f"--subnets '{subnets}': give 'all' or level indices like 0,2") \
+                from None
+    if min_accuracy is not None and min_accuracy > 1:
+        min_accuracy /= 100.0
+
+    def progress(k, i, n):
+        if not quiet and (i == n or i % 16 == 0):
+            sys.stderr.write(f"\rlevel {k}: {i}/{n}" + ("\n" if i == n else ""))
+            sys.stderr.flush()
+    res = run_levels(model, data_path, resolve_board(board), levels=levels, limit=limit,
+                     port=port, progress=progress, log=lambda s: click.echo(s, err=True))
+    click.echo(format_levels(res))
+    write_json(json_path, res)
+    if html_path:
+        write_levels_html(res, html_path)
+        click.echo(f"HTML report: {html_path}")
+    bad = [r for r in res["levels"] if r["byte_exact"] != r["samples"]]
+    if bad:
+        raise CheckFailed("; ".join(f"level {r['level']}: {r['samples'] - r['byte_exact']} of "
+                                    f"{r['samples']} outputs differ from tflite-micro"
+                                    for r in bad))
+    low = [r for r in res["levels"] if min_accuracy is not None and r["accuracy"] is not None
+           and r["accuracy"] < min_accuracy]
+    if low:
+        raise CheckFailed("; ".join(f"level {r['level']}: accuracy {100 * r['accuracy']:.1f} % "
+                                    f"< {100 * min_accuracy:.1f} %" for r in low))
 
 
 COMMANDS = (hil_cmd,)

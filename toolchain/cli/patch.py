@@ -23,6 +23,11 @@ def patch():
 def _load_model(path):
     from converters import load_model
     from toolchain.patch.errors import PatchModelError
+    from toolchain.subnets.export import is_export
+    if is_export(path):
+        raise PatchModelError(f"{path} is a subnet export: mcu patch does not update subnet "
+                              "stores (one store shared by every level); re-export and rebuild "
+                              "it instead (mcu subnets export/train, mcu build)")
     g = load_model(path)
     if any(t.dtype == "float32" for t in g.constants()):
         raise PatchModelError(f"{path}: not an int8 model (patches address int8 weight stores; "
@@ -146,8 +151,8 @@ def keygen_cmd(out, out_opt, raw, force, fleet, device_id):
 
 
 @patch.command("diff")
-@click.argument("old", type=click.Path(exists=True, dir_okay=False))
-@click.argument("new", type=click.Path(exists=True, dir_okay=False))
+@click.argument("old", type=click.Path(exists=True))
+@click.argument("new", type=click.Path(exists=True))
 @key_option(required=True)
 @click.option("--seq", type=click.IntRange(1, 2**32 - 1), required=True,
               help="Sequence number (above the device's last applied one).")
@@ -170,7 +175,13 @@ def diff_cmd(old, new, key_path, seq, budget, full, zlib, no_old, out, out_model
     from toolchain.patch.format import COMP_NONE, COMP_ZLIB
     from toolchain.patch.make import diff_patch
     _check_patch_outputs(out, out_model, json_path)
-    res = diff_patch(_load_model(old), _load_model(new), _key(key_path), seq,
+    g_old, g_new = _load_model(old), _load_model(new)
+    from toolchain.patch.errors import PatchError
+    from toolchain.patch.store import store_hash
+    if store_hash(g_old) == store_hash(g_new):
+        raise PatchError(f"{old} and {new} are the same model ({store_hash(g_old)[:16]}); "
+                         "there is nothing to patch")
+    res = diff_patch(g_old, g_new, _key(key_path), seq,
                      None if full else budget, "full" if full else "delta",
                      COMP_ZLIB if zlib else COMP_NONE, with_old=not no_old)
     _write_patch(res, out, out_model, json_path)
@@ -278,7 +289,7 @@ def apply_cmd(patch_file, key_path, base, last_seq, out):
 
 
 @patch.command("train")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=click.Path(exists=True))
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help=".npz with x (float inputs, NHWC like the model input) and y (int labels).")
 @key_option(required=True)
@@ -298,14 +309,17 @@ def apply_cmd(patch_file, key_path, base, last_seq, out):
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Patch file.")
 @click.option("--out-model", type=click.Path(dir_okay=False), help="New model (.tflite).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Emit the patch even when the updated model "
+              "scores worse than the deployed one on the data (int8, reference interpreter).")
 def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, selection, seed,
-              no_old, out, out_model, json_path):
+              no_old, out, out_model, json_path, force):
     """Deep partial updating: train from the deployed MODEL on new data, keep the top
     budget of conv/fc weights by the DPU metric, fine-tune them, emit the patch."""
     from converters.npz import read_xy_npz
     from toolchain.patch.dpu import dpu_update
     from toolchain.patch.errors import PatchError
     _check_patch_outputs(out, out_model, json_path)
+    _load_model(model)                  # refuses a subnet export before any work
     x, y = read_xy_npz(data, "training data", PatchError,
                        hint="; save it with np.savez(path, x=inputs, y=labels)")
     if y is None:
@@ -326,6 +340,17 @@ def train_cmd(model, data, key_path, seq, budget, lam, epochs, finetune_epochs, 
                      finetune_epochs=finetune_epochs, selection=selection, seed=seed)
     from toolchain.patch.make import build_patch
     res = build_patch(g, upd.new_q, _key(key_path), seq, with_old=not no_old)
+    # never ship a regression by accident: both models, int8 as the device runs them
+    from converters.quantize import run_int8
+    acc_old = float((run_int8(g, x).argmax(-1).reshape(-1) == y).mean())
+    acc_new = float((run_int8(res.graph, x).argmax(-1).reshape(-1) == y).mean())
+    upd.stats.update(int8_accuracy_deployed=acc_old, int8_accuracy_updated=acc_new)
+    click.echo(f"int8 accuracy on {data}: deployed {100 * acc_old:.2f} %, updated "
+               f"{100 * acc_new:.2f} %")
+    if acc_new < acc_old and not force:
+        raise PatchError(f"the updated model scores {100 * acc_new:.2f} % on {data}, the "
+                         f"deployed one {100 * acc_old:.2f} %: no patch written (--force to "
+                         "emit it anyway)")
     res.info.update(budget=budget, selected=upd.selected, selection=selection)
     _write_patch(res, out, out_model, json_path, extra=dict(train=upd.stats))
 

@@ -76,10 +76,33 @@ def check_graph(graph: Graph) -> None:
                 raise IRError(f"layer '{op.name}' ({op.type}): constant input '{n}' is "
                               f"{t.dtype}, expected int8")
         kernel_params(graph, op)   # raises IRError on unsupported parameters
+        _check_accumulator(graph, op)
     for n in graph.inputs + graph.outputs:
         if graph.t(n).dtype != "int8":
             raise IRError(f"graph input/output '{n}' is {graph.t(n).dtype}; the mcu runtime "
                           "runs int8 models (convert with mcu convert --calib)")
+
+
+# |w * (x + offset)| <= 128 * 255 (255 * 255 with a weight zero point): this many
+# products per output always fit the int32 accumulator before the bias, which the
+# kernels add modulo 2^32 as TFLM does (firmware_templates/runtime/README.md,
+# "Arithmetic that wraps on purpose")
+MAX_PRODUCTS = (2**31 - 1) // (128 * 255)
+
+
+def _check_accumulator(graph: Graph, op) -> None:
+    if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
+        return
+    w = graph.t(op.inputs[1])
+    k = 1
+    for d in (w.shape[1:3] if op.type == "DEPTHWISE_CONV_2D" else w.shape[1:]):
+        k *= int(d)
+    zp = w.quant.zero_point if w.quant is not None else None
+    limit = MAX_PRODUCTS if zp is None or not any(int(z) for z in np.ravel(zp)) \
+        else (2**31 - 1) // (255 * 255)
+    if k > limit:
+        raise IRError(f"layer '{op.name}' ({op.type}): {k:,} products per output can overflow "
+                      f"the int32 accumulator (at most {limit:,}); split the layer")
 
 
 # ---------------------------------------------------------------- scheduling
@@ -131,7 +154,8 @@ def _topo_orders(graph: Graph, n_random: int = 24, seed: int = 0) -> list[list[i
 
 def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
                force_rows: bool = False, reorder: bool = True, alignment: int = 4,
-               patchable: bool = False, row_slack: int | None = None):
+               patchable: bool = False, row_slack: int | None = None,
+               levels: list | None = None):
     """(execution order, MemoryPlan): the smallest arena over candidate orders.
 
     Row-delayed ops then run normally or in multi-row blocks (fewer kernel calls)
@@ -139,6 +163,10 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
     ROW_SLACK[variant])."""
     ks = {op.name: kernel_scratch(op.type, kernel_params(graph, op), variant, patchable)
           for op in graph.ops}
+    for lg in levels or ():        # subnet levels: the plan fits the largest level
+        for op in lg.ops:
+            ks[op.name] = max(ks[op.name], kernel_scratch(op.type, kernel_params(lg, op),
+                                                          variant, patchable))
 
     def scratch(op, g):
         return ks[op.name]
@@ -219,6 +247,7 @@ class GenResult:
     weights_bytes: int
     layers: list = field(default_factory=list)
     table_bytes: int = 0      # requantization tables (mcu_requant_t, flash)
+    num_levels: int = 0       # subnet levels in one firmware (0: an ordinary model)
 
     @property
     def arena_size(self) -> int:
@@ -248,14 +277,29 @@ class _Emitter:
         self.decls: list[str] = []
         self.checks: list[str] = []
         self.table_bytes = 0
+        self.lp = prefix           # prefix of layer symbols ({P}S{level} with subnet levels)
+        self.level: int | None = None
+
+    def _key(self, table: dict, name: str, data) -> str:
+        """Subnet levels: a constant whose bytes differ from another level's gets its
+        own array; equal bytes (the shared store) are emitted once."""
+        if self.level is None or name not in table:
+            return name
+        old = table[name][2]
+        d = np.ascontiguousarray(data)
+        if old.dtype == d.dtype and old.shape == d.shape and old.tobytes() == d.tobytes():
+            return name
+        return f"{name}@{self.level}"
 
     def const(self, name: str, data: np.ndarray, ctype: str) -> str:
+        name = self._key(self.consts, name, data)
         if name not in self.consts:
             sym = f"{self.p}w{len(self.consts)}_{_cname(name)[-40:]}"
             self.consts[name] = (sym, ctype, np.ascontiguousarray(data))
         return self.consts[name][0]
 
     def derived_const(self, key: str, data: np.ndarray, ctype: str) -> str:
+        key = self._key(self.derived, key, data)
         if key not in self.derived:
             sym = f"{self.p}d{len(self.derived)}_{_cname(key)[-40:]}"
             self.derived[key] = (sym, ctype, np.ascontiguousarray(data))
@@ -278,7 +322,7 @@ class _Emitter:
     arr = staticmethod(_arr)
 
     def layer_prefix(self, k: int) -> str:
-        return f"{self.p}L{k}"
+        return f"{self.lp}L{k}"
 
     def dims(self, P: str, nm: str, v) -> str:
         self.decls.append(f"static const mcu_dims_t {P}_{nm} = {{{', '.join(map(str, v))}}};")
@@ -323,13 +367,13 @@ class _Emitter:
         body = d.emit(self, k, op, kernel_params(self.g, op))
         fn_body = "\n    ".join(body) if body else "/* in place: nothing to do */"
         return (f"/* layer {k}: {op.type} {short_name(op)} */\n"
-                f"static void {self.p}L{k}_run(void) {{\n    {fn_body}\n}}\n")
+                f"static void {self.lp}L{k}_run(void) {{\n    {fn_body}\n}}\n")
 
     def _rows(self, op, p, fn, ctype, pp, q, idm, wb, odm, scr):
         """Row-delayed in place: one output row per kernel call into a ring slot, rows
         flushed to the shared buffer once the input rows they overlap are dead."""
         s = self.plan.rows[op.name]
-        P = f"{self.p}L{self.g.ops.index(op)}"
+        P = f"{self.lp}L{self.g.ops.index(op)}"
         ring_off, _ = self.plan.ring(op.name)
         base = self.plan.offsets[op.inputs[0]]
         assert base == self.plan.offsets[op.outputs[0]]
@@ -428,7 +472,8 @@ def _desc_fn(P: str, patchable: bool, hlen: int) -> str:
 def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = "",
              rows: bool = True, force_rows: bool = False, reorder: bool = True,
              name: str | None = None, alignment: int = 4,
-             patchable: bool = False, row_slack: int | None = None) -> GenResult:
+             patchable: bool = False, row_slack: int | None = None,
+             levels: list | None = None) -> GenResult:
     """Write model.c, model_weights.c/.h for `graph` into out_dir (see module doc).
 
     kernels: 'portable' or 'dsp' (sizes the DSP kernels' scratch). prefix: prepended
@@ -440,22 +485,43 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
     mcu_wstore() + the tensor's offset from toolchain.patch.device.area_layout, in the
     weight-store order of toolchain.patch.store), and model_hash() is the store hash
     of that slot (mcu_wstore_hash()). The firmware must be built with the patch
-    sources and config (toolchain.patch.device.build_patch_model_firmware)."""
+    sources and config (toolchain.patch.device.build_patch_model_firmware).
+
+    levels: switchable subnet levels (issue #10) in ONE model: graphs of the same
+    structure as `graph` (levels[0] is normally `graph`), e.g. the row-sparse level
+    graphs of toolchain.subnets.graph, whose store tensors have equal bytes in every
+    level. Constants with equal bytes are emitted once (the shared store); per level
+    the layers' parameters (quantization tables, bias_eff, activation ranges, entry
+    counts) and run functions ({P}S{l}L{k}); one memory plan fits every level; the
+    active level is chosen at run time (model_set_level, app/model_iface.h)."""
     if kernels not in VARIANTS:
         raise IRError(f"unknown kernel variant '{kernels}'; use portable or dsp")
     check_graph(graph)
-    model_hash = graph.model_hash()
+    if levels is not None:
+        if patchable:
+            raise IRError("subnet levels cannot be built patchable")
+        _check_levels(graph, levels)
+    model_hash = graph.model_hash() if levels is None else levels_hash(levels)
     order, plan = plan_model(graph, kernels, rows=rows, force_rows=force_rows,
                              reorder=reorder, alignment=alignment, patchable=patchable,
-                             row_slack=row_slack)
+                             row_slack=row_slack, levels=levels)
     # The plan's ops are graph.ops permuted; layer k = index in graph.ops.
     em = _Emitter(graph, plan, prefix, kernels, patchable)
-    layers_c = [em.layer(k, op) for k, op in enumerate(graph.ops)]
+    if levels is None:
+        layers_c = [em.layer(k, op) for k, op in enumerate(graph.ops)]
+    else:
+        layers_c = []
+        for lv, lg in enumerate(levels):
+            em.g, em.level, em.lp = lg, lv, f"{prefix}S{lv}"
+            layers_c += [em.layer(k, op) for k, op in enumerate(lg.ops)]
+        em.g, em.level, em.lp = graph, None, prefix
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     P = prefix
     hash_bytes = bytes.fromhex(model_hash)
     desc = _desc_blob(graph, hash_bytes, plan.arena_size)
+    if levels is not None:
+        descs = [_desc_blob(lg, hash_bytes, plan.arena_size) for lg in levels]
     mname = name or graph.name or "model"
 
     # ---- weights
@@ -531,9 +597,14 @@ static inline void mcu_copy8(int8_t *dst, const int8_t *src, int32_t n) {{
 }}
 """
     src += "\n".join(em.decls) + "\n\n" + "\n".join(layers_c)
+    if levels is None:
+        exec_c = (f"static const {P}layer_fn {P}exec_fn[{n_l}] = "
+                  f"{{{', '.join(f'{P}L{k}_run' for k in order)}}};")
+    else:
+        exec_c = _levels_c(P, levels, order, descs)
     src += f"""
 typedef void (*{P}layer_fn)(void);
-static const {P}layer_fn {P}exec_fn[{n_l}] = {{{', '.join(f'{P}L{k}_run' for k in order)}}};
+{exec_c}
 static const uint16_t {P}exec_layer[{n_l}] = {{{', '.join(map(str, order))}}};
 static const uint32_t {P}layer_out_off[{n_l}] = {{{_arr(out_off)}}};
 static const uint32_t {P}layer_out_size[{n_l}] = {{{_arr(out_sz)}}};
@@ -543,7 +614,7 @@ static const char *const {P}layer_names[{n_l}] = {{
 static const uint32_t {P}in_off[] = {{{_arr(in_offs)}}}, {P}in_size[] = {{{_arr(in_szs)}}};
 static const uint32_t {P}out_off[] = {{{_arr(o_offs)}}}, {P}out_size[] = {{{_arr(o_szs)}}};
 static const uint8_t {P}hash[{len(hash_bytes)}] = {{{_arr(list(hash_bytes))}}};
-static {"" if patchable else "const "}uint8_t {P}desc[{len(desc)}] = {{{_arr(list(desc))}}};
+{"" if levels is not None else f"static {'' if patchable else 'const '}uint8_t {P}desc[{len(desc)}] = {{{_arr(list(desc))}}};"}
 static uint64_t {P}layer_count[{n_l}];
 static uint64_t {P}total_count;
 static uint8_t {P}init_state; /* 0 not checked, 1 ok, 2 bad */
@@ -635,7 +706,7 @@ const uint8_t *{P}model_layer_output(uint32_t k, uint32_t *size) {{
     *size = {P}layer_out_size[k];
     return (const uint8_t *)({P}arena + {P}layer_out_off[k]);
 }}
-{_desc_fn(P, patchable, len(hash_bytes))}
+{_desc_fn(P, patchable, len(hash_bytes)) if levels is None else _levels_desc_fn(P, len(desc))}
 """
     (out_dir / f"{P}model.c").write_text(src)
     layers = []
@@ -644,9 +715,77 @@ const uint8_t *{P}model_layer_output(uint32_t k, uint32_t *size) {{
                            output=op.outputs[0], out_bytes=out_sz[k],
                            offset=out_off[k], row_inplace=op.name in plan.rows,
                            scratch=plan.scratch.get(op.name, (0, 0))[1]))
+    extra = {} if levels is None else dict(levels=[_level_sparsity(lg) for lg in levels])
     (out_dir / f"{P}plan.json").write_text(json.dumps(
         dict(plan.to_json(len(g.ops)), exec_order=order, kernels=kernels,
-             model_hash=model_hash, layers=layers), indent=1, default=str) + "\n")
+             model_hash=model_hash, layers=layers, **extra), indent=1, default=str) + "\n")
     files = [out_dir / f"{P}model.c", out_dir / f"{P}model_weights.c"]
     return GenResult(out_dir, files, graph, plan, order, kernels, prefix, model_hash, wbytes,
-                     layers, em.table_bytes)
+                     layers, em.table_bytes, 0 if levels is None else len(levels))
+
+
+# ---- switchable subnet levels (issue #10) ------------------------------------------------
+def levels_hash(levels: list) -> str:
+    """Model hash of a firmware holding several subnet levels: sha256 over a tag and
+    each level's model hash, in level order."""
+    import hashlib
+    h = hashlib.sha256(b"mcu-subnet-levels-v1")
+    for lg in levels:
+        h.update(bytes.fromhex(lg.model_hash()))
+    return h.hexdigest()
+
+
+def _level_sparsity(g: Graph) -> float:
+    return float((g.meta or {}).get("subnet", {}).get("sparsity", 0.0))
+
+
+def _check_levels(graph: Graph, levels: list) -> None:
+    if not levels or len(levels) > 255:
+        raise IRError(f"{len(levels or ())} subnet levels: need 1 to 255")
+    for lv, lg in enumerate(levels):
+        check_graph(lg)
+        same = (len(lg.ops) == len(graph.ops) and lg.inputs == graph.inputs
+                and lg.outputs == graph.outputs
+                and all(a.type == b.type and a.name == b.name and a.outputs == b.outputs
+                        for a, b in zip(lg.ops, graph.ops))
+                and all(lg.t(n).shape == graph.t(n).shape for op in graph.ops
+                        for n in op.outputs))
+        if not same:
+            raise IRError(f"subnet level {lv} does not have the structure of level 0 "
+                          "(same ops, names and tensor shapes needed)")
+
+
+def _levels_c(P: str, levels: list, order: list, descs: list) -> str:
+    """Per-level execution tables and descriptors, and the level switch: selecting a
+    level is two pointer stores (no flash write, nothing recomputed)."""
+    L, n_l = len(levels), len(order)
+    rows = ",\n    ".join("{" + ", ".join(f"{P}S{lv}L{k}_run" for k in order) + "}"
+                          for lv in range(L))
+    dl = len(descs[0])
+    drows = ",\n    ".join("{" + _arr(list(d)) + "}" for d in descs)
+    sp = [min(9999, int(round(_level_sparsity(lg) * 10000))) for lg in levels]
+    return f"""#define {P}NUM_LEVELS {L}u
+static const {P}layer_fn {P}exec_lv[{L}][{n_l}] = {{
+    {rows}
+}};
+static const uint8_t {P}desc_lv[{L}][{dl}] = {{
+    {drows}
+}};
+static const uint16_t {P}level_sparsity[{L}] = {{{_arr(sp)}}};  /* 1/10000 */
+static const {P}layer_fn *{P}exec_fn = {P}exec_lv[0];
+static const uint8_t *{P}desc = {P}desc_lv[0];
+static uint32_t {P}active_level;
+uint32_t {P}model_num_levels(void) {{ return {P}NUM_LEVELS; }}
+uint32_t {P}model_level(void) {{ return {P}active_level; }}
+uint16_t {P}model_level_sparsity(uint32_t k) {{ return k < {P}NUM_LEVELS ? {P}level_sparsity[k] : 0u; }}
+uint8_t {P}model_set_level(uint32_t k) {{
+    if (k >= {P}NUM_LEVELS) return MCU_ST_BAD_ARG_;
+    {P}exec_fn = {P}exec_lv[k];
+    {P}desc = {P}desc_lv[k];
+    {P}active_level = k;
+    return MCU_ST_OK_;
+}}"""
+
+
+def _levels_desc_fn(P: str, n: int) -> str:
+    return (f"const uint8_t *{P}model_desc(uint32_t *len) {{ *len = {n}u; return {P}desc; }}")

@@ -229,6 +229,38 @@ def plan_memory(graph: Graph, alignment: int = 4, inplace: InplacePolicy = defau
                       kernel_scratch=kernel_scratch)
 
 
+def largest_layer_live_set(plan: MemoryPlan, graph: Graph) -> dict:
+    """The physical floor of the arena for this plan: the largest set of bytes one layer
+    needs at once (its activation inputs + its output + its scratch, as the plan sized
+    them: a buffer shared in place counts once, a row-delayed op's ring is its scratch).
+    No placement of these buffers can go below it; only tiling a layer can.
+    -> dict(bytes, layer (op index), type, name, inputs, output, scratch, and
+    tensors_bytes/tensors_layer: the same without in-place sharing or row rings, i.e.
+    whole input and output tensors + kernel scratch, the floor of a runtime that runs no
+    layer in place)."""
+    by_tensor = {n: b for b in plan.buffers if b.kind == "tensor" for n in b.tensors}
+    best = dict(bytes=0, layer=None, type=None, name=None, inputs=0, output=0, scratch=0)
+    tens, tens_layer = 0, None
+    for i, op in enumerate(graph.ops):
+        names = {n for n in list(op.inputs) + list(op.outputs)
+                 if n and n in graph.tensors and not graph.tensors[n].is_const}
+        t = (sum(_align(graph.tensors[n].nbytes, plan.alignment) for n in names)
+             + plan.kernel_scratch.get(op.name, 0))
+        if t > tens:
+            tens, tens_layer = t, i
+        outs = {id(by_tensor[n]): by_tensor[n] for n in op.outputs if n in by_tensor}
+        ins = {id(by_tensor[n]): by_tensor[n] for n in op.inputs
+               if n and n in by_tensor and id(by_tensor[n]) not in outs}
+        scratch = plan.scratch.get(op.name, (0, 0))[1]
+        o, a = sum(b.size for b in outs.values()), sum(b.size for b in ins.values())
+        if a + o + scratch > best["bytes"]:
+            shared = any(n and n in by_tensor and id(by_tensor[n]) in outs for n in op.inputs)
+            best = dict(bytes=a + o + scratch, layer=i, type=op.type, name=op.name,
+                        inputs=a, output=o, scratch=scratch, inplace=shared)
+    best.update(tensors_bytes=tens, tensors_layer=tens_layer)
+    return best
+
+
 def _place(order: list[Buffer]) -> dict[int, int]:
     """Greedy: put each buffer at the lowest offset free during its whole lifetime."""
     placed: list[tuple[Buffer, int]] = []

@@ -40,6 +40,21 @@ class _DwParams(C.Structure):
     _fields_ = [(k, C.c_int32) for k in DW_FIELDS]
 
 
+SPARSE_INTS = ("rows", "row_len", "n_max", "n_cols", "n_groups", "n_seg", "seg_shift",
+               "implicit_last")
+
+
+class _SparseStore(C.Structure):   # mcu_sparse_store_t (sizes read only its integers)
+    _fields_ = [(k, C.c_void_p) for k in ("pairs", "tail", "seg_counts", "group_end")] + \
+               [(k, C.c_int32) for k in SPARSE_INTS]
+
+
+class _ConvParams(C.Structure):    # mcu_conv_params_t
+    _fields_ = [(k, C.c_int32) for k in ("input_offset", "output_offset", "stride_h",
+                                          "stride_w", "dilation_h", "dilation_w", "pad_h",
+                                          "pad_w", "act_min", "act_max")]
+
+
 class _Requant(C.Structure):   # mcu_requant_t
     _fields_ = [("mult", C.c_int32), ("sh", C.c_int32), ("rlo", C.c_uint32),
                 ("rhi", C.c_int32), ("shift", C.c_int32)]
@@ -87,6 +102,12 @@ def _lib():
     lib.mcu_dw_conv2d_s8_pack.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims), C.c_void_p,
                                           C.c_void_p]
     lib.mcu_dw_conv2d_s8_pack.restype = None
+    lib.mcu_sparse_conv2d_s8_scratch_size.argtypes = [C.POINTER(_SparseStore),
+                                                      C.POINTER(_ConvParams),
+                                                      C.POINTER(_Dims), C.POINTER(_Dims)]
+    lib.mcu_sparse_conv2d_s8_scratch_size.restype = C.c_int32
+    lib.mcu_sparse_fc_s8_scratch_size.argtypes = [C.POINTER(_SparseStore), C.c_int32]
+    lib.mcu_sparse_fc_s8_scratch_size.restype = C.c_int32
     lib.mcu_requant_prepare.argtypes = [C.c_void_p, C.c_int32, C.c_void_p, C.c_void_p,
                                         C.c_int32, C.c_int32]
     lib.mcu_requant_prepare.restype = None
@@ -139,6 +160,23 @@ class RuntimeSizer:
 
     def fc_scratch(self, in_features: int, out_features: int) -> int:
         return int(_lib().mcu_fc_s8_scratch_size(int(in_features), int(out_features)))
+
+    def sparse_scratch(self, p: dict, variant: str = "dsp") -> int:
+        """Row-sparse CONV_2D / FULLY_CONNECTED (sparse.c; scratch in every variant:
+        portable 2 x row_len (conv) / row_len (fc) bytes, word-rounded)."""
+        a = p["store"]
+        words = (int(a["row_len"]) + 3) & ~3
+        conv = "filter_dims" in p and "batches" not in p
+        if variant == "portable":
+            return 2 * words if conv else words
+        st = _SparseStore(None, None, None, None, *[int(a[k]) for k in SPARSE_INTS])
+        if conv:
+            cp = _ConvParams(*[int(p[k]) for k in
+                               [f for f, _ in _ConvParams._fields_]])
+            return int(_lib().mcu_sparse_conv2d_s8_scratch_size(
+                C.byref(st), C.byref(cp), C.byref(_Dims(*p["filter_dims"])),
+                C.byref(_Dims(*p["output_dims"]))))
+        return int(_lib().mcu_sparse_fc_s8_scratch_size(C.byref(st), int(p["batches"])))
 
     requant_table = staticmethod(requant_table)
     dw_packed_weights = staticmethod(dw_packed_weights)

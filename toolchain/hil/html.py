@@ -324,3 +324,162 @@ def write_html(res: HilResult, path) -> Path:
     tmp.write_text(render_html(res), encoding="utf-8")
     tmp.replace(p)
     return p
+
+
+# --------------------------------------------------------------------------- spiking models
+def raster_svg(raster: dict, neurons: dict, timesteps: int, max_rows: int = 64,
+               labels: dict | None = None) -> str:
+    """Spike raster of one sample: a panel per spiking layer, time step across, neuron
+    index down (the first max_rows neurons of large layers), one mark per spike."""
+    left, cw, top = 150, max(8, min(24, 600 // max(timesteps, 1))), 18
+    parts, y = [], top
+    for li, (name, steps) in enumerate(raster.items()):
+        n = int(neurons.get(name, 0)) or 1 + max((max(s) for s in steps if s), default=0)
+        rows = min(n, max_rows)
+        rh = max(2.0, min(8.0, 160 / rows))
+        h = rows * rh
+        color = PALETTE[li % len(PALETTE)]
+        total = sum(len(s) for s in steps)
+        parts.append(f'<text x="{left - 8}" y="{y + 12}" text-anchor="end" fill="#222">'
+                     f'{_e(_short((labels or {}).get(name, name), 22))}</text>')
+        parts.append(f'<text x="{left - 8}" y="{y + 26}" text-anchor="end" fill="#777">'
+                     f'{n} neurons{"" if n <= max_rows else f" (first {max_rows})"}</text>')
+        parts.append(f'<text x="{left - 8}" y="{y + 40}" text-anchor="end" fill="#777">'
+                     f'{total} spikes</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{cw * timesteps}" height="{h:.1f}" '
+                     f'fill="#fafafa" stroke="#ccc"/>')
+        for t, idx in enumerate(steps):
+            for j in idx:
+                if j < rows:
+                    parts.append(f'<rect x="{left + t * cw + 1}" y="{y + j * rh:.1f}" '
+                                 f'width="{cw - 2}" height="{max(1.0, rh - 0.6):.1f}" '
+                                 f'fill="{color}"><title>{_e(name)} neuron {j}, step {t}'
+                                 f'</title></rect>')
+        y += max(h, 44) + 16
+    for t in range(timesteps):
+        if timesteps <= 30 or t % 5 == 0:
+            parts.append(f'<text x="{left + t * cw + cw / 2}" y="{y}" text-anchor="middle" '
+                         f'fill="#555">{t}</text>')
+    parts.append(f'<text x="{left + cw * timesteps / 2}" y="{y + 16}" text-anchor="middle" '
+                 f'fill="#444">time step</text>')
+    return _svg(left + cw * timesteps + 20, y + 24, "".join(parts), "spike raster")
+
+
+def render_snn_html(res) -> str:
+    """The report of a spiking model (toolchain.hil.snn.SnnHilResult)."""
+    s, m = res.summary(), res.meta
+    ok = res.passed
+    title = f"HIL report: {Path(str(m.get('model', 'model'))).name} (spiking) on {m.get('board', '?')}"
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
+           f"<style>{CSS}</style></head><body>",
+           f"<h1>{_e(title)}<span class='badge {'pass' if ok else 'fail'}'>"
+           f"{'PASS' if ok else 'FAIL'}</span></h1>",
+           f"<div class='sub'>{_e(m.get('started', ''))} · oracle {_e(res.oracle)} · "
+           f"{res.done}/{res.planned} samples · T = {res.timesteps}</div>"]
+    cards = []
+    if s["device_accuracy"] is not None:
+        cards += [(f"{100 * s['device_accuracy']:.2f} %", "device accuracy"),
+                  (f"{100 * s['fixed_accuracy']:.2f} %", "fixed point (host)"),
+                  (f"{100 * s['float_accuracy']:.2f} %", "float (host)")]
+    cards.append((f"{res.identical}/{res.done}", "spike-exact samples"))
+    if s["float_agreement"] is not None:
+        cards.append((f"{100 * s['float_agreement']:.1f} %", "argmax agreement with float"))
+    lat = res.latency_stats()
+    if lat:
+        cards += [(f"{lat['mean']:,.0f}", f"{lat['unit']} / sample"),
+                  (f"{lat['per_step']:,.0f}", f"{lat['unit']} / step")]
+    if m.get("flash_used"):
+        cards.append((f"{m['flash_used'] / 1024:,.1f} KiB", "flash"))
+    if m.get("ram_used"):
+        cards.append((f"{m['ram_used'] / 1024:,.1f} KiB", "RAM"))
+    out.append("<div class='cards'>" + "".join(
+        f"<div class='card'><div class='v'>{_e(v)}</div><div class='l'>{_e(lab)}</div></div>"
+        for v, lab in cards) + "</div>")
+    for f in res.failures():
+        out.append(f"<p class='warn'>{_e(f)}</p>")
+    for w in m.get("warnings", []):
+        out.append(f"<p class='warn'>warning: {_e(w)}</p>")
+    o = m.get("options", {})
+    rows = [("model", m.get("model")), ("model hash", (m.get("model_hash") or "")[:16]),
+            ("time steps", f"T = {res.timesteps}, dt = {o.get('dt')}, reset "
+                           f"{o.get('reset') or 'as in the graph'}"),
+            ("input", f"{o.get('encoding')} encoding"
+                      + (f", seed {o.get('seed')}" if o.get("encoding") == "rate" else "")),
+            ("neuron state", f"int{o.get('state_bits')}"),
+            ("board", f"{m.get('board')} ({m.get('board_kind')})"),
+            ("device", m.get("device_url")), ("firmware", m.get("firmware")),
+            ("data", m.get("data")), ("calibration", f"{m.get('calibration')} "
+                                                     f"({m.get('calibration_samples')} samples)"),
+            ("spike-exact", f"{res.identical}/{res.done} samples identical to the fixed-point "
+                            "reference (output counts, per-layer spikes and events)")]
+    if lat:
+        rows.append(("latency", f"mean {lat['mean']:,.0f} / min {lat['min']:,} / max "
+                                f"{lat['max']:,} {lat['unit']} per sample"))
+    rows.append(("wall time", f"{res.wall_s:.2f} s"))
+    out.append("<h2>Summary</h2><table>" + "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v is not None)
+        + "</table>")
+    spk = [r for r in res.layers if "spike_rate" in r]
+    if spk:
+        out.append("<h2>Spike rate per layer (device, per neuron and step, %)</h2>")
+        out.append(hbar_chart([f"{r['index']} {r['type'].lower()} {_short(r['name'], 14)}"
+                               for r in spk], [round(100 * r["spike_rate"], 2) for r in spk],
+                              "% of neurons spiking per step", color="#e15759",
+                              title="spike rates", share=False))
+    syn = [r for r in res.layers if r.get("synops_per_sample")]
+    if syn:
+        out.append("<h2>Synaptic operations per sample (input events × fan-out)</h2>")
+        out.append(hbar_chart([f"{r['index']} {r['type'].lower()}" for r in syn],
+                              [int(round(r["synops_per_sample"])) for r in syn],
+                              "additions per sample", color="#76b7b2", title="synops"))
+    if res.raster:
+        out.append("<h2>Spike raster, sample 0</h2><p class='sub'>From the host fixed-point "
+                   "reference, which the device matches spike for spike "
+                   "(per-layer counts checked on every sample).</p>")
+        out.append(raster_svg(res.raster, m.get("raster_neurons", {}), res.timesteps,
+                              labels=m.get("raster_labels")))
+    conf = res.confusion()
+    if conf:
+        out.append("<h2>Confusion matrix (device) and per-class accuracy</h2>")
+        out.append(confusion_svg(conf))
+    if res.layers and any("latency" in r for r in res.layers):
+        unit = next(r.get("unit", "") for r in res.layers if "latency" in r)
+        out.append(f"<h2>Latency per layer ({_e(unit)}, last sample)</h2>")
+        out.append(hbar_chart([f"{r['index']} {r['type'].lower()}" for r in res.layers],
+                              [r.get("latency", 0) for r in res.layers],
+                              f"{unit} per sample", title="latency per layer"))
+    if lat:
+        out.append("<h2>Latency per sample</h2>" + latency_hist_svg(
+            [x.latency for x in res.samples if x.latency is not None], lat["unit"]))
+    out.append("<h2>Layers</h2><table><tr><th>#</th><th>layer</th><th>type</th><th>output</th>"
+               "<th>latency</th><th>spikes / sample</th><th>events / sample</th>"
+               "<th>synaptic ops / sample</th></tr>" + "".join(
+                   f"<tr><td class='num'>{r['index']}</td><td>{_e(_short(r['name'], 30))}</td>"
+                   f"<td>{_e(r['type'])}</td><td>{_e(r['shape'])}</td>"
+                   f"<td class='num'>{_n(r.get('latency'))}</td>"
+                   f"<td class='num'>{_n(r.get('spikes_per_sample'))}</td>"
+                   f"<td class='num'>{_n(r.get('events_per_sample'))}</td>"
+                   f"<td class='num'>{_n(r.get('synops_per_sample'))}</td></tr>"
+                   for r in res.layers) + "</table>")
+    bad = [x for x in res.samples if not (x.exact and x.layers_exact)][:20]
+    if bad:
+        out.append("<h2>Samples that differ (first 20)</h2><table><tr><th>sample</th>"
+                   "<th>device</th><th>fixed-point reference</th></tr>" + "".join(
+                       f"<tr><td class='num'>{x.index}</td><td><code>{_e(x.device_out[:16])}"
+                       f"</code></td><td><code>{_e(x.fixed_out[:16])}</code></td></tr>"
+                       for x in bad) + "</table>")
+    if res.stopped:
+        out.append(f"<h2>Run cut short</h2><p class='warn'>stopped at sample "
+                   f"{res.stopped['at']}: {_e(res.stopped['error'])}</p>")
+    out.append("<p class='sub' style='margin-top:32px'>Generated by <code>mcu hil</code>. "
+               "Per-sample results are in the JSON report.</p></body></html>")
+    return "\n".join(out)
+
+
+def write_snn_html(res, path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(render_snn_html(res), encoding="utf-8")
+    tmp.replace(p)
+    return p

@@ -64,6 +64,8 @@ class DeviceInfo:
     model_input_size: int = 0
     model_output_size: int = 0
     flags: int = 0
+    subnet_levels: list = field(default_factory=list)   # sparsity per level (INFO tag 16)
+    subnet_active: int | None = None
     unknown_tags: dict = field(default_factory=dict)
 
     @property
@@ -107,6 +109,10 @@ class DeviceInfo:
                 info.model_name = v.decode(errors="replace")
             elif tag == InfoTag.MODEL_HASH:
                 info.model_hash = v.hex() if v else None
+            elif tag == InfoTag.SUBNETS and n >= 2 and n >= 2 + 2 * v[0]:
+                info.subnet_active = v[1]
+                info.subnet_levels = [int.from_bytes(v[2 + 2 * i:4 + 2 * i], "little") / 10000
+                                      for i in range(v[0])]
             elif tag == InfoTag.MAX_PAYLOAD and n == 2:
                 info.max_payload = int.from_bytes(v, "little")
             elif tag in u32 and n == 4:

@@ -33,6 +33,7 @@ class ModelMsg(enum.IntEnum):
     MODEL_LAYER_INFO = 0x26
     MODEL_RUN_TO = 0x27
     MODEL_LAYER_OUTPUT = 0x28  # stream
+    MODEL_LEVEL = 0x29         # [u8 k] -> u8 active, u8 levels, levels x u16 sparsity
 
 
 @dataclass
@@ -115,6 +116,30 @@ class ModelClient:
                                 "one); build it with: mcu build MODEL --board BOARD")
             self._info = ModelDeviceInfo.parse_desc(base, self._req(ModelMsg.MODEL_INFO))
         return self._info
+
+    def level(self, k: int | None = None) -> tuple[int, list]:
+        """Subnet level of the device: (active level, sparsity per level); with k, select
+        level k first (answered at once, no flash write; holds until changed). An index
+        out of range is a DeviceError BAD_ARG with the device unchanged; a firmware
+        without subnet levels answers UNSUPPORTED (LinkError)."""
+        if k is not None and not 0 <= int(k) <= 255:
+            raise LinkError(f"subnet level {k} is out of range 0..255")
+        try:
+            p = self._req(ModelMsg.MODEL_LEVEL, b"" if k is None else bytes([int(k)]))
+        except DeviceError as e:
+            if e.status == Status.UNSUPPORTED:
+                raise LinkError(f"the model on the device at {self.link.url} has no subnet "
+                                "levels (build it from a subnet export: mcu build OUT/)") from None
+            if e.status == Status.BAD_ARG and k is not None:
+                raise LinkError(f"subnet level {k} is out of range for the model on the "
+                                f"device (it has {len(self.level()[1])} levels); the device "
+                                "kept its level") from None
+            raise
+        n = p[1]
+        sp = [int.from_bytes(p[2 + 2 * i:4 + 2 * i], "little") / 10000 for i in range(n)]
+        if k is not None:
+            self._info = None          # the descriptor (output scales) is per level
+        return p[0], sp
 
     @staticmethod
     def _count(p: bytes) -> int:

@@ -8,7 +8,7 @@ import enum
 import struct
 
 PROTO_VERSION = 1
-PROTO_MINOR = 0
+PROTO_MINOR = 1
 HDR = struct.Struct("<BBBBHH")  # version, type, flags, status, seq, length
 HDR_SIZE = HDR.size  # 8
 CRC_SIZE = 4
@@ -92,6 +92,7 @@ class InfoTag(enum.IntEnum):
     MODEL_NAME = 13
     FLASH_USED = 14
     RAM_USED = 15
+    SUBNETS = 16          # u8 levels, u8 active, levels x u16 sparsity (1/10000)
 
 
 INFO_F_TEST_BUILD = 0x1

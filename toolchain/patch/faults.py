@@ -29,9 +29,11 @@ from .send import patch_status, send_patch
 
 
 def _start(board, fw, flash):
+    from toolchain.boards import load_board
     from toolchain.devices import start_device
-    extra = ["--flash", str(flash)] if board == "host" else ["-append", f"--flash {flash}"]
-    return start_device(board, fw, extra_args=extra)
+    b = load_board(board)       # any host-process board (host, host-asan) takes --flash
+    extra = ["--flash", str(flash)] if b.kind == "host" else ["-append", f"--flash {flash}"]
+    return start_device(b, fw, extra_args=extra)
 
 
 def power_cut_campaign(board, fw, old, new, key, workdir, *, seq: int = 1, data=None,

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.nir_frontend import NEURON_ATTRS, SPIKING
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, IRError
 
 from .encoding import rate_levels, sample_seed
-from .fixed_point import SYNAPSES, quantize_input
+from .fixed_point import quantize_input
+from .float_sim import is_spiking
 
 DESC_VERSION = 1
 
@@ -41,6 +42,39 @@ def _arr(vals, per_line: int = 24) -> str:
 
 def _cname(s: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in s)
+
+
+class SnnEmitter:
+    """What an op's emit_snn(em, k, op) (toolchain/ir/ops: synapses.py, neurons.py) adds
+    to: `consts` (flash), `bufs` (static RAM), `body_once` (statements run once per
+    sample, before the steps), `body_step` ((layer k, statement) run every step, timed
+    per layer), `cached` (layers computed once), `buf_of` (tensor -> C buffer symbol),
+    `synapses` / `spiking` (layer names whose input events / spikes are counted, in
+    order: their counter is P + "events[i]" / P + "spikes[i]"), `layer_out` ((buffer,
+    bytes) per layer), `state_syms` ((symbol, elements, C type): zeroed per sample),
+    `weight_bytes`. `P` prefixes every symbol; layer k's are P + "L<k>_...";
+    `analog(tensor)` says whether it is the constant analog model input."""
+
+    def __init__(self, g: Graph, prefix: str, encoding: str):
+        self.g, self.P, self.encoding = g, prefix, encoding
+        self.consts: list[str] = []
+        self.bufs: list[str] = []
+        self.body_once: list[str] = []
+        self.body_step: list[tuple[int, str]] = []
+        self.cached: set[int] = set()
+        self.buf_of: dict[str, str] = {}
+        self.state_syms: list[tuple[str, int, str]] = []
+        self.spiking: list[str] = []
+        self.synapses: list[str] = []
+        self.layer_out: list[tuple[str, int]] = []
+        self.weight_bytes = 0
+
+    @staticmethod
+    def arr(vals, per_line: int = 24) -> str:
+        return _arr(vals, per_line)
+
+    def analog(self, tensor: str) -> bool:
+        return tensor == self.g.inputs[0] and self.encoding == "constant"
 
 
 @dataclass
@@ -80,6 +114,13 @@ class SnnGenResult:
                 dict(zip(self.synapse_layers, v[n + ns:])))
 
 
+def snn_model_hash(q: Graph, timesteps: int) -> str:
+    """The model hash the device reports: the fixed-point graph's, T and the encoding."""
+    enc = q.meta["snn"]["fixed"]["encoding"]
+    return hashlib.sha256(bytes.fromhex(q.model_hash()) +
+                          f"snn;T={timesteps};enc={enc}".encode()).hexdigest()
+
+
 def generate_snn(q: Graph, out_dir, timesteps: int, *, prefix: str = "",
                  name: str | None = None) -> SnnGenResult:
     fx = q.meta.get("snn", {}).get("fixed")
@@ -98,11 +139,10 @@ def generate_snn(q: Graph, out_dir, timesteps: int, *, prefix: str = "",
     out_dir.mkdir(parents=True, exist_ok=True)
     inp = g.inputs[0]
     n_in = g.t(inp).size
-    consts, bufs, body_once, body_step, decl = [], [], [], [], []
-    weight_bytes = 0
-    buf_of: dict[str, str] = {}      # tensor -> C buffer symbol (int8 activations)
-    state_syms: list[tuple[str, int, str]] = []
-    spiking, synapses = [], []
+    em = SnnEmitter(g, P, enc)
+    consts, bufs, body_once, body_step = em.consts, em.bufs, em.body_once, em.body_step
+    buf_of, state_syms, spiking, synapses = em.buf_of, em.state_syms, em.spiking, em.synapses
+    cached, layer_out = em.cached, em.layer_out
     # input
     if enc == "constant":
         in_size = n_in
@@ -121,136 +161,16 @@ def generate_snn(q: Graph, out_dir, timesteps: int, *, prefix: str = "",
         bufs.append(f"static int8_t {P}in_buf[{in_size}];")
         buf_of[inp] = f"{P}in_step"
         input_ptr = f"(uint8_t *){P}in_buf"
-    cached = set()
-    layer_out: list[tuple[str, int]] = []
     for k, op in enumerate(g.ops):
-        c = _cname(f"L{k}")
-        t = op.type
-        x = op.inputs[0]
-        o = op.outputs[0]
-        oshape = g.t(o).shape
-        ev = f"{P}events[{len(synapses)}]" if t in SYNAPSES else ""
-        if t == "FULLY_CONNECTED":
-            w = np.asarray(g.t(op.inputs[1]).data)
-            wt = np.ascontiguousarray(w.T).astype(np.int8)
-            consts.append(f"static const int8_t {P}{c}_w[{wt.size}] __attribute__((aligned(4))) "
-                          f"= {{{_arr(wt)}}};")
-            weight_bytes += wt.size
-            bsym = "0"
-            if len(op.inputs) > 2 and op.inputs[2]:
-                b = np.asarray(g.t(op.inputs[2]).data)
-                consts.append(f"static const int32_t {P}{c}_b[{b.size}] = {{{_arr(b)}}};")
-                bsym = f"{P}{c}_b"
-                weight_bytes += 4 * b.size
-            bufs.append(f"static int32_t {P}{c}_acc[{w.shape[0]}];")
-            call = (f"mcu_snn_fc_{{}}_s8({w.shape[1]}, {w.shape[0]}, {buf_of[x]}, {P}{c}_w, "
-                    f"{bsym}, {P}{c}_acc)")
-            if x == inp and enc == "constant":
-                body_once.append(call.format("dense") + ";")
-                cached.add(k)
-            else:
-                body_step.append((k, f"{ev} += (uint32_t){call.format('events')};"))
-            buf_of[o] = f"{P}{c}_acc"
-            synapses.append(op.name)
-            layer_out.append((f"{P}{c}_acc", 4 * w.shape[0]))
-        elif t == "SYN_CONV_2D":
-            w = np.asarray(g.t(op.inputs[1]).data)
-            oc, kh, kw, ipg = w.shape
-            gr = int(op.attrs.get("groups", 1))
-            wg = np.ascontiguousarray(w.reshape(gr, oc // gr, kh, kw, ipg)
-                                      .transpose(0, 2, 3, 4, 1)).astype(np.int8)
-            consts.append(f"static const int8_t {P}{c}_w[{wg.size}] __attribute__((aligned(4))) "
-                          f"= {{{_arr(wg)}}};")
-            weight_bytes += wg.size
-            bsym = "0"
-            if len(op.inputs) > 2 and op.inputs[2]:
-                b = np.asarray(g.t(op.inputs[2]).data)
-                consts.append(f"static const int32_t {P}{c}_b[{b.size}] = {{{_arr(b)}}};")
-                bsym = f"{P}{c}_b"
-                weight_bytes += 4 * b.size
-            a = op.attrs
-            ishape = g.t(x).shape
-            consts.append(
-                f"static const mcu_snn_conv_params_t {P}{c}_p = {{{a.get('stride_h', 1)}, "
-                f"{a.get('stride_w', 1)}, {a.get('pad_h', 0)}, {a.get('pad_w', 0)}, "
-                f"{a.get('dilation_h', 1)}, {a.get('dilation_w', 1)}, {gr}}};")
-            consts.append(f"static const mcu_dims_t {P}{c}_id = {{1, {ishape[1]}, {ishape[2]}, "
-                          f"{ishape[3]}}}, {P}{c}_fd = {{{oc}, {kh}, {kw}, {ipg}}}, "
-                          f"{P}{c}_od = {{1, {oshape[1]}, {oshape[2]}, {oshape[3]}}};")
-            n_o = int(np.prod(oshape))
-            bufs.append(f"static int32_t {P}{c}_acc[{n_o}];")
-            call = (f"mcu_snn_conv_events_s8(&{P}{c}_p, &{P}{c}_id, {buf_of[x]}, &{P}{c}_fd, "
-                    f"{P}{c}_w, {bsym}, &{P}{c}_od, {P}{c}_acc)")
-            if x == inp and enc == "constant":
-                body_once.append(f"(void){call};")
-                cached.add(k)
-            else:
-                body_step.append((k, f"{ev} += (uint32_t){call};"))
-            buf_of[o] = f"{P}{c}_acc"
-            synapses.append(op.name)
-            layer_out.append((f"{P}{c}_acc", 4 * n_o))
-        elif t == "SUM_POOL_2D":
-            a = op.attrs
-            ishape = g.t(x).shape
-            consts.append(
-                f"static const mcu_pool_params_t {P}{c}_p = {{{a['stride_h']}, {a['stride_w']}, "
-                f"{a['filter_h']}, {a['filter_w']}, {a.get('pad_h', 0)}, {a.get('pad_w', 0)}, "
-                f"-128, 127}};")
-            consts.append(f"static const mcu_dims_t {P}{c}_id = {{1, {ishape[1]}, {ishape[2]}, "
-                          f"{ishape[3]}}}, {P}{c}_od = {{1, {oshape[1]}, {oshape[2]}, "
-                          f"{oshape[3]}}};")
-            n_o = int(np.prod(oshape))
-            bufs.append(f"static int8_t {P}{c}_out[{n_o}];")
-            body_step.append((k, f"mcu_snn_sumpool_s8(&{P}{c}_p, &{P}{c}_id, {buf_of[x]}, "
-                                 f"&{P}{c}_od, {P}{c}_out);"))
-            buf_of[o] = f"{P}{c}_out"
-            layer_out.append((f"{P}{c}_out", n_o))
-        elif t == "RESHAPE":
-            buf_of[o] = buf_of[x]
-            body_step.append((k, "/* reshape: same buffer */"))
-            layer_out.append(layer_out[-1] if layer_out else (buf_of[x], g.t(x).size))
-        elif t in NEURON_ATTRS:
-            p = op.attrs
-            bits = int(p["state_bits"])
-            st_t = "int32_t" if bits == 32 else "int16_t"
-            sfx = "s32" if bits == 32 else "s16"
-            ch = oshape[-1]
-            n_o = int(np.prod(oshape))
-
-            def carr(key, default=0):
-                v = np.broadcast_to(np.asarray(p.get(key, default), np.int64), (ch,))
-                consts.append(f"static const int32_t {P}{c}_{key}[{ch}] = {{{_arr(v)}}};")
-                return f"{P}{c}_{key}"
-            syms = [carr("beta", 32768), carr("alpha"), carr("thr"), carr("vreset"), carr("leak")]
-            consts.append(f"static const mcu_snn_neuron_t {P}{c}_n = {{{ch}, {p['frac_bits']}, "
-                          f"{int(p.get('reset') == 'subtract')}, {', '.join(syms)}}};")
-            sts = []
-            for s in op.inputs[1:]:
-                sym = f"{P}{c}_{'v' if s.endswith('.v') else 'i'}"
-                bufs.append(f"static {st_t} {sym}[{n_o}];")
-                state_syms.append((sym, n_o, st_t))
-                sts.append(sym)
-            acc = buf_of[x]
-            if t in SPIKING:
-                bufs.append(f"static int8_t {P}{c}_s[{n_o}];")
-                fn = {"LIF": f"mcu_snn_lif_{sfx}", "IF": f"mcu_snn_lif_{sfx}",
-                      "CUBA_LIF": f"mcu_snn_cuba_lif_{sfx}", "THRESHOLD": "mcu_snn_threshold"}[t]
-                args = ", ".join([f"&{P}{c}_n", str(n_o), acc, *sts, f"{P}{c}_s"])
-                body_step.append((k, f"{P}spikes[{len(spiking)}] += (uint32_t){fn}({args});"))
-                buf_of[o] = f"{P}{c}_s"
-                spiking.append(op.name)
-                layer_out.append((f"{P}{c}_s", n_o))
-            else:
-                fn = {"LI": f"mcu_snn_li_{sfx}", "CUBA_LI": f"mcu_snn_cuba_li_{sfx}"}[t]
-                body_step.append((k, f"{fn}({', '.join([f'&{P}{c}_n', str(n_o), acc, *sts])});"))
-                buf_of[o] = sts[-1]
-                layer_out.append((sts[-1], n_o * (bits // 8)))
-        else:
-            raise IRError(f"layer '{op.name}' ({t}): no SNN code generation for this op")
+        d = ops.get(op.type)
+        if d is None or d.emit_snn is None:
+            raise IRError(f"layer '{op.name}' ({op.type}): no SNN code generation for this op")
+        d.emit_snn(em, k, op)
+    weight_bytes = em.weight_bytes
     out = g.outputs[0]
     out_op = prod[out]
     n_out = g.t(out).size
-    out_spiking = out_op.type in SPIKING
+    out_spiking = is_spiking(out_op.type)
     ns, ny = len(spiking), len(synapses)
     out_words = n_out + ns + ny
     out_size = 4 * out_words
@@ -261,8 +181,7 @@ def generate_snn(q: Graph, out_dir, timesteps: int, *, prefix: str = "",
     bufs.append(f"static uint64_t {P}layer_count[{n_l}];")
     bufs.append(f"static uint64_t {P}total_count;")
     mname = name or g.name or "snn"
-    h = hashlib.sha256(bytes.fromhex(g.model_hash()) +
-                       f"snn;T={timesteps};enc={enc}".encode()).digest()
+    h = bytes.fromhex(snn_model_hash(g, timesteps))
     # reset of state, counts
     reset = [f"    for (i = 0; i < {n}u; i++) {sym}[i] = 0;" for sym, n, _ in state_syms]
     reset += [f"    for (i = 0; i < {max(ns, 1)}u; i++) {P}spikes[i] = 0;",

@@ -27,101 +27,23 @@ import warnings
 
 import numpy as np
 
-from converters.nir_frontend import NEURON_ATTRS, SPIKING, SNNWarning
+from converters.nir_frontend import SNNWarning
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, IRError, Op, Quant, Tensor
+# the integer arithmetic and the per-op fixed steps live in the op registry
+from toolchain.ir.ops.neurons import NEURON_ATTRS, mulq15, neuron_step, rnd, sat, shift_acc  # noqa: F401
+from toolchain.ir.ops.synapses import conv_acc, fc_acc, sum_pool  # noqa: F401
 
 from . import float_sim
 from .encoding import encode, rate_levels
-from .float_sim import SimResult, _patches, attr, to_ir_layout
+from .float_sim import SimResult, attr, is_spiking, role, to_ir_layout
 
 Q15 = 1 << 15
 HEADROOM = 2.0
 F_MIN = -8
 F_MAX = {16: 12, 32: 24}
-SYNAPSES = ("FULLY_CONNECTED", "SYN_CONV_2D")
-POOLS = ("SUM_POOL_2D", "AVERAGE_POOL_2D")
-
-
-def rnd(x) -> np.ndarray:
-    """Round half away from zero, to int64."""
-    x = np.asarray(x, np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
-
-
-def mulq15(b, v) -> np.ndarray:
-    """(b * v + 2^14) >> 15 on int64 (floor shift): Q15 multiply, round half up."""
-    return (np.asarray(b, np.int64) * np.asarray(v, np.int64) + (1 << 14)) >> 15
-
-
-def shift_acc(acc, f: int) -> np.ndarray:
-    acc = np.asarray(acc, np.int64)
-    if f >= 0:
-        return acc << f
-    return (acc + (1 << (-f - 1))) >> (-f)
-
-
-def sat(v, bits: int) -> np.ndarray:
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return np.clip(np.asarray(v, np.int64), lo, hi)
-
-
-# --------------------------------------------------------------------------- kernels
-# Plain functions, one per op family, on int64 numpy arrays with a leading batch axis.
-def fc_acc(x, w, b):
-    """x [N, in] int, w [out, in] int8, b [out] int32 or None -> acc [N, out] int64."""
-    acc = x.reshape(x.shape[0], -1).astype(np.int64) @ w.astype(np.int64).T
-    return acc + b.astype(np.int64) if b is not None else acc
-
-
-def conv_acc(p: dict, x, w, b, out_hw):
-    """Grouped conv accumulation: x [N, H, W, C] int, w OHWI int8 -> [N, oh, ow, O]."""
-    g = p["groups"]
-    o, kh, kw, ipg = w.shape
-    pt = _patches(np.asarray(x, np.int64), kh, kw, p["stride_h"], p["stride_w"],
-                  p["dilation_h"], p["dilation_w"], p["pad_h"], p["pad_w"], *out_hw)
-    opg = o // g
-    ys = [pt[..., gi * ipg:(gi + 1) * ipg].reshape(*pt.shape[:3], -1)
-          @ w[gi * opg:(gi + 1) * opg].reshape(opg, -1).astype(np.int64).T for gi in range(g)]
-    y = np.concatenate(ys, axis=-1)
-    return y + b.astype(np.int64) if b is not None else y
-
-
-def sum_pool(p: dict, x, out_hw):
-    pt = _patches(np.asarray(x, np.int64), p["filter_h"], p["filter_w"], p["stride_h"],
-                  p["stride_w"], 1, 1, p["pad_h"], p["pad_w"], *out_hw)
-    return pt.sum(axis=(3, 4))
-
-
-def neuron_step(p: dict, acc, state: list):
-    """One step of a fixed-point neuron layer. p: the op's integer attributes (per-channel
-    arrays broadcast on the last axis); acc: synapse accumulator (int64); state: [v] or
-    [i, v] (int64, updated in place). Returns the output (spikes 0/1 or v)."""
-    kind, bits, f = p["kind"], p["state_bits"], p["frac_bits"]
-    cur = shift_acc(acc, f)
-    if kind == "THRESHOLD":
-        return (cur > p["thr"]).astype(np.int64)
-    if kind in ("CUBA_LIF", "CUBA_LI"):
-        i, v = state
-        i_n = sat(mulq15(p["alpha"], i) + cur, bits)
-        state[0] = i_n
-        cur = i_n
-    else:
-        v = state[0]
-    if kind in ("LI", "CUBA_LI"):
-        vn = sat(mulq15(p["beta"], v) + cur + p["leak"], bits)
-        state[-1] = vn
-        return vn
-    thr = p["thr"]
-    fired = v > thr
-    if p["reset"] == "subtract":
-        vn = mulq15(p["beta"], v) + cur + p["leak"] - np.where(fired, thr, 0)
-    elif kind == "CUBA_LIF":
-        vn = np.where(fired, p["vreset"], mulq15(p["beta"], v) + cur + p["leak"])
-    else:
-        vn = mulq15(p["beta"], np.where(fired, p["vreset"], v)) + cur + p["leak"]
-    vn = sat(vn, bits)
-    state[-1] = vn
-    return (vn > thr).astype(np.int64)
+SYNAPSES = tuple(n for n, d in ops.REGISTRY.items() if d.snn_role == "synapse")
+POOLS = tuple(n for n, d in ops.REGISTRY.items() if d.snn_role == "pool")
 
 
 def quantize_input(x, scale: float) -> np.ndarray:
@@ -167,7 +89,8 @@ def quantize(graph: Graph, calib_x, timesteps: int, encoding: str = "constant",
     for op in q.ops:
         t = op.type
         x = op.inputs[0]
-        if t in POOLS:
+        r = role(t)
+        if r == "pool":
             if kind.get(x) != "spike":
                 raise IRError(f"layer '{op.name}' ({t}): fixed point pools only spikes, its "
                               f"input '{x}' is {kind.get(x, 'not an int8 tensor')}")
@@ -184,32 +107,34 @@ def quantize(graph: Graph, calib_x, timesteps: int, encoding: str = "constant",
                                 pad_h=0, pad_w=0, divisor=d)
             op.attrs["divisor"] = 1        # integer sums; 1/d goes into the next weights
             scale[op.outputs[0]], kind[op.outputs[0]] = scale[x] / d, "count"
-        elif t == "RESHAPE":
+        elif r == "view":
             scale[op.outputs[0]], kind[op.outputs[0]] = scale.get(x, 1.0), kind.get(x, "?")
-        elif t in SYNAPSES:
+        elif r == "synapse":
             if x not in kind:
                 raise IRError(f"layer '{op.name}' ({t}): its input '{x}' is not spikes, "
                               "counts or the model input in fixed point")
             users = cons.get(op.outputs[0], [])
-            if len(users) != 1 or users[0].type not in NEURON_ATTRS or \
+            if len(users) != 1 or role(users[0].type) != "neuron" or \
                     op.outputs[0] in q.outputs:
                 raise IRError(f"layer '{op.name}' ({t}): fixed point needs exactly one "
                               "neuron layer reading each synapse")
             kind[op.outputs[0]] = "acc"
-        elif t in NEURON_ATTRS:
+        elif r == "neuron":
             src = prod.get(x)
-            if src is None or src.type not in SYNAPSES:
+            if src is None or role(src.type) != "synapse":
                 raise IRError(f"layer '{op.name}' ({t}): fixed point needs a synapse "
                               "(FULLY_CONNECTED or SYN_CONV_2D) right before each neuron layer")
             _quantize_pair(q, src, op, scale[src.inputs[0]], probe.get(op.name, {}), state_bits)
             o = op.outputs[0]
-            if t in SPIKING:
+            if is_spiking(t):
                 scale[o], kind[o] = 1.0, "spike"
                 q.tensors[o] = Tensor(o, q.t(o).shape, "int8", Quant.per_tensor(1.0, 0))
             else:
                 q.tensors[o] = Tensor(o, q.t(o).shape, f"int{state_bits}")
         else:
-            raise IRError(f"layer '{op.name}' ({t}): not supported in fixed point")
+            d = ops.get(t)
+            why = d.float_only if d is not None and d.float_only else "no fixed-point form"
+            raise IRError(f"layer '{op.name}' ({t}): not supported in fixed point ({why})")
     q.meta = copy.deepcopy(graph.meta)
     q.meta.setdefault("snn", {})["fixed"] = dict(encoding=encoding, input_scale=scale[inp],
                                                  state_bits=state_bits, timesteps=timesteps,
@@ -367,56 +292,48 @@ def run_fixed(qgraph: Graph, x, timesteps: int, encoding: str | None = None,
     n = None
     state: dict[str, np.ndarray] = {}
     params = {op.name: op_params(g, op) for op in g.ops}
+    defs = {}
+    for op in g.ops:
+        d = ops.get(op.type)
+        if d is None or d.step_fixed is None:
+            raise IRError(f"layer '{op.name}': op {op.type} is not a fixed-point op")
+        defs[op.name] = d
     consts = {t.name: t.data for t in g.constants()}
-    spiking_out = {o: g.producers()[o].type in SPIKING for o in g.outputs}
+    spiking_out = {o: is_spiking(g.producers()[o].type) for o in g.outputs}
     layer: dict[str, np.ndarray] = {}
     events: dict[str, np.ndarray] = {}
     analog = {g.inputs[0]} if (encoding or g.meta["snn"]["fixed"]["encoding"]) == "constant" \
         else set()
-    rec = {op.name: [] for op in g.ops if op.type in SPIKING} if record else None
+    rec = {op.name: [] for op in g.ops if is_spiking(op.type)} if record else None
     acc_out: dict[str, np.ndarray] = {}
     for xt in fixed_input_steps(g, x, timesteps, encoding, seed, layout):
         if n is None:
             n = xt.shape[0]
             state = {s: np.zeros((n, *g.t(s).shape[1:]), np.int64) for s in g.state}
-            layer = {op.name: np.zeros(n, np.int64) for op in g.ops if op.type in SPIKING}
+            layer = {op.name: np.zeros(n, np.int64) for op in g.ops if is_spiking(op.type)}
             acc_out = {o: np.zeros((n, *g.t(o).shape[1:]), np.int64) for o in g.outputs}
-            events = {op.name: np.zeros(n, np.int64) for op in g.ops if op.type in SYNAPSES}
+            events = {op.name: np.zeros(n, np.int64) for op in g.ops if role(op.type) == "synapse"}
         env[g.inputs[0]] = xt.reshape(n, *g.t(g.inputs[0]).shape[1:])
         for op in g.ops:
-            p = params[op.name]
-            xi = env[op.inputs[0]]
-            oshape = g.t(op.outputs[0]).shape
-            t = op.type
-            if t in SYNAPSES and op.inputs[0] not in analog:
-                events[op.name] += (xi.reshape(n, -1) != 0).sum(axis=1)
-            if t == "FULLY_CONNECTED":
-                b = consts.get(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else None
-                y = kernels.fc_acc(xi, consts[op.inputs[1]], b)
-            elif t == "SYN_CONV_2D":
-                b = consts.get(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else None
-                y = kernels.conv_acc(p, xi, consts[op.inputs[1]], b, oshape[1:3])
-            elif t == "SUM_POOL_2D":
-                y = kernels.sum_pool(p, xi, oshape[1:3])
-            elif t == "RESHAPE":
-                y = xi.reshape(n, *oshape[1:])
-            elif t in NEURON_ATTRS:
-                st = [state[s] for s in op.inputs[1:]]
-                y = kernels.neuron_step(p, xi, st)
-                for s, v in zip(op.inputs[1:], st):
-                    state[s] = v
-                if op.name in layer:
-                    layer[op.name] += y.reshape(n, -1).sum(axis=1)
-                    if rec is not None:
-                        rec[op.name].append(y.astype(bool))
-            else:
-                raise IRError(f"layer '{op.name}': op {t} is not a fixed-point op")
+            d = defs[op.name]
+            if role(op.type) == "synapse" and op.inputs[0] not in analog:
+                events[op.name] += (env[op.inputs[0]].reshape(n, -1) != 0).sum(axis=1)
+            ins = [(state[i] if i in state else env[i] if i in env else consts[i]) if i
+                   else None for i in op.inputs]
+            y, new_states = d.step_fixed(kernels, params[op.name], ins,
+                                         (n, *g.t(op.outputs[0]).shape[1:]))
+            for s, v in zip(op.inputs[1:], new_states):
+                state[s] = v
+            if op.name in layer:
+                layer[op.name] += y.reshape(n, -1).sum(axis=1)
+                if rec is not None:
+                    rec[op.name].append(y.astype(bool))
             env[op.outputs[0]] = y
         for o in g.outputs:
             acc_out[o] = acc_out[o] + env[o] if spiking_out[o] else env[o]
     outs = [acc_out[o].reshape(n, -1) for o in g.outputs]
     res = SimResult(outs, layer, {op.name: g.t(op.outputs[0]).size for op in g.ops
-                                  if op.type in SPIKING},
+                                  if is_spiking(op.type)},
                     {k: np.stack(v) for k, v in rec.items()} if rec is not None else None)
     res.events = events     # synapse op -> [N] non-zero inputs over all steps (not analog)
     return res
@@ -425,7 +342,7 @@ def run_fixed(qgraph: Graph, x, timesteps: int, encoding: str | None = None,
 def output_scale(qgraph: Graph, k: int = 0):
     """Real value per unit of output k: 1 for spike counts, v_scale per channel for LI."""
     op = qgraph.producers()[qgraph.outputs[k]]
-    return 1.0 if op.type in SPIKING else np.asarray(op.attrs["v_scale"])
+    return 1.0 if is_spiking(op.type) else np.asarray(op.attrs["v_scale"])
 
 
 def compare(graph: Graph, qgraph: Graph, x, timesteps: int, y=None, layout: str = "nir") -> dict:
@@ -436,7 +353,7 @@ def compare(graph: Graph, qgraph: Graph, x, timesteps: int, y=None, layout: str 
     f = float_sim.simulate(graph, x, timesteps, fx["encoding"], fx["seed"], layout)
     r = run_fixed(qgraph, x, timesteps, layout=layout)
     n = len(f.counts)
-    spiking = qgraph.producers()[qgraph.outputs[0]].type in SPIKING
+    spiking = is_spiking(qgraph.producers()[qgraph.outputs[0]].type)
     out = dict(samples=n, timesteps=timesteps, encoding=fx["encoding"],
                state_bits=fx["state_bits"],
                argmax_agreement=float((f.counts.argmax(1) == r.counts.argmax(1)).mean()))

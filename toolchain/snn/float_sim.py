@@ -15,8 +15,9 @@ membrane of the previous step, fired = v[t-1] > v_threshold):
     THRESHOLD:    s = I > v_threshold
     spikes:       s = v > v_threshold (strictly)
 
-Computed in float32 in snnTorch's operation order. The op functions below are plain
-functions (one per op type) so an op registry can adopt them.
+Computed in float32 in snnTorch's operation order. The per-op steps live in the op
+registry (toolchain/ir/ops/neurons.py, synapses.py: OpDef.step_float); this module runs
+them in time.
 """
 from __future__ import annotations
 
@@ -24,8 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from converters.nir_frontend import NEURON_ATTRS, SPIKING, SYNAPSE_ATTRS
+from toolchain.ir import ops
 from toolchain.ir.graph import Graph, IRError, Op
+from toolchain.ir.ops.neurons import cuba_step, li_step, lif_step, threshold_step  # noqa: F401
+from toolchain.ir.ops.synapses import fully_connected, sum_pool_2d, syn_conv_2d  # noqa: F401
+from toolchain.ir.ops.synapses import patches as _patches  # noqa: F401
 
 from .encoding import encode
 
@@ -33,16 +37,20 @@ F32 = np.float32
 
 
 def attr(op: Op, key: str):
-    if key in op.attrs:
-        return op.attrs[key]
-    for table in (NEURON_ATTRS, SYNAPSE_ATTRS):
-        if op.type in table:
-            return table[op.type].get(key)
+    """An op attribute or its registry default."""
     return op.attr(key)
 
 
-def _a(op: Op, key: str) -> np.ndarray:
-    return np.asarray(attr(op, key), F32)
+def role(op_type: str) -> str | None:
+    """The op's part in a spiking graph (OpDef.snn_role): synapse, neuron, pool, view,
+    fanin; None for ops without spiking semantics."""
+    d = ops.get(op_type)
+    return d.snn_role if d is not None else None
+
+
+def is_spiking(op_type: str) -> bool:
+    d = ops.get(op_type)
+    return bool(d is not None and d.spiking)
 
 
 # --------------------------------------------------------------------------- layout
@@ -60,101 +68,6 @@ def to_ir_layout(graph: Graph, x: np.ndarray, steps: bool = False) -> np.ndarray
     if len(nir_shape) == 2:                                  # (C, W) -> (1, W, C)
         return np.expand_dims(np.moveaxis(x, lead, -1), lead)
     return x
-
-
-# --------------------------------------------------------------------------- synapses
-def fully_connected(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    y = x.reshape(x.shape[0], -1).astype(F32) @ w.astype(F32).T
-    return y + b.astype(F32) if b is not None else y
-
-
-def _patches(x: np.ndarray, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow) -> np.ndarray:
-    """x [N, H, W, C] -> [N, oh, ow, kh, kw, C] with zero padding (top/left ph/pw)."""
-    n, h, w, c = x.shape
-    hp = max(h + ph, (oh - 1) * sh + dh * (kh - 1) + 1)
-    wp = max(w + pw, (ow - 1) * sw + dw * (kw - 1) + 1)
-    xp = np.zeros((n, hp, wp, c), x.dtype)
-    xp[:, ph:ph + h, pw:pw + w] = x
-    out = np.empty((n, oh, ow, kh, kw, c), x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, :, i, j] = xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh,
-                                    j * dw:j * dw + (ow - 1) * sw + 1:sw]
-    return out
-
-
-def syn_conv_2d(op: Op, x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
-                out_shape: tuple) -> np.ndarray:
-    """Grouped, dilated, zero-padded convolution; x NHWC, w OHWI (I = C_in/groups)."""
-    g = int(attr(op, "groups"))
-    o, kh, kw, ipg = w.shape
-    _, oh, ow, _ = out_shape
-    p = _patches(x.astype(F32), kh, kw, attr(op, "stride_h"), attr(op, "stride_w"),
-                 attr(op, "dilation_h"), attr(op, "dilation_w"), attr(op, "pad_h"),
-                 attr(op, "pad_w"), oh, ow)
-    opg = o // g
-    ys = []
-    for gi in range(g):
-        pg = p[..., gi * ipg:(gi + 1) * ipg].reshape(*p.shape[:3], -1)
-        wg = w[gi * opg:(gi + 1) * opg].reshape(opg, -1).astype(F32)
-        ys.append(pg @ wg.T)
-    y = np.concatenate(ys, axis=-1)
-    return y + b.astype(F32) if b is not None else y
-
-
-def sum_pool_2d(op: Op, x: np.ndarray, out_shape: tuple) -> np.ndarray:
-    kh, kw = attr(op, "filter_h"), attr(op, "filter_w")
-    _, oh, ow, _ = out_shape
-    p = _patches(x.astype(F32), kh, kw, attr(op, "stride_h"), attr(op, "stride_w"), 1, 1,
-                 attr(op, "pad_h") or 0, attr(op, "pad_w") or 0, oh, ow)
-    s = p.sum(axis=(3, 4), dtype=F32)
-    d = attr(op, "divisor") if op.type == "SUM_POOL_2D" else kh * kw
-    return s / F32(d) if d != 1 else s
-
-
-# --------------------------------------------------------------------------- neurons
-def lif_step(op: Op, cur: np.ndarray, v: np.ndarray):
-    """One LIF (or IF) step: (spikes, new v)."""
-    thr = _a(op, "v_threshold")
-    beta = F32(1.0) if op.type == "IF" else _a(op, "beta")
-    leak = F32(0.0) if op.type == "IF" else _a(op, "leak")
-    gain = _a(op, "gain")
-    fired = v > thr
-    inp = cur if np.all(gain == 1) else gain * cur
-    if attr(op, "reset") == "subtract":
-        vn = beta * v + inp + leak - fired.astype(F32) * thr
-    else:
-        vn = beta * np.where(fired, _a(op, "v_reset"), v).astype(F32) + inp + leak
-    vn = vn.astype(F32)
-    return (vn > thr).astype(F32), vn
-
-
-def li_step(op: Op, cur: np.ndarray, v: np.ndarray):
-    gain = _a(op, "gain")
-    inp = cur if np.all(gain == 1) else gain * cur
-    vn = (_a(op, "beta") * v + inp + _a(op, "leak")).astype(F32)
-    return vn, vn
-
-
-def cuba_step(op: Op, cur: np.ndarray, i: np.ndarray, v: np.ndarray):
-    """One CUBA_LIF / CUBA_LI step: (output, new i, new v)."""
-    gs, gain = _a(op, "gain_syn"), _a(op, "gain")
-    i_n = (_a(op, "alpha") * i + (cur if np.all(gs == 1) else gs * cur)).astype(F32)
-    inp = i_n if np.all(gain == 1) else gain * i_n
-    base = (_a(op, "beta") * v + inp + _a(op, "leak")).astype(F32)
-    if op.type == "CUBA_LI":
-        return base, i_n, base
-    thr = _a(op, "v_threshold")
-    fired = v > thr
-    if attr(op, "reset") == "subtract":
-        vn = (base - fired.astype(F32) * thr).astype(F32)
-    else:
-        vn = np.where(fired, _a(op, "v_reset"), base).astype(F32)
-    return (vn > thr).astype(F32), i_n, vn
-
-
-def threshold_step(op: Op, cur: np.ndarray):
-    return (cur > _a(op, "v_threshold")).astype(F32)
 
 
 # --------------------------------------------------------------------------- simulation
@@ -194,17 +107,17 @@ def simulate(graph: Graph, x, timesteps: int, encoding: str = "constant", seed: 
     for t in graph.tensors.values():
         if t.is_const:
             env[t.name] = t.data
-    spiking_out = {o: graph.producers()[o].type in SPIKING for o in graph.outputs}
+    spiking_out = {o: is_spiking(graph.producers()[o].type) for o in graph.outputs}
     acc = {o: np.zeros((n, *graph.t(o).shape[1:]), F32) for o in graph.outputs}
-    layer = {op.name: np.zeros(n, np.int64) for op in graph.ops if op.type in SPIKING}
-    neurons = {op.name: graph.t(op.outputs[0]).size for op in graph.ops if op.type in SPIKING}
-    rec = {op.name: [] for op in graph.ops if op.type in SPIKING} if record else None
+    layer = {op.name: np.zeros(n, np.int64) for op in graph.ops if is_spiking(op.type)}
+    neurons = {op.name: graph.t(op.outputs[0]).size for op in graph.ops if is_spiking(op.type)}
+    rec = {op.name: [] for op in graph.ops if is_spiking(op.type)} if record else None
     for xt in encode(x, timesteps, encoding, seed):
         env[graph.inputs[0]] = xt.reshape(n, *graph.t(graph.inputs[0]).shape[1:])
         for op in graph.ops:
             y = run_op(graph, op, env, state)
             env[op.outputs[0]] = y
-            if probe is not None and op.type in NEURON_ATTRS:
+            if probe is not None and role(op.type) == "neuron":
                 _probe(probe, op, env, state)
             if op.name in layer:
                 layer[op.name] += y.reshape(n, -1).sum(axis=1).astype(np.int64)
@@ -220,8 +133,7 @@ def simulate(graph: Graph, x, timesteps: int, encoding: str = "constant", seed: 
 def _probe(probe: dict, op: Op, env: dict, state: dict) -> None:
     d = probe.setdefault(op.name, {})
     keys = [("in", op.inputs[0], env)] + [(k, n, state) for k, n in
-                                          zip(("i", "v") if len(op.inputs) == 3 else ("v",),
-                                              op.inputs[1:])]
+                                          zip(ops.get(op.type).states, op.inputs[1:])]
     for k, n, src in keys:
         a = np.abs(src[n].astype(np.float64))
         m = a.reshape(-1, a.shape[-1]).max(axis=0)
@@ -229,33 +141,14 @@ def _probe(probe: dict, op: Op, env: dict, state: dict) -> None:
 
 
 def run_op(graph: Graph, op: Op, env: dict, state: dict) -> np.ndarray:
-    ins = [env.get(i) if i else None for i in op.inputs]
-    x = ins[0]
-    n = x.shape[0]
-    out_shape = (n, *graph.t(op.outputs[0]).shape[1:])
-    t = op.type
-    if t == "FULLY_CONNECTED":
-        return fully_connected(x, ins[1], ins[2] if len(ins) > 2 else None)
-    if t == "SYN_CONV_2D":
-        return syn_conv_2d(op, x, ins[1], ins[2] if len(ins) > 2 else None, out_shape)
-    if t in ("SUM_POOL_2D", "AVERAGE_POOL_2D"):
-        return sum_pool_2d(op, x, out_shape)
-    if t == "RESHAPE":
-        return x.reshape(out_shape)
-    if t == "SCALE":
-        return (x * ins[1].astype(F32)).astype(F32)
-    if t == "ADD":
-        return (x + ins[1]).astype(F32)
-    if t in ("LIF", "IF"):
-        s, state[op.inputs[1]] = lif_step(op, x, state[op.inputs[1]])
-        return s
-    if t == "LI":
-        y, state[op.inputs[1]] = li_step(op, x, state[op.inputs[1]])
-        return y
-    if t in ("CUBA_LIF", "CUBA_LI"):
-        y, state[op.inputs[1]], state[op.inputs[2]] = cuba_step(
-            op, x, state[op.inputs[1]], state[op.inputs[2]])
-        return y
-    if t == "THRESHOLD":
-        return threshold_step(op, x)
-    raise IRError(f"layer '{op.name}': op {t} has no spiking semantics")
+    """One float step of one op (its registry step_float); neuron state is updated in
+    `state`."""
+    d = ops.get(op.type)
+    if d is None or d.step_float is None:
+        raise IRError(f"layer '{op.name}': op {op.type} has no spiking semantics")
+    ins = [(state[i] if i in state else env.get(i)) if i else None for i in op.inputs]
+    out_shape = (ins[0].shape[0], *graph.t(op.outputs[0]).shape[1:])
+    y, new_states = d.step_float(op, ins, out_shape)
+    for s, v in zip(op.inputs[1:], new_states):
+        state[s] = v
+    return y

@@ -205,36 +205,10 @@ class SubnetStore:
 def decode_level(st: "SubnetStore", level: int):
     """(columns int64 [R, n], values int64 [R, n]) of a level's entries, decoded
     from the flash layout (c_arrays) alone, as the kernels read it (entry order
-    within a row: the layout's)."""
-    a = st.c_arrays()
-    n = st.level_entries(level)
-    R, K, S = st.rows, st.row_len, st.n_seg
-    ng = int(np.searchsorted(st.group_end, n) + 1)
-    ge = st.n_groups - (1 if st.implicit_last else 0)
-    nge = min(ng, ge)                       # explicit groups the level uses
-    n_exp = int(st.group_end[nge - 1]) if nge else 0
-    cols = np.empty((R, n), np.int64)
-    vals = np.empty((R, n), np.int64)
-    pv = a["pairs"][:, :, 1].view(np.int8).astype(np.int64)
-    pc = a["pairs"][:, :, 0].astype(np.int64)
-    for r in range(R):
-        if S == 1:
-            c, v = pc[r, :n_exp], pv[r, :n_exp]
-        else:
-            cl, vl, off = [], [], 0
-            for si in range(S):
-                cnt = int(a["seg_counts"][r, si, nge - 1]) if nge else 0
-                cl.append((si << st.seg_shift) + pc[r, off:off + cnt])
-                vl.append(pv[r, off:off + cnt])
-                off += int(a["seg_counts"][r, si, ge - 1])
-            c, v = np.concatenate(cl), np.concatenate(vl)
-        if ng > ge:                          # implicit dense group
-            used = np.zeros(K, bool)
-            used[c] = True
-            c = np.concatenate([c, np.flatnonzero(~used)])
-            v = np.concatenate([v, a["tail"][r].astype(np.int64)])
-        cols[r], vals[r] = c, v
-    return cols, vals
+    within a row: the layout's). The decoder lives with the row-sparse op family
+    (toolchain/ir/ops/sparse.py), which reads the same arrays from the IR."""
+    from toolchain.ir.ops.sparse import decode
+    return decode(st.c_arrays(), st.level_entries(level))
 
 
 def build_store(w: np.ndarray, order: np.ndarray, sparsities,

@@ -4,14 +4,18 @@
     d = ops.get("CONV_2D")          # OpDef: attrs, float_eval, reference, quant rule,
                                     # kernel_params, scratch, emit, inplace, torch, ...
     ops.ops_with("emit")            # op types the mcu runtime runs
+    ops.family("snn")               # spiking neurons and synapses (step_float, step_fixed,
+                                    # emit_snn: toolchain.snn looks them up here)
 
 Importing this package registers every family below; `toolchain.ir.graph.OP_ATTRS`
 is filled from it, so attribute defaults, validation and the model hash see the same
 ops as the interpreters, the quantizer and the code generator.
 """
-from .base import REGISTRY, OpDef, QuantRule, get, ops_with, register
+from .base import REGISTRY, OpDef, QuantRule, family, get, ops_with, register
 from . import conv, depthwise, fully_connected, pooling, elementwise, shape  # noqa: F401,E402
 from . import softmax, reduce, activations, quantize  # noqa: F401,E402
+from . import synapses, neurons  # noqa: F401,E402  (spiking networks, family "snn")
+from . import sparse  # noqa: F401,E402  (nested row-sparse subnets)
 
 
 def require(op_type: str, layer: str, what: str = "the IR") -> OpDef:
@@ -22,4 +26,4 @@ def require(op_type: str, layer: str, what: str = "the IR") -> OpDef:
     return d
 
 
-__all__ = ["REGISTRY", "OpDef", "QuantRule", "get", "ops_with", "register", "require"]
+__all__ = ["REGISTRY", "OpDef", "QuantRule", "family", "get", "ops_with", "register", "require"]

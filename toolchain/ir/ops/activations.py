@@ -24,6 +24,14 @@ toolchain/ir/quant_math.py):
   quantization, any alpha (negative or > 1 too).
 Every table is built from the op's numpy reference (quant_math.lut_s8_table), so
 the device is bit-exact with the reference by construction.
+
+PRELU (inputs x and alpha, alpha broadcast into x, e.g. one slope per channel) is
+TFLM's int8 Prelu (CalculatePreluParams / BroadcastPrelu4DSlow): two multipliers,
+QuantizeMultiplier of in_s/out_s and in_s*alpha_s/out_s in double;
+out = clamp(zo + MBQM(x - zi, m1, s1)) where x - zi >= 0, else
+clamp(zo + MBQM((x - zi) * (a - za), m2, s2)). alpha is per-tensor quantized (TFLM
+reads alpha->params); its output shape is the input's. Kernel: activations.c
+mcu_prelu_s8 (not a table: two inputs).
 """
 from __future__ import annotations
 
@@ -32,7 +40,8 @@ import numpy as np
 from toolchain.ir import quant_math as qm
 from toolchain.ir.graph import Graph, IRError, Op
 
-from .base import OpDef, QuantRule, qparams, register, same_as_input, same_shape_inputs
+from .base import (OpDef, QuantRule, dims4, qparams, register, same_as_input,
+                   same_shape_inputs)
 
 _INT8_MIN, _INT8_MAX = -128, 127
 
@@ -259,3 +268,75 @@ register(OpDef("LEAKY_RELU", {"alpha": 0.2}, infer_shape=same_as_input,
                float_eval=_leaky_relu_float, reference=_leaky_relu_ref, quant=QuantRule(),
                kernel_params=_leaky_relu_params, emit=emit_lut, inplace=same_shape_inputs,
                torch=_torch_leaky_relu, doc="x if x > 0 else alpha * x (LeakyReluOptions.alpha)"))
+
+
+# ---------------------------------------------------------------- PRELU
+PRELU_FIELDS = ["input_offset", "alpha_offset", "output_offset", "output_multiplier_1",
+                "output_shift_1", "output_multiplier_2", "output_shift_2"]
+
+
+def _prelu_shape(g: Graph, op: Op):
+    x, a = g.t(op.inputs[0]).shape, g.t(op.inputs[1]).shape
+    try:
+        out = tuple(np.broadcast_shapes(tuple(x), tuple(a)))
+    except ValueError:
+        raise IRError(f"layer '{op.name}' (PRELU): alpha {tuple(a)} does not broadcast to "
+                      f"the input {tuple(x)}") from None
+    if out != tuple(x):
+        raise IRError(f"layer '{op.name}' (PRELU): alpha {tuple(a)} is larger than the "
+                      f"input {tuple(x)}")
+    return out
+
+
+def _prelu_q(g: Graph, op: Op):
+    (si, zi), (sa, za), (so, zo) = (qparams(g.t(n), op.name)
+                                    for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    m1, s1 = qm.quantize_multiplier(si / so)
+    m2, s2 = qm.quantize_multiplier(si * sa / so)
+    return dict(input_offset=-zi, alpha_offset=-za, output_offset=zo,
+                output_multiplier_1=int(m1), output_shift_1=int(s1),
+                output_multiplier_2=int(m2), output_shift_2=int(s2))
+
+
+def _prelu_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
+    p = _prelu_q(g, op)
+    x = v[op.inputs[0]].astype(np.int64) + p["input_offset"]
+    a = v[op.inputs[1]].astype(np.int64) + p["alpha_offset"]
+    pos = qm.multiply_by_quantized_multiplier(x, p["output_multiplier_1"], p["output_shift_1"])
+    neg = qm.multiply_by_quantized_multiplier(np.broadcast_to(x * a, x.shape),
+                                              p["output_multiplier_2"], p["output_shift_2"])
+    out = np.where(x >= 0, pos, neg) + p["output_offset"]
+    return np.clip(out, _INT8_MIN, _INT8_MAX).astype(np.int8).reshape(g.t(op.outputs[0]).shape)
+
+
+def _prelu_params(g: Graph, op: Op) -> dict:
+    from .elementwise import broadcast_strides
+    _prelu_shape(g, op)
+    x, a = g.t(op.inputs[0]), g.t(op.inputs[1])
+    if len(x.shape) > 4:
+        raise IRError(f"layer '{op.name}' (PRELU): {len(x.shape)}-D input; TFLite Micro's "
+                      "Prelu is 4-D at most")
+    return dict(_prelu_q(g, op), output_dims=dims4(x.shape), size=x.size,
+                alpha_strides=broadcast_strides(a.shape, x.shape))
+
+
+def _prelu_emit(em, k, op, p):
+    P = em.layer_prefix(k)
+    pp = em.struct(P, "mcu_prelu_params_t", p, PRELU_FIELDS)
+    odm = em.dims(P, "od", p["output_dims"])
+    em.decls.append(f"static const int32_t {P}_as[4] = {{{em.arr(p['alpha_strides'])}}};")
+    return [f"mcu_prelu_s8({pp}, {odm}, {em.ptr(op.inputs[0])}, {em.ptr(op.inputs[1])}, "
+            f"{P}_as, {em.ptr(op.outputs[0])});"]
+
+
+def _prelu_torch(m, op, x, inp):
+    import torch
+    return torch.where(x >= 0, x, x * inp(1))
+
+
+register(OpDef("PRELU", {}, infer_shape=_prelu_shape,        # inputs: x, alpha
+               float_eval=lambda g, op, inp: np.where(inp(0) >= 0, inp(0), inp(0) * inp(1)),
+               reference=_prelu_ref, quant=QuantRule(const_inputs=True),
+               kernel_params=_prelu_params, emit=_prelu_emit, inplace=same_shape_inputs,
+               int8_const_inputs=True, torch=_prelu_torch,
+               doc="x for x >= 0, alpha * x below (alpha broadcast, e.g. per channel)"))

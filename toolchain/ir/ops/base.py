@@ -23,8 +23,30 @@ Signatures of the callables (g: Graph, op: Op):
   code generator's emitter (toolchain.codegen.generate._Emitter).
 - inplace(g, op) -> list[int] | None: inputs whose buffer the output may overwrite.
 - macs(g, op) -> int: multiply-accumulates (reports, the fake device's timing model).
+- dense_form(g, op) -> (op_type, attrs, weight Tensor): ops with no TFLite builtin of
+  their own (the row-sparse family) are written to .tflite as this equivalent op
+  (converters.tflite_writer), so tflite-micro checks them too.
 - torch(m, op, x, inp) -> torch.Tensor: the op in PyTorch for patch training; `m` is
   the toolchain.patch.torch_graph.GraphModule, x the first input, inp(i) the others.
+
+Spiking ops (family "snn": neurons.py, synapses.py; docs/snn.md) and the int8 ops a
+spiking graph also uses (FULLY_CONNECTED, RESHAPE, AVERAGE_POOL_2D, ADD) describe their
+time-step semantics with these fields (toolchain.snn looks them up; it holds no per-op
+branches):
+- snn_role: "synapse" (weights; its input events are counted; exactly one neuron layer
+  reads it in fixed point), "neuron" (state tensors op.inputs[1:], one per name in
+  `states`), "pool", "view" (a reshape), "fanin" (float only: ADD, SCALE).
+- spiking: the output is 0/1 spikes (counted per layer); else a current or membrane.
+- step_float(op, ins, out_shape) -> (y, new_states): one time step in float32 on a batch;
+  ins are the input values in op.inputs order (neuron state included), out_shape the
+  output's shape with the batch; new_states replace op.inputs[1:] (neurons; [] else).
+- step_fixed(kern, p, ins, out_shape) -> (y, new_states): the same in the integer form
+  (toolchain/snn/fixed_point.py), bit-exact with firmware_templates/runtime/snn.c; p: the
+  op's integer parameters, kern: the kernel set (numpy here, the C kernels in tests) with
+  fc_acc, conv_acc, sum_pool, neuron_step.
+- emit_snn(em, k, op) -> None: layer k's C (toolchain/snn/codegen.py): adds constants,
+  buffers and the per-step / once-per-sample kernel calls to the SNN emitter `em`.
+- float_only: why the op has no fixed-point form (quantization refuses it with this).
 """
 from __future__ import annotations
 
@@ -69,7 +91,18 @@ class OpDef:
     macs: Callable | None = None           # (g, op) -> multiply-accumulates of one run
     float_io: tuple[str, ...] = ()         # "in"/"out": float tensors the int8 reference accepts
     int8_const_inputs: bool = False        # constant data inputs must be int8 in the runtime
+    dense_form: Callable | None = None     # (g, op) -> (op type, attrs, weight Tensor): the
+    #                                         equivalent registered op the TFLite writer writes
     doc: str = ""
+    # spiking networks (module docstring; docs/adding-an-op.md "Spiking op families")
+    family: str = "int8"                   # "int8" or "snn"
+    snn_role: str | None = None            # synapse, neuron, pool, view, fanin
+    spiking: bool = False                  # output is 0/1 spikes
+    states: tuple[str, ...] = ()           # neuron state tensors, after the current input
+    step_float: Callable | None = None     # (op, ins, out_shape) -> (y, new_states)
+    step_fixed: Callable | None = None     # (kern, p, ins, out_shape) -> (y, new_states)
+    emit_snn: Callable | None = None       # (em, k, op) -> None (toolchain.snn.codegen)
+    float_only: str = ""                   # why there is no fixed-point form
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -90,6 +123,11 @@ def get(op_type: str) -> OpDef | None:
 def ops_with(field_name: str) -> tuple[str, ...]:
     """Op types whose OpDef has `field_name` set (e.g. "emit": the runtime's ops)."""
     return tuple(n for n, d in REGISTRY.items() if getattr(d, field_name))
+
+
+def family(name: str) -> tuple[str, ...]:
+    """Op types of a family ("int8": the TFLite ops; "snn": neurons and synapses)."""
+    return tuple(n for n, d in REGISTRY.items() if d.family == name)
 
 
 # ------------------------------------------------------------ shared helpers

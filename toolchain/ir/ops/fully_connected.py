@@ -15,6 +15,7 @@ from toolchain.ir.graph import Graph, IRError, Op
 
 from .base import (OpDef, QuantRule, act_range, bias_i32, bias_input, i32, qparams, register,
                    requant, wscales)
+from .synapses import emit_fc, fc_step_fixed, fc_step_float
 
 ATTRS = dict(fused_activation="NONE", keep_num_dims=False)
 
@@ -104,4 +105,6 @@ register(OpDef(
     quant=QuantRule(weight_axis="fc", fusable=True), kernel_params=_params, scratch=_scratch,
     emit=_emit, weight_roles={1: "weight", 2: "bias"}, torch=_torch,
     macs=lambda g, op: g.t(op.outputs[0]).size * g.t(op.inputs[1]).shape[1],
-    doc="matrix times vector(s), int8 weights per tensor or per channel"))
+    doc="matrix times vector(s), int8 weights per tensor or per channel",
+    # spiking networks: the event-driven synapse (synapses.py, docs/snn.md)
+    snn_role="synapse", step_float=fc_step_float, step_fixed=fc_step_fixed, emit_snn=emit_fc))

@@ -13,6 +13,7 @@ from toolchain.ir.graph import Graph, Op
 
 from .base import (OpDef, QuantRule, act_range, compute_padding, dims4, float_pad_amounts,
                    pad_windows, qparams, register, torch_same_pad, window_shape, windows)
+from .synapses import pool_step_float
 
 ATTRS = dict(padding="VALID", stride_h=1, stride_w=1, filter_h=1, filter_w=1,
              fused_activation="NONE")
@@ -109,4 +110,7 @@ for _name, _doc in (("AVERAGE_POOL_2D", "average over valid taps, round half awa
                     ("MAX_POOL_2D", "maximum over the window")):
     register(OpDef(_name, dict(ATTRS), infer_shape=_shape, float_eval=_float, reference=_reference,
                    quant=QuantRule(same_quant="first"), kernel_params=_params, emit=_emit,
-                   row_capable=True, torch=_torch, doc=_doc))
+                   row_capable=True, torch=_torch, doc=_doc,
+                   # spiking networks: an average of spikes (fixed point: SUM_POOL_2D)
+                   **(dict(snn_role="pool", step_float=pool_step_float)
+                      if _name == "AVERAGE_POOL_2D" else {})))
