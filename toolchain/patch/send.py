@@ -341,7 +341,12 @@ def send_patch(opener, data: bytes, *, window: int = 8, chunk: int | None = None
                 break
             ta = time.monotonic()
             applying = True
-            r = _request(lk, Msg.PATCH_APPLY, b"", "PATCH_APPLY", timeout=apply_timeout)
+            # a lost APPLY or answer must not cost the whole apply_timeout: retry every
+            # link timeout, for apply_timeout in all (a retry is the same seq and bytes:
+            # a device still applying answers it from its duplicate cache afterwards)
+            per_try = min(apply_timeout, max(lk.timeout, 0.5))
+            r = _request(lk, Msg.PATCH_APPLY, b"", "PATCH_APPLY", timeout=per_try,
+                         retries=max(lk.retries, int(apply_timeout / per_try)))
             res.apply_seconds = time.monotonic() - ta
             res.seq = struct.unpack_from("<I", r)[0]
             res.hash = r[4:36].hex()
