@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi qemu-system-arm
 
-.PHONY: setup sysdeps venv test demo bench bench-snn bench-subnets patch-faults clean
+.PHONY: setup sysdeps venv test demo bench bench-snn bench-subnets patch-faults fuzz bench-patch-link clean
 
 setup: sysdeps venv
 
@@ -54,6 +54,15 @@ bench-subnets: setup
 # faults through a proxy, bad patches; on the host board and QEMU. JSON: build/patch-faults.json
 patch-faults: setup
 	$(BIN)/python -m toolchain.patch.campaign --json build/patch-faults.json
+
+# Protocol fuzzer (issue #15), long run: 1 M fuzz items per host board (host-asan too when
+# present); no crash, no hang, a valid request answered after every batch. JSON: bench-results/proto_fuzz.json
+fuzz: setup
+	$(BIN)/python -m toolchain.patch.fuzz --frames 1000000 --json bench-results/proto_fuzz.json
+
+# Patch streaming over a bad line (issue #15): 0 / 1e-4 / 1e-3 / 4e-3 per byte, cuts every 1.5 kB.
+bench-patch-link: setup
+	$(BIN)/python -m toolchain.patch.stream_bench --json bench-results/patch_stream_badline.json
 
 clean:
 	rm -rf build out .pytest_cache   # bench-results/ keeps the committed figures

@@ -53,7 +53,37 @@ def _read_patch(path) -> bytes:
 
 def _key(path):
     from toolchain.patch.format import load_key
+    if isinstance(path, tuple):                     # ("fleet", secret file, device id)
+        from toolchain.patch.fleet import device_key, load_fleet_secret
+        return device_key(load_fleet_secret(path[1]), path[2])
     return load_key(path) if path else None
+
+
+def key_option(required=False, help="Device key file."):
+    """-k KEY, or --fleet SECRET --device-id ID (the device's key derived with HKDF,
+    toolchain/patch/fleet.py); the command gets key_path for _key()."""
+    import functools
+
+    def deco(f):
+        @functools.wraps(f)
+        def wrapper(*a, key_path=None, fleet=None, device_id=None, **kw):
+            if fleet is not None or device_id is not None:
+                if key_path:
+                    raise click.UsageError("give -k KEY or --fleet SECRET --device-id ID, not both")
+                if fleet is None or device_id is None:
+                    raise click.UsageError("--fleet and --device-id go together")
+                key_path = ("fleet", fleet, device_id)
+            elif required and not key_path:
+                raise click.UsageError("Missing option '--key' / '-k' (or --fleet SECRET "
+                                       "--device-id ID)")
+            return f(*a, key_path=key_path, **kw)
+        wrapper = click.option("--device-id", help="Device id for --fleet.")(wrapper)
+        wrapper = click.option("--fleet", type=click.Path(exists=True, dir_okay=False),
+                               help="Fleet secret file: use the key of --device-id derived "
+                                    "from it (HKDF-SHA256) instead of -k.")(wrapper)
+        return click.option("--key", "-k", "key_path", type=click.Path(exists=True, dir_okay=False),
+                            help=help)(wrapper)
+    return deco
 
 
 def _fmt_bytes(n):
@@ -87,27 +117,43 @@ def _write_patch(res, out, out_model, json_path, extra=None):
 
 # -- commands -------------------------------------------------------------------------------
 @patch.command("keygen")
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False), required=False)
+@click.option("-o", "--out", "out_opt", type=click.Path(dir_okay=False), help="Key file to write.")
 @click.option("--raw", is_flag=True, help="Write 32 raw bytes instead of 64 hex digits.")
 @click.option("--force", is_flag=True, help="Overwrite an existing key file.")
-def keygen_cmd(out, raw, force):
-    """Create a per-device patch key (32 random bytes; provision it into the firmware build)."""
+@click.option("--fleet", type=click.Path(exists=True, dir_okay=False),
+              help="Fleet secret: write the key of --device-id derived from it (HKDF-SHA256).")
+@click.option("--device-id", help="Device id (with --fleet).")
+def keygen_cmd(out, out_opt, raw, force, fleet, device_id):
+    """Create a patch key: 32 random bytes (a device key, or a fleet secret), or with
+    --fleet SECRET --device-id ID the device's key derived from the fleet secret."""
     from toolchain.patch.errors import PatchError
     from toolchain.patch.format import key_id
+    if out and out_opt and out != out_opt:
+        raise click.UsageError("give the key file once (OUT or -o)")
+    out = out or out_opt
+    if not out:
+        raise click.UsageError("Missing the key file to write (OUT or -o)")
+    if (fleet is None) != (device_id is None):
+        raise click.UsageError("--fleet and --device-id go together")
     if os.path.exists(out) and not force:
         raise PatchError(f"{out} exists; refusing to overwrite a key (use --force)")
-    k = os.urandom(32)
+    if fleet:
+        from toolchain.patch.fleet import device_key, load_fleet_secret
+        k = device_key(load_fleet_secret(fleet), device_id)
+    else:
+        k = os.urandom(32)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(k if raw else (k.hex() + "\n").encode())
-    click.echo(f"key {out}: key id {key_id(k).hex()}")
+    click.echo(f"key {out}: key id {key_id(k).hex()}"
+               + (f" (device {device_id!r} of fleet {fleet})" if fleet else ""))
 
 
 @patch.command("diff")
 @click.argument("old", type=click.Path(exists=True))
 @click.argument("new", type=click.Path(exists=True))
-@click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Device key file.")
+@key_option(required=True)
 @click.option("--seq", type=click.IntRange(1, 2**32 - 1), required=True,
               help="Sequence number (above the device's last applied one).")
 @click.option("--budget", type=click.FloatRange(0, 1), default=None,
@@ -143,8 +189,7 @@ def diff_cmd(old, new, key_path, seq, budget, full, zlib, no_old, out, out_model
 
 @patch.command("show")
 @click.argument("patch_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--key", "-k", "key_path", type=click.Path(exists=True, dir_okay=False),
-              help="Key file: also check the tag.")
+@key_option(help="Key file: also check the tag.")
 @click.option("--base", type=click.Path(exists=True, dir_okay=False),
               help="Model (.tflite): name the tensors and compare the base hash.")
 @click.option("--records", type=int, default=0, help="Print the first N records of each tensor.")
@@ -204,7 +249,7 @@ def show_cmd(patch_file, key_path, base, records, json_path):
 
 @patch.command("verify")
 @click.argument("patch_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@key_option(required=True)
 @click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The deployed model (.tflite) the patch must apply to.")
 @click.option("--last-seq", type=int, default=None,
@@ -230,7 +275,7 @@ def verify_cmd(patch_file, key_path, base, last_seq):
 
 @patch.command("apply")
 @click.argument("patch_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@key_option(required=True)
 @click.option("--base", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--last-seq", type=int, default=0, show_default=True)
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="New model (.tflite).")
@@ -247,7 +292,7 @@ def apply_cmd(patch_file, key_path, base, last_seq, out):
 @click.argument("model", type=click.Path(exists=True))
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help=".npz with x (float inputs, NHWC like the model input) and y (int labels).")
-@click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@key_option(required=True)
 @click.option("--seq", type=click.IntRange(1, 2**32 - 1), required=True)
 @click.option("--budget", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="Fraction of conv/fc weights that may change.")

@@ -16,7 +16,7 @@ import click
 
 from toolchain.cli.common import write_json
 # helpers only: the `patch` group gets these commands in toolchain/cli/__init__.py
-from toolchain.cli.patch import _key, _load_model, _read_patch
+from toolchain.cli.patch import _key, _load_model, _read_patch, key_option
 
 
 def _device(board, firmware, flash, port):
@@ -91,8 +91,7 @@ def _bar(width=30):
 @click.command("firmware")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--board", "-b", required=True, help="Target board (mcu boards).")
-@click.option("--key", "-k", "key_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Per-device patch key provisioned into the firmware.")
+@key_option(required=True, help="Per-device patch key provisioned into the firmware.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Build directory.")
 @click.option("--kernels", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
               show_default=True)
@@ -126,8 +125,7 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
 @click.command("send")
 @click.argument("patch_file", type=click.Path(exists=True, dir_okay=False))
 @_device_opts
-@click.option("--key", "-k", "key_path", type=click.Path(exists=True, dir_okay=False),
-              help="Check the tag on the host first (the device checks it in any case).")
+@key_option(help="Check the tag on the host first (the device checks it in any case).")
 @click.option("--window", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Chunks in flight.")
 @click.option("--chunk", type=click.IntRange(16, 4096), default=None,
@@ -168,7 +166,10 @@ def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, 
                 click.echo(f"streamed {res.streamed:,} B in {res.stream_seconds:.3f} s: "
                            f"{res.bytes_per_s:,.0f} B/s = {100 * res.fraction_of_baud:.1f} % of "
                            f"{NOMINAL_BAUD} baud ({NOMINAL_BAUD // 10:,} B/s nominal); "
-                           f"{res.chunks} chunks of {res.chunk_size} B, window {window}, "
+                           f"{res.chunks} chunks of "
+                           + (f"{res.chunk_min}-{res.chunk_size} B (adapted)"
+                              if res.chunk_min and res.chunk_min < res.chunk_size
+                              else f"{res.chunk_size} B") + f", window {window}, "
                            f"{res.retransmits} go-back(s), {res.reconnects} reconnect(s)")
             if res.applied:
                 click.echo(f"applied: device model {res.hash} seq {res.seq} "

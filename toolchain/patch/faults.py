@@ -130,7 +130,8 @@ class FaultProxy:
         self.target = target_port
         self.p = dict(drop=drop, dup=dup, corrupt=corrupt, delay=delay)
         self.delay_s = delay_s
-        self.cut_after = cut_after           # cut every connection after this many bytes
+        self.cut_after = cut_after           # cut every connection after exactly this many
+        #                                      bytes (both directions; the rest is lost)
         self.rate = rate
         self.rng = random.Random(seed)
         self.directions = directions
@@ -232,7 +233,7 @@ class FaultProxy:
                 return
             for s in r:
                 try:
-                    data = s.recv(4096)
+                    data = s.recv(256 if self.rate else 4096)   # paced: fine-grained
                 except OSError:
                     data = b""
                 if not data:
@@ -243,7 +244,12 @@ class FaultProxy:
                             pass
                     return
                 dst, direction = socks[s]
+                cut_now = False
+                if self.cut_after and sent + len(data) >= self.cut_after:
+                    data = data[:self.cut_after - sent]     # cut exactly at the limit
+                    cut_now = True
                 self.stats["bytes"] += len(data)
+                n_in = len(data)
                 data, delay = self._mangle(data, direction)
                 if delay:
                     time.sleep(delay)
@@ -258,8 +264,8 @@ class FaultProxy:
                     dst.sendall(data)
                 except OSError:
                     return
-                sent += len(data)
-                if self.cut_after and sent >= self.cut_after:
+                sent += n_in
+                if cut_now:
                     self.stats["cuts"] += 1
                     for x in socks:
                         try:
