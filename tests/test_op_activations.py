@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qemu_model import assert_bit_exact_on_qemu, needs_qemu  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from kernel_host import host_lib, run_op  # noqa: E402
@@ -407,11 +408,10 @@ def test_onnx_activations_convert_quantize_and_run_in_tflm():
 
 
 # --------------------------------------------------------------------------- end to end
-HAVE_QEMU = bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@needs_qemu
 @pytest.mark.parametrize("kernels", ["portable", "dsp"])
 def test_activation_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     """The ONNX model with Hardswish, Tanh and LeakyReLU through `mcu build`'s path on
@@ -419,25 +419,10 @@ def test_activation_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     torch = pytest.importorskip("torch")
     from converters import from_onnx
     from converters.quantize import quantize
-    from toolchain.build import load_build
-    from toolchain.build_model import build_model
-    from toolchain.devices import start_device
-    from toolchain.link.model import ModelClient
 
     torch.manual_seed(1)
     g = from_onnx(_export(_act_net(), (1, 3, 6, 5)))
     assert {"TANH", "HARD_SWISH", "LEAKY_RELU"} <= {op.type for op in g.ops}
     rng = np.random.default_rng(3)
     q = quantize(g, rng.standard_normal((32, 6, 5, 3)).astype(np.float32) * 2)
-    model = tmp_path / "act.tflite"
-    model.write_bytes(write_tflite(q))
-    rep = build_model(model, "mps2-an386", tmp_path / "build", kernels=kernels,
-                      measure_tflm=False)
-    tf = TflmRunner(model.read_bytes())
-    xs = rng.integers(-128, 128, size=(8,) + tuple(q.t(q.inputs[0]).shape)).astype(np.int8)
-    with start_device("mps2-an386", load_build(rep["build_dir"])) as dev:
-        client = ModelClient(dev.link())
-        assert client.info().model_hash == q.model_hash()
-        for x in xs:
-            got, _ = client.infer(x.tobytes())
-            assert np.frombuffer(got, np.int8).tolist() == tf.run(x)[0].reshape(-1).tolist()
+    assert_bit_exact_on_qemu(q, tmp_path, kernels)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qemu_model import assert_bit_exact_on_qemu, needs_qemu  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from kernel_host import CFLAGS, RUNTIME, host_lib  # noqa: E402
@@ -327,11 +328,10 @@ def test_onnx_sigmoid_converts_quantizes_and_runs_in_tflm():
 
 
 # --------------------------------------------------------------------------- end to end
-HAVE_QEMU = bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@needs_qemu
 @pytest.mark.parametrize("kernels", ["portable", "dsp"])
 def test_logistic_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     """A conv net with Sigmoid gates (ONNX) through `mcu build`'s path on mps2-an386:
@@ -341,10 +341,6 @@ def test_logistic_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
 
     from converters import from_onnx
     from converters.quantize import quantize
-    from toolchain.build import load_build
-    from toolchain.build_model import build_model
-    from toolchain.devices import start_device
-    from toolchain.link.model import ModelClient
 
     torch.manual_seed(1)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Sigmoid(), nn.Flatten(),
@@ -357,15 +353,4 @@ def test_logistic_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     assert "LOGISTIC" in [op.type for op in g.ops]
     rng = np.random.default_rng(3)
     q = quantize(g, rng.standard_normal((32, 6, 5, 3)).astype(np.float32) * 2)
-    model = tmp_path / "sig.tflite"
-    model.write_bytes(write_tflite(q))
-    rep = build_model(model, "mps2-an386", tmp_path / "build", kernels=kernels,
-                      measure_tflm=False)
-    tf = TflmRunner(model.read_bytes())
-    xs = rng.integers(-128, 128, size=(8,) + tuple(q.t(q.inputs[0]).shape)).astype(np.int8)
-    with start_device("mps2-an386", load_build(rep["build_dir"])) as dev:
-        client = ModelClient(dev.link())
-        assert client.info().model_hash == q.model_hash()
-        for x in xs:
-            got, _ = client.infer(x.tobytes())
-            assert np.frombuffer(got, np.int8).tolist() == tf.run(x)[0].reshape(-1).tolist()
+    assert_bit_exact_on_qemu(q, tmp_path, kernels)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qemu_model import assert_bit_exact_on_qemu, needs_qemu  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import opgen  # noqa: E402
@@ -184,35 +185,19 @@ def test_onnx_transpose_of_a_flattened_tensor_is_refused():
 
 
 # --------------------------------------------------------------------------- end to end
-HAVE_QEMU = bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@needs_qemu
 @pytest.mark.parametrize("kernels", ["portable", "dsp"])
 def test_transpose_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     torch = pytest.importorskip("torch")
     from converters import from_onnx
     from converters.quantize import quantize
-    from toolchain.build import load_build
-    from toolchain.build_model import build_model
-    from toolchain.devices import start_device
-    from toolchain.link.model import ModelClient
     torch.manual_seed(1)
     _, net, shape = _nets()[1]
     g = from_onnx(_export(net, shape))
     rng = np.random.default_rng(3)
     q = quantize(g, _ir_in(rng.standard_normal((32,) + shape[1:]).astype(np.float32)))
     assert "TRANSPOSE" in {op.type for op in q.ops}
-    model = tmp_path / "transpose.tflite"
-    model.write_bytes(write_tflite(q))
-    rep = build_model(model, "mps2-an386", tmp_path / "build", kernels=kernels,
-                      measure_tflm=False)
-    tf = TflmRunner(model.read_bytes())
-    xs = rng.integers(-128, 128, size=(6,) + tuple(q.t(q.inputs[0]).shape)).astype(np.int8)
-    with start_device("mps2-an386", load_build(rep["build_dir"])) as dev:
-        client = ModelClient(dev.link())
-        assert client.info().model_hash == q.model_hash()
-        for x in xs:
-            got, _ = client.infer(x.tobytes())
-            assert np.frombuffer(got, np.int8).tolist() == tf.run(x)[0].reshape(-1).tolist()
+    assert_bit_exact_on_qemu(q, tmp_path, kernels)
