@@ -1,7 +1,7 @@
-"""Random architectures (hypothesis, fixed budget): chains and branches of the ops the
-runtime supports, built as float IR graphs with seeded weights, quantized by our PTQ,
-written to .tflite, generated to C and run on the host board; every output byte equal
-to tflite-micro's. Shrinking gives the smallest failing architecture."""
+"""Random architectures (hypothesis, fixed budget): chains and branches (ADD, SUB, MUL,
+MAXIMUM, MINIMUM, CONCATENATION) of the ops the runtime supports, built as float IR
+graphs with seeded weights, quantized by our PTQ, written to .tflite, generated to C and
+run on the host board; every output byte equal to tflite-micro's. Shrinking gives the smallest failing architecture."""
 from __future__ import annotations
 
 import shutil
@@ -26,7 +26,8 @@ LAYER = st.one_of(
               st.sampled_from(["SAME", "VALID"]), st.sampled_from(["NONE", "RELU6"])),
     st.tuples(st.just("pool"), st.sampled_from(["MAX_POOL_2D", "AVERAGE_POOL_2D"]),
               st.integers(2, 3), st.integers(1, 2), st.sampled_from(["SAME", "VALID"])),
-    st.tuples(st.just("branch"), st.sampled_from(["ADD", "CONCATENATION", "MUL"]),
+    st.tuples(st.just("branch"), st.sampled_from(["ADD", "SUB", "CONCATENATION", "MUL", "MAXIMUM",
+                                                   "MINIMUM"]),
               st.integers(1, 8)),
     st.tuples(st.just("act"), st.sampled_from(["RELU", "RELU6", "LOGISTIC", "TANH", "HARD_SWISH",
                                                 "LEAKY_RELU"])),
@@ -95,7 +96,7 @@ class _B:
         if kind == "act":
             return self.op(spec[1], [x], shape)
         _, merge, cout = spec                       # branch: two convs, then merge
-        cb = c if merge in ("ADD", "MUL") else cout
+        cb = cout if merge == "CONCATENATION" else c
         a, sa = self.conv(x, shape, cb, 3, 1, "SAME", "RELU")
         b, sb = self.conv(x, shape, cb, 1, 1, "SAME", "NONE")
         if merge == "MUL":
