@@ -236,6 +236,8 @@ def test_timesteps_on_an_int8_model_is_refused(tmp_path):
     (tmp_path / "m.tflite").write_bytes(b"x")
     r = mcu("convert", tmp_path / "m.tflite", "-T", 4, "-o", tmp_path / "out")
     one_error_line(r, "--timesteps is for spiking models (.nir)")
+    assert r.exit_code == 1
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="needs a host C compiler")

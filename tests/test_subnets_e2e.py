@@ -252,12 +252,16 @@ def test_store_does_not_fit_the_board(export, tmp_path):
     assert not out.exists()
 
 
-def test_subnet_index_out_of_range(export, digits, tmp_path):
+def test_subnet_index_out_of_range(export, digits, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     np.save(tmp_path / "x.npy", np.load(digits[2])["x"][:1])
-    _one_line_error(_mcu("infer", export, "--board", "host", "--input", tmp_path / "x.npy",
-                         "--subnet", "3"), r"--subnet 3 is out of range: .* 3 levels \(0\.\.2\)")
-    _one_line_error(_mcu("hil", export, "--board", "host", "--data", digits[2], "--subnet",
-                         "5"), r"subnet level 5 is out of range")
+    r = _mcu("infer", export, "--board", "host", "--input", tmp_path / "x.npy", "--subnet", "3")
+    _one_line_error(r, r"--subnet 3 is out of range: .* 3 levels \(0\.\.2\)")
+    assert r.exit_code == 1
+    r = _mcu("hil", export, "--board", "host", "--data", digits[2], "--subnet", "5")
+    _one_line_error(r, r"subnet level 5 is out of range")
+    assert r.exit_code == 1
+    assert not (tmp_path / "build").exists(), "refused, yet something was built"
 
 
 def test_patch_refuses_a_subnet_export(export, tmp_path):
