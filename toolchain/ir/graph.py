@@ -26,9 +26,9 @@ from toolchain.errors import IRError  # noqa: F401  (defined at the bottom layer
 DTYPES = ("float32", "int8", "uint8", "int16", "int32", "int64", "bool")
 
 # Attributes each op type may carry, with defaults: filled by the op registry
-# (toolchain/ir/ops, one module per op family) when toolchain.ir is imported. Front ends
-# fill them; the validator checks that an op type is known.
-OP_ATTRS: dict[str, dict[str, Any]] = {}
+# (toolchain/ir/ops, one module per op family) when toolchain.ir is imported.
+from .model_hash import model_hash  # noqa: E402
+from .op_tables import OP_ATTRS  # noqa: E402,F401  (re-exported)
 
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
@@ -174,7 +174,6 @@ class Graph:
         quantization; no names) and every constant byte in weight-store order. Defined in
         toolchain.ir.model_hash (docs/patch-format.md) so a device can recompute it from its
         weights alone; a .tflite round trip keeps it."""
-        from .model_hash import model_hash   # late: model_hash imports this module
         return model_hash(self)
 
     def topo_check(self) -> None:

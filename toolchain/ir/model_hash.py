@@ -29,15 +29,20 @@ it; the weight store object (toolchain.codegen.weight_area) and patches
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 import json
 
 import numpy as np
 
-from . import ops
-from .graph import OP_ATTRS, Graph
+from .op_tables import OP_ATTRS, WEIGHT_ROLES
 
-# ops whose constant inputs are weights / biases (OpDef.weight_roles in toolchain/ir/ops)
-WEIGHT_OPS = tuple(n for n, d in ops.REGISTRY.items() if d.weight_roles)
+if TYPE_CHECKING:
+    from .graph import Graph
+
+
+def weight_ops() -> tuple[str, ...]:
+    """Op types whose constant inputs are weights / biases (OpDef.weight_roles)."""
+    return tuple(n for n, r in WEIGHT_ROLES.items() if r)
 STRUCTURE_VERSION = "mcu-structure-v1"
 
 
@@ -60,8 +65,7 @@ def store_roles(graph: Graph) -> dict[str, tuple[str, str]]:
         for i, n in enumerate(op.inputs):
             if not n or n in roles or not graph.tensors[n].is_const:
                 continue
-            d = ops.get(op.type)
-            role = d.weight_roles.get(i, "other") if d is not None else "other"
+            role = WEIGHT_ROLES.get(op.type, {}).get(i, "other")
             roles[n] = (role, op.type)
     return roles
 

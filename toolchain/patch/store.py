@@ -13,7 +13,7 @@ import copy
 
 from toolchain.codegen.weight_area import StoreTensor, WeightStore, weight_store  # noqa: F401
 from toolchain.ir.graph import Graph
-from toolchain.ir.model_hash import (STRUCTURE_VERSION, WEIGHT_OPS, model_hash,  # noqa: F401
+from toolchain.ir.model_hash import (STRUCTURE_VERSION, model_hash, weight_ops,  # noqa: F401
                                      store_order, store_roles, structure_descriptor,
                                      structure_hash)
 

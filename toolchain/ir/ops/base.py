@@ -56,7 +56,8 @@ from typing import Any, Callable
 import numpy as np
 
 from toolchain.ir import quant_math as qm
-from toolchain.ir.graph import Graph, IRError, OP_ATTRS, Op, Tensor
+from toolchain.ir.graph import Graph, IRError, Op, Tensor
+from toolchain.ir.op_tables import OP_ATTRS, WEIGHT_ROLES
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def register(d: OpDef) -> OpDef:
         raise ValueError(f"op {d.name} registered twice")
     REGISTRY[d.name] = d
     OP_ATTRS[d.name] = d.attrs
+    WEIGHT_ROLES[d.name] = d.weight_roles
     return d
 
 
