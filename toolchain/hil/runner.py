@@ -21,6 +21,25 @@ from toolchain.errors import LinkError
 from toolchain.hil.data import HilData
 
 
+class RunFigures:
+    """Figures every HIL result (int8 or spiking) derives from its samples, `planned`
+    and `stopped`."""
+
+    @property
+    def done(self) -> int:
+        return len(self.samples)
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None and self.done == self.planned
+
+    def _acc(self, key) -> float | None:
+        lab = [s for s in self.samples if s.label is not None]
+        if not lab or getattr(lab[0], key) is None:
+            return None
+        return sum(getattr(s, key) == s.label for s in lab) / len(lab)
+
+
 @dataclass
 class HilConfig:
     limit: int | None = None
@@ -55,7 +74,7 @@ class SampleResult:
 
 
 @dataclass
-class HilResult:
+class HilResult(RunFigures):
     samples: list[SampleResult]
     planned: int                       # samples the run meant to do
     config: HilConfig
@@ -70,21 +89,7 @@ class HilResult:
     divergence: dict | None = None
     wall_s: float = 0.0
 
-    # ---- figures -------------------------------------------------------------
-    @property
-    def done(self) -> int:
-        return len(self.samples)
-
-    @property
-    def complete(self) -> bool:
-        return self.stopped is None and self.done == self.planned
-
-    def _acc(self, key) -> float | None:
-        lab = [s for s in self.samples if s.label is not None]
-        if not lab or getattr(lab[0], key) is None:
-            return None
-        return sum(getattr(s, key) == s.label for s in lab) / len(lab)
-
+    # ---- figures (done, complete, accuracies: RunFigures) ----------------------
     @property
     def device_accuracy(self):
         return self._acc("device_pred")

@@ -29,7 +29,7 @@ import numpy as np
 
 from toolchain.errors import LinkError
 from toolchain.hil.errors import DataError, ModelMismatch
-from toolchain.hil.runner import HilConfig
+from toolchain.hil.runner import HilConfig, RunFigures
 
 
 @dataclass
@@ -56,7 +56,7 @@ class SnnSample:
 
 
 @dataclass
-class SnnHilResult:
+class SnnHilResult(RunFigures):
     samples: list[SnnSample]
     planned: int
     config: HilConfig
@@ -70,20 +70,6 @@ class SnnHilResult:
     stopped: dict | None = None
     wall_s: float = 0.0
     oracle: str = "numpy fixed-point interpreter (toolchain.snn.fixed_point)"
-
-    @property
-    def done(self) -> int:
-        return len(self.samples)
-
-    @property
-    def complete(self) -> bool:
-        return self.stopped is None and self.done == self.planned
-
-    def _acc(self, key):
-        lab = [s for s in self.samples if s.label is not None]
-        if not lab:
-            return None
-        return sum(getattr(s, key) == s.label for s in lab) / len(lab)
 
     @property
     def device_accuracy(self):
