@@ -106,30 +106,40 @@ register(OpDef("RELU6", {}, infer_shape=same_as_input, float_eval=lambda g, op, 
                inplace=same_shape_inputs, torch=_torch_relu6, doc="min(max(x, 0), 6)"))
 
 
-# ---------------------------------------------------------------- LOGISTIC
-def _logistic_params(g: Graph, op: Op) -> dict:
-    """TFLM's int8 Logistic Prepare (quant_math.logistic_params), and the 256-entry
-    table it implies: the runtime looks outputs up instead of evaluating gemmlowp's
-    fixed-point logistic (bit-exact by construction, about 4 instructions a byte)."""
-    xt = g.t(op.inputs[0])
-    in_s, in_zp = qparams(xt, op.name)
-    out_s, out_zp = qparams(g.t(op.outputs[0]), op.name)
-    if (out_s, out_zp) != (float(np.float32(qm.LOGISTIC_QUANT[0])), qm.LOGISTIC_QUANT[1]):
-        raise IRError(f"layer '{op.name}' (LOGISTIC): int8 output must have scale 1/256 and "
-                      f"zero point -128 (has {out_s}, {out_zp})")
-    try:
-        zp, mult, shift, radius = qm.logistic_params(in_s, in_zp)
-    except ValueError as e:
-        raise IRError(f"layer '{op.name}': {e}") from None
-    return dict(input_zero_point=zp, input_multiplier=mult, input_left_shift=shift,
-                input_range_radius=radius, size=xt.size,
-                table=qm.lut_s8_table(lambda x: qm.logistic_int8(x, zp, mult, shift, radius)))
+# ---------------------------------------------------------------- LOGISTIC, TANH
+def _radius_lut(name: str, out_quant, prepare, evaluate):
+    """(kernel_params, reference) of a TFLM int8 op with an input-radius Prepare and a
+    required output quantization (LOGISTIC, TANH): the Prepare (quant_math) and the
+    256-entry table it implies, which the runtime looks outputs up in instead of
+    evaluating gemmlowp's fixed point (bit-exact by construction, ~4 instructions a byte)."""
+    want = (float(np.float32(out_quant[0])), out_quant[1])
+
+    def params(g: Graph, op: Op) -> dict:
+        xt = g.t(op.inputs[0])
+        in_s, in_zp = qparams(xt, op.name)
+        out_s, out_zp = qparams(g.t(op.outputs[0]), op.name)
+        if (out_s, out_zp) != want:
+            raise IRError(f"layer '{op.name}' ({name}): int8 output must have scale "
+                          f"1/{round(1 / out_quant[0])} and zero point {out_quant[1]} "
+                          f"(has {out_s}, {out_zp})")
+        try:
+            zp, mult, shift, radius = prepare(in_s, in_zp)
+        except ValueError as e:
+            raise IRError(f"layer '{op.name}': {e}") from None
+        return dict(input_zero_point=zp, input_multiplier=mult, input_left_shift=shift,
+                    input_range_radius=radius, size=xt.size,
+                    table=qm.lut_s8_table(lambda x: evaluate(x, zp, mult, shift, radius)))
+
+    def reference(g: Graph, op: Op, v: dict) -> np.ndarray:
+        p = params(g, op)
+        return evaluate(v[op.inputs[0]], p["input_zero_point"], p["input_multiplier"],
+                        p["input_left_shift"], p["input_range_radius"])
+    return params, reference
 
 
-def _logistic_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
-    p = _logistic_params(g, op)
-    return qm.logistic_int8(v[op.inputs[0]], p["input_zero_point"], p["input_multiplier"],
-                            p["input_left_shift"], p["input_range_radius"])
+_logistic_params, _logistic_ref = _radius_lut("LOGISTIC", qm.LOGISTIC_QUANT,
+                                              qm.logistic_params, qm.logistic_int8)
+_tanh_params, _tanh_ref = _radius_lut("TANH", qm.TANH_QUANT, qm.tanh_params, qm.tanh_int8)
 
 
 def emit_lut(em, k: int, op: Op, p: dict) -> list[str]:
@@ -154,29 +164,6 @@ register(OpDef("LOGISTIC", {}, infer_shape=same_as_input,
 
 
 # ---------------------------------------------------------------- TANH
-def _tanh_params(g: Graph, op: Op) -> dict:
-    """TFLM's int8 TanhPrepare (quant_math.tanh_params) and its 256-entry table."""
-    xt = g.t(op.inputs[0])
-    in_s, in_zp = qparams(xt, op.name)
-    out_s, out_zp = qparams(g.t(op.outputs[0]), op.name)
-    if (out_s, out_zp) != (float(np.float32(qm.TANH_QUANT[0])), qm.TANH_QUANT[1]):
-        raise IRError(f"layer '{op.name}' (TANH): int8 output must have scale 1/128 and "
-                      f"zero point 0 (has {out_s}, {out_zp})")
-    try:
-        zp, mult, shift, radius = qm.tanh_params(in_s, in_zp)
-    except ValueError as e:
-        raise IRError(f"layer '{op.name}': {e}") from None
-    return dict(input_zero_point=zp, input_multiplier=mult, input_left_shift=shift,
-                input_range_radius=radius, size=xt.size,
-                table=qm.lut_s8_table(lambda x: qm.tanh_int8(x, zp, mult, shift, radius)))
-
-
-def _tanh_ref(g: Graph, op: Op, v: dict) -> np.ndarray:
-    p = _tanh_params(g, op)
-    return qm.tanh_int8(v[op.inputs[0]], p["input_zero_point"], p["input_multiplier"],
-                        p["input_left_shift"], p["input_range_radius"])
-
-
 def _torch_tanh(m, op, x, inp):
     import torch
     return torch.tanh(x)
