@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+import zlib
 
 import numpy as np
 import pytest
@@ -113,7 +114,7 @@ def _data(g, enc, rng, n):
 @pytest.mark.parametrize("kernels", ["portable", "dsp"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_native_equals_fixed_reference(case, kernels, tmp_path):
-    rng = np.random.default_rng(abs(hash(case)) % 2 ** 32)
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
     g, enc, bits = CASES[case](rng)
     x = _data(g, enc, rng, 12)
     q = fp.quantize(g, x, T, encoding=enc, state_bits=bits, seed=9)

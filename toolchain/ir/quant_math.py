@@ -17,8 +17,9 @@ and gemmlowp (`fixedpoint/fixedpoint.h`) as TFLite Micro builds them:
 * **C integer division** truncates toward zero (``trunc_div``), never numpy's
   floor ``//``.
 * **float32.** Scales live in a .tflite file as float32.  TFLM computes real
-  multipliers in double from those float32 values, except where noted (per-tensor
-  FULLY_CONNECTED multiplies the two float32 scales *in float32* first).  Use
+  multipliers in double from those float32 values (older TFLite sources multiply
+  FULLY_CONNECTED's two scales in float32 first; the installed tflite-micro does
+  not, tests/test_quant_formulas.py decides such cases).  Use
   ``f32`` to round a scale to float32 before building any multiplier.
 
 All integer arrays are carried as int64 holding int32 values; functions accept

@@ -3,8 +3,9 @@ tensor, or per channel), bias int32 [O].
 
 Kernel: firmware_templates/runtime/fully_connected.c (DSP: input expanded to int16 in
 scratch, in blocks of columns with int32 partial sums where that needs less scratch).
-Multipliers follow TFLM: per-channel in_s * w_s[c] / out_s in double; per tensor
-GetQuantizedConvolutionMultipler (float32 product of the scales first).
+Multipliers follow the installed tflite-micro: in_s * w_s / out_s in double (of the
+float32 scales), per channel or per tensor. Older TFLite sources multiply the two
+scales in float32 first; tflite-micro does not (tests/test_quant_formulas.py).
 """
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ def _float(g, op, inp):
 def _multipliers(in_s: float, wt, o: int, out_s: float):
     if wt.quant.scale.size > 1:
         return qm.quantize_multiplier(in_s * wscales(wt, o) / out_s)
-    prod32 = float(np.float32(in_s) * np.float32(qm.f32(wt.quant.scale[0])))
-    return qm.quantize_multiplier(prod32 / out_s)
+    return qm.quantize_multiplier(float(in_s) * float(qm.f32(wt.quant.scale[0])) / out_s)
 
 
 def _reference(g: Graph, op: Op, v: dict) -> np.ndarray:
