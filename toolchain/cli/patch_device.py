@@ -103,7 +103,7 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
     """Build MODEL's firmware with its weights in a patchable flash area (A/B slots,
     staging, commit records) and the patch handlers."""
     from toolchain.boards import load_board
-    from toolchain.patch.device import area_layout, build_patch_model_firmware
+    from toolchain.patch.device import board_layout, build_patch_model_firmware
     from toolchain.patch.store import weight_store
     b = load_board(board)
     g = _load_model(model)
@@ -111,7 +111,7 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
         g, b, _key(key_path), out, kernels=kernels,
         test_build=not release and b.kind != "serial", name=Path(model).stem)
     st = weight_store(g)
-    lay = area_layout(st)
+    lay = board_layout(b, st)
     click.echo(res.report())
     click.echo(f"weight area: {lay.area_size:,} B = 2 meta pages + 2 slots of {lay.slot_size:,} B "
                f"+ staging {lay.stage_size:,} B (page {lay.page} B); store {st.nbytes:,} B in "
