@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi qemu-system-arm
 
-.PHONY: setup sysdeps venv test demo bench bench-snn bench-subnets patch-faults fuzz bench-patch-link clean
+.PHONY: setup sysdeps venv test demo bench bench-snn bench-subnets patch-faults patch-faults-stm32 fuzz bench-patch-link clean
 
 setup: sysdeps venv
 
@@ -54,6 +54,11 @@ bench-subnets: setup
 # faults through a proxy, bad patches; on the host board and QEMU. JSON: build/patch-faults.json
 patch-faults: setup
 	$(BIN)/python -m toolchain.patch.campaign --json build/patch-faults.json
+
+# The same campaign over the STM32F4 / STM32L4 flash controller models (issue #13):
+# every flash operation of streaming + applying cut (every 2nd torn). JSON: build/patch-faults-stm32.json
+patch-faults-stm32: setup
+	$(BIN)/python -m toolchain.patch.campaign --stm32 --json build/patch-faults-stm32.json
 
 # Protocol fuzzer (issue #15), long run: 1 M fuzz items per host board (host-asan too when
 # present); no crash, no hang, a valid request answered after every batch. JSON: bench-results/proto_fuzz.json

@@ -581,7 +581,11 @@ static uint8_t on_status(const mcu_msg_t *req, mcu_reply_t *rep) {
     mcu_put_u32(d + 36, flash_stats.programs);
     mcu_put_u32(d + 40, flash_stats.refused);
     mcu_put_u16(d + 44, (uint16_t)MAX_CHUNK);
+#if PAGE > 0x7FFFu /* pages of 32 KB and more (STM32F4 sectors): bit 15 set, KB units */
+    mcu_put_u16(d + 46, (uint16_t)(0x8000u | (PAGE / 1024u)));
+#else
     mcu_put_u16(d + 46, (uint16_t)PAGE);
+#endif
     if (ps.valid) memcpy(d + 48, ps.hash, 32);
     memcpy(d + 80, ps.key_id, 4);
     rep->len = 84;

@@ -7,6 +7,18 @@ void board_uart_init(void);
 
 static volatile uint32_t timer_wraps;
 
+/* The clock and pin configuration as built, for checks from the ELF
+ * (tests/test_l4_nrf_boards.py): core clock, tick rate, UARTE BAUDRATE value, TX pin,
+ * RX pin. */
+__attribute__((used, section(".mcu_facts"))) const uint32_t mcu_board_facts[5] = {
+    MCU_CPU_HZ, NRF_TIMER_HZ, UARTE_BAUD_115200, NRF_UART_TX_PIN, NRF_UART_RX_PIN};
+#if MCU_TICK_HZ != NRF_TIMER_HZ
+#error "[timing] tick_hz of the board differs from TIMER1's rate (NRF_TIMER_HZ)"
+#endif
+#if MCU_UART_BAUD != 115200
+#error "the UARTE driver sets 115200 baud only ([serial] baudrate)"
+#endif
+
 void TIMER1_IRQHandler(void) {
     if (TIMER_EVENTS_COMPARE1) {
         TIMER_EVENTS_COMPARE1 = 0;

@@ -7,6 +7,19 @@
 void board_uart_init(void);
 void board_clock_init(void);
 
+#define L4_PLLCFGR (RCC_PLLCFGR_SRC_MSI | ((L4_PLLM - 1u) << 4) | (L4_PLLN << 8) | \
+                    (((L4_PLLR / 2u) - 1u) << 25) | RCC_PLLCFGR_PLLREN)
+
+/* The clock and pin configuration as built, for checks from the ELF (the suite reads
+ * this table: tests/test_l4_nrf_boards.py): SYSCLK, PLLCFGR, flash wait states,
+ * LPUART1 BRR, GPIO port, TX pin, RX pin, alternate function. */
+__attribute__((used, section(".mcu_facts"))) const uint32_t mcu_board_facts[8] = {
+    L4_SYSCLK_HZ, L4_PLLCFGR, L4_FLASH_LATENCY, L4_LPUART_BRR(MCU_CPU_HZ, MCU_UART_BAUD),
+    STM32_UART_PORT, STM32_UART_TX_PIN, STM32_UART_RX_PIN, STM32_UART_AF};
+#if L4_SYSCLK_HZ != MCU_CPU_HZ
+#error "[timing] cpu_hz of the board differs from the PLL configuration (L4_SYSCLK_HZ)"
+#endif
+
 /* MSI 4 MHz -> PLL (M 1, N 60, R 2) -> SYSCLK 120 MHz, AHB/APB1/APB2 at 120 MHz.
  * Above 80 MHz the core needs voltage range 1 in boost mode (PWR_CR5.R1MODE = 0) and
  * 5 flash wait states, both set before the switch; going from <= 80 MHz to > 80 MHz
@@ -26,8 +39,7 @@ void board_clock_init(void) {
     RCC_CR &= ~RCC_CR_PLLON;
     while (RCC_CR & RCC_CR_PLLRDY) {
     }
-    RCC_PLLCFGR = RCC_PLLCFGR_SRC_MSI | ((L4_PLLM - 1u) << 4) | (L4_PLLN << 8) |
-                  (((L4_PLLR / 2u) - 1u) << 25) | RCC_PLLCFGR_PLLREN;
+    RCC_PLLCFGR = L4_PLLCFGR;
     RCC_CR |= RCC_CR_PLLON;
     while (!(RCC_CR & RCC_CR_PLLRDY)) {
     }
