@@ -181,8 +181,10 @@ def patch_sources(gen_dir, store: WeightStore, key: bytes, lay: AreaLayout | Non
     if not cfg.exists() or cfg.read_text() != text:
         cfg.write_text(text)
     srcs = [TEMPLATES / "patch" / s for s in PATCH_SOURCES] + fb["sources"] + [cfg]
-    return (srcs, [TEMPLATES / "patch", *fb["include_dirs"]],
-            {"MCU_FLASH_PAGE": lay.page, **fb["defines"]})
+    defs = {"MCU_FLASH_PAGE": lay.page, **fb["defines"]}
+    if fb["model"]:     # the controller model's array: the area + one ECC byte per 8 B
+        defs["MCU_FLASH_MODEL_CAP"] = lay.area_size + lay.area_size // 8
+    return srcs, [TEMPLATES / "patch", *fb["include_dirs"]], defs
 
 
 def require_flash_backend(board, lay: AreaLayout | None = None) -> None:
