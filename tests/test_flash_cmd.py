@@ -118,3 +118,34 @@ def test_flash_qemu_board_runs_the_image(tmp_path):
     fw = build_firmware("mps2-an386", tmp_path / "q")
     r = CliRunner().invoke(main, ["flash", str(fw.build_dir)])
     assert r.exit_code == 0 and f"answers with build {fw.build_id}" in r.output, r.output
+
+
+def test_model_hash_is_checked(tmp_path):
+    """A model build's device must report the model hash its memory plan records."""
+    import json
+
+    from toolchain.boards import load_board
+    from toolchain.build import BuildResult
+    from toolchain.devices.flashing import expected_model_hash, verify_identity
+    from toolchain.errors import WrongFirmware
+    from toolchain.link.link import DeviceInfo
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "plan.json").write_text(json.dumps({"model_hash": "ab" * 32}))
+    fw = BuildResult(board="host", build_dir=tmp_path, elf=tmp_path / "firmware", bin=None,
+                     map=None, build_id="0123456789abcdef", test_build=False, flash_used=0,
+                     ram_used=0, flash_budget=0, ram_budget=0)
+    assert expected_model_hash(fw) == "ab" * 32
+
+    class FakeLink:
+        url = "loop://"
+
+        def __init__(self, h):
+            self.h = h
+
+        def info(self):
+            return DeviceInfo(board="host", build_id=fw.build_id, model_hash=self.h)
+    b = load_board("host")
+    assert verify_identity(FakeLink("ab" * 32), fw, b).model_hash == "ab" * 32
+    with pytest.raises(WrongFirmware, match="model cdcdcdcdcdcdcdcd") as e:
+        verify_identity(FakeLink("cd" * 32), fw, b)
+    assert e.value.exit_code == 3 and "\n" not in str(e.value)
