@@ -16,6 +16,7 @@ import numpy as np
 
 from toolchain.errors import ConvertError
 from toolchain.ir.graph import Graph, IRError
+from toolchain.ir.ops.int16 import INT16_VERSION, is_int16
 
 from .tflite_schema import (BUILTIN_CODE, DTYPE_TO_TENSOR_TYPE, FILE_IDENTIFIER, NAME_TO_ACT,
                             NAME_TO_PADDING, PLACEHOLDER_FOR_GREATER_OP_CODES, schema)
@@ -104,6 +105,8 @@ def _options(op, graph):
     if t == "ADD":
         o = schema.AddOptionsT()
         o.fusedActivationFunction = _act(op)
+        if is_int16(graph, op):
+            o.potScaleInt16 = False      # general scales (TF's 16x8 converter writes this)
         return BO.AddOptions, o
     if t == "SUB":
         o = schema.SubOptionsT()
@@ -233,6 +236,8 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
     for op in graph.ops:
         int8 = any(graph.t(n).dtype == "int8" for n in op.inputs[:1] + op.outputs if n)
         version = _INT8_VERSION.get(op.type, 1) if int8 else 1
+        if is_int16(graph, op):          # int16 activations ("16x8"): op_version.cc
+            version = INT16_VERSION.get(op.type, version)
         if op.type == "TRANSPOSE" and int8 and len(graph.t(op.inputs[0]).shape) > 4:
             version = 4
         if op.type == "FULLY_CONNECTED" and op.attr("keep_num_dims"):
