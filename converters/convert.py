@@ -185,7 +185,8 @@ def format_summary(r: dict) -> str:
                      f"layout {c['layout']}")
     fv = r.get("float_vs_int8")
     if fv:
-        s = f"float vs int8: max abs error {fv['max_abs_error']:.4g}"
+        kind = (r.get("calibration") or {}).get("activations", "int8")
+        s = f"float vs {kind}: max abs error {fv['max_abs_error']:.4g}"
         if "top1_agreement" in fv:
             s += f", top-1 agreement {100 * fv['top1_agreement']:.2f} %"
         if "int8_accuracy" in fv:

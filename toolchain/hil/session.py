@@ -59,6 +59,9 @@ def load_int8_model(model) -> LoadedModel:
     if not g.is_quantized:
         raise HilError(f"{path} is {g.io_kind()}; mcu runs int8 models, convert it first: "
                        f"mcu convert {path} --calib CALIB.npz -o OUT (then use OUT/model.tflite)")
+    if any(g.tensors[n].dtype != "int8" for n in g.inputs + g.outputs):
+        raise HilError(f"{path} has int16 activations; mcu hil streams int8 inputs and outputs "
+                       "(build it with mcu build and run it with the host board or QEMU)")
     if len(g.inputs) != 1:
         raise HilError(f"{path} has {len(g.inputs)} inputs; mcu hil runs single-input models")
     layouts = g.meta.get("input_layouts", {})
