@@ -236,8 +236,6 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
     for op in graph.ops:
         int8 = any(graph.t(n).dtype == "int8" for n in op.inputs[:1] + op.outputs if n)
         version = _INT8_VERSION.get(op.type, 1) if int8 else 1
-        if is_int16(graph, op):          # int16 activations ("16x8"): op_version.cc
-            version = INT16_VERSION.get(op.type, version)
         if op.type == "TRANSPOSE" and int8 and len(graph.t(op.inputs[0]).shape) > 4:
             version = 4
         if op.type == "FULLY_CONNECTED" and op.attr("keep_num_dims"):
@@ -245,6 +243,8 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
         if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D") and not int8 and \
                 (op.attr("dilation_h") != 1 or op.attr("dilation_w") != 1):
             version = 2
+        if is_int16(graph, op):          # int16 activations ("16x8"): op_version.cc
+            version = INT16_VERSION.get(op.type, version)
         key = (op.type, version)
         if key not in opcode_index:
             oc = schema.OperatorCodeT()
