@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi qemu-system-arm
 
-.PHONY: setup sysdeps venv test demo bench bench-snn bench-subnets patch-faults fuzz bench-patch-link clean
+.PHONY: setup sysdeps venv test demo bench bench-int16 bench-snn bench-subnets patch-faults fuzz bench-patch-link clean
 
 setup: sysdeps venv
 
@@ -38,6 +38,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m toolchain.bench
+
+# int16 vs int8 activations on two regression tasks. JSON: bench-results/int16_accuracy.json
+bench-int16: setup
+	$(BIN)/python tests/bench_int16_accuracy.py --json bench-results/int16_accuracy.json
 
 # Spiking networks (issue #11): snnTorch MLP and conv net on digits, float / fixed point /
 # device, instructions (portable, DSP), rate sweep, vs the int8 CNN. JSON: bench-results/snn_bench.json
