@@ -7,7 +7,9 @@ it to int8); bad geometry refused naming the layer; TFLite round trip (TFLite in
 output_shape constant, int8 versions 2 / 3 with bias / 4 with activation); ONNX
 ConvTranspose (2-D and 1-D, with and without a crop) float equal to PyTorch, quantized
 equal in TFLM and our reference, groups and dilation refused by name; the PyTorch form
-(patch training) equal to the float evaluator; bit-exact on QEMU M4 (portable and DSP)."""
+(patch training) equal to the float evaluator; a decoder with ConvTranspose2d and
+nn.Upsample (TRANSPOSE_CONV, RESIZE_NEAREST_NEIGHBOR) bit-exact on QEMU M4 (portable and
+DSP)."""
 import io
 import sys
 import warnings
@@ -209,14 +211,16 @@ def test_onnx_convtranspose_refused_by_name(kw, msg):
 @pytest.mark.qemu
 @needs_qemu
 @pytest.mark.parametrize("kernels", ["portable", "dsp"])
-def test_transpose_conv_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
+def test_decoder_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     torch = pytest.importorskip("torch")
     from converters import from_onnx
     from converters.quantize import quantize
+    from torch import nn
     torch.manual_seed(1)
-    _, net, shape, _ = _nets()[0]
+    _, dec, shape, _ = _nets()[0]
+    net = nn.Sequential(dec, nn.Upsample(scale_factor=2, mode="nearest")).eval()
     g = from_onnx(_export(net, shape))
     rng = np.random.default_rng(3)
     q = quantize(g, _ir_in(rng.standard_normal((32,) + shape[1:]).astype(np.float32)))
-    assert "TRANSPOSE_CONV" in {op.type for op in q.ops}
+    assert {"TRANSPOSE_CONV", "RESIZE_NEAREST_NEIGHBOR"} <= {op.type for op in q.ops}
     assert_bit_exact_on_qemu(q, tmp_path, kernels)
