@@ -306,6 +306,34 @@ void mcu_transpose_s8(const int32_t *output_dims, const int32_t *strides, const 
 void mcu_strided_slice_s8(const int32_t *output_dims, const int32_t *strides, int32_t offset,
                           const int8_t *input, int8_t *output);
 
+/* ---- transpose_conv.c -------------------------------------------------- */
+/* TRANSPOSE_CONV (TFLM int8): filter OHWI {out_c, kh, kw, in_c}; pad_h/pad_w are
+ * TFLM's ComputePaddingHeightWidth of the OUTPUT size (output pixel
+ * in * stride - pad + f receives input pixel in times tap f); bias int32 [out_c]
+ * or NULL; per-channel multipliers/shifts [out_c]. No scratch (gathers per output
+ * pixel); not in place. */
+typedef struct {
+    int32_t input_offset;  /* -input zero point */
+    int32_t output_offset; /* +output zero point */
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} mcu_transpose_conv_params_t;
+
+void mcu_transpose_conv_s8(const mcu_transpose_conv_params_t *p,
+                           const mcu_per_channel_quant_t *q, const mcu_dims_t *input_dims,
+                           const int8_t *input, const mcu_dims_t *filter_dims,
+                           const int8_t *filter, const int32_t *bias,
+                           const mcu_dims_t *output_dims, int8_t *output);
+
+/* ---- resize.c ---------------------------------------------------------- */
+/* RESIZE_NEAREST_NEIGHBOR (TFLM): output pixel (y, x) copies the C bytes of input
+ * pixel (rows[y], cols[x]); rows [output h], cols [output w] are TFLM's
+ * GetNearestNeighbor indices (computed at build time). Not in place. */
+void mcu_resize_nearest_s8(const mcu_dims_t *input_dims, const int8_t *input,
+                           const mcu_dims_t *output_dims, const int32_t *rows,
+                           const int32_t *cols, int8_t *output);
+
 /* ---- mean.c ------------------------------------------------------------ */
 /* MEAN over a contiguous block of axes (TFLM int8 MEAN): the input is viewed
  * as [outer, reduce, inner]; output [outer, inner].  multiplier/shift are
