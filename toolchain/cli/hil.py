@@ -49,7 +49,7 @@ from toolchain.cli.common import (is_snn, place_options, refuse_snn_options, snn
 @lambda f: place_options(f, multiple=True)
 def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, port, debug_layer,
             json_path, html_path, quiet, calib, subnets, subnet, jobs, place, place_timeout,
-            **kw):
+            coordinator, **kw):
     """Run DATA through MODEL on a device (QEMU by default) and check every output
     against the host reference (tflite-micro; the numpy reference where TFLM cannot
     run). Builds the firmware (or reuses the build for the same model, board and
@@ -70,8 +70,8 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
     from toolchain.hil.runner import HilConfig, format_summary
     from toolchain.subnets.export import SubnetError, is_export
     farm = bool(place) or (jobs or 1) > 1
-    if place_timeout is not None and not place:
-        raise click.UsageError("--place-timeout needs --place")
+    if (place_timeout is not None or coordinator is not None) and not place:
+        raise click.UsageError("--place-timeout and --coordinator need --place")
     if place and port:
         raise click.UsageError("give --place or --port, not both")
     if farm and (is_export(model) or is_snn(model)):
@@ -115,8 +115,8 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
                     debug_layer=debug_layer, progress=not quiet)
     log = lambda s: click.echo(s, err=True)  # noqa: E731
     if place:
-        res = _hil_on_places(model, data_path, board, list(place), place_timeout, jobs, cfg,
-                             json_path, html_path, log)
+        res = _hil_on_places(model, data_path, board, list(place), place_timeout, coordinator,
+                             jobs, cfg, json_path, html_path, log)
     elif farm:
         from toolchain.hil.parallel import run_hil_parallel
         res = run_hil_parallel(model, data_path, board=board, jobs=jobs, config=cfg,
@@ -137,8 +137,8 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
         raise CheckFailed("; ".join(fails))
 
 
-def _hil_on_places(model, data_path, board, places, timeout, jobs, cfg, json_path, html_path,
-                   log):
+def _hil_on_places(model, data_path, board, places, timeout, coordinator, jobs, cfg, json_path,
+                   html_path, log):
     """Acquire the places (all released on every exit path), flash them through their
     labgrid driver where the board has one, run on one or shard over several."""
     from toolchain.boards import resolve_board
@@ -149,7 +149,8 @@ def _hil_on_places(model, data_path, board, places, timeout, jobs, cfg, json_pat
     from toolchain.hil.session import build_for_model, load_int8_model
     m = load_int8_model(model)        # a bad model fails before a place is locked
     count = jobs or len(places)
-    with leased_places(places, count, timeout=timeout, log=log) as leases:
+    with leased_places(places, count, timeout=timeout, coordinator=coordinator,
+                       log=log) as leases:
         b = resolve_board(board or leases[0].board)
         if flash_driver(b)[0]:
             fw = build_for_model(m, b, log=log)

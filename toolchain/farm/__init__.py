@@ -256,12 +256,13 @@ def _try_acquire(sess: Session, name: str) -> Lease | None:
 
 
 def acquire_places(patterns, count: int | None = None, *, timeout: float | None = None,
-                   coordinator: str | None = None, log=None,
-                   poll: float = 0.25) -> list[Lease]:
+                   coordinator: str | None = None, log=None, poll: float = 0.25,
+                   prefer: int = 0) -> list[Lease]:
     """Acquire `count` places among those the patterns match (each a name, alias or
     glob; default: one per pattern), over one coordinator session. Waits while they are
     locked, up to `timeout` s (None: forever); releases what it got if it fails or is
-    interrupted. Give the result to release_all()."""
+    interrupted. Give the result to release_all(). prefer: try the candidates from this
+    index on first (pytest -n worker k starts at place k, so workers spread out)."""
     if isinstance(patterns, str):
         patterns = [patterns]
     patterns = list(patterns)
@@ -278,6 +279,9 @@ def acquire_places(patterns, count: int | None = None, *, timeout: float | None 
                                  f"(places: {known}); create it with labgrid-client -p {pat} "
                                  f"create")
             cands += [g for g in got if g not in cands]
+        if cands and prefer:
+            k = prefer % len(cands)
+            cands = cands[k:] + cands[:k]
         want = count or len(patterns)
         if want > len(cands):
             raise PlaceError(f"{want} places wanted but {' '.join(patterns)} match only "
@@ -316,6 +320,56 @@ def acquire_places(patterns, count: int | None = None, *, timeout: float | None 
         raise
 
 
+def create_places(places: dict, *, coordinator: str | None = None) -> None:
+    """Farm admin, as `labgrid-client -p NAME create / add-match / set-tags` do:
+    places = {name: (match pattern(s) EXPORTER/GROUP/CLS[/NAME], {tag: value})}.
+    Existing places are kept (their matches and tags are added to)."""
+    sess = Session(coordinator)
+    try:
+        for name, (patterns, tags) in places.items():
+            if isinstance(patterns, str):
+                patterns = [patterns]
+            sess.s.args = argparse.Namespace(place=name, patterns=list(patterns),
+                                             tags=[f"{k}={v}" for k, v in (tags or {}).items()],
+                                             allow_unmatched=False, kick=False)
+            if name not in sess.s.places:
+                sess.run(sess.s.add_place())
+            sess.run(sess.s.add_match())
+            if tags:
+                sess.run(sess.s.set_tags())
+    except sess._lg.Error as e:
+        raise PlaceError(f"creating places on {sess.address}: "
+                         f"{str(e).removeprefix('Error: ')}") from None
+    finally:
+        sess.close()
+
+
+def exported_resources(coordinator: str | None = None) -> dict:
+    """{exporter/group/cls/name: params} of everything the exporters announce."""
+    sess = Session(coordinator)
+    try:
+        out = {}
+        for exp, groups in sess.s.resources.items():
+            for g, res in groups.items():
+                for n, r in res.items():
+                    out[f"{exp}/{g}/{r.cls}/{n}"] = dict(r.args)
+        return out
+    finally:
+        sess.close()
+
+
+def place_holder(name: str, coordinator: str | None = None) -> str | None:
+    """Who holds place `name` ("host/user"), or None when it is free."""
+    sess = Session(coordinator)
+    try:
+        p = sess.s.places.get(name)
+        if p is None:
+            raise PlaceError(f"unknown place {name!r} on the coordinator {sess.address}")
+        return p.acquired
+    finally:
+        sess.close()
+
+
 @contextlib.contextmanager
 def acquire_place(pattern: str, *, timeout: float | None = None,
                   coordinator: str | None = None, log=None):
@@ -348,5 +402,5 @@ def leased_places(patterns, count: int | None = None, *, timeout: float | None =
 
 
 __all__ = ["PlaceError", "Lease", "acquire_place", "acquire_places", "leased_places",
-           "release_all",
+           "release_all", "create_places", "exported_resources", "place_holder",
            "coordinator_address", "DEFAULT_COORDINATOR"]
