@@ -125,6 +125,8 @@ class Session:
             return []
 
     def close(self) -> None:
+        if self.loop.is_closed():
+            return
         try:
             with _quiet():
                 self.loop.run_until_complete(asyncio.wait_for(self.s.stop(), 5))
@@ -394,7 +396,8 @@ def leased_places(patterns, count: int | None = None, *, timeout: float | None =
         leases = acquire_places(patterns, count, timeout=timeout, coordinator=coordinator,
                                 log=log)
         if log:
-            log("acquired places " + ", ".join(f"{l.place} ({l.serial_url})" for l in leases))
+            log(f"acquired place{'s' if len(leases) > 1 else ''} "
+                + ", ".join(f"{l.place} ({l.serial_url})" for l in leases))
         try:
             yield leases
         finally:
