@@ -206,6 +206,15 @@ def test_bad_places_one_line_never_locked(farm, tmp_path):
         if want == "runs model":
             assert r.exit_code == 3
         assert not any(_free(farm).values()), args
+    # a board whose TOML flashes through OpenOCDDriver, on a place without a USBDebugger
+    from toolchain.boards import load_board
+    from toolchain.farm import PlaceError, acquire_place
+    with acquire_place("mcu-0", coordinator=c) as lease:
+        with pytest.raises(PlaceError, match="place mcu-0 has no resource for OpenOCDDriver"):
+            lease.flash(model, load_board("nucleo-f446re"))
+        with pytest.raises(PlaceError, match="no \\[labgrid\\] flash_driver"):
+            lease.flash(model, load_board("mps2-an386"))
+    assert not any(_free(farm).values())
 
 
 @pytest.mark.qemu

@@ -207,6 +207,7 @@ def run_bench(json_path, jobs=(1, 2, 4), repeat: int = 4, echo=print) -> dict:
     from toolchain.farm import leased_places
     from toolchain.hil.parallel import run_hil_parallel
     from toolchain.hil.runner import HilConfig
+    load0 = list(os.getloadavg())
     model, data = _digits(Path("build") / "bench-farm", repeat)
     cfg = HilConfig(progress=False)
     rows = []
@@ -243,6 +244,7 @@ def run_bench(json_path, jobs=(1, 2, 4), repeat: int = 4, echo=print) -> dict:
     out = dict(bench="parallel HIL (mcu hil --jobs N / --place x N)", model="digits CNN int8",
                board="mps2-an386 (QEMU, -icount shift=0)", samples=rows[0]["samples"],
                cores=os.cpu_count(), machine=platform.machine(),
+               load_average_before=load0, load_average_after=list(os.getloadavg()),
                python=platform.python_version(), results=rows,
                merged_equals_single=same,
                note="wall_s: from the call to the merged report (local: QEMU boot included; "
