@@ -50,7 +50,7 @@ bench-snn: setup
 bench-subnets: setup
 	$(BIN)/python -m toolchain.subnets.bench_models --json bench-results/subnets_models_m4.json
 
-# Parallel HIL (issue #13): the digits test set (x4) sharded over N = 1, 2, 4 emulated
+# Parallel HIL (issue #13): the digits test set (x2, best of 3 rounds) sharded over N = 1, 2, 4 emulated
 # boards, started locally and as places of a labgrid farm on 127.0.0.1 (coordinator +
 # exporter). JSON: bench-results/farm_parallel.json
 bench-farm: setup
