@@ -206,6 +206,11 @@ def test_bad_places_one_line_never_locked(farm, tmp_path):
         if want == "runs model":
             assert r.exit_code == 3
         assert not any(_free(farm).values()), args
+    # the good path of `mcu infer --place` (board from the place's tag)
+    r = CliRunner().invoke(main, ["infer", str(model), "--input", str(np_in), "--place", "mcu-0",
+                                  "--coordinator", c])
+    assert r.exit_code == 0 and "tflite-micro" in r.output, r.output[-800:]
+    assert not any(_free(farm).values())
     # a board whose TOML flashes through OpenOCDDriver, on a place without a USBDebugger
     from toolchain.boards import load_board
     from toolchain.farm import PlaceError, acquire_place
@@ -288,3 +293,28 @@ def test_shards_and_merge_keep_global_indices():
     m = merge_results(parts, 10, HilConfig(), {})
     assert [s.index for s in m.samples] == [0, 1, 2, 3, 4, 5, 6, 8, 9]
     assert m.stopped["at"] == 7 and not m.complete
+
+
+def test_serial_url_from_place_resources():
+    from types import SimpleNamespace as NS
+
+    from toolchain.farm import PlaceError, _serial_url
+
+    def res(cls, **args):
+        return NS(cls=cls, args=args)
+    assert _serial_url("p", {("NetworkSerialPort", "NetworkSerialPort"): res(
+        "NetworkSerialPort", host="h", port=4001, protocol="raw")}) == "socket://h:4001"
+    assert _serial_url("p", {("NetworkSerialPort", "NetworkSerialPort"): res(
+        "NetworkSerialPort", host="h", port=4002)}) == "rfc2217://h:4002"   # ser2net's
+    assert _serial_url("p", {("RawSerialPort", "RawSerialPort"): res(
+        "RawSerialPort", port="/dev/ttyACM0")}) == "/dev/ttyACM0"
+    two = {("debug", "NetworkSerialPort"): res("NetworkSerialPort", host="h", port=1,
+                                               protocol="raw"),
+           ("console", "NetworkSerialPort"): res("NetworkSerialPort", host="h", port=2,
+                                                 protocol="raw")}
+    assert _serial_url("p", two) == "socket://h:2"
+    with pytest.raises(PlaceError, match="protocol 'ssh' is not supported"):
+        _serial_url("p", {("n", "NetworkSerialPort"): res("NetworkSerialPort", host="h",
+                                                           port=1, protocol="ssh")})
+    with pytest.raises(PlaceError, match="place p has no serial port .*it has USBDebugger"):
+        _serial_url("p", {("d", "USBDebugger"): res("USBDebugger")})

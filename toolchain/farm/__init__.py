@@ -202,7 +202,7 @@ def _serial_url(place: str, resources: dict) -> str:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
+def sigterm_as_interrupt():
     """SIGTERM ends the command like Ctrl-C does, so the finally blocks release the
     place (only in the main thread, where signal handlers can be set)."""
     if threading.current_thread() is not threading.main_thread():
@@ -376,7 +376,7 @@ def place_holder(name: str, coordinator: str | None = None) -> str | None:
 def acquire_place(pattern: str, *, timeout: float | None = None,
                   coordinator: str | None = None, log=None):
     """One place as a context manager (see the module docstring)."""
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         [lease] = acquire_places([pattern], 1, timeout=timeout, coordinator=coordinator,
                                  log=log)
         if log:
@@ -392,7 +392,7 @@ def acquire_place(pattern: str, *, timeout: float | None = None,
 def leased_places(patterns, count: int | None = None, *, timeout: float | None = None,
                   coordinator: str | None = None, log=None):
     """Several places (parallel HIL) as a context manager; all released on exit."""
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         leases = acquire_places(patterns, count, timeout=timeout, coordinator=coordinator,
                                 log=log)
         if log:

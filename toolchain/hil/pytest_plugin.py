@@ -74,18 +74,20 @@ def mcu_place(pytestconfig, mcu_worker):
     import atexit
 
     from toolchain.errors import USER_ERRORS
-    from toolchain.farm import acquire_places, release_all
+    from toolchain.farm import sigterm_as_interrupt, acquire_places, release_all
     pats = [p.strip() for p in spec.split(",") if p.strip()]
-    try:
-        leases = acquire_places(pats, 1, timeout=pytestconfig.getoption("mcu_place_timeout"),
-                                prefer=_worker_index(mcu_worker))
-    except USER_ERRORS as e:
-        pytest.fail(f"mcu_place: {e}", pytrace=False)
-    atexit.register(release_all, leases)     # also when the session is cut short
-    try:
-        yield leases[0]
-    finally:
-        release_all(leases)
+    with sigterm_as_interrupt():          # a session ended by SIGTERM tears down too
+        try:
+            leases = acquire_places(pats, 1,
+                                    timeout=pytestconfig.getoption("mcu_place_timeout"),
+                                    prefer=_worker_index(mcu_worker))
+        except USER_ERRORS as e:
+            pytest.fail(f"mcu_place: {e}", pytrace=False)
+        atexit.register(release_all, leases)     # also when the session is cut short
+        try:
+            yield leases[0]
+        finally:
+            release_all(leases)
 
 
 @pytest.fixture(scope="session")
