@@ -96,10 +96,6 @@ class Session:
                              f"({why}); start labgrid-coordinator or set LG_COORDINATOR") \
                 from None
 
-    @property
-    def me(self) -> str:
-        return f"{self.s.gethostname()}/{self.s.getuser()}"
-
     def run(self, coro, timeout: float = 10.0):
         with _quiet():
             return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
@@ -112,7 +108,8 @@ class Session:
         return dict(self.s.places)
 
     def match(self, pattern: str) -> list[str]:
-        """Place names for a name, an alias, or a glob pattern (rack1-*)."""
+        """Place names for a name, a glob (rack1-*), or as labgrid-client -p matches:
+        a substring of names and aliases."""
         names = sorted(self.s.places)
         if pattern in self.s.places:
             return [pattern]
@@ -120,7 +117,7 @@ class Session:
             return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         try:
             with _quiet():
-                return [self.s.get_place(pattern).name]
+                return sorted(self.s._match_places(pattern))
         except self._lg.Error:
             return []
 
@@ -406,4 +403,5 @@ def leased_places(patterns, count: int | None = None, *, timeout: float | None =
 
 __all__ = ["PlaceError", "Lease", "acquire_place", "acquire_places", "leased_places",
            "release_all", "create_places", "exported_resources", "place_holder",
+           "sigterm_as_interrupt",
            "coordinator_address", "DEFAULT_COORDINATOR"]

@@ -74,9 +74,9 @@ def mcu_place(pytestconfig, mcu_worker):
     import atexit
 
     from toolchain.errors import USER_ERRORS
-    from toolchain.farm import sigterm_as_interrupt, acquire_places, release_all
+    from toolchain.farm import acquire_places, release_all, sigterm_as_interrupt
     pats = [p.strip() for p in spec.split(",") if p.strip()]
-    with sigterm_as_interrupt():          # a session ended by SIGTERM tears down too
+    with sigterm_as_interrupt():           # a session ended by SIGTERM tears down too
         try:
             leases = acquire_places(pats, 1,
                                     timeout=pytestconfig.getoption("mcu_place_timeout"),
