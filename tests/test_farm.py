@@ -103,9 +103,14 @@ def test_hil_on_places_merged_equals_single(farm, tmp_path):
 
 
 @pytest.mark.qemu
-def test_contending_runs_wait_or_time_out(farm):
+def test_contending_runs_wait_or_time_out(farm, tmp_path):
+    import numpy as np
+
     from toolchain.farm import acquire_place
     model, data = digits_model()
+    d = np.load(data)
+    big = tmp_path / "x3.npz"        # the first run holds the place while the second starts
+    np.savez(big, x=np.concatenate([d["x"]] * 3), y=np.concatenate([d["y"]] * 3))
     with acquire_place("mcu-1", coordinator=farm.coordinator):      # someone holds it
         t0 = time.monotonic()
         r = _mcu("hil", model, "--data", data, "--limit", 4, "-q", "--place", "mcu-1",
@@ -115,11 +120,12 @@ def test_contending_runs_wait_or_time_out(farm):
         assert "timed out after 1 s waiting: place mcu-1 is locked by" in line
         assert "release --kick" in line and "waiting:" in r.stderr
     # two real runs: the second waits (with a message) until the first releases
-    first = _popen(farm, "hil", model, "--data", data, "-q", "--place", "mcu-1")
+    first = _popen(farm, "hil", model, "--data", big, "-q", "--place", "mcu-1")
     _wait_held(farm, "mcu-1", first)
     second = _mcu("hil", model, "--data", data, "--limit", 8, "-q", "--place", "mcu-1",
                   "--place-timeout", 90, coordinator=farm.coordinator)
-    out, err = first.communicate(timeout=60)
+    out, err = first.communicate(timeout=90)
+    assert "1347/1347 outputs identical" in out
     assert first.returncode == 0, err[-1500:]
     assert second.returncode == 0, second.stderr[-1500:]
     assert "waiting: place mcu-1 is locked by" in second.stderr
