@@ -122,8 +122,10 @@ def test_mlperf_models_host(variant, tmp_path):
             for i, (_, g, _) in enumerate(models)]
     lib = HostModels(gens, variant, tmp_path)
     rng = np.random.default_rng(3)
+    # DSP ResNet-8: the four-pixel conv kernel's int16 columns cost 552 B of scratch
+    # (35,072 B) for 13 % fewer instructions
     limits = {"kws_ref_model.tflite": {"portable": 9_000, "dsp": 10_500},
-              "pretrainedResnet_quant.tflite": {"portable": 34_000, "dsp": 35_000}}
+              "pretrainedResnet_quant.tflite": {"portable": 34_000, "dsp": 35_200}}
     for (name, g, tfl), gen in zip(models, gens):
         assert gen.arena_size <= limits[name][variant], (name, gen.arena_size)
         assert gen.plan.rows, f"{name}: no row-delayed in-place layer"

@@ -149,3 +149,33 @@ def test_model_hash_is_checked(tmp_path):
     with pytest.raises(WrongFirmware, match="model cdcdcdcdcdcdcdcd") as e:
         verify_identity(FakeLink("cd" * 32), fw, b)
     assert e.value.exit_code == 3 and "\n" not in str(e.value)
+
+
+def test_flash_through_a_labgrid_place(tmp_path):
+    """`mcu flash --place`: a localhost farm (coordinator + exporter, one emulated board
+    whose exporter runs the firmware: used as flashed); the place's device answers with
+    the build it runs, another build is refused (exit 3), the place is released."""
+    import shutil
+    try:
+        import labgrid  # noqa: F401
+    except ImportError:
+        pytest.skip("needs labgrid")
+    if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
+        pytest.skip("qemu-system-arm / arm-none-eabi-gcc not installed")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hil_common import digits_model
+
+    from toolchain.bench_farm import LocalFarm
+    from toolchain.farm import place_holder
+    model, _ = digits_model()
+    other = build_firmware("mps2-an386", tmp_path / "other")
+    (tmp_path / "farm").mkdir()
+    with LocalFarm.emulated(model, 1, workdir=tmp_path / "farm") as farm:
+        [place] = farm.places
+        fw = farm.devices[0].firmware
+        co = ["--coordinator", farm.coordinator]
+        r = CliRunner().invoke(main, ["flash", str(fw.build_dir), "--place", place, *co])
+        assert r.exit_code == 0 and f"answers with build {fw.build_id}" in r.output, r.output
+        r = CliRunner().invoke(main, ["flash", str(other.build_dir), "--place", place, *co])
+        assert r.exit_code == 3 and "answers with another firmware" in r.output, r.output
+        assert place_holder(place, farm.coordinator) is None       # released both times

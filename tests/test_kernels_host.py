@@ -28,7 +28,7 @@ CASES = {
     "SOFTMAX": 100, "CONCATENATION": 40, "PAD": 40, "MEAN": 80, "RELU": 40, "RELU6": 40,
     "LOGISTIC": 40, "TANH": 40, "HARD_SWISH": 40, "LEAKY_RELU": 40, "SUB": 80,
     "MAXIMUM": 40, "MINIMUM": 40, "TRANSPOSE": 60,
-    "STRIDED_SLICE": 80, "PRELU": 60,
+    "STRIDED_SLICE": 80, "PRELU": 60, "TRANSPOSE_CONV": 100, "RESIZE_NEAREST_NEIGHBOR": 60,
 }
 # kernels with a DSP variant: check the explicit _portable and _dsp entry points
 VARIANTS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
@@ -72,6 +72,18 @@ def test_kernel_matches_tflm(libs, op_type):
     dict(cin=3, cout=16, kh=3, kw=3, stride=1, padding="SAME", h=8, w=8),
     dict(cin=12, cout=9, kh=3, kw=3, stride=2, padding="SAME", dilation=2, h=9, w=11),
     dict(cin=16, cout=12, kh=1, kw=1, stride=1, padding="VALID", h=5, w=5, act="NONE"),
+    # the four-pixel path (K % 4 == 0, full range: requantized in the assembly store):
+    # pixel counts 4k + 1/2/3, odd output channels, gathered patches (in_c % 4 != 0)
+    # with padding, strides and dilation
+    dict(cin=8, cout=5, kh=1, kw=1, stride=1, padding="VALID", h=3, w=3, act="NONE"),
+    dict(cin=12, cout=3, kh=1, kw=1, stride=1, padding="VALID", h=2, w=3, act="NONE"),
+    dict(cin=4, cout=9, kh=3, kw=3, stride=2, padding="SAME", h=7, w=7, act="NONE"),
+    dict(cin=1, cout=16, kh=10, kw=4, stride=2, padding="SAME", h=13, w=10, act="NONE"),
+    dict(cin=3, cout=7, kh=2, kw=2, stride=1, padding="SAME", h=5, w=6, act="NONE"),
+    dict(cin=6, cout=4, kh=2, kw=2, stride=2, padding="SAME", dilation=2, h=9, w=7,
+         act="NONE"),
+    dict(cin=3, cout=16, kh=3, kw=3, stride=1, padding="SAME", h=8, w=8, act="NONE"),
+    dict(cin=5, cout=6, kh=4, kw=4, stride=1, padding="VALID", h=6, w=7, act="NONE"),
 ])
 def test_conv_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))
@@ -93,6 +105,12 @@ def test_conv_shapes(libs, kw):
     dict(cin=24, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=7, w=1),
     dict(cin=64, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=25, w=5, act="NONE"),
     dict(cin=8, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=6, w=7, act="NONE"),
+    # stride 1, full range: requantized in the assembly store (odd/even/1/2 widths,
+    # a 4-channel last chunk, VALID)
+    dict(cin=12, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=4, w=6, act="NONE"),
+    dict(cin=4, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=3, w=1, act="NONE"),
+    dict(cin=20, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=5, w=2, act="NONE"),
+    dict(cin=8, multiplier=1, kh=3, kw=3, stride=1, padding="VALID", h=6, w=7, act="NONE"),
 ])
 def test_depthwise_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from opgen import make_conv2d, make_fully_connected
+from opgen import make_conv2d, make_depthwise_conv2d, make_fully_connected
 from toolchain.ir import quant_math as qm
 
 pytest.importorskip("tflite_micro")
@@ -61,7 +61,14 @@ def _conv(rng):
                        dilation=1, padding="VALID", act="NONE", per_channel=False, bias=True)
 
 
-@pytest.mark.parametrize("make", [_fc, _conv], ids=["FULLY_CONNECTED", "CONV_2D"])
+def _dw(rng):
+    return make_depthwise_conv2d(rng, n=1, h=1, w=1, cin=1, multiplier=1, kh=1, kw=1, stride=1,
+                                 dilation=1, padding="VALID", act="NONE", per_channel=False,
+                                 bias=True)
+
+
+@pytest.mark.parametrize("make", [_fc, _conv, _dw],
+                         ids=["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"])
 def test_reference_takes_tflite_micros_side_where_formulas_disagree(make):
     from converters.tflite_writer import write_tflite
     from toolchain.ir import reference

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from toolchain.boards import Board, load_board
+from toolchain.build_cache import ObjectCache
 from toolchain.errors import BuildError, ToolMissing
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "firmware_templates"
@@ -45,6 +46,7 @@ class BuildResult:
     sections: list = field(default_factory=list)  # {name, addr, size, flash, ram}
     by_file: dict = field(default_factory=dict)   # source -> {"flash": B, "ram": B}
     cached: bool = False
+    objects_from_cache: int = 0   # compiles skipped by the object cache (build_cache.py)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -141,6 +143,10 @@ def _hash_inputs(parts: list) -> str:
     return h.hexdigest()[:16]
 
 
+class _Hit(subprocess.CompletedProcess):
+    """A compile answered by the object cache (its stderr replayed)."""
+
+
 class CString(str):
     """A define that is always a C string literal (a hex build id can be all digits)."""
 
@@ -219,13 +225,28 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
     obj_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
     log.write_text("")
+    # The build id changes with every model: only the sources that print it get it, so
+    # the others compile to the same object from model to model (and hit the cache).
+    id_def = _defines_flags({"MCU_BUILD_ID": defs.pop("MCU_BUILD_ID")})
     common = cflags + [f"-I{i}" for i in incs] + _defines_flags(defs)
+    cache = ObjectCache.default(build_dir)
 
     def compile_one(item):
         src, stem = item
         obj = obj_dir / (stem.replace("/", "__") + ".o")
-        cmd = [cc, *common, "-c", str(src), "-o", str(obj)]
+        dep = obj.with_suffix(".d")
+        uses_id = b"MCU_BUILD_ID" in Path(src).read_bytes()
+        cmd = [cc, *common, *(id_def if uses_id else []), "-MD", "-MF", str(dep),
+               "-c", str(src), "-o", str(obj)]
+        hit = cache.fetch(cc, cmd, Path(src), obj) if cache else None
+        if hit is not None:
+            return src, stem, obj, cmd, _Hit(cmd, 0, "", hit)
         r = subprocess.run(cmd, capture_output=True, text=True)
+        if cache and r.returncode == 0:
+            try:
+                cache.store(cc, cmd, Path(src), obj, dep, r.stderr)
+            except OSError:       # a full or read-only cache never fails a build
+                pass
         return src, stem, obj, cmd, r
 
     objs = []
@@ -280,7 +301,8 @@ def build_firmware(board, build_dir=None, *, extra_sources=(), include_dirs=(),
     res = BuildResult(board=board.name, build_dir=build_dir, elf=elf, bin=binf, map=mapf,
                       build_id=build_id, test_build=test_build, flash_used=flash_used,
                       ram_used=ram_used, flash_budget=board.flash_size,
-                      ram_budget=board.ram_size, sections=sections, by_file=by_file)
+                      ram_budget=board.ram_size, sections=sections, by_file=by_file,
+                      objects_from_cache=sum(isinstance(r[4], _Hit) for r in results))
     man.write_text(json.dumps(res.to_json(), indent=2) + "\n")
     return res
 

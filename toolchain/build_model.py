@@ -166,7 +166,10 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
         rep["tflite_bytes"] = size
         rep["tflite"] = os.fspath(tfl_path)
         if measure_tflm:
-            tflm = tflm_measure(tfl_path, ("cmsis",))
+            # CMSIS-NN's int8-only registrations cannot run int16 activations: the
+            # reference kernels then (the same arena bookkeeping)
+            int16 = any(t.dtype == "int16" for t in graph.tensors.values() if not t.is_const)
+            tflm = tflm_measure(tfl_path, ("ref",) if int16 else ("cmsis",))
     ref = TFLM_MCU_REFERENCE.get(gen.model_hash)
     if ref:
         tflm["mcu_reference"] = ref

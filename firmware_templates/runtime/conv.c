@@ -53,18 +53,25 @@ void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_qu
                   output_dims, output);
 }
 
-/* DSP scratch layout (bytes, all word aligned):
- *   cols: K4/4 groups x 8 int16 (two im2col columns interleaved per group of
- *         four k, MCU_PERM4 order), then 2 x 4 int16 for the K % 4 tails;
- *   acc:  2 * out_c int32 raw sums (acc[2*oc + column]);
+/* DSP scratch layout (bytes, all word aligned), the larger of
+ *   four-pixel path (K % 4 == 0): cols: K/4 groups x 16 int16 (four im2col columns
+ *         interleaved per group of four k, MCU_PERM4 order), requantized in the
+ *         assembly store (no sums in memory);
+ *   two-pixel path (the rest): cols: K4/4 groups x 8 int16 (two columns), then
+ *         2 x 4 int16 for the K % 4 tails; acc: 2 * out_c int32 raw sums
+ *         (acc[2*oc + column]);
  * and for the legacy entry (mcu_conv2d_s8_dsp) first out_c mcu_requant_t. */
 int32_t mcu_conv2d_s8_pre_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims)
 {
 #if MCU_HAVE_DSP
     const int32_t K = filter_dims->h * filter_dims->w * input_dims->c;
     const int32_t out_c = filter_dims->n;
-    return (2 * (K & ~3) + 8) * (int32_t)sizeof(int16_t) +
-           2 * (out_c + 1) * (int32_t)sizeof(int32_t);
+    const int32_t two = (2 * (K & ~3) + 8) * (int32_t)sizeof(int16_t) +
+                        2 * (out_c + 1) * (int32_t)sizeof(int32_t);
+    const int32_t four = (K & 3) ? 0 : 4 * K * (int32_t)sizeof(int16_t);
+    /* in_c % 4 != 0: the patch as K bytes after the columns (im2col_s8_s16) */
+    const int32_t lin = (input_dims->c & 3) ? (K + 3) & ~3 : 0;
+    return (two > four ? two : four) + lin;
 #else
     (void)input_dims;
     (void)filter_dims;
@@ -113,17 +120,41 @@ static void mcu_mm_s8s16_2col(const int8_t *w, const int16_t *cols, int32_t K, i
         acc[4 * p + 3] = s11;
     }
 }
+/* C model of mcu_conv_s8s16_4px (mcu_mm_arm.S) */
+static void mcu_conv_s8s16_4px(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_rows,
+                               const int32_t *bias, const mcu_requant_t *rq, int8_t *out,
+                               int32_t C)
+{
+    for (int32_t r = 0; r < n_rows; r++, w += K, rq++) {
+        const uint32_t *a = (const uint32_t *)(const void *)cols;
+        int32_t s[4] = {bias[r], bias[r], bias[r], bias[r]};
+        for (int32_t k = 0; k < K; k += 4, a += 8) {
+            const uint32_t W = mcu_read_u32(w + k);
+            const uint32_t we = __sxtb16(W), wo = mcu_sxtb16_ror8(W);
+            for (int j = 0; j < 4; j++) {
+                s[j] = __smlad(we, a[2 * j], s[j]);
+                s[j] = __smlad(wo, a[2 * j + 1], s[j]);
+            }
+        }
+        for (int j = 0; j < 4; j++)
+            out[j * C + r] =
+                (int8_t)mcu_ssat8(mcu_rqt_fast(s[j], rq->mult, rq->rlo, rq->rhi, rq->sh));
+    }
+}
 #else
 void mcu_mm_s8s16_2col(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_pairs,
                        int32_t *acc);
+void mcu_conv_s8s16_4px(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_rows,
+                        const int32_t *bias, const mcu_requant_t *rq, int8_t *out, int32_t C);
 #endif
 
-/* im2col of one output pixel into column `col` (0/1) of the interleaved
- * buffer: input + offset as int16, 0 in the padding. */
+/* im2col of one output pixel into column `col` (< ncols, 2 or 4) of the interleaved
+ * buffer: input + offset as int16, 0 in the padding (K % 4 tails: ncols == 2 only). */
 static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_t in_h,
                           int32_t in_w, int32_t in_c, int32_t f_h, int32_t f_w, int32_t iy0,
-                          int32_t ix0, int16_t *buf, int32_t col)
+                          int32_t ix0, int16_t *buf, int32_t col, int32_t ncols)
 {
+    const int32_t gstep = 2 * ncols; /* words per group of four k */
     const int32_t K = f_h * f_w * in_c;
     const int32_t K4 = K & ~3;
     const uint32_t off2 = ((uint32_t)(uint16_t)p->input_offset) * 0x10001u;
@@ -137,7 +168,7 @@ static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_
                     for (int32_t i = 0; i < in_c; i += 4) {
                         dst[0] = 0;
                         dst[1] = 0;
-                        dst += 4;
+                        dst += gstep;
                     }
                 } else {
                     const int8_t *x = in_b + (iy * in_w + ix) * in_c;
@@ -145,30 +176,47 @@ static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_
                         const uint32_t v = mcu_read_u32(x + i);
                         dst[0] = __sxtab16(off2, v);
                         dst[1] = mcu_sxtab16_ror8(off2, v);
-                        dst += 4;
+                        dst += gstep;
                     }
                 }
             }
         }
         return;
     }
-    int32_t k = 0;
-    int16_t *tail = buf + 2 * K4 + 4 * col;
-    for (int32_t fy = 0; fy < f_h; fy++) {
+    /* in_c % 4 != 0: gather the patch as K contiguous bytes (the padding as the
+     * input zero point, so that it expands to 0), then expand four k at a time */
+    int8_t *lin = (int8_t *)(void *)(buf + (ncols == 4 ? 4 * K4 : 2 * K4 + 8));
+    const int8_t padv = (int8_t)(-p->input_offset);
+    const int32_t rowb = f_w * in_c;
+    int8_t *d = lin;
+    for (int32_t fy = 0; fy < f_h; fy++, d += rowb) {
         const int32_t iy = iy0 + p->dilation_h * fy;
-        for (int32_t fx = 0; fx < f_w; fx++) {
-            const int32_t ix = ix0 + p->dilation_w * fx;
-            const int inside = !(iy < 0 || iy >= in_h || ix < 0 || ix >= in_w);
-            const int8_t *x = inside ? in_b + (iy * in_w + ix) * in_c : in_b;
-            for (int32_t i = 0; i < in_c; i++, k++) {
-                const int16_t v = inside ? (int16_t)(x[i] + p->input_offset) : 0;
-                if (k < K4)
-                    buf[(k & ~3) * 2 + 4 * col + MCU_PERM4(k & 3)] = v;
-                else
-                    tail[k - K4] = v;
+        if (iy < 0 || iy >= in_h) {
+            for (int32_t i = 0; i < rowb; i++) d[i] = padv;
+        } else if (p->dilation_w == 1 && ix0 >= 0 && ix0 + f_w <= in_w) {
+            const int8_t *x = in_b + (iy * in_w + ix0) * in_c;
+            for (int32_t i = 0; i < rowb; i++) d[i] = x[i];
+        } else {
+            for (int32_t fx = 0; fx < f_w; fx++) {
+                const int32_t ix = ix0 + p->dilation_w * fx;
+                int8_t *dd = d + fx * in_c;
+                if (ix < 0 || ix >= in_w) {
+                    for (int32_t i = 0; i < in_c; i++) dd[i] = padv;
+                } else {
+                    const int8_t *x = in_b + (iy * in_w + ix) * in_c;
+                    for (int32_t i = 0; i < in_c; i++) dd[i] = x[i];
+                }
             }
         }
     }
+    uint32_t *dst = (uint32_t *)buf + 2 * col;
+    for (int32_t k = 0; k < K4; k += 4, dst += gstep) {
+        const uint32_t v = mcu_read_u32(lin + k);
+        dst[0] = __sxtab16(off2, v);
+        dst[1] = mcu_sxtab16_ror8(off2, v);
+    }
+    int16_t *tail = buf + 2 * K4 + 4 * col;
+    for (int32_t k = K4; k < K; k++) tail[k - K4] = (int16_t)(lin[k] + p->input_offset);
 }
 
 /* requantize the raw sums acc[2*oc + col] of one or two output pixels
@@ -216,15 +264,30 @@ static void conv_pre_dsp(const mcu_conv_params_t *p, const mcu_requant_t *rq,
     const int32_t n_pix = out_h * out_w;
     const int32_t n_pairs = out_c >> 1;
     const int use_asm = bias && act_min == -128 && act_max == 127 && mcu_rqt_all_fast(rq, out_c);
+    const int use4 = use_asm && (K & 3) == 0;
 
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int8_t *in_b = input + b * in_h * in_w * in_c;
         int8_t *out_b = output + b * n_pix * out_c;
-        int32_t oy = 0, ox = 0;
-        for (int32_t pix = 0; pix < n_pix; pix += 2) {
+        int32_t oy = 0, ox = 0, pix = 0;
+        if (use4) /* four pixels per pass, requantized in the assembly store */
+            for (; pix + 4 <= n_pix; pix += 4) {
+                for (int32_t j = 0; j < 4; j++) {
+                    im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w,
+                                  oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w,
+                                  cols, j, 4);
+                    if (++ox == out_w) {
+                        ox = 0;
+                        oy++;
+                    }
+                }
+                mcu_conv_s8s16_4px(filter, cols, K, out_c, bias, rq, out_b + pix * out_c,
+                                   out_c);
+            }
+        for (; pix < n_pix; pix += 2) {
             const int two = pix + 1 < n_pix;
             im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w, oy * p->stride_h - p->pad_h,
-                          ox * p->stride_w - p->pad_w, cols, 0);
+                          ox * p->stride_w - p->pad_w, cols, 0, 2);
             if (++ox == out_w) {
                 ox = 0;
                 oy++;
@@ -232,7 +295,7 @@ static void conv_pre_dsp(const mcu_conv_params_t *p, const mcu_requant_t *rq,
             if (two) {
                 im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w,
                               oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w, cols,
-                              1);
+                              1, 2);
                 if (++ox == out_w) {
                     ox = 0;
                     oy++;

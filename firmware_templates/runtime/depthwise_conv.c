@@ -202,7 +202,34 @@ static void mcu_dw3x3_acc_s2(const uint32_t *x, const uint32_t *w, const int32_t
         }
     }
 }
+/* C model of mcu_dw3x3_s1_rq */
+static void mcu_dw3x3_s1_rq(const uint32_t *x, const uint32_t *w, const int32_t *woff,
+                            int8_t *out, int32_t out_w, int32_t nch, int32_t xstride, int32_t C,
+                            const int32_t *bias, const mcu_requant_t *rq)
+{
+    for (; nch > 0; nch--, w += 6, x += xstride / 4, out++, bias++, rq++) {
+        const uint32_t *wk[3] = {w + woff[0] / 4, w + woff[1] / 4, w + woff[2] / 4};
+        const uint32_t *xp = x;
+        for (int32_t ox = 0; ox < out_w; ox += 2, xp += 3) {
+            int32_t s0 = 0, s1 = 0;
+            for (int k = 0; k < 3; k++) {
+                s0 = __smlad(xp[k], wk[k][0], s0);
+                s1 = __smlatb(xp[k], wk[k][0], s1);
+                s0 = __smlabt(xp[3 + k], wk[k][1], s0);
+                s1 = __smlad(xp[3 + k], wk[k][1], s1);
+            }
+            out[ox * C] = (int8_t)mcu_ssat8(
+                mcu_rqt_fast(mcu_add_wrap(s0, *bias), rq->mult, rq->rlo, rq->rhi, rq->sh));
+            if (ox + 1 < out_w)
+                out[(ox + 1) * C] = (int8_t)mcu_ssat8(
+                    mcu_rqt_fast(mcu_add_wrap(s1, *bias), rq->mult, rq->rlo, rq->rhi, rq->sh));
+        }
+    }
+}
 #else
+void mcu_dw3x3_s1_rq(const uint32_t *x, const uint32_t *w, const int32_t *woff, int8_t *out,
+                     int32_t out_w, int32_t nch, int32_t xstride, int32_t C,
+                     const int32_t *bias, const mcu_requant_t *rq);
 void mcu_dw3x3_acc_s1(const uint32_t *x, const uint32_t *w, const int32_t *woff, int32_t *acc,
                       int32_t npairs, int32_t nch, int32_t xstride);
 void mcu_dw3x3_acc_s2(const uint32_t *x, const uint32_t *w, const int32_t *woff, int32_t *acc,
@@ -332,6 +359,11 @@ static void dw3x3_dsp(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
                 int32_t woff[3];
                 for (int32_t k = 0; k < 3; k++) woff[k] = 8 * (((k - iy0) % 3 + 3) % 3);
                 const uint32_t *x = (const uint32_t *)(const void *)planes;
+                if (use_asm && S == 1) { /* requantized in the assembly store */
+                    mcu_dw3x3_s1_rq(x, packed + c0 * 6, woff, out_b + oy * out_w * C + c0,
+                                    out_w, n, cs * 2, C, bias + c0, rq + c0);
+                    continue;
+                }
                 if (S == 1)
                     mcu_dw3x3_acc_s1(x, packed + c0 * 6, woff, acc, npairs, n, cs * 2);
                 else

@@ -360,3 +360,234 @@ mcu_fc_s8s16_4row:
     pop     {r4-r11, pc}
     .size   mcu_fc_s8s16_4row, .-mcu_fc_s8s16_4row
 #endif
+
+/* CONV_2D, one filter row against four im2col columns with the requantization
+ * fused into the store (see conv.c):
+ *
+ * void mcu_conv_s8s16_4px(const int8_t *w, const int16_t *cols, int32_t K,
+ *                         int32_t n_rows, const int32_t *bias, const mcu_requant_t *rq,
+ *                         int8_t *out, int32_t C);
+ *
+ * K % 4 == 0. cols: per group of four k, eight words: pixel j's two words (MCU_PERM4
+ * order) at 2j, 2j + 1 (word aligned). For each row r < n_rows (filter rows w + r * K,
+ * may be unaligned) the sums s_j = bias[r] + row . col_j (mod 2^32) are requantized with
+ * rq[r] (fast form, full int8 range) and stored to out[j * C + r]. Each filter word is
+ * loaded and sign-extended once for the four pixels: 13 instructions per 16 MACs. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
+.macro G4
+    ldr     ip, [r0], #4
+    ldmia   r1!, {r4-r7}
+    sxtb16  lr, ip
+    sxtb16  ip, ip, ror #8
+    smlad   r8, lr, r4, r8
+    smlad   r8, ip, r5, r8
+    smlad   r9, lr, r6, r9
+    smlad   r9, ip, r7, r9
+    ldmia   r1!, {r4-r7}
+    smlad   r10, lr, r4, r10
+    smlad   r10, ip, r5, r10
+    smlad   r11, lr, r6, r11
+    smlad   r11, ip, r7, r11
+.endm
+
+@ requantize \x with mult r4, sh r5, rlo r6, rhi r7 into lr (saturated to int8)
+.macro RQ4 x
+    and     ip, \x, #0x80000000
+    adds    ip, ip, r6
+    adc     lr, r7, \x, asr #31
+    smlal   ip, lr, \x, r4
+    asr     lr, lr, r5
+    ssat    lr, #8, lr
+.endm
+
+    .align  2
+    .global mcu_conv_s8s16_4px
+    .type   mcu_conv_s8s16_4px, %function
+    .thumb_func
+mcu_conv_s8s16_4px:
+    push    {r4-r11, lr}
+    cmp     r3, #0
+    ble     .Lc4_ret
+    sub     sp, sp, #24
+    str     r1, [sp, #0]            @ cols
+    lsrs    r2, r2, #2
+    str     r2, [sp, #4]            @ K / 4 groups
+    str     r3, [sp, #8]            @ rows left
+    ldr     ip, [sp, #60]
+    str     ip, [sp, #12]           @ bias
+    ldr     ip, [sp, #64]
+    str     ip, [sp, #16]           @ rq
+    ldr     r3, [sp, #68]           @ out (+ row)
+    ldr     ip, [sp, #72]
+    str     ip, [sp, #20]           @ C
+.Lc4_row:
+    ldr     ip, [sp, #12]
+    ldr     r8, [ip], #4
+    str     ip, [sp, #12]
+    mov     r9, r8
+    mov     r10, r8
+    mov     r11, r8
+    ldr     r1, [sp, #0]
+    ldr     r2, [sp, #4]
+    lsrs    r2, r2, #1              @ pairs of groups; C = an odd one
+    bcc     1f
+    G4
+1:
+    cbz     r2, 3f
+2:
+    G4
+    G4
+    subs    r2, r2, #1
+    bne     2b
+3:
+    ldr     ip, [sp, #16]
+    ldm     ip, {r4-r7}             @ mult, sh, rlo, rhi
+    adds    ip, ip, #20
+    str     ip, [sp, #16]
+    ldr     r2, [sp, #20]           @ C
+    RQ4     r8
+    strb    lr, [r3]
+    RQ4     r9
+    strb    lr, [r3, r2]
+    add     r1, r3, r2, lsl #1
+    RQ4     r10
+    strb    lr, [r1]
+    RQ4     r11
+    strb    lr, [r1, r2]
+    adds    r3, r3, #1
+    ldr     ip, [sp, #8]
+    subs    ip, ip, #1
+    str     ip, [sp, #8]
+    bne     .Lc4_row
+    add     sp, sp, #24
+.Lc4_ret:
+    pop     {r4-r11, pc}
+    .size   mcu_conv_s8s16_4px, .-mcu_conv_s8s16_4px
+#endif
+
+/* DEPTHWISE_CONV_2D 3x3 stride 1 with the requantization fused into the store (see
+ * depthwise_conv.c; the layout of mcu_dw3x3_acc_s1):
+ *
+ * void mcu_dw3x3_s1_rq(const uint32_t *x, const uint32_t *w, const int32_t *woff,
+ *                      int8_t *out, int32_t out_w, int32_t nch, int32_t xstride,
+ *                      int32_t C, const int32_t *bias, const mcu_requant_t *rq);
+ *
+ * For channels c < nch: out[ox * C + c] for ox < out_w, requantized with rq[c] (fast
+ * form, full int8 range) after adding bias[c]. Per pair of outputs the weights and the
+ * channel's parameters come back from the stack frame by LDM. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
+@ frame: 0 mult, 4 sh, 8 rlo, 12 bias, 16 rhi, 20 C, 24..44 weights (ring slot order),
+@ 48 x, 52 w, 56 out, 60 woff, 64 bias ptr, 68 rq ptr, 72 channels left;
+@ arguments from 116: out_w, nch, xstride, C, bias, rq
+.macro RQD x
+    add     \x, \x, r7
+    and     r1, \x, #0x80000000
+    adds    r1, r1, r6
+    adc     r2, r8, \x, asr #31
+    smlal   r1, r2, \x, r4
+    asr     r2, r2, r5
+    ssat    r2, #8, r2
+.endm
+
+    .align  2
+    .global mcu_dw3x3_s1_rq
+    .type   mcu_dw3x3_s1_rq, %function
+    .thumb_func
+mcu_dw3x3_s1_rq:
+    push    {r4-r11, lr}
+    sub     sp, sp, #80
+    str     r0, [sp, #48]
+    str     r1, [sp, #52]
+    str     r3, [sp, #56]
+    str     r2, [sp, #60]
+    ldr     ip, [sp, #132]
+    str     ip, [sp, #64]
+    ldr     ip, [sp, #136]
+    str     ip, [sp, #68]
+    ldr     ip, [sp, #120]
+    str     ip, [sp, #72]
+    ldr     ip, [sp, #128]
+    str     ip, [sp, #20]
+.Ldq_ch:
+    ldr     r2, [sp, #60]
+    ldm     r2, {r7, r8, r9}
+    ldr     r1, [sp, #52]
+    add     r7, r1, r7
+    ldrd    r4, r5, [r7]
+    add     r8, r1, r8
+    ldrd    r6, r7, [r8]
+    add     r9, r1, r9
+    ldrd    r8, r9, [r9]
+    adds    r1, r1, #24
+    str     r1, [sp, #52]
+    add     ip, sp, #24
+    stm     ip, {r4-r9}
+    ldr     r1, [sp, #64]
+    ldr     r10, [r1], #4           @ bias
+    str     r1, [sp, #64]
+    ldr     r1, [sp, #68]
+    ldm     r1, {r0, r2, r3, r11}   @ mult, sh, rlo, rhi
+    adds    r1, r1, #20
+    str     r1, [sp, #68]
+    stm     sp, {r0, r2, r3, r10, r11}
+    ldr     r0, [sp, #48]
+    ldr     r3, [sp, #56]
+    ldr     lr, [sp, #116]
+    lsrs    lr, lr, #1              @ full pairs
+    beq     .Ldq_single
+.Ldq_pair:
+    ldmia   r0!, {r1, r2, r12}
+    smuad   r10, r1, r4
+    smultb  r11, r1, r4
+    smlad   r10, r2, r6, r10
+    smlatb  r11, r2, r6, r11
+    smlad   r10, r12, r8, r10
+    smlatb  r11, r12, r8, r11
+    ldm     r0, {r1, r2, r12}
+    smlabt  r10, r1, r5, r10
+    smlad   r11, r1, r5, r11
+    smlabt  r10, r2, r7, r10
+    smlad   r11, r2, r7, r11
+    smlabt  r10, r12, r9, r10
+    smlad   r11, r12, r9, r11
+    ldm     sp, {r4-r8, r12}        @ mult, sh, rlo, bias, rhi, C
+    RQD     r10
+    strb    r2, [r3]
+    RQD     r11
+    strb    r2, [r3, r12]
+    add     r3, r3, r12, lsl #1
+    add     r12, sp, #24
+    ldm     r12, {r4-r9}
+    subs    lr, lr, #1
+    bne     .Ldq_pair
+.Ldq_single:
+    ldr     ip, [sp, #116]
+    tst     ip, #1
+    beq     .Ldq_next
+    ldmia   r0!, {r1, r2, r12}
+    smuad   r10, r1, r4
+    smlad   r10, r2, r6, r10
+    smlad   r10, r12, r8, r10
+    ldm     r0, {r1, r2, r12}
+    smlabt  r10, r1, r5, r10
+    smlabt  r10, r2, r7, r10
+    smlabt  r10, r12, r9, r10
+    ldm     sp, {r4-r8, r12}
+    RQD     r10
+    strb    r2, [r3]
+.Ldq_next:
+    ldr     r0, [sp, #48]
+    ldr     ip, [sp, #124]
+    add     r0, r0, ip
+    str     r0, [sp, #48]
+    ldr     r3, [sp, #56]
+    adds    r3, r3, #1
+    str     r3, [sp, #56]
+    ldr     ip, [sp, #72]
+    subs    ip, ip, #1
+    str     ip, [sp, #72]
+    bne     .Ldq_ch
+    add     sp, sp, #80
+    pop     {r4-r11, pc}
+    .size   mcu_dw3x3_s1_rq, .-mcu_dw3x3_s1_rq
+#endif

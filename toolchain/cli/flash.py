@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.common import write_json
+from toolchain.cli.common import place_options, write_json
 
 
 def _open_link(board, port: str, wait: float):
@@ -39,6 +39,34 @@ def _verify(link, fw, board) -> dict:
                 model_hash=info.model_hash)
 
 
+def _flash_place(fw, b, place, place_timeout, coordinator, wait, result) -> None:
+    """Through a labgrid place: acquire it, flash with the board's [labgrid] flash driver
+    (a place without one, e.g. an emulated board its exporter runs, is used as flashed),
+    check over the place's serial port, release it on every exit path."""
+    from toolchain.farm import acquire_place
+    from toolchain.farm.flash import flash_driver
+    with acquire_place(place, timeout=place_timeout, coordinator=coordinator,
+                       log=lambda s: click.echo(s, err=True)) as lease:
+        if lease.board and lease.board != b.name:
+            from toolchain.errors import BoardError
+            raise BoardError(f"place {lease.place} holds a {lease.board}, the build is for "
+                             f"{b.name}; pick a place of that board")
+        driver, _ = flash_driver(b)
+        with click.progressbar(length=100, label=f"flashing {b.name} on {lease.place}",
+                               show_percent=True) as bar:
+            if driver:
+                lease.flash(fw.elf, b)
+            bar.update(70)
+            link = _open_link(b, lease.serial_url, wait)
+            try:
+                result.update(_verify(link, fw, b))
+            finally:
+                link.close()
+            bar.update(30)
+        result.update(port=lease.serial_url, place=lease.place,
+                      flasher=driver or "(place used as flashed)")
+
+
 @click.command("flash")
 @click.argument("target", type=click.Path())
 @click.option("--board", "-b", default=None, help="Board (`mcu boards`); default: the build's "
@@ -54,10 +82,13 @@ def _verify(link, fw, board) -> dict:
 @click.option("--keep-running", is_flag=True, help="QEMU/host boards: leave the emulator "
               "running (until Ctrl-C) after the check, its serial URL printed.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
-def flash_cmd(target, board, port, out_dir, protocol, wait, keep_running, json_path):
+@place_options
+def flash_cmd(target, board, port, out_dir, protocol, wait, keep_running, json_path, place,
+              place_timeout, coordinator):
     """Flash TARGET (a build directory from `mcu build`, or a MODEL to build first) to a
     board through its TOML flasher (pyocd, openocd, ...; QEMU and host boards: start the
-    emulator with the image), then check that the device answers over its serial link
+    emulator with the image) or through a labgrid place (--place: the board TOML's
+    [labgrid] flash driver), then check that the device answers over its serial link
     with the build's id and model hash."""
     from toolchain.boards import load_board, resolve_board
     from toolchain.build import MANIFEST, load_build
@@ -82,7 +113,13 @@ def flash_cmd(target, board, port, out_dir, protocol, wait, keep_running, json_p
         raise BuildError(f"build {fw.build_dir} has no firmware ({fw.elf} is missing); "
                          f"rebuild it with `mcu build --board {b.name}`")
     result = dict(board=b.name, build_dir=str(fw.build_dir), build_id=fw.build_id)
-    if b.flash_command:
+    if not place and (place_timeout is not None or coordinator is not None):
+        raise click.UsageError("--place-timeout and --coordinator need --place")
+    if place:
+        if port:
+            raise click.UsageError("give --place or --port, not both")
+        _flash_place(fw, b, place, place_timeout, coordinator, wait, result)
+    elif b.flash_command:
         port = port or (b.serial_url if b.serial_url and "{" not in b.serial_url else None)
         if not port:
             raise BoardError(f"board {b.name}: give its serial port with --port (e.g. "
@@ -120,7 +157,7 @@ def flash_cmd(target, board, port, out_dir, protocol, wait, keep_running, json_p
     model = f", model {result['model_hash'][:16]}" if result.get("model_hash") else ""
     click.echo(f"flashed {b.name}: device at {result['port']} answers with {what}{model}")
     write_json(json_path, result)
-    if not b.flash_command:
+    if not b.flash_command and not place:
         if keep_running:
             dev.release()
             click.echo(f"{b.name} keeps running at {dev.url}; Ctrl-C stops it")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.common import write_json
+from toolchain.cli.common import on_place, place_options, write_json
 # helpers only: the `patch` group gets these commands in toolchain/cli/__init__.py
 from toolchain.cli.patch import _key, _load_model, _read_patch, key_option
 
@@ -135,6 +135,8 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
               help="Model the device should hold afterwards (.tflite): compare its outputs on "
                    "fixed inputs with the reference interpreter's.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
+@place_options
+@on_place
 def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, no_apply,
              check_model, json_path):
     """Stream a patch to a device (pipelined chunks, resumable) and apply it there."""
@@ -195,6 +197,8 @@ def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, 
 @click.command("status")
 @_device_opts
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
+@place_options
+@on_place
 def status_cmd(board, firmware, flash, port, json_path):
     """Print the device's patch state: model hash, sequence, slot, staging progress."""
     from toolchain.patch.send import patch_status

@@ -58,10 +58,13 @@ UNIT_NAMES = {0: "ticks", 1: "instructions", 2: "cycles", 3: "ns"}
 def check_graph(graph: Graph) -> None:
     """Raise IRError for anything the runtime cannot run, naming op and layer."""
     validate(graph, SUPPORTED_OPS, target="the mcu runtime")
+    # int16 activations ("16x8"): only ops with an int16 form (toolchain/ir/ops/int16.py)
+    ops.int16.check_int16_graph(graph, "the mcu runtime")
+    act = ("int8", "int16") if ops.int16.graph_is_int16(graph) else ("int8",)
     for op in graph.ops:
         for n in op.outputs:
             t = graph.t(n)
-            if t.dtype != "int8":
+            if t.dtype not in act:
                 raise IRError(f"layer '{op.name}' ({op.type}): output '{n}' is {t.dtype}; "
                               "the mcu runtime runs int8 models (convert with mcu convert "
                               "--calib)")
@@ -69,7 +72,7 @@ def check_graph(graph: Graph) -> None:
             if not n:
                 continue
             t = graph.t(n)
-            if not t.is_const and t.dtype != "int8":
+            if not t.is_const and t.dtype not in act:
                 raise IRError(f"layer '{op.name}' ({op.type}): input '{n}' is {t.dtype}; "
                               "the mcu runtime runs int8 models")
             if t.is_const and ops.get(op.type).int8_const_inputs and t.dtype != "int8":
@@ -78,7 +81,7 @@ def check_graph(graph: Graph) -> None:
         kernel_params(graph, op)   # raises IRError on unsupported parameters
         _check_accumulator(graph, op)
     for n in graph.inputs + graph.outputs:
-        if graph.t(n).dtype != "int8":
+        if graph.t(n).dtype not in act:
             raise IRError(f"graph input/output '{n}' is {graph.t(n).dtype}; the mcu runtime "
                           "runs int8 models (convert with mcu convert --calib)")
 
@@ -92,6 +95,8 @@ MAX_PRODUCTS = (2**31 - 1) // (128 * 255)
 
 def _check_accumulator(graph: Graph, op) -> None:
     if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
+        return
+    if ops.int16.is_int16(graph, op):   # int64 sums (or TFLM's wrapping int32 ones)
         return
     w = graph.t(op.inputs[1])
     k = 1
