@@ -10,9 +10,7 @@ equal in TFLM and our reference, groups and dilation refused by name; the PyTorc
 (patch training) equal to the float evaluator; a decoder with ConvTranspose2d and
 nn.Upsample (TRANSPOSE_CONV, RESIZE_NEAREST_NEIGHBOR) bit-exact on QEMU M4 (portable and
 DSP)."""
-import io
 import sys
-import warnings
 import zlib
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from converters.tflite_writer import write_tflite  # noqa: E402
 from toolchain.ir import IRError, reference  # noqa: E402
 from toolchain.ir.validate import validate  # noqa: E402
 from toolchain.tflm_oracle import TflmRunner, run_graph  # noqa: E402
+from onnx_export import export_onnx  # noqa: E402
 
 
 def _check(g, libs, rng):
@@ -118,14 +117,6 @@ def test_tflite_roundtrip_and_versions():
 
 
 # --------------------------------------------------------------------------- ONNX
-def _export(net, shape):
-    import torch
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), f, dynamo=False, opset_version=17)
-    return f.getvalue()
-
 
 def _nets():
     from torch import nn
@@ -173,7 +164,7 @@ def test_onnx_convtranspose_float_quantized_and_torch_form():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     for name, net, shape, types in _nets():
-        g = from_onnx(_export(net, shape))
+        g = from_onnx(export_onnx(net, shape))
         assert [op.type for op in g.ops] == types, name
         if name == "decoder":
             assert g.ops[1].attr("fused_activation") == "RELU"
@@ -204,7 +195,7 @@ def test_onnx_convtranspose_refused_by_name(kw, msg):
     from converters import from_onnx
     net = nn.ConvTranspose2d(4, 4, 3, 2, 1, **kw).eval()
     with pytest.raises(IRError, match=msg):
-        from_onnx(_export(net, (1, 4, 5, 5)))
+        from_onnx(export_onnx(net, (1, 4, 5, 5)))
 
 
 # --------------------------------------------------------------------------- end to end
@@ -219,7 +210,7 @@ def test_decoder_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     torch.manual_seed(1)
     _, dec, shape, _ = _nets()[0]
     net = nn.Sequential(dec, nn.Upsample(scale_factor=2, mode="nearest")).eval()
-    g = from_onnx(_export(net, shape))
+    g = from_onnx(export_onnx(net, shape))
     rng = np.random.default_rng(3)
     q = quantize(g, _ir_in(rng.standard_normal((32,) + shape[1:]).astype(np.float32)))
     assert {"TRANSPOSE_CONV", "RESIZE_NEAREST_NEIGHBOR"} <= {op.type for op in q.ops}
