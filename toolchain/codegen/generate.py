@@ -186,19 +186,28 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
                            force_rows=force_rows)
         if best is None or plan.arena_size < best[1].arena_size:
             best = (order, plan)
-    segs: list = []
     if stream and rows and not force_rows and levels is None:
         order, plan = best
         g = _with_order(graph, order)
-        segs, plan = streaming.choose(g, plan, lambda sg: streaming.plan_with(
+        segs, splan = streaming.choose(g, plan, lambda sg: streaming.plan_with(
             g, sg, alignment, scratch, row_policy, plan_memory, default_inplace), ks)
-        best = (order, plan)
+        if segs:   # kept only when the arena is smaller after the multi-row-block pass too
+            plain = _row_blocks(g, best, [], variant, alignment, scratch, row_slack)
+            streamed = _row_blocks(g, (order, splan), segs, variant, alignment, scratch,
+                                   row_slack)
+            return streamed if streamed[1].arena_size < plain[1].arena_size else plain
     if not rows or force_rows or not best[1].rows:
         return best
-    # Row-delayed calls cost instructions (one kernel call per row block): where the
-    # arena allows, run an op normally, else in blocks of several rows per call.
+    return _row_blocks(_with_order(graph, best[0]), best, [], variant, alignment, scratch,
+                       row_slack)
+
+
+def _row_blocks(g: Graph, best, segs, variant, alignment, scratch, row_slack):
+    """Row-delayed calls cost instructions (one kernel call per row block): where the
+    arena allows, run an op normally, else in blocks of several rows per call."""
     order, plan = best
-    g = _with_order(graph, order)
+    if not plan.rows:
+        return best
     limit = plan.arena_size + (ROW_SLACK.get(variant, 0) if row_slack is None else row_slack)
     choice: dict[str, int] = {}    # op name -> 0 (not row-delayed) or rows per call
 

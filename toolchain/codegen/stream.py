@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toolchain.codegen.kernel_params import kernel_params
 from toolchain.ir import ops
 from toolchain.ir.graph import Graph, Op
 
@@ -65,7 +66,6 @@ def _act_inputs(g: Graph, op: Op) -> list[str]:
 
 def _geo(g: Graph, op: Op):
     """(kind, stride_h, pad_h, eff_kh) of a streamable op, or None."""
-    from toolchain.codegen.kernel_params import kernel_params
     if len(op.outputs) != 1:
         return None
     y = g.t(op.outputs[0])
@@ -84,6 +84,14 @@ def _geo(g: Graph, op: Op):
         else:
             kh, dil = int(p["filter_h"]), 1
         return ("window", int(p["stride_h"]), int(p["pad_h"]), (kh - 1) * dil + 1)
+    if op.type == "PAD":
+        if ins != [op.inputs[0]]:
+            return None
+        p = kernel_params(g, op)
+        pads = [int(v) for v in p["pads"]]
+        if pads[0] or pads[1] or tuple(p["input_dims"]) != tuple(g.t(op.inputs[0]).shape):
+            return None
+        return ("pad", 1, pads[2], 1)        # out row r = input row r - top (or a pad row)
     if op.type in ELEMENTWISE:
         if any(tuple(g.t(n).shape) != tuple(y.shape) for n in op.inputs if n):
             return None       # broadcasting or a constant of another shape
@@ -145,7 +153,7 @@ class Ring:
 @dataclass
 class SegOp:
     op: Op
-    kind: str           # "window" or "elementwise"
+    kind: str           # "window", "pad" (row r = input row r - top) or "elementwise"
     stride: int
     pad: int
     eff_kh: int
@@ -567,6 +575,8 @@ def record(em, k: int, op: Op, p: dict) -> str:
     arrive through em.rows (em.stream_calls), an elementwise op's one-row call is kept
     with placeholder pointers. The segment's run functions come from emit_segments."""
     d = ops.get(op.type)
+    if op.type == "PAD":            # emit_segments writes its row call
+        return ""
     if d.row_capable:
         body = d.emit(em, k, op, p)
         assert not body and op.name in em.stream_calls, op.name
@@ -632,7 +642,19 @@ def _emit_segment(em, seg: Segment) -> list[str]:
         else:
             dst = f"({A} + {base_of[t]} + r * {rb})"
             post = []
-        if so.kind == "window":
+        if so.kind == "pad":
+            p = kernel_params(g, op)
+            pads = [int(v) for v in p["pads"]]
+            _, hi_, wi_, ci_ = p["input_dims"]
+            em.decls.append(f"static const mcu_dims_t {P}_{j}_rowd = {{1, 1, {wi_}, {ci_}}};")
+            em.decls.append(f"static const int32_t {P}_{j}_rowpads[8] = "
+                            f"{{0, 0, 0, 0, {', '.join(map(str, pads[4:]))}}};")
+            v = int(p["pad_value"])
+            c += [f"    const int32_t i = r - {so.pad};",
+                  f"    if (i >= 0 && i < {hi_}) mcu_pad_s8(&{P}_{j}_rowd, "
+                  f"{row_ptr(op.inputs[0], 'i')}, {P}_{j}_rowpads, (int8_t){v}, {dst});",
+                  f"    else __builtin_memset({dst}, {v & 0xff}, {rb});"]
+        elif so.kind == "window":
             fn, ctype, pp, qa, idm, wb, odm, scr = em.stream_calls[op.name]
             body.append(f"{ctype} prm{j} = *{pp};")
             body.append(f"mcu_dims_t id{j} = *{idm}, od{j} = *{odm};")
