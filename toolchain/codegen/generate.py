@@ -175,8 +175,12 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
     def scratch(op, g):
         return ks[op.name]
 
-    def row_policy(op, g):
-        return row_schedule(g, op)
+    row_cache: dict = {}
+
+    def row_policy(op, g):       # depends on the op and its tensors only, not the order
+        if op.name not in row_cache:
+            row_cache[op.name] = row_schedule(g, op)
+        return row_cache[op.name]
 
     best = None
     orders = _topo_orders(graph) if reorder else [list(range(len(graph.ops)))]

@@ -214,22 +214,24 @@ def need(so: SegOp, r: int) -> tuple[int, int]:
 
 
 def build(g: Graph, a: int, b: int, ks: dict | None = None, inplace: int | None = None,
-          check: bool = True) -> Segment | None:
+          check: bool = True, geos: dict | None = None) -> Segment | None:
     """The segment of g.ops[a..b] (see candidates), optionally writing its output over
-    external input `inplace` (index into its inputs); None when that is not possible."""
+    external input `inplace` (index into its inputs); None when that is not possible.
+    check: prove it by simulate() (the planner checks the segments it keeps)."""
     ks = ks or {}
     sops = []
     for op in g.ops[a:b + 1]:
-        geo = _geo(g, op)
+        geo = geos[op.name] if geos is not None else _geo(g, op)
         if geo is None:
             return None
         sops.append(SegOp(op, geo[0], geo[1], geo[2], geo[3], int(g.t(op.inputs[0]).shape[1]),
                           int(g.t(op.outputs[0]).shape[1])))
     prod = {so.op.outputs[0]: i for i, so in enumerate(sops)}
+    acts = [_act_inputs(g, so.op) for so in sops]
     output = sops[-1].op.outputs[0]
     ext: list[str] = []
-    for so in sops:
-        for n in _act_inputs(g, so.op):
+    for j, so in enumerate(sops):
+        for n in acts[j]:
             if n not in prod and n not in ext:
                 ext.append(n)
     if inplace is not None and (inplace >= len(ext) or ext[inplace] in g.outputs):
@@ -243,12 +245,12 @@ def build(g: Graph, a: int, b: int, ks: dict | None = None, inplace: int | None 
         i = prod[t]
         so = sops[i]
         lo, hi = need(so, r)
-        for u in _act_inputs(g, so.op):
+        for u in acts[i]:
             if u in prod:
                 while done[u] <= hi:
                     produce(u, done[u])
         steps.append(i)
-        reads.append([(u, lo, hi) for u in _act_inputs(g, so.op)])
+        reads.append([(u, lo, hi) for u in acts[i]])
         done[t] = r + 1
 
     import sys
@@ -485,10 +487,16 @@ def choose(g: Graph, base_plan, plan_fn, ks: dict, max_rounds: int = 6):
     -> (segments, plan)."""
     cands = candidates(g)
     cache: dict = {}
+    geos = {op.name: _geo(g, op) for op in g.ops}
+    consumers: dict[str, set[int]] = {}
+    for i, op in enumerate(g.ops):
+        for n in op.inputs:
+            if n:
+                consumers.setdefault(n, set()).add(i)
 
     def seg(a, b, k):
         if (a, b, k) not in cache:
-            cache[(a, b, k)] = build(g, a, b, ks, k)
+            cache[(a, b, k)] = build(g, a, b, ks, k, check=False, geos=geos)
         return cache[(a, b, k)]
     chosen: list = []
     best_plan = base_plan
@@ -502,7 +510,10 @@ def choose(g: Graph, base_plan, plan_fn, ks: dict, max_rounds: int = 6):
             s0 = seg(a, b, None)
             if s0 is None:
                 continue
-            for k in [None] + list(range(len(s0.inputs))):
+            dying = [k for k, n in enumerate(s0.inputs)      # in place only over an input
+                     if n not in g.outputs and n not in g.state   # that dies here
+                     and all(a <= c <= b for c in consumers.get(n, ()))]
+            for k in [None] + dying:
                 s = s0 if k is None else seg(a, b, k)
                 if s is None:
                     continue
@@ -516,6 +527,8 @@ def choose(g: Graph, base_plan, plan_fn, ks: dict, max_rounds: int = 6):
             break
         chosen.append(best[1])
         best_plan = best[2]
+    for _, _, s in chosen:       # the byte-level proof of every segment kept
+        simulate(g, s)
     return sorted(chosen, key=lambda c: c[0]), best_plan
 
 
