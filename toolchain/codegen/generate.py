@@ -160,7 +160,7 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
     """(execution order, MemoryPlan): the smallest arena over candidate orders.
 
     stream: run consecutive ops as streamed segments (toolchain/codegen/stream.py)
-    where that lowers the arena.
+    where that lowers the arena; "force" (tests): the longest segments, always.
 
     Row-delayed ops then run normally or in multi-row blocks (fewer kernel calls)
     where the arena stays within the smallest arena + row_slack bytes (default
@@ -194,7 +194,10 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
         order, plan = best
         g = _with_order(graph, order)
         segs, splan = streaming.choose(g, plan, lambda sg: streaming.plan_with(
-            g, sg, alignment, scratch, row_policy, plan_memory, default_inplace), ks)
+            g, sg, alignment, scratch, row_policy, plan_memory, default_inplace), ks,
+            force=stream == "force")
+        if segs and stream == "force":
+            return _row_blocks(g, (order, splan), segs, variant, alignment, scratch, row_slack)
         if segs:   # kept only when the arena is smaller after the multi-row-block pass too
             plain = _row_blocks(g, best, [], variant, alignment, scratch, row_slack)
             streamed = _row_blocks(g, (order, splan), segs, variant, alignment, scratch,

@@ -481,10 +481,11 @@ def plan_with(g: Graph, segs: list, alignment: int, scratch, rows_policy, plan_m
     return plan
 
 
-def choose(g: Graph, base_plan, plan_fn, ks: dict, max_rounds: int = 6):
+def choose(g: Graph, base_plan, plan_fn, ks: dict, max_rounds: int = 6, force: bool = False):
     """Greedy: add the segment (and in-place choice) that lowers the arena most, while
     one does; ties go to fewer streamed ops. plan_fn(segs) -> MemoryPlan | None.
-    -> (segments, plan)."""
+    force (tests): the longest segments that plan, in place where possible, whatever
+    the arena. -> (segments, plan)."""
     cands = candidates(g)
     cache: dict = {}
     geos = {op.name: _geo(g, op) for op in g.ops}
@@ -500,6 +501,18 @@ def choose(g: Graph, base_plan, plan_fn, ks: dict, max_rounds: int = 6):
         return cache[(a, b, k)]
     chosen: list = []
     best_plan = base_plan
+    if force:
+        for a, b in sorted(cands, key=lambda c: (c[0] - c[1], c[0])):
+            if any(a <= y and x <= b for x, y, _ in chosen):
+                continue
+            s0 = seg(a, b, None)
+            for s in [seg(a, b, k) for k in range(len(s0.inputs) if s0 else 0)] + [s0]:
+                p = plan_fn(chosen + [(a, b, s)]) if s is not None else None
+                if p is not None:
+                    chosen.append((a, b, s))
+                    best_plan = p
+                    break
+        max_rounds = 0
     for _ in range(max_rounds):
         used = {i for a, b, _ in chosen for i in range(a, b + 1)}
         peak = _peak_ops(g, chosen, best_plan)
