@@ -156,7 +156,10 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
                model_hash=gen.model_hash, build_dir=str(res.build_dir), elf=str(res.elf),
                cached=res.cached, flash=flash, ram=ram,
                plan=dict(arena=gen.plan.arena_size, naive=gen.plan.naive_size,
-                         row_inplace=len(gen.plan.rows), reordered=gen.exec_order != sorted(gen.exec_order)),
+                         row_inplace=len(gen.plan.rows), reordered=gen.exec_order != sorted(gen.exec_order),
+                         segments=len(gen.plan.segments),
+                         streamed=[k for k, op in enumerate(gen.graph.ops)   # no layer output
+                                   if op.outputs[0] not in gen.plan.offsets]),
                layers=len(graph.ops), build=res.to_json())
     from toolchain.codegen.planner import largest_layer_live_set
     rep["plan"]["floor"] = largest_layer_live_set(gen.plan, gen.graph)

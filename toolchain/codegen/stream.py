@@ -625,7 +625,7 @@ def _emit_segment(em, seg: Segment) -> list[str]:
     g, A = em.g, em.p + "arena"
     kof = {op.name: k for k, op in enumerate(g.ops)}
     ks = [kof[n] for n in seg.op_names]
-    P = f"{em.lp}L{ks[-1]}"
+    P = f"{em.lp}L{ks[0]}"     # the segment runs (and is timed) at its first layer
     soff, _ = em.plan.scratch[seg.name]
     base_of = em.plan.offsets
 
@@ -636,8 +636,8 @@ def _emit_segment(em, seg: Segment) -> list[str]:
             return f"(rings + {rg.offset} + {idx} * {rg.row_bytes})"
         return f"({A} + {base_of[n]} + ({row}) * {_row_bytes(g, n)})"
     fns = [f"/* layer {k}: {g.ops[k].type} {g.ops[k].name[:60].replace('*/', '*_/')}: "
-           f"streamed in layer {ks[-1]}'s segment */\nstatic void {em.lp}L{k}_run(void) {{}}\n"
-           for k in ks[:-1]]
+           f"streamed in layer {ks[0]}'s segment */\nstatic void {em.lp}L{k}_run(void) {{}}\n"
+           for k in ks[1:]]
     em.decls.append(f"static const uint8_t {P}_steps[{len(seg.steps)}] = {{{em.arr(seg.steps)}}};")
     ringed = seg.inplace is not None and not seg.direct
     if ringed:
@@ -708,7 +708,7 @@ def _emit_segment(em, seg: Segment) -> list[str]:
     body += ["    default: break;", "    }", "}"]
     desc = ", ".join(f"{so.op.type}" for so in seg.ops)
     rings = "; ".join(f"{r.slots}+{r.mirror} x {r.row_bytes} B" for r in seg.rings.values())
-    fns.append(f"/* layer {ks[-1]}: streamed segment of layers {' '.join(map(str, ks))} "
+    fns.append(f"/* layer {ks[0]}: streamed segment of layers {' '.join(map(str, ks))} "
                f"({desc}), {len(seg.steps)} row steps; rings {rings}; "
                f"{'in place' if seg.inplace is not None else 'own output'}"
                f"{', output ring ' + str(seg.out_ring) if ringed else ''} */\n"
