@@ -198,8 +198,12 @@ def format_report(rep: dict) -> str:
         io = (f"inputs {kb(fl['inputs'])} + output {kb(fl['output'])}" if not fl.get("inplace")
               else f"output in place over its input {kb(fl['output'])}"
               + (f" + other inputs {kb(fl['inputs'])}" if fl["inputs"] else ""))
+        seg = str(fl["type"]).startswith("segment")   # streamed layers: one live set
+        where = (f"streamed layers {fl['type'].split()[-1]}" if seg
+                 else f"layer {fl['layer']} {fl['type']}")
         lines.append(f"physical floor: {kb(fl['bytes'])} = largest live set of one layer "
-                     f"(layer {fl['layer']} {fl['type']}: {io} + scratch {kb(fl['scratch'])}; arena "
+                     f"({where}: {io} + scratch {kb(fl['scratch'])}"
+                     f"{' (rings + kernel scratch)' if seg else ''}; arena "
                      f"{r['arena'] / max(1, fl['bytes']):.2f}x the floor; without in-place "
                      f"sharing {kb(fl['tensors_bytes'])} at layer {fl['tensors_layer']})")
     lines += tflm_arena_lines(r["arena"], t)

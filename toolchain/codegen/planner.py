@@ -271,7 +271,8 @@ def largest_layer_live_set(plan: MemoryPlan, graph: Graph) -> dict:
             ls = live_set(plan, graph, seg)
             segs.append(dict(ls, layers=[index[n] for n in seg.op_names], name=seg.name))
             if ls["bytes"] > best["bytes"]:
-                best.update(bytes=ls["bytes"], layer=index[seg.op_names[-1]], type="segment",
+                ks = [index[n] for n in seg.op_names]
+                best.update(bytes=ls["bytes"], layer=ks[0], type=f"segment {ks[0]}-{ks[-1]}",
                             name=seg.name, inputs=ls["inputs"], output=ls["output"],
                             scratch=ls["scratch"], inplace=ls["inplace"])
         best["segments"] = segs
