@@ -12,6 +12,11 @@ output into the input's buffer (same base), one output row at a time through a
 small ring of row slots in the op's scratch. Used when ring + max(in, out) is
 smaller than in + out (or always with force_rows, for tests).
 
+Streamed segments (toolchain/codegen/stream.py) reach the planner as one virtual op
+each (its external inputs -> its output, scratch = its rings + kernel scratch, in place
+over an input when its byte-level simulation allows); the plan then records them
+(`segments`, `stream_of`) and their intermediates have no buffer.
+
 Placement is greedy-by-size like TFLite Micro's GreedyMemoryPlanner, but tried
 under several orderings, keeping the smallest arena; the plan is verified before
 it is returned so a planner bug cannot silently corrupt activations.
