@@ -333,7 +333,8 @@ NOTE = ("TFLite Micro: measured in the same run on the same emulated M4 with the
         "TFLM arena = its smallest working arena (bisection on the device), % = ours / "
         "TFLM's; TFLM code = its flash for the model's ops without the model (the kit's "
         "estimate: library, op resolver, startup and I/O, libc, libgcc). physical floor = "
-        "the largest live set of one layer in our plan (its inputs + output + scratch). "
+        "the largest live set of one layer in our plan (its inputs + output + scratch; "
+        "for a streamed segment: its inputs + output + rings + kernel scratch). "
         "weights = weights, biases, repacked filters; tables = generated constant data; "
         "code = runtime + app + board + generated code. output = TFLM: TFLM's output "
         "bytes equal ours (ref and CMSIS-NN).")
