@@ -93,6 +93,40 @@ static inline int16_t s16_out64(int64_t acc, const int64_t *bias64, int32_t o, i
     return (int16_t)mcu_clamp_i32(mcu_mbqm64(acc, mult, shift), lo, hi);
 }
 
+/* One output pixel's taps, two channels: the rows of the window that land in the input,
+ * each a run of (fx1 - fx0) * C contiguous values when dilation_w = 1. Sums in int32
+ * blocks of at most MCU_S16_BLOCK products (blocks = 0: one int32 sum, no widening:
+ * the whole window fits a block, or the int32-bias form wraps as TFLM does). */
+typedef struct {
+    int64_t a64, b64;
+    int32_t a, b, cnt;
+} s16_acc2_t;
+
+static inline void s16_run2(s16_acc2_t *s, const int16_t *x, const int8_t *wa,
+                            const int8_t *wb, int32_t n, int blocks)
+{
+    if (!blocks) {
+        s16_dot2(x, wa, wb, n, &s->a, &s->b);
+        return;
+    }
+    while (n > 0) {
+        int32_t k = MCU_S16_BLOCK - s->cnt;
+        if (k == 0) {
+            s->a64 += s->a;
+            s->b64 += s->b;
+            s->a = s->b = s->cnt = 0;
+            k = MCU_S16_BLOCK;
+        }
+        if (k > n) k = n;
+        s16_dot2(x, wa, wb, k, &s->a, &s->b);
+        s->cnt += k;
+        x += k;
+        wa += k;
+        wb += k;
+        n -= k;
+    }
+}
+
 void mcu_conv2d_s16_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
                         const mcu_dims_t *input_dims, const int16_t *input,
                         const mcu_dims_t *filter_dims, const int8_t *filter,
@@ -101,50 +135,51 @@ void mcu_conv2d_s16_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, C = input_dims->c;
     const int32_t O = filter_dims->n, kh = filter_dims->h, kw = filter_dims->w;
+    const int32_t dh = p->dilation_h, dw = p->dilation_w;
     const int32_t fsize = kh * kw * C;
     const int wrap = bias32 != 0;      /* int32 sums (TFLM's int32-bias form) */
+    const int blocks = !wrap && fsize > MCU_S16_BLOCK;
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int16_t *in_b = input + b * in_h * in_w * C;
         for (int32_t oy = 0; oy < output_dims->h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
+            int32_t fy0 = 0, fy1 = kh;
+            while (fy0 < kh && iy0 + fy0 * dh < 0) fy0++;
+            while (fy1 > fy0 && iy0 + (fy1 - 1) * dh >= in_h) fy1--;
             for (int32_t ox = 0; ox < output_dims->w; ox++) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_w;
+                int32_t fx0 = 0, fx1 = kw;
+                while (fx0 < kw && ix0 + fx0 * dw < 0) fx0++;
+                while (fx1 > fx0 && ix0 + (fx1 - 1) * dw >= in_w) fx1--;
+                const int32_t nfx = fx1 - fx0;
+                const int16_t *xw = in_b + ((iy0 + fy0 * dh) * in_w + ix0 + fx0 * dw) * C;
                 for (int32_t o = 0; o < O; o += 2) {
                     const int two = o + 1 < O;
-                    const int8_t *fa = filter + o * fsize;
+                    const int8_t *fa = filter + o * fsize + (fy0 * kw + fx0) * C;
                     const int8_t *fb = two ? fa + fsize : fa;   /* odd O: computed twice */
-                    int64_t a64 = 0, b64 = 0;
-                    int32_t a = 0, bb = 0, cnt = 0;
-                    for (int32_t fy = 0; fy < kh; fy++) {
-                        const int32_t iy = iy0 + fy * p->dilation_h;
-                        if (iy < 0 || iy >= in_h) continue;
-                        for (int32_t fx = 0; fx < kw; fx++) {
-                            const int32_t ix = ix0 + fx * p->dilation_w;
-                            if (ix < 0 || ix >= in_w) continue;
-                            const int16_t *x = in_b + (iy * in_w + ix) * C;
-                            const int32_t wo = (fy * kw + fx) * C;
-                            for (int32_t c0 = 0; c0 < C; c0 += MCU_S16_BLOCK) {
-                                const int32_t n =
-                                    C - c0 < MCU_S16_BLOCK ? C - c0 : MCU_S16_BLOCK;
-                                if (!wrap && cnt + n > MCU_S16_BLOCK) {
-                                    a64 += a;
-                                    b64 += bb;
-                                    a = bb = cnt = 0;
-                                }
-                                s16_dot2(x + c0, fa + wo + c0, fb + wo + c0, n, &a, &bb);
-                                cnt += n;
-                            }
+                    s16_acc2_t s = {0, 0, 0, 0, 0};
+                    const int16_t *xr = xw;
+                    for (int32_t fy = fy0; fy < fy1; fy++) {
+                        if (dw == 1) {
+                            s16_run2(&s, xr, fa, fb, nfx * C, blocks);
+                        } else {
+                            for (int32_t t = 0; t < nfx; t++)
+                                s16_run2(&s, xr + t * dw * C, fa + t * C, fb + t * C, C,
+                                         blocks);
                         }
+                        xr += dh * in_w * C;
+                        fa += kw * C;
+                        fb += kw * C;
                     }
                     for (int32_t k = 0; k < 1 + two; k++) {
                         const int32_t oc = o + k;
-                        int32_t r;
                         if (wrap) {
-                            r = mcu_mbqm_ref(mcu_add_wrap(k ? bb : a, bias32[oc]),
-                                             q->multiplier[oc], q->shift[oc]);
+                            const int32_t r = mcu_mbqm_ref(mcu_add_wrap(k ? s.b : s.a,
+                                                                        bias32[oc]),
+                                                           q->multiplier[oc], q->shift[oc]);
                             output[oc] = (int16_t)mcu_clamp_i32(r, p->act_min, p->act_max);
                         } else {
-                            output[oc] = s16_out64((k ? b64 + bb : a64 + a), bias64, oc,
+                            output[oc] = s16_out64(k ? s.b64 + s.b : s.a64 + s.a, bias64, oc,
                                                    q->multiplier[oc], q->shift[oc],
                                                    p->act_min, p->act_max);
                         }
