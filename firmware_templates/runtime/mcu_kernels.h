@@ -311,7 +311,8 @@ void mcu_strided_slice_s8(const int32_t *output_dims, const int32_t *strides, in
  * TFLM's ComputePaddingHeightWidth of the OUTPUT size (output pixel
  * in * stride - pad + f receives input pixel in times tap f); bias int32 [out_c]
  * or NULL; per-channel multipliers/shifts [out_c]. No scratch (gathers per output
- * pixel); not in place. */
+ * pixel); not in place. name_portable and, with DSP, name_dsp (SMLAD, two output
+ * channels at a time); the plain name picks the best. */
 typedef struct {
     int32_t input_offset;  /* -input zero point */
     int32_t output_offset; /* +output zero point */
@@ -325,6 +326,20 @@ void mcu_transpose_conv_s8(const mcu_transpose_conv_params_t *p,
                            const int8_t *input, const mcu_dims_t *filter_dims,
                            const int8_t *filter, const int32_t *bias,
                            const mcu_dims_t *output_dims, int8_t *output);
+void mcu_transpose_conv_s8_portable(const mcu_transpose_conv_params_t *p,
+                                    const mcu_per_channel_quant_t *q,
+                                    const mcu_dims_t *input_dims,
+                                    const int8_t *input, const mcu_dims_t *filter_dims,
+                                    const int8_t *filter, const int32_t *bias,
+                                    const mcu_dims_t *output_dims, int8_t *output);
+#if MCU_HAVE_DSP
+void mcu_transpose_conv_s8_dsp(const mcu_transpose_conv_params_t *p,
+                               const mcu_per_channel_quant_t *q,
+                               const mcu_dims_t *input_dims,
+                               const int8_t *input, const mcu_dims_t *filter_dims,
+                               const int8_t *filter, const int32_t *bias,
+                               const mcu_dims_t *output_dims, int8_t *output);
+#endif
 
 /* ---- resize.c ---------------------------------------------------------- */
 /* RESIZE_NEAREST_NEIGHBOR (TFLM): output pixel (y, x) copies the C bytes of input
