@@ -9,9 +9,11 @@ import os
 import numpy as np
 
 
-def read_xy_npz(path, what: str, error: type[Exception], hint: str = ""):
+def read_xy_npz(path, what: str, error: type[Exception], hint: str = "",
+                raw_y: bool = False):
     """(x, y or None) from `path`. Every failure raises `error` with one line naming
-    `what` ("calibration file", "data file") and the path; `hint` follows a missing `x`."""
+    `what` ("calibration file", "data file") and the path; `hint` follows a missing `x`.
+    raw_y: y as stored, unchecked (the caller checks it: labels or regression targets)."""
     path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -20,6 +22,8 @@ def read_xy_npz(path, what: str, error: type[Exception], hint: str = ""):
                             f"{', '.join(z.files) or 'none'}){hint}")
             x = np.asarray(z["x"])
             y = np.asarray(z["y"]) if "y" in z.files else None
+        if raw_y:
+            return check_xy(x, None, what, error, path=path)[0], y
         return check_xy(x, y, what, error, path=path)
     except error:
         raise

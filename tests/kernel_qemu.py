@@ -31,7 +31,7 @@ CPUS = {
 SCRATCH_WORDS = 16384
 # kernels with a DSP variant; both variants run on the device
 DSP_OPS = {"CONV_2D": "mcu_conv2d_s8", "DEPTHWISE_CONV_2D": "mcu_dw_conv2d_s8",
-           "FULLY_CONNECTED": "mcu_fc_s8"}
+           "FULLY_CONNECTED": "mcu_fc_s8", "TRANSPOSE_CONV": "mcu_transpose_conv_s8"}
 
 
 def have_toolchain() -> bool:
@@ -126,8 +126,10 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
         setup.append(f"const mcu_transpose_conv_params_t p = {_struct_init(p, TCONV_F)};\n")
         setup.append(f"const mcu_dims_t id = {_dims(p['input_dims'])}, "
                      f"fd = {_dims(p['filter_dims'])}, od = {_dims(p['output_dims'])};\n")
-        calls.append(("portable", f"mcu_transpose_conv_s8(&p, &q, &id, x, &fd, w, {bias}, "
-                                  "&od, out);"))
+        args = f"&p, &q, &id, x, &fd, w, {bias}, &od, out"
+        calls.append(("portable", f"mcu_transpose_conv_s8_portable({args});"))
+        if dsp:
+            calls.append(("dsp", f"mcu_transpose_conv_s8_dsp({args});"))
     elif t == "RESIZE_NEAREST_NEIGHBOR":
         s.append(_carr("rows", p["rows"], "int32_t"))
         s.append(_carr("cols", p["cols"], "int32_t"))
@@ -226,7 +228,7 @@ def emit_cases(cases, dsp: bool = True) -> str:
            "int32_t harness_compare(const int8_t *, const int8_t *, int32_t);\n"
            "void harness_fill(int8_t *, int32_t, int8_t);\n"
            "uint32_t harness_ticks(void);\n",
-           f"static int32_t g_scratch[{SCRATCH_WORDS}];\n\n"]
+           f"static int32_t g_scratch[{SCRATCH_WORDS}] __attribute__((unused));\n\n"]
     for i, (name, g, feeds, expected) in enumerate(cases):
         out.append(_case(i, name, g, feeds, expected, dsp))
     out.append("int32_t harness_run_cases(void)\n{\nint32_t bad = 0;\n")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kernel_qemu import build_image, emit_cases, have_toolchain, run_image  # noqa: E402
+from kernel_qemu import DSP_OPS, build_image, emit_cases, have_toolchain, run_image  # noqa: E402
 from opgen import OP_BUILDERS, add_all_pairs, add_pair_quants, random_feeds  # noqa: E402
 
 from toolchain.tflm_oracle import run_graph  # noqa: E402
@@ -102,5 +102,4 @@ def test_kernels_on_qemu(cases, cpu, tmp_path):
     variants = {(r[0], r[1]) for r in results}
     n_dsp = sum(1 for _, v in variants if v == "dsp")
     assert len({r[0] for r in results}) == len(cases)
-    assert n_dsp == sum(1 for c in cases if c[1].ops[0].type in
-                        ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"))
+    assert n_dsp == sum(1 for c in cases if c[1].ops[0].type in DSP_OPS)

@@ -5,24 +5,13 @@
  * (wrapping, as TFLM's AccumScalar = int32_t does) and uses the int32 one. Portable C. */
 #include "mcu_kernels.h"
 #include "mcu_fixedpoint.h"
+#include "mcu_int16.h"
 
-/* tflite::MultiplyByQuantizedMultiplier(int64_t x, int32_t m, int shift): the Q31
- * multiplier reduced to Q15 with rounding, one rounding right shift by 15 - shift.
- * x * m15 fits int64 for |x| < 2^47 (TFLM's documented input range). The right shift
- * of a negative value is arithmetic (gcc / clang define it so). */
-static inline int32_t mbqm64(int64_t x, int32_t mult, int32_t shift)
-{
-    const int64_t reduced = mult < 0x7FFF0000 ? (int64_t)((mult + (1 << 15)) >> 16) : 0x7FFF;
-    const int32_t total = 15 - shift;
-    const int64_t r = (x * reduced + ((int64_t)1 << (total - 1))) >> total;
-    return (int32_t)r;
-}
-
-void mcu_conv2d_s16(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
-                    const mcu_dims_t *input_dims, const int16_t *input,
-                    const mcu_dims_t *filter_dims, const int8_t *filter,
-                    const int64_t *bias64, const int32_t *bias32,
-                    const mcu_dims_t *output_dims, int16_t *output)
+void mcu_conv2d_s16_portable(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                             const mcu_dims_t *input_dims, const int16_t *input,
+                             const mcu_dims_t *filter_dims, const int8_t *filter,
+                             const int64_t *bias64, const int32_t *bias32,
+                             const mcu_dims_t *output_dims, int16_t *output)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, C = input_dims->c;
     const int32_t O = filter_dims->n, kh = filter_dims->h, kw = filter_dims->w;
@@ -59,7 +48,7 @@ void mcu_conv2d_s16(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q
                         r = mcu_mbqm_ref(acc32, q->multiplier[o], q->shift[o]);
                     } else {
                         if (bias64) acc64 += bias64[o];
-                        r = mbqm64(acc64, q->multiplier[o], q->shift[o]);
+                        r = mcu_mbqm64(acc64, q->multiplier[o], q->shift[o]);
                     }
                     *output++ = (int16_t)mcu_clamp_i32(r, p->act_min, p->act_max);
                 }
@@ -68,10 +57,12 @@ void mcu_conv2d_s16(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q
     }
 }
 
-void mcu_dw_conv2d_s16(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
-                       const mcu_dims_t *input_dims, const int16_t *input,
-                       const mcu_dims_t *filter_dims, const int8_t *filter,
-                       const int64_t *bias64, const mcu_dims_t *output_dims, int16_t *output)
+void mcu_dw_conv2d_s16_portable(const mcu_dw_conv_params_t *p,
+                                const mcu_per_channel_quant_t *q,
+                                const mcu_dims_t *input_dims, const int16_t *input,
+                                const mcu_dims_t *filter_dims, const int8_t *filter,
+                                const int64_t *bias64, const mcu_dims_t *output_dims,
+                                int16_t *output)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, C = input_dims->c;
     const int32_t kh = filter_dims->h, kw = filter_dims->w, O = filter_dims->c;
@@ -96,7 +87,7 @@ void mcu_dw_conv2d_s16(const mcu_dw_conv_params_t *p, const mcu_per_channel_quan
                         }
                     }
                     if (bias64) acc += bias64[o];
-                    const int32_t r = mbqm64(acc, q->multiplier[o], q->shift[o]);
+                    const int32_t r = mcu_mbqm64(acc, q->multiplier[o], q->shift[o]);
                     *output++ = (int16_t)mcu_clamp_i32(r, p->act_min, p->act_max);
                 }
             }
@@ -104,9 +95,10 @@ void mcu_dw_conv2d_s16(const mcu_dw_conv_params_t *p, const mcu_per_channel_quan
     }
 }
 
-void mcu_fc_s16(const mcu_fc_params_t *p, int32_t multiplier, int32_t shift, int32_t batches,
-                int32_t in_features, int32_t out_features, const int16_t *input,
-                const int8_t *filter, const int64_t *bias64, int16_t *output)
+void mcu_fc_s16_portable(const mcu_fc_params_t *p, int32_t multiplier, int32_t shift,
+                         int32_t batches, int32_t in_features, int32_t out_features,
+                         const int16_t *input, const int8_t *filter, const int64_t *bias64,
+                         int16_t *output)
 {
     for (int32_t b = 0; b < batches; b++) {
         const int16_t *x = input + b * in_features;
@@ -116,7 +108,7 @@ void mcu_fc_s16(const mcu_fc_params_t *p, int32_t multiplier, int32_t shift, int
             for (int32_t k = 0; k < in_features; k++)
                 acc += (int32_t)(w[k] + p->filter_offset) * x[k];
             if (bias64) acc += bias64[o];
-            const int32_t r = mbqm64(acc, multiplier, shift);
+            const int32_t r = mcu_mbqm64(acc, multiplier, shift);
             *output++ = (int16_t)mcu_clamp_i32(r, p->act_min, p->act_max);
         }
     }

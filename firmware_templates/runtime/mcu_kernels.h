@@ -311,7 +311,8 @@ void mcu_strided_slice_s8(const int32_t *output_dims, const int32_t *strides, in
  * TFLM's ComputePaddingHeightWidth of the OUTPUT size (output pixel
  * in * stride - pad + f receives input pixel in times tap f); bias int32 [out_c]
  * or NULL; per-channel multipliers/shifts [out_c]. No scratch (gathers per output
- * pixel); not in place. */
+ * pixel); not in place. name_portable and, with DSP, name_dsp (SMLAD, two output
+ * channels at a time); the plain name picks the best. */
 typedef struct {
     int32_t input_offset;  /* -input zero point */
     int32_t output_offset; /* +output zero point */
@@ -325,6 +326,20 @@ void mcu_transpose_conv_s8(const mcu_transpose_conv_params_t *p,
                            const int8_t *input, const mcu_dims_t *filter_dims,
                            const int8_t *filter, const int32_t *bias,
                            const mcu_dims_t *output_dims, int8_t *output);
+void mcu_transpose_conv_s8_portable(const mcu_transpose_conv_params_t *p,
+                                    const mcu_per_channel_quant_t *q,
+                                    const mcu_dims_t *input_dims,
+                                    const int8_t *input, const mcu_dims_t *filter_dims,
+                                    const int8_t *filter, const int32_t *bias,
+                                    const mcu_dims_t *output_dims, int8_t *output);
+#if MCU_HAVE_DSP
+void mcu_transpose_conv_s8_dsp(const mcu_transpose_conv_params_t *p,
+                               const mcu_per_channel_quant_t *q,
+                               const mcu_dims_t *input_dims,
+                               const int8_t *input, const mcu_dims_t *filter_dims,
+                               const int8_t *filter, const int32_t *bias,
+                               const mcu_dims_t *output_dims, int8_t *output);
+#endif
 
 /* ---- resize.c ---------------------------------------------------------- */
 /* RESIZE_NEAREST_NEIGHBOR (TFLM): output pixel (y, x) copies the C bytes of input
@@ -523,7 +538,7 @@ void mcu_sparse_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_requant_t *rq,
  * TFLite Micro's int16 reference kernels: zero points 0 (the *_offset fields are 0),
  * act_min/act_max in int16. CONV_2D takes an int64 bias (int64 sums and TFLM's int64
  * MultiplyByQuantizedMultiplier) or an int32 one (int32 sums); the others int64 (or
- * none). Portable C only. */
+ * none). */
 void mcu_conv2d_s16(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
                     const mcu_dims_t *input_dims, const int16_t *input,
                     const mcu_dims_t *filter_dims, const int8_t *filter,
@@ -536,6 +551,39 @@ void mcu_dw_conv2d_s16(const mcu_dw_conv_params_t *p, const mcu_per_channel_quan
 void mcu_fc_s16(const mcu_fc_params_t *p, int32_t multiplier, int32_t shift, int32_t batches,
                 int32_t in_features, int32_t out_features, const int16_t *input,
                 const int8_t *filter, const int64_t *bias64, int16_t *output);
+/* The same three as name_portable (int16_conv.c) and, with DSP, name_dsp (int16_dsp.c:
+ * SMLAD on int16 pairs, int32 blocks widened to int64); the plain names pick the best. */
+void mcu_conv2d_s16_portable(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                             const mcu_dims_t *input_dims, const int16_t *input,
+                             const mcu_dims_t *filter_dims, const int8_t *filter,
+                             const int64_t *bias64, const int32_t *bias32,
+                             const mcu_dims_t *output_dims, int16_t *output);
+void mcu_dw_conv2d_s16_portable(const mcu_dw_conv_params_t *p,
+                                const mcu_per_channel_quant_t *q,
+                                const mcu_dims_t *input_dims, const int16_t *input,
+                                const mcu_dims_t *filter_dims, const int8_t *filter,
+                                const int64_t *bias64, const mcu_dims_t *output_dims,
+                                int16_t *output);
+void mcu_fc_s16_portable(const mcu_fc_params_t *p, int32_t multiplier, int32_t shift,
+                         int32_t batches, int32_t in_features, int32_t out_features,
+                         const int16_t *input, const int8_t *filter, const int64_t *bias64,
+                         int16_t *output);
+#if MCU_HAVE_DSP
+void mcu_conv2d_s16_dsp(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                        const mcu_dims_t *input_dims, const int16_t *input,
+                        const mcu_dims_t *filter_dims, const int8_t *filter,
+                        const int64_t *bias64, const int32_t *bias32,
+                        const mcu_dims_t *output_dims, int16_t *output);
+void mcu_dw_conv2d_s16_dsp(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                           const mcu_dims_t *input_dims, const int16_t *input,
+                           const mcu_dims_t *filter_dims, const int8_t *filter,
+                           const int64_t *bias64, const mcu_dims_t *output_dims,
+                           int16_t *output);
+void mcu_fc_s16_dsp(const mcu_fc_params_t *p, int32_t multiplier, int32_t shift,
+                    int32_t batches, int32_t in_features, int32_t out_features,
+                    const int16_t *input, const int8_t *filter, const int64_t *bias64,
+                    int16_t *output);
+#endif
 /* ADD: left_shift 15; in place over either input of the output's shape. */
 void mcu_add_s16(const mcu_add_params_t *p, const int16_t *input1, const int16_t *input2,
                  int16_t *output, int32_t size);

@@ -12,15 +12,17 @@ from toolchain.cli.common import (is_snn, place_options, refuse_snn_options, snn
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`); default: the default board.")
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="Samples: .npz with 'x' (N, ...) float32 (quantized with the model's input "
-                   "scale/zero point) or int8 (already quantized), in the model's NHWC layout "
+                   "scale/zero point) or int8 (int16 for a 16x8 model; already quantized), in the "
+                   "model's NHWC layout "
                    "or NCHW as from PyTorch (4-D, or (N, C, L) for a 1-D conv model; "
                    "transposed, and the run says so); optional "
-                   "integer labels 'y' (N,).")
+                   "integer labels 'y' (N,), or regression targets 'y' (N, *output "
+                   "shape) compared with the dequantized outputs.")
 @click.option("--limit", type=int, default=None, help="Run only the first N samples.")
 @click.option("--min-accuracy", type=float, default=None,
               help="Fail when device accuracy is below A (0..1, or a percentage > 1).")
 @click.option("--tolerance", type=int, default=0, show_default=True,
-              help="Accept outputs within this max abs difference (int8 steps) of the reference.")
+              help="Accept outputs within this max abs difference (int8 or int16 steps) of the reference.")
 @click.option("--layout", type=click.Choice(["auto", "nchw", "ncl", "nhwc"]), default="auto",
               show_default=True, help="Layout of data x (nchw: channels first; ncl is the "
                                       "same for 1-D data).")

@@ -34,7 +34,8 @@ def _read_input(path):
 @click.option("--board", "-b", default=None, help="Board name (`mcu boards`).")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True),
               required=True, help=".npy: one input (the model's shape) or a batch (N, ...); "
-              "int8 as is, float quantized with the model's input scale/zero point.")
+              "int8 (int16 for a 16x8 model) as is, float quantized with the model's input "
+              "scale/zero point.")
 @click.option("--kernels", type=click.Choice(["auto", "portable", "dsp"]), default="auto",
               show_default=True)
 @click.option("--port", default=None, help="A flashed board at this serial URL instead.")
@@ -115,9 +116,15 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path,
     else:
         raise McuError(f"{input_path} has shape {x.shape}; the model takes {list(xt.shape)} "
                        f"(or a batch of them)")
-    if x.dtype != np.int8:
-        s, z = float(xt.quant.scale[0]), int(xt.quant.zero_point[0])
-        x = np.clip(np.round(x.astype(np.float64) / s) + z, -128, 127).astype(np.int8)
+    from toolchain.hil.data import io_dtype, quantize
+    idt, odt = io_dtype(xt), io_dtype(graph.t(graph.outputs[0]))   # int8, or int16 LE
+    if x.dtype.kind == "i" and x.dtype.itemsize == idt.itemsize:
+        x = x.astype(idt)
+    elif np.issubdtype(x.dtype, np.floating):
+        x = quantize(x, float(xt.quant.scale[0]), int(xt.quant.zero_point[0]), idt)
+    else:
+        raise McuError(f"{input_path} has dtype {x.dtype}; the model takes {idt.name} "
+                       "(already quantized) or float (quantized with its input scale)")
     if port:
         dev = start_device(b, None, port=port)
     elif ex is not None:
@@ -141,7 +148,7 @@ def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path,
         info = client.info()
         for i, xi in enumerate(x):
             out, count = client.infer(xi.tobytes())
-            y = np.frombuffer(out, np.int8)
+            y = np.frombuffer(out, odt).astype(odt.newbyteorder("="))
             row = dict(index=i, output=y.tolist(), count=count, unit=info.count_unit)
             if ref is not None:
                 row["tflm_equal"] = bool(np.array_equal(ref.run(xi)[0].reshape(-1), y))

@@ -52,6 +52,8 @@ VARIANTS = ("portable", "dsp")
 # is what blocks amortize; portable builds keep the smallest arena)
 ROW_SLACK = {"portable": 0, "dsp": 768}
 DESC_VERSION = 1
+DESC_VERSION_INT16 = 2           # a descriptor with int16 I/O tensors
+DESC_DTYPES = {"int8": 1, "int16": 2}  # descriptor dtype codes (docs/protocol.md)
 UNIT_NAMES = {0: "ticks", 1: "instructions", 2: "cycles", 3: "ns"}
 
 
@@ -455,13 +457,18 @@ class _Emitter:
 
 def _desc_blob(graph: Graph, hash_bytes: bytes, arena: int) -> bytes:
     """MODEL_INFO payload (docs/protocol.md); byte 1 (count unit) is set on the device."""
-    b = struct.pack("<BBHIBBBB", DESC_VERSION, 0, len(graph.ops), arena, len(graph.inputs),
-                    len(graph.outputs), len(hash_bytes), 0) + hash_bytes
-    for n in graph.inputs + graph.outputs:
-        t = graph.t(n)
+    io = [graph.t(n) for n in graph.inputs + graph.outputs]
+    wide = any(t.dtype == "int16" for t in io)
+    # version 1: every I/O tensor int8 (dtype 1); version 2 adds dtype 2 = int16 (16x8
+    # models), so a host that only knows version 1 refuses the descriptor instead of
+    # reading int16 tensors as int8
+    b = struct.pack("<BBHIBBBB", DESC_VERSION_INT16 if wide else DESC_VERSION, 0,
+                    len(graph.ops), arena, len(graph.inputs), len(graph.outputs),
+                    len(hash_bytes), 0) + hash_bytes
+    for t in io:
         s = float(t.quant.scale[0]) if t.quant is not None else 0.0
         z = int(t.quant.zero_point[0]) if t.quant is not None else 0
-        b += struct.pack("<BB", 1, len(t.shape)) + struct.pack(f"<{len(t.shape)}I", *t.shape)
+        b += struct.pack("<BB", DESC_DTYPES.get(t.dtype, 1), len(t.shape)) + struct.pack(f"<{len(t.shape)}I", *t.shape)
         b += struct.pack("<fi", s, z)
     return b
 

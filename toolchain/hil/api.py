@@ -107,9 +107,13 @@ def run_hil(model, data_path, *, board: str | None = None, port: str | None = No
     t_start = time.perf_counter()
     m = load_int8_model(model)
     q = m.in_tensor.quant
+    o = m.graph.t(m.graph.outputs[0])
+    oq = ((float(o.quant.scale[0]), int(o.quant.zero_point[0]))
+          if o.quant is not None and len(m.graph.outputs) == 1 else None)
     data = load_data(data_path, m.in_tensor.shape[1:], float(q.scale[0]),
                      int(q.zero_point[0]), m.num_classes, layout=config.layout,
-                     source_layout=m.source_layout, limit=config.limit)
+                     source_layout=m.source_layout, limit=config.limit,
+                     dtype=m.in_dtype, out_size=o.size if oq else None)
     ref = HostReference(m.graph, m.tflite)
     if log:
         log(f"data: {len(data)} samples ({data.source_dtype}, {data.layout_note}); "
@@ -133,7 +137,7 @@ def run_hil(model, data_path, *, board: str | None = None, port: str | None = No
 
         res = run_samples(dev.client, data, ref, config, latency_unit=dev.latency_unit,
                           num_classes=m.num_classes, info=info, meta=meta,
-                          host_outputs=host_out, on_sample=on_sample)
+                          host_outputs=host_out, on_sample=on_sample, out_quant=oq)
         res.memory_plan = plan
         if res.stopped is None:
             res.layers = layer_table(m, dev.client, plan, dev.latency_unit)

@@ -17,38 +17,41 @@ def find_divergence(client, graph: Graph, reference, xq: np.ndarray, sample: int
     differing values, positions (NHWC indices), device/host values there, and the
     layers checked. first_layer is None when every layer agrees."""
     want = reference.intermediates(xq)
-    client.infer(np.asarray(xq, np.int8).tobytes())
+    xq = np.asarray(xq)
+    client.infer(xq.astype(xq.dtype.newbyteorder("<")).tobytes())
     checked = []
     for k, op in enumerate(graph.ops):
         name = op.outputs[0]
         t = graph.t(name)
-        ref = np.asarray(want[name]).astype(np.int8).reshape(-1)
+        dt = np.dtype("<i2") if t.dtype == "int16" else np.dtype(np.int8)
+        ref = np.asarray(want[name]).astype(dt).reshape(-1)
         try:
             raw = client.layer_output(k)
         except LinkError as e:
             return dict(sample=sample, first_layer=None, checked=checked,
                         message=f"could not read layer {k} ({op.name}) from the device: {e}",
                         error=str(e))
-        got = np.frombuffer(bytes(raw), np.int8)
+        raw = bytes(raw)
+        got = np.frombuffer(raw[:len(raw) - len(raw) % dt.itemsize], dt)
         row = dict(index=k, name=op.name, type=op.type, tensor=name, shape=list(t.shape))
-        if got.size == 0 and ref.size:   # inside a streamed segment: not kept in the arena
+        if len(raw) == 0 and ref.size:   # inside a streamed segment: not kept in the arena
             row.update(equal=None, count=None, streamed=True)
             checked.append(row)
             continue
-        if got.size != ref.size:
+        if len(raw) != ref.nbytes:
             row.update(equal=False, count=None)
             checked.append(row)
             return dict(sample=sample, first_layer=row, checked=checked,
                         count=None, positions=[],
                         message=(f"layer {k} '{op.name}' ({op.type}): the device returned "
-                                 f"{got.size} bytes for tensor '{name}', the reference has "
-                                 f"{ref.size} (sample {sample})"))
+                                 f"{len(raw)} bytes for tensor '{name}', the reference has "
+                                 f"{ref.nbytes} (sample {sample})"))
         bad = np.flatnonzero(got != ref)
         row.update(equal=not len(bad), count=int(len(bad)))
         checked.append(row)
         if len(bad):
             pos = [list(map(int, np.unravel_index(int(i), t.shape))) for i in bad[:max_positions]]
-            diffs = np.abs(got[bad].astype(np.int16) - ref[bad].astype(np.int16))
+            diffs = np.abs(got[bad].astype(np.int32) - ref[bad].astype(np.int32))
             shown = ", ".join("[" + ",".join(map(str, p)) + "]" for p in pos)
             more = f" and {len(bad) - len(pos)} more" if len(bad) > len(pos) else ""
             return dict(sample=sample, first_layer=row, checked=checked, count=int(len(bad)),

@@ -34,8 +34,10 @@ class FakeModelClient:
         self._ipm = instructions_per_mac
         in_t, out_ts = graph.t(graph.inputs[0]), [graph.t(n) for n in graph.outputs]
         self._in_shape = in_t.shape
-        self._in_size = in_t.size
-        self._out_size = sum(t.size for t in out_ts)
+        # int8, or int16 little endian (16x8 models): as the firmware's wire format
+        self._idt = np.dtype("<i2") if in_t.dtype == "int16" else np.dtype(np.int8)
+        self._in_size = in_t.size * self._idt.itemsize
+        self._out_size = sum(t.size * (2 if t.dtype == "int16" else 1) for t in out_ts)
 
     def info(self) -> DeviceInfo:
         self._alive()
@@ -74,9 +76,9 @@ class FakeModelClient:
         self.calls += 1
         if len(data) != self._in_size:
             raise LinkError(f"fake device: input is {len(data)} B, model takes {self._in_size} B")
-        x = np.frombuffer(bytes(data), np.int8)
+        x = np.frombuffer(bytes(data), self._idt).astype(self._idt.newbyteorder("="))
         self._last = self._run(x)
-        out = b"".join(self._last[n].astype(np.int8).tobytes() for n in self.graph.outputs)
+        out = b"".join(self._wire(n) for n in self.graph.outputs)
         return out, int(sum(self.layer_times()))
 
     def layer_times(self) -> list[int]:
@@ -96,4 +98,8 @@ class FakeModelClient:
     def layer_output(self, k: int) -> bytes:
         self._alive()
         op = self.graph.ops[k]
-        return self._last[op.outputs[0]].astype(np.int8).tobytes()
+        return self._wire(op.outputs[0])
+
+    def _wire(self, name: str) -> bytes:
+        dt = "<i2" if self.graph.t(name).dtype == "int16" else np.int8
+        return self._last[name].astype(dt).tobytes()

@@ -137,7 +137,7 @@ def assert_bit_exact(model, device, samples, *, tolerance: int = 0,
     """Every sample's device output equals the host oracle's (tflite-micro, or the numpy
     reference where TFLM cannot run) byte for byte (or within `tolerance`).
 
-    samples: float (quantized with the model's input parameters) or int8 arrays,
+    samples: float (quantized with the model's input parameters) or int8 (int16) arrays,
     one sample or a batch (N, ...) in the model's NHWC layout. On a difference the
     AssertionError names the sample, the differing positions and, with debug_layer,
     the first layer whose bytes differ on the device. Returns the count checked."""
@@ -157,7 +157,7 @@ def assert_bit_exact(model, device, samples, *, tolerance: int = 0,
         xq = device.quantize(x[i])
         got, _ = device.infer_raw(xq)
         want = ref(xq)
-        d = int(np.abs(got.astype(np.int16) - want.astype(np.int16)).max(initial=0))
+        d = int(np.abs(got.astype(np.int32) - want.astype(np.int32)).max(initial=0))
         if d > tolerance:
             pos = np.flatnonzero(got != want)
             msg = (f"sample {i}: device output differs from {ref.name} at {len(pos)}/"

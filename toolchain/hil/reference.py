@@ -44,21 +44,25 @@ class HostReference:
                                     f"{str(e).splitlines()[0][:100] if str(e) else ''})"
         in_t = graph.t(graph.inputs[0])
         self.in_shape = tuple(in_t.shape)
+        self.in_dtype = np.dtype(np.int16 if in_t.dtype == "int16" else np.int8)
+        outs = [graph.t(n).dtype for n in graph.outputs]
+        self.out_dtype = np.dtype(np.int16 if "int16" in outs else np.int8)
 
     def __call__(self, xq: np.ndarray) -> np.ndarray:
-        """One sample (int8, the model's input shape without or with batch 1) -> the
-        model's outputs concatenated as int8 bytes, flattened (what the device returns)."""
-        x = np.asarray(xq, np.int8).reshape(self.in_shape)
+        """One sample (int8 or int16, the model's input shape without or with batch 1) ->
+        the model's outputs concatenated, flattened, int8 or int16 (what the device
+        returns)."""
+        x = np.asarray(xq).astype(self.in_dtype).reshape(self.in_shape)
         if self._tflm is not None:
             outs = self._tflm.run([x])
         else:
             from toolchain.ir import reference
             r = reference.run(self.graph, {self.graph.inputs[0]: x})
             outs = [r[n] for n in self.graph.outputs]
-        return np.concatenate([np.asarray(o).astype(np.int8).reshape(-1) for o in outs])
+        return np.concatenate([np.asarray(o).astype(self.out_dtype).reshape(-1) for o in outs])
 
     def intermediates(self, xq: np.ndarray) -> dict[str, np.ndarray]:
         """Every activation tensor of one sample (numpy reference; equals TFLM's)."""
         from toolchain.ir import reference
-        x = np.asarray(xq, np.int8).reshape(self.in_shape)
+        x = np.asarray(xq).astype(self.in_dtype).reshape(self.in_shape)
         return reference.run(self.graph, {self.graph.inputs[0]: x}, keep_intermediates=True)

@@ -44,7 +44,7 @@ class RunFigures:
 class HilConfig:
     limit: int | None = None
     min_accuracy: float | None = None     # fraction 0..1
-    tolerance: int = 0                    # max abs difference (int8 steps) still accepted
+    tolerance: int = 0                    # max abs difference (int8/int16 steps) still accepted
     layout: str = "auto"
     debug_layer: bool = False             # run the divergence finder even when all agree
     progress: bool = True
@@ -61,12 +61,18 @@ class SampleResult:
     host_pred: int | None = None
     device_out: list = field(default_factory=list)
     host_out: list = field(default_factory=list)
+    # regression targets (dequantized outputs vs y): squared / abs error sums, values
+    reg: dict | None = None
 
     def to_json(self) -> dict:
         d = dict(index=self.index, exact=self.exact, max_abs_diff=self.max_abs_diff,
                  latency=self.latency)
         if self.label is not None:
             d["label"] = self.label
+        if self.reg is not None:
+            n = max(1, self.reg["n"])
+            d.update(device_rmse=float(np.sqrt(self.reg["dev_se"] / n)),
+                     host_rmse=float(np.sqrt(self.reg["host_se"] / n)))
         if self.device_pred is not None:
             d.update(device_pred=self.device_pred, host_pred=self.host_pred)
         d.update(device_out=self.device_out, host_out=self.host_out)
@@ -88,6 +94,8 @@ class HilResult(RunFigures):
     memory_plan: dict | None = None
     divergence: dict | None = None
     wall_s: float = 0.0
+    output_dtype: str = "int8"
+    out_quant: tuple | None = None                  # (scale, zero point) of the output
 
     # ---- figures (done, complete, accuracies: RunFigures) ----------------------
     @property
@@ -105,6 +113,24 @@ class HilResult(RunFigures):
     @property
     def max_abs_diff(self) -> int:
         return max((s.max_abs_diff for s in self.samples), default=0)
+
+    @property
+    def max_abs_diff_real(self) -> float | None:
+        """The max abs difference in real units (output scale x steps)."""
+        return None if self.out_quant is None else self.max_abs_diff * self.out_quant[0]
+
+    def regression(self) -> dict | None:
+        """RMSE / MAE of the dequantized device and host outputs against the data set's
+        regression targets (None without targets)."""
+        r = [s.reg for s in self.samples if s.reg is not None]
+        if not r:
+            return None
+        n = sum(x["n"] for x in r)
+        tot = {k: sum(x[k] for x in r) for k in ("dev_se", "host_se", "dev_ae", "host_ae")}
+        return dict(samples=len(r), values=n,
+                    device_rmse=float(np.sqrt(tot["dev_se"] / n)),
+                    host_rmse=float(np.sqrt(tot["host_se"] / n)),
+                    device_mae=tot["dev_ae"] / n, host_mae=tot["host_ae"] / n)
 
     def first_diff(self) -> int | None:
         for s in self.samples:
@@ -164,7 +190,12 @@ class HilResult(RunFigures):
                  max_abs_diff=self.max_abs_diff, tolerance=self.config.tolerance,
                  min_accuracy=self.config.min_accuracy, latency=self.latency_stats(),
                  first_diff=self.first_diff(), failures=self.failures(),
-                 wall_s=round(self.wall_s, 3))
+                 wall_s=round(self.wall_s, 3), output_dtype=self.output_dtype)
+        if self.out_quant is not None:
+            d["max_abs_diff_real"] = self.max_abs_diff_real
+        reg = self.regression()
+        if reg is not None:
+            d["regression"] = reg
         if self.stopped:
             d["stopped"] = self.stopped
         return d
@@ -187,11 +218,14 @@ def _fmt_lat(v: float, unit: str) -> str:
 def run_samples(client, data: HilData, reference, config: HilConfig, *,
                 latency_unit: str = "instructions", num_classes: int | None = None,
                 info=None, meta: dict | None = None, host_outputs=None,
-                on_sample=None, keep_values: int = 64) -> HilResult:
+                on_sample=None, keep_values: int = 64, out_quant=None) -> HilResult:
     """Run every sample of `data` on the device behind `client` and compare.
 
-    reference: callable int8 sample -> int8 flat output (HostReference).
+    reference: callable sample -> flat output (HostReference), int8 or int16 (its
+    `out_dtype`; the wire carries int16 as 2 bytes per element, little endian).
     host_outputs: precomputed reference outputs (N, out) to skip recomputing.
+    out_quant: (scale, zero point) of the output, for the real-unit figures
+    (dequantized outputs vs data.targets, max abs difference in real units).
     on_sample(result_so_far, sample): called after each sample (partial JSON)."""
     t0 = time.perf_counter()
     info = info if info is not None else client.info()
@@ -199,7 +233,11 @@ def run_samples(client, data: HilData, reference, config: HilConfig, *,
                     oracle=getattr(reference, "name", "reference"), latency_unit=latency_unit,
                     num_classes=num_classes,
                     info=info.to_dict() if hasattr(info, "to_dict") else dict(info or {}),
-                    meta=dict(meta or {}))
+                    meta=dict(meta or {}), out_quant=out_quant)
+    odt = np.dtype(getattr(reference, "out_dtype", np.int8)).newbyteorder("<")
+    idt = np.dtype(data.xq.dtype).newbyteorder("<")
+    res.output_dtype = odt.name
+    targets = getattr(data, "targets", None)
     bar = None
     if config.progress and sys.stderr.isatty():   # no bar in logs and CI output
         from tqdm import tqdm
@@ -209,18 +247,19 @@ def run_samples(client, data: HilData, reference, config: HilConfig, *,
         for i in range(len(data)):
             x = data.xq[i]
             want = (host_outputs[i] if host_outputs is not None else reference(x))
-            want = np.asarray(want, np.int8).reshape(-1)
+            want = np.asarray(want).astype(odt).reshape(-1)
             try:
-                raw, lat = client.infer(x.astype(np.int8).tobytes())
+                raw, lat = client.infer(x.astype(idt).tobytes())
             except LinkError as e:
                 res.stopped = dict(at=i, error=str(e))
                 break
-            got = np.frombuffer(bytes(raw), np.int8)
-            if got.size != want.size:
-                res.stopped = dict(at=i, error=f"device returned {got.size} output bytes, "
-                                               f"the model has {want.size}")
+            raw = bytes(raw)
+            if len(raw) != want.nbytes:
+                res.stopped = dict(at=i, error=f"device returned {len(raw)} output bytes, "
+                                               f"the model has {want.nbytes}")
                 break
-            diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+            got = np.frombuffer(raw, odt)
+            diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
             s = SampleResult(index=i, exact=bool(np.array_equal(got, want)),
                              max_abs_diff=int(diff.max(initial=0)),
                              latency=None if lat is None else int(lat),
@@ -229,6 +268,13 @@ def run_samples(client, data: HilData, reference, config: HilConfig, *,
             if data.y is not None:
                 s.label = int(data.y[i])
                 s.device_pred, s.host_pred = _argmax(got), _argmax(want)
+            if targets is not None and out_quant is not None and \
+                    targets[i].size == got.size:
+                sc, zp = out_quant
+                dv = (got.astype(np.float64) - zp) * sc - targets[i]
+                hv = (want.astype(np.float64) - zp) * sc - targets[i]
+                s.reg = dict(n=int(got.size), dev_se=float(dv @ dv), host_se=float(hv @ hv),
+                             dev_ae=float(np.abs(dv).sum()), host_ae=float(np.abs(hv).sum()))
             res.samples.append(s)
             if bar is not None:
                 post = {}
@@ -277,7 +323,15 @@ def format_summary(res: HilResult) -> str:
         rows.append(("host accuracy", f"{100 * s['host_accuracy']:.2f} %  ({res.oracle})"))
     rows.append(("byte-exact", f"{res.agree}/{res.done} outputs identical to {res.oracle}"))
     rows.append(("max abs diff", f"{res.max_abs_diff}"
+                 + (f" {res.output_dtype} steps = {res.max_abs_diff_real:.4g} dequantized"
+                    if res.out_quant is not None and res.max_abs_diff else "")
                  + (f"  (tolerance {res.config.tolerance})" if res.config.tolerance else "")))
+    reg = res.regression()
+    if reg:
+        rows.append(("regression", f"RMSE device {reg['device_rmse']:.5g} / host "
+                     f"{reg['host_rmse']:.5g}, MAE device {reg['device_mae']:.5g} / host "
+                     f"{reg['host_mae']:.5g} (dequantized {res.output_dtype} outputs vs y, "
+                     f"{reg['samples']} samples)"))
     lat = res.latency_stats()
     if lat:
         extra = ""

@@ -36,6 +36,17 @@ class LoadedModel:
         return self.graph.t(self.graph.inputs[0])
 
     @property
+    def in_dtype(self) -> np.dtype:
+        """The input's wire dtype: int8, or int16 little endian (16x8 models)."""
+        from toolchain.hil.data import io_dtype
+        return io_dtype(self.in_tensor)
+
+    @property
+    def out_dtype(self) -> np.dtype:
+        from toolchain.hil.data import io_dtype
+        return io_dtype(self.graph.t(self.graph.outputs[0]))
+
+    @property
     def num_classes(self) -> int | None:
         outs = [self.graph.t(n) for n in self.graph.outputs]
         if len(outs) != 1:
@@ -59,9 +70,10 @@ def load_int8_model(model) -> LoadedModel:
     if not g.is_quantized:
         raise HilError(f"{path} is {g.io_kind()}; mcu runs int8 models, convert it first: "
                        f"mcu convert {path} --calib CALIB.npz -o OUT (then use OUT/model.tflite)")
-    if any(g.tensors[n].dtype != "int8" for n in g.inputs + g.outputs):
-        raise HilError(f"{path} has int16 activations; mcu hil streams int8 inputs and outputs "
-                       "(build it with mcu build and run it with the host board or QEMU)")
+    bad = [n for n in g.inputs + g.outputs if g.tensors[n].dtype not in ("int8", "int16")]
+    if bad:
+        raise HilError(f"{path}: tensor '{bad[0]}' is {g.tensors[bad[0]].dtype}; mcu hil streams "
+                       "int8 or int16 inputs and outputs")
     if len(g.inputs) != 1:
         raise HilError(f"{path} has {len(g.inputs)} inputs; mcu hil runs single-input models")
     layouts = g.meta.get("input_layouts", {})
@@ -128,6 +140,9 @@ def _build_locked(m, b, out, stamp, key, opts, protocol, test_build, defines, pa
     defs = dict(defs or {})
     srcs = list(srcs)
     if protocol == "eembc":
+        if m.in_dtype.itemsize != 1 or m.out_dtype.itemsize != 1:
+            raise HilError(f"{m.path} has int16 inputs/outputs; --protocol eembc runs int8 "
+                           "models (use the binary protocol)")
         defs["MCU_PROTOCOL_EEMBC"] = 1
         defs["MCU_EEMBC_DB_SIZE"] = max(1, m.in_tensor.nbytes)
         srcs.append(write_eembc_source(m, out / "eembc_model.c"))
@@ -162,6 +177,12 @@ def write_eembc_source(m: LoadedModel, path: Path) -> Path:
 
 def check_model_hash(info, model: LoadedModel, where: str) -> None:
     dev = (info.model_hash or "").lower()
+    ins = getattr(info, "inputs", None)
+    if ins and model.in_dtype.itemsize == 2 and getattr(ins[0], "dtype", "int16") != "int16":
+        raise ModelMismatch(f"device at {where} describes the input of {model.path} (int16) "
+                            f"as {ins[0].dtype}: its firmware predates int16 I/O; rebuild it "
+                            f"with this toolchain (mcu build {model.path} --board "
+                            f"{info.board or 'BOARD'})")
     if not dev:
         raise ModelMismatch(f"device at {where} runs no model (firmware without one); "
                             f"build and flash it with: mcu build {model.path} --board "
@@ -231,26 +252,32 @@ class HilDevice:
         return "ns"
 
     def quantize(self, x) -> np.ndarray:
-        """A float sample -> int8 with the model's input scale/zero point; int8 passes."""
+        """A float sample -> the model's input type (int8 or int16) with its input scale /
+        zero point; a sample already of that type passes."""
         from toolchain.hil.data import quantize
         x = np.asarray(x)
-        if x.dtype == np.int8:
+        dt = self.model.in_dtype
+        if x.dtype == dt:
             return x
+        if np.issubdtype(x.dtype, np.integer):
+            raise HilError(f"input has dtype {x.dtype}; the model takes {dt.name} (already "
+                           "quantized) or float")
         q = self.model.in_tensor.quant
-        return quantize(x, float(q.scale[0]), int(q.zero_point[0]))
+        return quantize(x, float(q.scale[0]), int(q.zero_point[0]), dt)
 
     def infer_raw(self, xq: np.ndarray) -> tuple[np.ndarray, int | None]:
         t = self.model.in_tensor
-        xq = np.asarray(xq, np.int8)
+        xq = np.asarray(xq).astype(self.model.in_dtype, copy=False)
         if xq.size != t.size:
             raise HilError(f"input has {xq.size} values ({xq.shape}), the model takes "
                            f"{t.size} {list(t.shape)}")
         out, lat = self.client.infer(xq.tobytes())
-        return np.frombuffer(bytes(out), np.int8).copy(), lat
+        return np.frombuffer(bytes(out), self.model.out_dtype).astype(
+            self.model.out_dtype.newbyteorder("=")), lat
 
     def infer(self, x) -> np.ndarray:
-        """One sample (float: quantized; int8: as is; NHWC or batch-1) -> int8 outputs,
-        shaped as the model's (first) output."""
+        """One sample (float: quantized; int8/int16 as the model takes: as is; NHWC or
+        batch-1) -> int8 or int16 outputs, shaped as the model's (first) output."""
         out, _ = self.infer_raw(self.quantize(x))
         o = self.model.graph.t(self.model.graph.outputs[0])
         return out.reshape(o.shape) if out.size == o.size else out

@@ -36,6 +36,12 @@ class ModelMsg(enum.IntEnum):
     MODEL_LEVEL = 0x29         # [u8 k] -> u8 active, u8 levels, levels x u16 sparsity
 
 
+# Model descriptor versions this host reads: 1 (int8 I/O only), 2 (adds dtype 2 = int16,
+# little endian on the wire; toolchain/codegen/generate.py writes 2 for 16x8 models).
+DESC_VERSIONS = (1, 2)
+DESC_DTYPES = {1: "int8", 2: "int16"}
+
+
 @dataclass
 class TensorDesc:
     shape: tuple
@@ -44,11 +50,15 @@ class TensorDesc:
     zero_point: int
 
     @property
-    def nbytes(self) -> int:
+    def size(self) -> int:
         n = 1
         for d in self.shape:
             n *= d
         return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * (2 if self.dtype == "int16" else 1)
 
 
 @dataclass
@@ -63,8 +73,9 @@ class ModelDeviceInfo(DeviceInfo):
     @classmethod
     def parse_desc(cls, base: DeviceInfo, p: bytes) -> "ModelDeviceInfo":
         ver, unit, nl, arena, n_in, n_out, hl, _ = struct.unpack_from("<BBHIBBBB", p)
-        if ver != 1:
-            raise LinkError(f"unknown model descriptor version {ver}; rebuild the firmware "
+        if ver not in DESC_VERSIONS:
+            raise LinkError(f"unknown model descriptor version {ver} (this host reads "
+                            f"{', '.join(map(str, DESC_VERSIONS))}); rebuild the firmware "
                             "with this toolchain")
         off = 12
         h = p[off:off + hl].hex()
@@ -77,7 +88,10 @@ class ModelDeviceInfo(DeviceInfo):
             off += 4 * rank
             scale, zp = struct.unpack_from("<fi", p, off)
             off += 8
-            tensors.append(TensorDesc(tuple(shape), {1: "int8"}.get(dt, f"dtype{dt}"),
+            if ver == 1 and dt != 1:
+                raise LinkError(f"model descriptor version 1 with tensor dtype {dt}; "
+                                "rebuild the firmware with this toolchain")
+            tensors.append(TensorDesc(tuple(shape), DESC_DTYPES.get(dt, f"dtype{dt}"),
                                       float(scale), int(zp)))
         d = {k: getattr(base, k) for k in base.__dataclass_fields__}
         d["model_hash"] = d["model_hash"] or h
