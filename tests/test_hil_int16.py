@@ -34,17 +34,8 @@ def _mcu(*args, timeout=300):
 def _models16():
     """(name, int16 graph, float torch module, NCHW input shape): test_int16.py's two."""
     pytest.importorskip("torch")
-    import torch
-    from converters import from_torch
-    from converters.quantize import quantize
-    from test_int16 import _models
-    out = []
-    for name, m, shape in _models():
-        g = from_torch(m, torch.zeros(shape))
-        calib = np.random.default_rng(1).standard_normal(
-            (32,) + tuple(g.t(g.inputs[0]).shape[1:])).astype(np.float32)
-        out.append((name, quantize(g, calib, activations="int16"), m, shape))
-    return out
+    from int16gen import int16_models
+    return int16_models()
 
 
 @pytest.fixture(scope="module")

@@ -110,41 +110,10 @@ def test_int16_kernels_host_bitexact_with_tflm(variant, tmp_path):
 
 
 # ---------------------------------------------------------------- whole models
-def _models():
-    import torch
-    torch.manual_seed(3)
-    nn = torch.nn
-    cnn = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-                        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(8 * 3 * 3, 10), nn.Softmax(-1)).eval()
-
-    class Res1d(nn.Module):                 # 1-D audio-style net with a residual ADD
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Conv1d(2, 8, 5, padding=2)
-            self.b = nn.Conv1d(8, 8, 3, padding=1)
-            self.fc = nn.Linear(8 * 16, 3)
-
-        def forward(self, x):
-            h = torch.relu(self.a(x))
-            h = torch.relu(self.b(h) + h)
-            return self.fc(torch.flatten(h, 1))
-    return [("cnn", cnn, (1, 3, 12, 12)), ("res1d", Res1d().eval(), (1, 2, 16))]
-
-
 @pytest.fixture(scope="module")
 def models16():
     pytest.importorskip("torch")
-    import torch
-    from converters import from_torch
-    from converters.quantize import quantize
-    out = []
-    for name, m, shape in _models():
-        g = from_torch(m, torch.zeros(shape))
-        calib = np.random.default_rng(1).standard_normal(
-            (32,) + tuple(g.t(g.inputs[0]).shape[1:])).astype(np.float32)
-        out.append((name, quantize(g, calib, activations="int16")))
-    return out
+    return [(name, q) for name, q, _, _ in int16gen.int16_models()]
 
 
 def test_int16_models_quantized_as_16x8(models16):
