@@ -183,6 +183,14 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         mult, shift = i32(p["multiplier"]), i32(p["shift"])
         q = PerChannel(ptr(mult, C.c_int32), ptr(shift, C.c_int32))
         bias = None if p["bias"] is None else i32(p["bias"])
+        if variant_fn == "_packed":     # packed filter + folded bias (mcu_fc_s8_pack)
+            k, o = p["in_features"], p["out_features"]
+            wp, bp = np.zeros(o * k + 4, np.int32).view(np.int8), np.zeros(o, np.int32)
+            lib.mcu_fc_s8_pack(k, o, p["input_offset"], ptr(i8(p["filter"])),
+                               ptr(bias, C.c_int32), ptr(wp), ptr(bp, C.c_int32))
+            lib.mcu_fc_s8_packed(C.byref(prm), C.byref(q), p["per_channel"], p["batches"], k,
+                                 o, ptr(x), ptr(wp), ptr(bp, C.c_int32), ptr(out))
+            return out
         args = [C.byref(prm), C.byref(q), p["per_channel"], p["batches"], p["in_features"],
                 p["out_features"], ptr(x), ptr(p["filter"]), ptr(bias, C.c_int32), ptr(out)]
         if variant_fn != "_portable":

@@ -100,6 +100,14 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
             calls.append(("portable", f"{base}_portable({args});"))
             if dsp:
                 calls.append(("dsp", f"{base}_dsp({args}, g_scratch);"))
+            if dsp and int(p["filter_offset"]) == 0:
+                from toolchain.codegen.scratch import fc_packed
+                wp, bp = fc_packed(p)
+                s.append(_carr("wp", wp, "int8_t"))
+                s.append(_carr("bp", bp, "int32_t"))
+                calls.append(("dsp_packed", f"mcu_fc_s8_packed(&p, &q, {p['per_channel']}, "
+                              f"{p['batches']}, {p['in_features']}, {p['out_features']}, x, "
+                              "wp, bp, out);"))
         else:
             ptype, fields = (("mcu_conv_params_t", CONV_F) if t == "CONV_2D"
                              else ("mcu_dw_conv_params_t", DW_F))

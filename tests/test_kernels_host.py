@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kernel_host import CFLAGS, RUNTIME, host_lib, run_op  # noqa: E402
 from opgen import OP_BUILDERS, add_all_pairs, add_pair_quants, random_feeds  # noqa: E402
 
+from toolchain.codegen.kernel_params import kernel_params  # noqa: E402
 from toolchain.ir import quant_math as qm  # noqa: E402
 from toolchain.tflm_oracle import run_graph  # noqa: E402
 
@@ -46,6 +47,9 @@ def _check(libs, g, feeds):
         fns = ["_portable", "_dsp"] if (op.type in VARIANTS and name == "dsp") else [""]
         if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             fns.append("_pre")   # q = NULL, prepared table (+ packed filter)
+        if (op.type == "FULLY_CONNECTED" and name == "dsp"
+                and kernel_params(g, op)["filter_offset"] == 0):
+            fns.append("_packed")   # packed filter, folded bias, no scratch
         for fn in fns:
             y = run_op(lib, g, op, feeds, fn).reshape(ref.shape)
             if not np.array_equal(y, ref):

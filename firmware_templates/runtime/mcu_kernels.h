@@ -212,6 +212,15 @@ void mcu_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, i
                    const int8_t *input, const int8_t *filter, const int32_t *bias,
                    int8_t *output, void *scratch);
 #endif
+/* Packed filter and folded bias (mcu_fc_s8_pack, build time; filter_offset 0):
+ * the DSP kernel of non-patchable builds, no scratch. */
+void mcu_fc_s8_pack(int32_t K, int32_t O, int32_t input_offset, const int8_t *w,
+                    const int32_t *bias, int8_t *wp, int32_t *bp);
+#if MCU_HAVE_DSP
+void mcu_fc_s8_packed(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q,
+                      int32_t per_channel, int32_t batches, int32_t K, int32_t O,
+                      const int8_t *input, const int8_t *wp, const int32_t *bp, int8_t *output);
+#endif
 
 /* ---- pooling.c --------------------------------------------------------- */
 void mcu_avgpool_s8(const mcu_pool_params_t *p, const mcu_dims_t *input_dims, const int8_t *input,

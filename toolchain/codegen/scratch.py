@@ -108,6 +108,9 @@ def _lib():
     lib.mcu_sparse_conv2d_s8_scratch_size.restype = C.c_int32
     lib.mcu_sparse_fc_s8_scratch_size.argtypes = [C.POINTER(_SparseStore), C.c_int32]
     lib.mcu_sparse_fc_s8_scratch_size.restype = C.c_int32
+    lib.mcu_fc_s8_pack.argtypes = [C.c_int32, C.c_int32, C.c_int32, C.c_void_p, C.c_void_p,
+                                   C.c_void_p, C.c_void_p]
+    lib.mcu_fc_s8_pack.restype = None
     lib.mcu_requant_prepare.argtypes = [C.c_void_p, C.c_int32, C.c_void_p, C.c_void_p,
                                         C.c_int32, C.c_int32]
     lib.mcu_requant_prepare.restype = None
@@ -141,6 +144,25 @@ def dw_packed_weights(p: dict) -> np.ndarray:
     f = np.ascontiguousarray(np.asarray(p["filter"]).astype(np.int8))
     lib.mcu_dw_conv2d_s8_pack(C.byref(_dwp(p)), C.byref(fd), f.ctypes.data, out.ctypes.data)
     return out[: n // 4]
+
+
+def fc_packed(p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """FULLY_CONNECTED filter packed by the runtime's mcu_fc_s8_pack (int8, O * K bytes)
+    and the bias with the input offset folded in (int32 [O])."""
+    k, o = int(p["in_features"]), int(p["out_features"])
+    f = np.ascontiguousarray(np.asarray(p["filter"]).astype(np.int8))
+    b = None if p.get("bias") is None else np.ascontiguousarray(np.asarray(p["bias"], np.int32))
+    wp = np.zeros(o * k, np.int8)
+    bp = np.zeros(o, np.int32)
+    _lib().mcu_fc_s8_pack(k, o, int(p["input_offset"]), f.ctypes.data,
+                          None if b is None else b.ctypes.data, wp.ctypes.data, bp.ctypes.data)
+    return wp, bp
+
+
+def fc_uses_packed(p: dict, variant: str, patchable: bool) -> bool:
+    """DSP builds that are not patchable run FULLY_CONNECTED on the packed filter (no
+    scratch); symmetric weights only (the int8 filter's zero point is 0 in TFLite)."""
+    return variant == "dsp" and not patchable and int(p["filter_offset"]) == 0
 
 
 class RuntimeSizer:
@@ -179,6 +201,8 @@ class RuntimeSizer:
         return int(_lib().mcu_sparse_fc_s8_scratch_size(C.byref(st), int(p["batches"])))
 
     requant_table = staticmethod(requant_table)
+    fc_packed = staticmethod(fc_packed)
+    fc_uses_packed = staticmethod(fc_uses_packed)
     dw_packed_weights = staticmethod(dw_packed_weights)
 
 
