@@ -119,7 +119,7 @@ def _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch):
     (depth_multiplier 1, C % 4 == 0)."""
     n = int(p["output_dims"][3])
     mult, shift = i32(p["multiplier"]), i32(p["shift"])
-    rq = np.zeros(n * 5 + 1, np.int32)
+    rq = np.zeros(n * 4 + 1, np.int32)
     lib.mcu_requant_prepare(rq.ctypes.data_as(C.c_void_p), n, ptr(mult, C.c_int32),
                             ptr(shift, C.c_int32), int(mult.size > 1), int(p["output_offset"]))
     rqp = rq.ctypes.data_as(C.c_void_p)

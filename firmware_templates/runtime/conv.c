@@ -2,10 +2,9 @@
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
-/* mult/shift of output channel oc at byte offset oc * qstride from mult/shift
- * (4: mcu_per_channel_quant_t arrays, sizeof(mcu_requant_t): a prepared table). */
+/* requantization: the prepared table rq if not NULL, else mult/shift arrays */
 MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, const int32_t *shift,
-                          int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
+                          const mcu_requant_t *rq, const mcu_dims_t *input_dims, const int8_t *input,
                           const mcu_dims_t *filter_dims, const int8_t *filter,
                           const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
 {
@@ -35,9 +34,10 @@ MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, c
                         }
                     }
                     if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
-                    *output++ = mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
-                                                  MCU_QAT(shift, oc, qstride),
-                                                  p->output_offset, p->act_min, p->act_max);
+                    *output++ = rq ? mcu_clamp8(mcu_rqt_apply(acc, rq + oc, p->output_offset),
+                                                p->act_min, p->act_max)
+                                   : mcu_requant_clamp(acc, mult[oc], shift[oc], p->output_offset,
+                                                       p->act_min, p->act_max);
                 }
             }
         }
@@ -49,7 +49,7 @@ void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_qu
                             const mcu_dims_t *filter_dims, const int8_t *filter,
                             const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
 {
-    conv_portable(p, q->multiplier, q->shift, 4, input_dims, input, filter_dims, filter, bias,
+    conv_portable(p, q->multiplier, q->shift, 0, input_dims, input, filter_dims, filter, bias,
                   output_dims, output);
 }
 
@@ -235,8 +235,8 @@ MCU_NOINLINE static void conv_store(const int32_t *acc, int32_t out_c,
             v0 = mcu_rqt_fast(mcu_add_wrap(acc[0], b), rq->mult, rq->rlo, rq->rhi, rq->sh);
             v1 = mcu_rqt_fast(mcu_add_wrap(acc[1], b), rq->mult, rq->rlo, rq->rhi, rq->sh);
         } else {
-            v0 = mcu_requantize(mcu_add_wrap(acc[0], b), rq->mult, rq->shift) + out_off;
-            v1 = mcu_requantize(mcu_add_wrap(acc[1], b), rq->mult, rq->shift) + out_off;
+            v0 = mcu_requantize(mcu_add_wrap(acc[0], b), rq->mult, rq->rhi) + out_off;
+            v1 = mcu_requantize(mcu_add_wrap(acc[1], b), rq->mult, rq->rhi) + out_off;
         }
         if (full) {
             o1w[oc] = (int8_t)mcu_ssat8(v1);
@@ -367,7 +367,7 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
 #else
     (void)q;
     (void)scratch;
-    conv_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims, input,
+    conv_portable(p, 0, 0, rq, input_dims, input,
                   filter_dims, filter, bias, output_dims, output);
 #endif
 }

@@ -2,9 +2,9 @@
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
-/* mult/shift of output channel oc at byte offset oc * qstride (see conv.c). */
+/* requantization: the prepared table rq if not NULL, else mult/shift arrays */
 MCU_INLINE void dw_portable(const mcu_dw_conv_params_t *p, const int32_t *mult, const int32_t *shift,
-                        int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
+                        const mcu_requant_t *rq, const mcu_dims_t *input_dims, const int8_t *input,
                         const mcu_dims_t *filter_dims, const int8_t *filter,
                         const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
 {
@@ -34,9 +34,10 @@ MCU_INLINE void dw_portable(const mcu_dw_conv_params_t *p, const int32_t *mult, 
                             }
                         }
                         if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
-                        output[oc] = mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
-                                                       MCU_QAT(shift, oc, qstride),
-                                                       p->output_offset, p->act_min, p->act_max);
+                        output[oc] = rq ? mcu_clamp8(mcu_rqt_apply(acc, rq + oc, p->output_offset),
+                                                     p->act_min, p->act_max)
+                                        : mcu_requant_clamp(acc, mult[oc], shift[oc], p->output_offset,
+                                                            p->act_min, p->act_max);
                     }
                 }
                 output += out_c;
@@ -51,7 +52,7 @@ void mcu_dw_conv2d_s8_portable(const mcu_dw_conv_params_t *p, const mcu_per_chan
                                const int32_t *bias, const mcu_dims_t *output_dims,
                                int8_t *output)
 {
-    dw_portable(p, q->multiplier, q->shift, 4, input_dims, input, filter_dims, filter, bias,
+    dw_portable(p, q->multiplier, q->shift, 0, input_dims, input, filter_dims, filter, bias,
                 output_dims, output);
 }
 
@@ -524,7 +525,7 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
     (void)q;
     (void)packed;
     (void)scratch;
-    dw_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims, input,
+    dw_portable(p, 0, 0, rq, input_dims, input,
                 filter_dims, filter, bias, output_dims, output);
 }
 

@@ -164,7 +164,7 @@ MCU_INLINE int32_t mcu_rqt_fast(int32_t x, int32_t mult, uint32_t rlo, int32_t r
 MCU_INLINE int32_t mcu_rqt_apply(int32_t x, const mcu_requant_t *t, int32_t out_off)
 {
     if (t->sh >= 0) return mcu_rqt_fast(x, t->mult, t->rlo, t->rhi, t->sh);
-    return mcu_requantize(x, t->mult, t->shift) + out_off;
+    return mcu_requantize(x, t->mult, t->rhi) + out_off;
 }
 
 /* Saturate to int8 (one SSAT on DSP cores). */

@@ -110,14 +110,14 @@ typedef struct {
  *   sh >= 0: out = ((x*mult + (rhi:rlo) - [x<0]*2^31) >> 32) >> sh, the output
  *            offset folded into rhi:rlo (5 instructions, == TFLM's double
  *            rounding MultiplyByQuantizedMultiplier + output_offset);
- *   sh <  0: out = mcu_requantize(x, mult, shift) + output_offset.
- * Depends only on the scales and the output zero point (not on weights). */
+ *   sh <  0: out = mcu_requantize(x, mult, rhi) + output_offset (rhi holds the
+ *            TFLM shift, rlo is 0).
+ * 16 bytes; depends only on the scales and the output zero point (not on weights). */
 typedef struct {
     int32_t mult;
     int32_t sh;
     uint32_t rlo;
     int32_t rhi;
-    int32_t shift;
 } mcu_requant_t;
 
 /* t[i] for i < n from mult[i]/shift[i] (per_channel) or mult[0]/shift[0]. */

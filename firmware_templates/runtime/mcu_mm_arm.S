@@ -218,8 +218,7 @@ mcu_rq_store2:
     ble     2f
 1:
     ldr     r6, [r2], #4
-    ldm     r3, {r7, r8, r9, r10}
-    adds    r3, r3, #20
+    ldmia   r3!, {r7, r8, r9, r10}
     ldr     r11, [r0], #4
     RQ_ONE
     strb    lr, [r4], #1
@@ -248,8 +247,7 @@ mcu_rq_store_cols:
     ldr     r6, [r1], #4
     str     r1, [sp, #4]
     ldr     r2, [sp, #8]
-    ldm     r2, {r7, r8, r9, r10}
-    adds    r2, r2, #20
+    ldmia   r2!, {r7, r8, r9, r10}
     str     r2, [sp, #8]
     ldr     r1, [sp, #52]
     ldr     r2, [sp, #60]
@@ -530,8 +528,7 @@ mcu_conv_s8s16_4px:
     bne     2b
 3:
     ldr     ip, [sp, #16]
-    ldm     ip, {r4-r7}             @ mult, sh, rlo, rhi
-    adds    ip, ip, #20
+    ldmia   ip!, {r4-r7}            @ mult, sh, rlo, rhi
     str     ip, [sp, #16]
     ldr     r2, [sp, #20]           @ C
     RQ4     r8
@@ -615,8 +612,7 @@ mcu_dw3x3_s1_rq:
     ldr     r10, [r1], #4           @ bias
     str     r1, [sp, #64]
     ldr     r1, [sp, #68]
-    ldm     r1, {r0, r2, r3, r11}   @ mult, sh, rlo, rhi
-    adds    r1, r1, #20
+    ldmia   r1!, {r0, r2, r3, r11}  @ mult, sh, rlo, rhi
     str     r1, [sp, #68]
     stm     sp, {r0, r2, r3, r10, r11}
     ldr     r0, [sp, #48]

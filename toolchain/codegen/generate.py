@@ -348,10 +348,10 @@ class _Emitter:
     def requant_table(self, P: str, p: dict) -> str:
         """The DSP kernels' per-channel mcu_requant_t table (flash), as {P}_rq."""
         rq = requant_table(p)
-        rows_c = ", ".join(f"{{{r[0]}, {r[1]}, {int(r[2]) & 0xffffffff}u, {r[3]}, {r[4]}}}"
+        rows_c = ", ".join(f"{{{r[0]}, {r[1]}, {int(r[2]) & 0xffffffff}u, {r[3]}}}"
                            for r in rq.tolist())
         self.decls.append(f"static const mcu_requant_t {P}_rq[{len(rq)}] = {{{rows_c}}};")
-        self.table_bytes += 20 * len(rq)
+        self.table_bytes += 16 * len(rq)
         return f"{P}_rq"
 
     def row_delayed(self, op: Op) -> bool:

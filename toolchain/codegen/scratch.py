@@ -57,7 +57,7 @@ class _ConvParams(C.Structure):    # mcu_conv_params_t
 
 class _Requant(C.Structure):   # mcu_requant_t
     _fields_ = [("mult", C.c_int32), ("sh", C.c_int32), ("rlo", C.c_uint32),
-                ("rhi", C.c_int32), ("shift", C.c_int32)]
+                ("rhi", C.c_int32)]
 
 
 def _lib():
@@ -124,12 +124,12 @@ def _dwp(p: dict) -> _DwParams:
 
 def requant_table(p: dict) -> np.ndarray:
     """The per-channel mcu_requant_t table of a CONV_2D / DEPTHWISE_CONV_2D (computed by the
-    runtime's own mcu_requant_prepare): int32 array [channels, 5] in struct field order
-    (mult, sh, rlo as int32 bits, rhi, shift)."""
+    runtime's own mcu_requant_prepare): int32 array [channels, 4] in struct field order
+    (mult, sh, rlo as int32 bits, rhi; rhi = the shift in the slow form)."""
     mult = np.ascontiguousarray(np.asarray(p["multiplier"], np.int32).reshape(-1))
     shift = np.ascontiguousarray(np.asarray(p["shift"], np.int32).reshape(-1))
     n = int(p["output_dims"][3])
-    out = np.zeros((n, 5), np.int32)
+    out = np.zeros((n, 4), np.int32)
     _lib().mcu_requant_prepare(out.ctypes.data, n, mult.ctypes.data, shift.ctypes.data,
                                int(mult.size > 1), int(p["output_offset"]))
     return out
