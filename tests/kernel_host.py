@@ -171,6 +171,24 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         base = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
         if variant_fn == "_pre":
             return _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch)
+        if variant_fn == "_direct":     # packed filter + folded bias (non-patchable DSP builds)
+            n = int(p["output_dims"][3])
+            rq = np.zeros(n * 4 + 1, np.int32)
+            lib.mcu_requant_prepare(rq.ctypes.data_as(C.c_void_p), n, ptr(mult, C.c_int32),
+                                    ptr(shift, C.c_int32), int(mult.size > 1),
+                                    int(p["output_offset"]))
+            filt = i8(p["filter"])
+            wp, bp = np.zeros(filt.size // 4 + 1, np.int32), np.zeros(n, np.int32)
+            lib.mcu_dw_conv2d_s8_pack_direct(C.byref(prm), C.byref(fdims), ptr(filt),
+                                             ptr(bias, C.c_int32), wp.ctypes.data_as(C.c_void_p),
+                                             ptr(bp, C.c_int32))
+            nbytes = lib.mcu_dw_conv2d_s8_direct_scratch_size(C.byref(prm), C.byref(fdims),
+                                                              C.byref(odims))
+            lib.mcu_dw_conv2d_s8_direct(C.byref(prm), rq.ctypes.data_as(C.c_void_p),
+                                        C.byref(idims), ptr(x), C.byref(fdims),
+                                        wp.ctypes.data_as(C.c_void_p), ptr(bp, C.c_int32),
+                                        C.byref(odims), ptr(out), scratch(nbytes))
+            return out
         size_fn = getattr(lib, base + "_scratch_size")
         nbytes = size_fn(C.byref(idims), C.byref(fdims))
         args = [C.byref(prm), C.byref(q), C.byref(idims), ptr(x), C.byref(fdims), ptr(p["filter"]),

@@ -120,6 +120,16 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
             calls.append(("portable", f"{base}_portable({args});"))
             if dsp:
                 calls.append(("dsp", f"{base}_dsp({args}, g_scratch);"))
+            from toolchain.codegen.scratch import dw_direct, dw_direct_weights, requant_table
+            if dsp and t == "DEPTHWISE_CONV_2D" and dw_direct(p, "dsp", False):
+                wp, bp = dw_direct_weights(p)
+                s.append(_carr("wp", wp, "int8_t"))
+                s.append(_carr("bp", bp, "int32_t"))
+                s.append(_carr("rq", requant_table(p).reshape(-1), "int32_t"))
+                setup.append("if (mcu_dw_conv2d_s8_direct_scratch_size(&p, &fd, &od) > "
+                             "(int32_t)sizeof(g_scratch)) return 1000;\n")
+                calls.append(("dsp_direct", "mcu_dw_conv2d_s8_direct(&p, (const mcu_requant_t *)"
+                              "(const void *)rq, &id, x, &fd, wp, bp, &od, out, g_scratch);"))
     elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         setup.append(f"const mcu_pool_params_t p = {_struct_init(p, POOL_F)};\n")
         setup.append(f"const mcu_dims_t id = {_dims(p['input_dims'])}, "

@@ -529,6 +529,171 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
                 filter_dims, filter, bias, output_dims, output);
 }
 
+/* ---- direct path (DSP builds that are not patchable) ------------------------
+ * depth_multiplier 1, dilation 1, C % 4 == 0; any kernel size, stride and padding.
+ * Filter packed at build time (mcu_dw_conv2d_s8_pack_direct; exactly the int8
+ * filter's size): per group of four channels one word per tap (the four channels'
+ * weights), taps column by column (kx outer, ky inner). Bias folded: bias[c] +
+ * input_offset * (sum of channel c's taps), mod 2^32 as TFLM's int32 sums, so the
+ * kernel multiplies raw input bytes; a padded tap reads the input zero point, whose
+ * product cancels its share of the fold (TFLM skips it: the same sum).
+ * Per output row, run of up to MCU_DWD_PX pixels and group of four channels, the
+ * input columns the run reads are gathered into scratch (column j: kh words, zero
+ * point words outside the image); then per pixel its kh * kw taps are contiguous
+ * there and in the packed filter (mcu_dwd_px in mcu_mm_arm.S: LDR + two SXTB16 for
+ * the weights and for the input, four SMLABB/SMLATT per tap, requantized in the
+ * store). No per-call set-up: the same cost per row when the planner calls it row
+ * by row (row-delayed in place). */
+#define MCU_DWD_PX 16
+
+/* The direct form where it applies, except 3x3 stride 1 with rows of 16 pixels or
+ * more: there the int16 channel planes of the 3x3 path (two taps per SMLAD) win
+ * (32x32x16: 424 k vs 630 k instructions; 25x5x64 called row by row: 388 k vs 365 k). */
+int32_t mcu_dw_conv2d_s8_direct_ok(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
+                                   const mcu_dims_t *output_dims)
+{
+    if (dw3x3_ok(p, filter_dims) && p->stride_w == 1 && output_dims->w >= 16) return 0;
+    return p->depth_multiplier == 1 && p->dilation_h == 1 && p->dilation_w == 1 &&
+           filter_dims->c > 0 && (filter_dims->c & 3) == 0;
+}
+
+int32_t mcu_dw_conv2d_s8_direct_scratch_size(const mcu_dw_conv_params_t *p,
+                                             const mcu_dims_t *filter_dims,
+                                             const mcu_dims_t *output_dims)
+{
+    const int32_t npx = output_dims->w < MCU_DWD_PX ? output_dims->w : MCU_DWD_PX;
+    return ((npx - 1) * p->stride_w + filter_dims->w) * filter_dims->h * 4;
+}
+
+void mcu_dw_conv2d_s8_pack_direct(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
+                                  const int8_t *filter, const int32_t *bias, int8_t *wp,
+                                  int32_t *bp)
+{
+    const int32_t C = filter_dims->c, kh = filter_dims->h, kw = filter_dims->w;
+    for (int32_t c = 0; c < C; c++) {
+        uint32_t s = bias ? (uint32_t)bias[c] : 0u;
+        for (int32_t t = 0; t < kh * kw; t++)
+            s += (uint32_t)((int32_t)filter[t * C + c] * p->input_offset);
+        bp[c] = (int32_t)s;
+    }
+    for (int32_t g = 0; g < C; g += 4)
+        for (int32_t kx = 0; kx < kw; kx++)
+            for (int32_t ky = 0; ky < kh; ky++)
+                for (int32_t j = 0; j < 4; j++) *wp++ = filter[(ky * kw + kx) * C + g + j];
+}
+
+#if MCU_HAVE_DSP
+/* npx pixels of one group: pixel i's taps at buf + i * step bytes (taps words), the
+ * group's packed weights at w; sums from bias[0..3], requantized with rq[0..3] and
+ * clamped to [lo, hi], stored to out + i * C. The C form of mcu_dwd_px (which needs
+ * the full range and the fast form of every entry). */
+static void dwd_px_c(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npx,
+                     int32_t step, int8_t *out, int32_t C, const int32_t *bias,
+                     const mcu_requant_t *rq, int32_t out_off, int32_t lo, int32_t hi)
+{
+    for (; npx > 0; npx--, buf += step / 4, out += C) {
+        int32_t s0 = bias[0], s1 = bias[1], s2 = bias[2], s3 = bias[3];
+        for (int32_t t = 0; t < taps; t++) {
+            const uint32_t W = w[t], X = buf[t];
+            const uint32_t we = __sxtb16(W), wo = mcu_sxtb16_ror8(W);
+            const uint32_t xe = __sxtb16(X), xo = mcu_sxtb16_ror8(X);
+            s0 = __smlabb(we, xe, s0);
+            s2 = __smlatt(we, xe, s2);
+            s1 = __smlabb(wo, xo, s1);
+            s3 = __smlatt(wo, xo, s3);
+        }
+        out[0] = mcu_clamp8(mcu_rqt_apply(s0, rq + 0, out_off), lo, hi);
+        out[1] = mcu_clamp8(mcu_rqt_apply(s1, rq + 1, out_off), lo, hi);
+        out[2] = mcu_clamp8(mcu_rqt_apply(s2, rq + 2, out_off), lo, hi);
+        out[3] = mcu_clamp8(mcu_rqt_apply(s3, rq + 3, out_off), lo, hi);
+    }
+}
+
+#if defined(MCU_EMULATE_DSP)
+static void mcu_dwd_px(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npx,
+                       int32_t step, int8_t *out, int32_t C, const int32_t *bias,
+                       const mcu_requant_t *rq)
+{
+    dwd_px_c(buf, w, taps, npx, step, out, C, bias, rq, 0, -128, 127);
+}
+static void mcu_dwd_px2_s1(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npairs,
+                           int8_t *out, int32_t C, const int32_t *bias, const mcu_requant_t *rq)
+{
+    dwd_px_c(buf, w, taps, 2 * npairs, 12, out, C, bias, rq, 0, -128, 127);
+}
+static void mcu_dwd_px2_s2(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npairs,
+                           int8_t *out, int32_t C, const int32_t *bias, const mcu_requant_t *rq)
+{
+    dwd_px_c(buf, w, taps, 2 * npairs, 24, out, C, bias, rq, 0, -128, 127);
+}
+#else
+void mcu_dwd_px(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npx, int32_t step,
+                int8_t *out, int32_t C, const int32_t *bias, const mcu_requant_t *rq);
+void mcu_dwd_px2_s1(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npairs,
+                    int8_t *out, int32_t C, const int32_t *bias, const mcu_requant_t *rq);
+void mcu_dwd_px2_s2(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npairs,
+                    int8_t *out, int32_t C, const int32_t *bias, const mcu_requant_t *rq);
+#endif
+
+void mcu_dw_conv2d_s8_direct(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                             const mcu_dims_t *input_dims, const int8_t *input,
+                             const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
+                             const mcu_dims_t *output_dims, int8_t *output, void *scratch)
+{
+    const int32_t in_h = input_dims->h, in_w = input_dims->w, C = input_dims->c;
+    const int32_t kh = filter_dims->h, kw = filter_dims->w, taps = kh * kw;
+    const int32_t out_h = output_dims->h, out_w = output_dims->w;
+    const int32_t sh = p->stride_h, sw = p->stride_w;
+    const int32_t rs = in_w * C; /* bytes per input row */
+    const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    const int fast = p->act_min == -128 && p->act_max == 127 && mcu_rqt_all_fast(rq, C);
+    uint32_t *buf = (uint32_t *)scratch;
+    for (int32_t b = 0; b < input_dims->n; b++) {
+        const int8_t *in_b = input + b * in_h * rs;
+        for (int32_t oy = 0; oy < out_h; oy++) {
+            const int32_t iy0 = oy * sh - p->pad_h;
+            const int32_t ky0 = iy0 < 0 ? -iy0 : 0;
+            const int32_t ky1 = in_h - iy0 < kh ? in_h - iy0 : kh;
+            for (int32_t ox0 = 0; ox0 < out_w; ox0 += MCU_DWD_PX) {
+                const int32_t npx = out_w - ox0 < MCU_DWD_PX ? out_w - ox0 : MCU_DWD_PX;
+                const int32_t ncols = (npx - 1) * sw + kw, ix0 = ox0 * sw - p->pad_w;
+                /* columns [j0, j1) and rows [ky0, ky1) are inside the image: the rest of
+                 * the buffer holds the zero point for every group */
+                const int32_t j0 = ix0 < 0 ? -ix0 : 0;
+                const int32_t j1 = in_w - ix0 < ncols ? in_w - ix0 : ncols;
+                if (j0 > 0 || j1 < ncols || ky0 > 0 || ky1 < kh)
+                    for (int32_t i = 0; i < ncols * kh; i++) buf[i] = zp4;
+                int8_t *o = output + ((b * out_h + oy) * out_w + ox0) * C;
+                for (int32_t g = 0; g < C; g += 4, o += 4) {
+                    const int8_t *row = in_b + (iy0 + ky0) * rs + (ix0 + j0) * C + g;
+                    for (int32_t ky = ky0; ky < ky1; ky++, row += rs) {
+                        const int8_t *src = row;
+                        uint32_t *d = buf + j0 * kh + ky;
+                        for (int32_t j = j1 - j0; j > 0; j--, src += C, d += kh)
+                            *d = mcu_read_u32(src);
+                    }
+                    const uint32_t *w = (const uint32_t *)wp + (g >> 2) * taps;
+                    if (fast && kh == 3 && (sw == 1 || sw == 2)) {
+                        const int32_t np = npx >> 1;
+                        if (sw == 1)
+                            mcu_dwd_px2_s1(buf, w, taps, np, o, C, bp + g, rq + g);
+                        else
+                            mcu_dwd_px2_s2(buf, w, taps, np, o, C, bp + g, rq + g);
+                        if (npx & 1)
+                            mcu_dwd_px(buf + 2 * np * sw * 3, w, taps, 1, 0, o + 2 * np * C, C,
+                                       bp + g, rq + g);
+                    } else if (fast)
+                        mcu_dwd_px(buf, w, taps, npx, sw * kh * 4, o, C, bp + g, rq + g);
+                    else
+                        dwd_px_c(buf, w, taps, npx, sw * kh * 4, o, C, bp + g, rq + g,
+                                 p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+#endif
+
 void mcu_dw_conv2d_s8(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
                       const mcu_dims_t *input_dims, const int8_t *input,
                       const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,

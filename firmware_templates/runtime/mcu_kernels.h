@@ -192,6 +192,25 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
                           const int8_t *filter, const void *packed, const int32_t *bias,
                           const mcu_dims_t *output_dims, int8_t *output, void *scratch);
 
+/* Direct form (DSP builds that are not patchable; mcu_dw_conv2d_s8_direct_ok):
+ * wp / bp = the filter and bias from mcu_dw_conv2d_s8_pack_direct (wp: the int8
+ * filter's size, word aligned; bp: C int32, always given); scratch:
+ * mcu_dw_conv2d_s8_direct_scratch_size bytes. */
+int32_t mcu_dw_conv2d_s8_direct_ok(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
+                                   const mcu_dims_t *output_dims);
+int32_t mcu_dw_conv2d_s8_direct_scratch_size(const mcu_dw_conv_params_t *p,
+                                             const mcu_dims_t *filter_dims,
+                                             const mcu_dims_t *output_dims);
+void mcu_dw_conv2d_s8_pack_direct(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
+                                  const int8_t *filter, const int32_t *bias, int8_t *wp,
+                                  int32_t *bp);
+#if MCU_HAVE_DSP
+void mcu_dw_conv2d_s8_direct(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                             const mcu_dims_t *input_dims, const int8_t *input,
+                             const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
+                             const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+#endif
+
 /* ---- fully_connected.c ------------------------------------------------- */
 /* input: [batches, in_features]; filter: [out_features, in_features];
  * q->multiplier/q->shift: per output feature when per_channel != 0, else

@@ -108,6 +108,15 @@ def _lib():
     lib.mcu_sparse_conv2d_s8_scratch_size.restype = C.c_int32
     lib.mcu_sparse_fc_s8_scratch_size.argtypes = [C.POINTER(_SparseStore), C.c_int32]
     lib.mcu_sparse_fc_s8_scratch_size.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_direct_ok.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
+                                              C.POINTER(_Dims)]
+    lib.mcu_dw_conv2d_s8_direct_ok.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_direct_scratch_size.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
+                                                         C.POINTER(_Dims)]
+    lib.mcu_dw_conv2d_s8_direct_scratch_size.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_pack_direct.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
+                                                 C.c_void_p, C.c_void_p, C.c_void_p, C.c_void_p]
+    lib.mcu_dw_conv2d_s8_pack_direct.restype = None
     lib.mcu_fc_s8_pack.argtypes = [C.c_int32, C.c_int32, C.c_int32, C.c_void_p, C.c_void_p,
                                    C.c_void_p, C.c_void_p]
     lib.mcu_fc_s8_pack.restype = None
@@ -144,6 +153,33 @@ def dw_packed_weights(p: dict) -> np.ndarray:
     f = np.ascontiguousarray(np.asarray(p["filter"]).astype(np.int8))
     lib.mcu_dw_conv2d_s8_pack(C.byref(_dwp(p)), C.byref(fd), f.ctypes.data, out.ctypes.data)
     return out[: n // 4]
+
+
+def dw_direct(p: dict, variant: str, patchable: bool) -> bool:
+    """DEPTHWISE_CONV_2D runs the direct form (mcu_dw_conv2d_s8_direct: packed filter
+    the int8 filter's size, folded bias) in DSP builds that are not patchable."""
+    return (variant == "dsp" and not patchable and
+            bool(_lib().mcu_dw_conv2d_s8_direct_ok(C.byref(_dwp(p)),
+                                                   C.byref(_Dims(*p["filter_dims"])),
+                                                   C.byref(_Dims(*p["output_dims"])))))
+
+
+def dw_direct_scratch(p: dict) -> int:
+    return int(_lib().mcu_dw_conv2d_s8_direct_scratch_size(
+        C.byref(_dwp(p)), C.byref(_Dims(*p["filter_dims"])), C.byref(_Dims(*p["output_dims"]))))
+
+
+def dw_direct_weights(p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(packed filter as int8, the int8 filter's size; folded bias int32 [C]) of
+    mcu_dw_conv2d_s8_pack_direct."""
+    f = np.ascontiguousarray(np.asarray(p["filter"]).astype(np.int8))
+    c = int(p["filter_dims"][3])
+    b = None if p.get("bias") is None else np.ascontiguousarray(np.asarray(p["bias"], np.int32))
+    wp, bp = np.zeros(f.size, np.int8), np.zeros(c, np.int32)
+    _lib().mcu_dw_conv2d_s8_pack_direct(C.byref(_dwp(p)), C.byref(_Dims(*p["filter_dims"])),
+                                        f.ctypes.data, None if b is None else b.ctypes.data,
+                                        wp.ctypes.data, bp.ctypes.data)
+    return wp, bp
 
 
 def fc_packed(p: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +238,9 @@ class RuntimeSizer:
 
     requant_table = staticmethod(requant_table)
     fc_packed = staticmethod(fc_packed)
+    dw_direct = staticmethod(dw_direct)
+    dw_direct_scratch = staticmethod(dw_direct_scratch)
+    dw_direct_weights = staticmethod(dw_direct_weights)
     fc_uses_packed = staticmethod(fc_uses_packed)
     dw_packed_weights = staticmethod(dw_packed_weights)
 

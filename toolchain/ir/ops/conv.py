@@ -129,8 +129,9 @@ def emit_conv_family(em, k: int, op: Op, p: dict, conv: bool) -> list[str]:
     dw_packed_only = (not conv and em.variant == "dsp" and not em.patchable
                       and int(p["depth_multiplier"]) == 1
                       and int(p["filter_dims"][3]) % 4 == 0)
+    direct = not conv and em.rt.dw_direct(p, em.variant, em.patchable)
     w = "0" if dw_packed_only else em.const(op.inputs[1], p["filter"], "int8_t")
-    b = em.bias(op, p)
+    b = "0" if direct else em.bias(op, p)
     scr = em.scratch(op)
     alloc = em.plan.kernel_scratch.get(op.name, 0)
     if em.variant == "dsp":
@@ -143,6 +144,18 @@ def emit_conv_family(em, k: int, op: Op, p: dict, conv: bool) -> list[str]:
             fn = "mcu_conv2d_s8_pre"
             wb = f"{fdm}, {w}, {b}, "
             em.checks.append(f"if (mcu_conv2d_s8_pre_scratch_size({idm}, {fdm}) > "
+                             f"{alloc}) return 0;")
+        elif direct:
+            # packed filter (the int8 filter's size) + folded bias replace both
+            fn = "mcu_dw_conv2d_s8_direct"
+            wp, bp = em.rt.dw_direct_weights(p)
+            w = em.derived_const(op.inputs[1] + ":dsp_dw_direct", wp, "int8_t")
+            bname = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] else ""
+            b = em.derived_const(f"{op.inputs[1]}:{bname}:{p['input_offset']}:dsp_dw_bias", bp,
+                                 "int32_t")
+            qa = f"{P}_rq, "
+            wb = f"{fdm}, {w}, {b}, "
+            em.checks.append(f"if (mcu_dw_conv2d_s8_direct_scratch_size({pp}, {fdm}, {odm}) > "
                              f"{alloc}) return 0;")
         else:
             fn = "mcu_dw_conv2d_s8_pre"
