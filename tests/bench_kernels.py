@@ -128,7 +128,7 @@ def main(argv=None):
         for name, g, count in layers:
             v = per[f"{model}.{name}"]
             # the variant generated DSP code calls (FC: the packed filter, no scratch)
-            port, dsp = v["portable"], v.get("dsp_packed", v.get("dsp_direct", v.get("dsp")))
+            port, dsp = v["portable"], v.get("dsp_packed", v.get("dsp_direct", v.get("dsp_pre4", v.get("dsp"))))
             best = dsp if dsp is not None else port
             tot["portable"] += port * count
             tot["best"] += best * count

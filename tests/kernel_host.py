@@ -112,7 +112,7 @@ def i32(a):
 
 
 # --------------------------------------------------------------------------- runner
-def _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch):
+def _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch, four=False):
     """The prepared entry points as generated DSP code calls them: q = NULL (the
     multipliers come from the mcu_requant_prepare table), depthwise with the filter
     prepacked and, in DSP builds, the int8 filter NULL where generate.py drops it
@@ -125,9 +125,10 @@ def _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch):
     rqp = rq.ctypes.data_as(C.c_void_p)
     filt = i8(p["filter"])
     if conv:
-        lib.mcu_conv2d_s8_pre_scratch_size.restype = C.c_int32
-        nbytes = lib.mcu_conv2d_s8_pre_scratch_size(C.byref(idims), C.byref(fdims))
-        lib.mcu_conv2d_s8_pre(C.byref(prm), None, rqp, C.byref(idims), ptr(x), C.byref(fdims),
+        fn = "mcu_conv2d_s8_pre4" if four else "mcu_conv2d_s8_pre"
+        getattr(lib, fn + "_scratch_size").restype = C.c_int32
+        nbytes = getattr(lib, fn + "_scratch_size")(C.byref(idims), C.byref(fdims))
+        getattr(lib, fn)(C.byref(prm), None, rqp, C.byref(idims), ptr(x), C.byref(fdims),
                               ptr(filt), ptr(bias, C.c_int32), C.byref(odims), ptr(out),
                               scratch(nbytes))
         return out
@@ -169,8 +170,9 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         idims, fdims, odims = Dims(*p["input_dims"]), Dims(*p["filter_dims"]), Dims(*p["output_dims"])
         bias = None if p["bias"] is None else i32(p["bias"])
         base = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
-        if variant_fn == "_pre":
-            return _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch)
+        if variant_fn in ("_pre", "_pre4"):    # _pre4: the four-pixel path alone
+            return _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch,
+                            four=variant_fn == "_pre4")
         if variant_fn == "_direct":     # packed filter + folded bias (non-patchable DSP builds)
             n = int(p["output_dims"][3])
             rq = np.zeros(n * 4 + 1, np.int32)
@@ -184,7 +186,8 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
                                              ptr(bp, C.c_int32))
             nbytes = lib.mcu_dw_conv2d_s8_direct_scratch_size(C.byref(prm), C.byref(fdims),
                                                               C.byref(odims))
-            lib.mcu_dw_conv2d_s8_direct(C.byref(prm), rq.ctypes.data_as(C.c_void_p),
+            fn = lib.mcu_dw_conv2d_s8_direct_s2 if p["stride_w"] == 2 else lib.mcu_dw_conv2d_s8_direct
+            fn(C.byref(prm), rq.ctypes.data_as(C.c_void_p),
                                         C.byref(idims), ptr(x), C.byref(fdims),
                                         wp.ctypes.data_as(C.c_void_p), ptr(bp, C.c_int32),
                                         C.byref(odims), ptr(out), scratch(nbytes))

@@ -20,7 +20,7 @@ from kernel_host import CFLAGS, RUNTIME, host_lib, run_op  # noqa: E402
 from opgen import OP_BUILDERS, add_all_pairs, add_pair_quants, random_feeds  # noqa: E402
 
 from toolchain.codegen.kernel_params import kernel_params  # noqa: E402
-from toolchain.codegen.scratch import dw_direct  # noqa: E402
+from toolchain.codegen.scratch import conv_pre4, dw_direct  # noqa: E402
 from toolchain.ir import quant_math as qm  # noqa: E402
 from toolchain.tflm_oracle import run_graph  # noqa: E402
 
@@ -48,6 +48,8 @@ def _check(libs, g, feeds):
         fns = ["_portable", "_dsp"] if (op.type in VARIANTS and name == "dsp") else [""]
         if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             fns.append("_pre")   # q = NULL, prepared table (+ packed filter)
+        if op.type == "CONV_2D" and conv_pre4(kernel_params(g, op), "dsp"):
+            fns.append("_pre4")   # the four-pixel path alone (last pixels via scratch)
         if (op.type == "DEPTHWISE_CONV_2D" and name == "dsp"
                 and dw_direct(kernel_params(g, op), "dsp", False)):
             fns.append("_direct")   # packed filter the int8 size, folded bias

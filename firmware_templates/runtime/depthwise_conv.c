@@ -587,7 +587,13 @@ void mcu_dw_conv2d_s8_pack_direct(const mcu_dw_conv_params_t *p, const mcu_dims_
  * group's packed weights at w; sums from bias[0..3], requantized with rq[0..3] and
  * clamped to [lo, hi], stored to out + i * C. The C form of mcu_dwd_px (which needs
  * the full range and the fast form of every entry). */
-static void dwd_px_c(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npx,
+MCU_NOINLINE static int8_t dwd_rq(int32_t s, const mcu_requant_t *t, int32_t out_off,
+                                  int32_t lo, int32_t hi)
+{
+    return mcu_clamp8(mcu_rqt_apply(s, t, out_off), lo, hi);
+}
+
+MCU_NOINLINE static void dwd_px_c(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npx,
                      int32_t step, int8_t *out, int32_t C, const int32_t *bias,
                      const mcu_requant_t *rq, int32_t out_off, int32_t lo, int32_t hi)
 {
@@ -602,10 +608,10 @@ static void dwd_px_c(const uint32_t *buf, const uint32_t *w, int32_t taps, int32
             s1 = __smlabb(wo, xo, s1);
             s3 = __smlatt(wo, xo, s3);
         }
-        out[0] = mcu_clamp8(mcu_rqt_apply(s0, rq + 0, out_off), lo, hi);
-        out[1] = mcu_clamp8(mcu_rqt_apply(s1, rq + 1, out_off), lo, hi);
-        out[2] = mcu_clamp8(mcu_rqt_apply(s2, rq + 2, out_off), lo, hi);
-        out[3] = mcu_clamp8(mcu_rqt_apply(s3, rq + 3, out_off), lo, hi);
+        out[0] = dwd_rq(s0, rq + 0, out_off, lo, hi);
+        out[1] = dwd_rq(s1, rq + 1, out_off, lo, hi);
+        out[2] = dwd_rq(s2, rq + 2, out_off, lo, hi);
+        out[3] = dwd_rq(s3, rq + 3, out_off, lo, hi);
     }
 }
 
@@ -635,10 +641,15 @@ void mcu_dwd_px2_s2(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_
                     int8_t *out, int32_t C, const int32_t *bias, const mcu_requant_t *rq);
 #endif
 
-void mcu_dw_conv2d_s8_direct(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
-                             const mcu_dims_t *input_dims, const int8_t *input,
-                             const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
-                             const mcu_dims_t *output_dims, int8_t *output, void *scratch)
+typedef void (*dwd_px2_fn)(const uint32_t *, const uint32_t *, int32_t, int32_t, int8_t *,
+                           int32_t, const int32_t *, const mcu_requant_t *);
+
+/* px2: the two-pixel kernel for this stride (kh == 3), or NULL */
+MCU_NOINLINE static void dwd_run(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                                 const mcu_dims_t *input_dims, const int8_t *input,
+                                 const mcu_dims_t *filter_dims, const void *wp,
+                                 const int32_t *bp, const mcu_dims_t *output_dims,
+                                 int8_t *output, void *scratch, dwd_px2_fn px2)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, C = input_dims->c;
     const int32_t kh = filter_dims->h, kw = filter_dims->w, taps = kh * kw;
@@ -673,12 +684,9 @@ void mcu_dw_conv2d_s8_direct(const mcu_dw_conv_params_t *p, const mcu_requant_t 
                             *d = mcu_read_u32(src);
                     }
                     const uint32_t *w = (const uint32_t *)wp + (g >> 2) * taps;
-                    if (fast && kh == 3 && (sw == 1 || sw == 2)) {
+                    if (fast && px2) {
                         const int32_t np = npx >> 1;
-                        if (sw == 1)
-                            mcu_dwd_px2_s1(buf, w, taps, np, o, C, bp + g, rq + g);
-                        else
-                            mcu_dwd_px2_s2(buf, w, taps, np, o, C, bp + g, rq + g);
+                        px2(buf, w, taps, np, o, C, bp + g, rq + g);
                         if (npx & 1)
                             mcu_dwd_px(buf + 2 * np * sw * 3, w, taps, 1, 0, o + 2 * np * C, C,
                                        bp + g, rq + g);
@@ -691,6 +699,26 @@ void mcu_dw_conv2d_s8_direct(const mcu_dw_conv_params_t *p, const mcu_requant_t 
             }
         }
     }
+}
+
+/* stride 1 or any other (the two-pixel kernel only at stride 1), and stride 2: two
+ * entries so that a firmware links only the two-pixel kernels its layers use */
+void mcu_dw_conv2d_s8_direct(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                             const mcu_dims_t *input_dims, const int8_t *input,
+                             const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
+                             const mcu_dims_t *output_dims, int8_t *output, void *scratch)
+{
+    dwd_run(p, rq, input_dims, input, filter_dims, wp, bp, output_dims, output, scratch,
+            filter_dims->h == 3 && p->stride_w == 1 ? mcu_dwd_px2_s1 : 0);
+}
+
+void mcu_dw_conv2d_s8_direct_s2(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                                const mcu_dims_t *input_dims, const int8_t *input,
+                                const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
+                                const mcu_dims_t *output_dims, int8_t *output, void *scratch)
+{
+    dwd_run(p, rq, input_dims, input, filter_dims, wp, bp, output_dims, output, scratch,
+            filter_dims->h == 3 && p->stride_w == 2 ? mcu_dwd_px2_s2 : 0);
 }
 #endif
 

@@ -152,6 +152,16 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
                        const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
                        const mcu_dims_t *output_dims, int8_t *output, void *scratch);
 
+/* The four-pixel path alone (generated DSP code, where K % 4 == 0, bias, the full
+ * int8 range and every rq entry in the fast form hold; not checked here). */
+int32_t mcu_conv2d_s8_pre4_scratch_size(const mcu_dims_t *input_dims,
+                                        const mcu_dims_t *filter_dims);
+void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                        const mcu_requant_t *rq, const mcu_dims_t *input_dims,
+                        const int8_t *input, const mcu_dims_t *filter_dims,
+                        const int8_t *filter, const int32_t *bias,
+                        const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+
 /* ---- depthwise_conv.c -------------------------------------------------- */
 /* filter_dims: n = 1, h, w, c = input channels * depth_multiplier. */
 int32_t mcu_dw_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims);
@@ -209,7 +219,29 @@ void mcu_dw_conv2d_s8_direct(const mcu_dw_conv_params_t *p, const mcu_requant_t 
                              const mcu_dims_t *input_dims, const int8_t *input,
                              const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
                              const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+/* the same for stride 2 (links the stride-2 two-pixel kernel instead) */
+void mcu_dw_conv2d_s8_direct_s2(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                                const mcu_dims_t *input_dims, const int8_t *input,
+                                const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
+                                const mcu_dims_t *output_dims, int8_t *output, void *scratch);
 #endif
+
+/* ---- row_runner.c ------------------------------------------------------ */
+/* Row-delayed in place (generated code): fn runs the layer's kernel for one block of
+ * output rows with the given pad_h, input/output dims and pointers. */
+typedef void (*mcu_row_fn_t)(int32_t pad_h, const mcu_dims_t *input_dims, const int8_t *input,
+                             const mcu_dims_t *output_dims, int8_t *output);
+typedef struct {
+    const uint16_t *flush;  /* flush[r]: blocks flushed after call r */
+    int32_t out_h;          /* kernel calls */
+    int32_t rows_total;     /* output rows (the last block may be partial) */
+    int32_t block;          /* output rows per call */
+    int32_t stride_h, pad_h;
+    int32_t in_row, out_row; /* bytes of one input row, of one block of output rows */
+    int32_t depth;          /* ring slots */
+} mcu_rows_t;
+void mcu_rows_run(const mcu_rows_t *r, const mcu_dims_t *input_dims,
+                  const mcu_dims_t *output_dims, int8_t *buf, int8_t *ring, mcu_row_fn_t fn);
 
 /* ---- fully_connected.c ------------------------------------------------- */
 /* input: [batches, in_features]; filter: [out_features, in_features];

@@ -15,6 +15,7 @@
     .syntax unified
     .thumb
     .text
+    .section .text.mcu_mm_s8s16_2col, "ax", %progbits
     .align  2
     .global mcu_mm_s8s16_2col
     .type   mcu_mm_s8s16_2col, %function
@@ -111,6 +112,7 @@ mcu_mm_s8s16_2col:
     pop     {r4-r11, pc}
 .endm
 
+    .section .text.mcu_dw3x3_acc_s1, "ax", %progbits
     .align  2
     .global mcu_dw3x3_acc_s1
     .type   mcu_dw3x3_acc_s1, %function
@@ -151,6 +153,7 @@ mcu_dw3x3_acc_s1:
     DW_NEXT .Lch1
     .size   mcu_dw3x3_acc_s1, .-mcu_dw3x3_acc_s1
 
+    .section .text.mcu_dw3x3_acc_s2, "ax", %progbits
     .align  2
     .global mcu_dw3x3_acc_s2
     .type   mcu_dw3x3_acc_s2, %function
@@ -207,6 +210,7 @@ mcu_dw3x3_acc_s2:
     ssat    lr, #8, lr
 .endm
 
+    .section .text.mcu_rq_store2, "ax", %progbits
     .align  2
     .global mcu_rq_store2
     .type   mcu_rq_store2, %function
@@ -231,6 +235,7 @@ mcu_rq_store2:
     pop     {r4-r11, pc}
     .size   mcu_rq_store2, .-mcu_rq_store2
 
+    .section .text.mcu_rq_store_cols, "ax", %progbits
     .align  2
     .global mcu_rq_store_cols
     .type   mcu_rq_store_cols, %function
@@ -306,6 +311,7 @@ mcu_rq_store_cols:
     smlad   r11, ip, r5, r11
 .endm
 
+    .section .text.mcu_fc_s8s16_4row, "ax", %progbits
     .align  2
     .global mcu_fc_s8s16_4row
     .type   mcu_fc_s8s16_4row, %function
@@ -392,6 +398,7 @@ mcu_fc_s8s16_4row:
     smlad   lr, r8, r4, lr
 .endm
 
+    .section .text.mcu_fc_s8_4row_pk, "ax", %progbits
     .align  2
     .global mcu_fc_s8_4row_pk
     .type   mcu_fc_s8_4row_pk, %function
@@ -487,6 +494,7 @@ mcu_fc_s8_4row_pk:
     ssat    lr, #8, lr
 .endm
 
+    .section .text.mcu_conv_s8s16_4px, "ax", %progbits
     .align  2
     .global mcu_conv_s8s16_4px
     .type   mcu_conv_s8s16_4px, %function
@@ -575,6 +583,7 @@ mcu_conv_s8s16_4px:
     ssat    r2, #8, r2
 .endm
 
+    .section .text.mcu_dw3x3_s1_rq, "ax", %progbits
     .align  2
     .global mcu_dw3x3_s1_rq
     .type   mcu_dw3x3_s1_rq, %function

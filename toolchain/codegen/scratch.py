@@ -91,6 +91,8 @@ def _lib():
         getattr(lib, fn).restype = C.c_int32
     lib.mcu_fc_s8_scratch_size.argtypes = [C.c_int32, C.c_int32]
     lib.mcu_fc_s8_scratch_size.restype = C.c_int32
+    lib.mcu_conv2d_s8_pre4_scratch_size.argtypes = [C.POINTER(_Dims), C.POINTER(_Dims)]
+    lib.mcu_conv2d_s8_pre4_scratch_size.restype = C.c_int32
     lib.mcu_conv2d_s8_pre_scratch_size.argtypes = [C.POINTER(_Dims), C.POINTER(_Dims)]
     lib.mcu_conv2d_s8_pre_scratch_size.restype = C.c_int32
     lib.mcu_dw_conv2d_s8_pre_scratch_size.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
@@ -155,6 +157,16 @@ def dw_packed_weights(p: dict) -> np.ndarray:
     return out[: n // 4]
 
 
+def conv_pre4(p: dict, variant: str) -> bool:
+    """CONV_2D runs the four-pixel path alone (mcu_conv2d_s8_pre4) in DSP builds where
+    K % 4 == 0, there is a bias, the activation is the full int8 range and every
+    requantization entry has the fast form."""
+    o, kh, kw, ci = (int(v) for v in p["filter_dims"])
+    return (variant == "dsp" and p.get("bias") is not None and (kh * kw * ci) % 4 == 0
+            and int(p["act_min"]) == -128 and int(p["act_max"]) == 127
+            and bool(np.all(requant_table(p)[:, 1] >= 0)))
+
+
 def dw_direct(p: dict, variant: str, patchable: bool) -> bool:
     """DEPTHWISE_CONV_2D runs the direct form (mcu_dw_conv2d_s8_direct: packed filter
     the int8 filter's size, folded bias) in DSP builds that are not patchable."""
@@ -206,6 +218,12 @@ class RuntimeSizer:
     *_scratch_size functions, compiled for the host with the DSP paths emulated),
     and the arrays the runtime derives at build time (requantization tables,
     repacked depthwise filters)."""
+
+    conv_pre4 = staticmethod(conv_pre4)
+
+    def conv2d_pre4_scratch(self, input_dims, filter_dims) -> int:
+        return int(_lib().mcu_conv2d_s8_pre4_scratch_size(C.byref(_Dims(*input_dims)),
+                                                         C.byref(_Dims(*filter_dims))))
 
     def conv2d_pre_scratch(self, input_dims, filter_dims) -> int:
         return int(_lib().mcu_conv2d_s8_pre_scratch_size(C.byref(_Dims(*input_dims)),

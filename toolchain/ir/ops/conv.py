@@ -105,6 +105,8 @@ def _params(g: Graph, op: Op) -> dict:
 def _scratch(p, variant, patchable, rt) -> int:
     if variant == "portable":
         return 0
+    if rt.conv_pre4(p, variant):
+        return rt.conv2d_pre4_scratch(p["input_dims"], p["filter_dims"])
     return rt.conv2d_pre_scratch(p["input_dims"], p["filter_dims"])
 
 
@@ -141,13 +143,14 @@ def emit_conv_family(em, k: int, op: Op, p: dict, conv: bool) -> list[str]:
         em.requant_table(P, p)
         qa = f"{q}, {P}_rq, "
         if conv:
-            fn = "mcu_conv2d_s8_pre"
+            # the four-pixel path alone where its preconditions hold (no two-pixel
+            # kernel linked for it)
+            fn = "mcu_conv2d_s8_pre4" if em.rt.conv_pre4(p, em.variant) else "mcu_conv2d_s8_pre"
             wb = f"{fdm}, {w}, {b}, "
-            em.checks.append(f"if (mcu_conv2d_s8_pre_scratch_size({idm}, {fdm}) > "
-                             f"{alloc}) return 0;")
+            em.checks.append(f"if ({fn}_scratch_size({idm}, {fdm}) > {alloc}) return 0;")
         elif direct:
             # packed filter (the int8 filter's size) + folded bias replace both
-            fn = "mcu_dw_conv2d_s8_direct"
+            fn = "mcu_dw_conv2d_s8_direct" + ("_s2" if int(p["stride_w"]) == 2 else "")
             wp, bp = em.rt.dw_direct_weights(p)
             w = em.derived_const(op.inputs[1] + ":dsp_dw_direct", wp, "int8_t")
             bname = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] else ""
