@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi qemu-system-arm
 
-.PHONY: setup sysdeps venv test demo bench bench-snn bench-subnets patch-faults fuzz bench-patch-link clean
+.PHONY: setup sysdeps venv test demo bench bench-int16 bench-snn bench-subnets bench-farm patch-faults patch-faults-stm32 fuzz bench-patch-link clean
 
 setup: sysdeps venv
 
@@ -39,6 +39,10 @@ demo: setup
 bench: setup
 	$(BIN)/python -m toolchain.bench
 
+# int16 vs int8 activations on two regression tasks. JSON: bench-results/int16_accuracy.json
+bench-int16: setup
+	$(BIN)/python tests/bench_int16_accuracy.py --json bench-results/int16_accuracy.json
+
 # Spiking networks (issue #11): snnTorch MLP and conv net on digits, float / fixed point /
 # device, instructions (portable, DSP), rate sweep, vs the int8 CNN. JSON: bench-results/snn_bench.json
 bench-snn: setup
@@ -50,10 +54,21 @@ bench-snn: setup
 bench-subnets: setup
 	$(BIN)/python -m toolchain.subnets.bench_models --json bench-results/subnets_models_m4.json
 
+# Parallel HIL (issue #13): the digits test set (x2, best of 3 rounds) sharded over N = 1, 2, 4 emulated
+# boards, started locally and as places of a labgrid farm on 127.0.0.1 (coordinator +
+# exporter). JSON: bench-results/farm_parallel.json
+bench-farm: setup
+	$(BIN)/python -m toolchain.bench_farm --json bench-results/farm_parallel.json
+
 # Device patch fault campaign (issue #6): power cuts at every flash operation, link
 # faults through a proxy, bad patches; on the host board and QEMU. JSON: build/patch-faults.json
 patch-faults: setup
 	$(BIN)/python -m toolchain.patch.campaign --json build/patch-faults.json
+
+# The same campaign over the STM32F4 / STM32L4 flash controller models (issue #13):
+# every flash operation of streaming + applying cut (every 2nd torn). JSON: build/patch-faults-stm32.json
+patch-faults-stm32: setup
+	$(BIN)/python -m toolchain.patch.campaign --stm32 --json build/patch-faults-stm32.json
 
 # Protocol fuzzer (issue #15), long run: 1 M fuzz items per host board (host-asan too when
 # present); no crash, no hang, a valid request answered after every batch. JSON: bench-results/proto_fuzz.json

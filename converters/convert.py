@@ -90,22 +90,28 @@ def _passthrough_check(path, tfl: bytes, n: int = 4) -> dict:
 
 def convert(model_path, calib=None, method: str = "minmax", out_dir=None,
             name: str = "model_data", percentile: float = 99.99,
-            per_channel_fc: bool = False, log=print) -> dict:
-    """Convert `model_path` (.onnx, .pt2, .tflite) to int8 and write model.tflite,
-    <name>.c/.h into out_dir. Returns the summary dict."""
+            per_channel_fc: bool = False, log=print, activations: str = "int8") -> dict:
+    """Convert `model_path` (.onnx, .pt2, .tflite) to int8 (activations="int16": int16
+    activations with int8 weights, TFLite's 16x8) and write model.tflite, <name>.c/.h
+    into out_dir. Returns the summary dict."""
     from converters import load_model
     from converters.c_array import write_c_array
     from converters.tflite_writer import write_tflite
 
     model_path = os.fspath(model_path)
     if out_dir is None:
-        out_dir = os.path.splitext(os.path.basename(model_path))[0] + "_int8"
+        out_dir = os.path.splitext(os.path.basename(model_path))[0] + (
+            "_int16" if activations == "int16" else "_int8")
     out_dir = os.path.abspath(os.fspath(out_dir))
     graph = load_model(model_path)
     result: dict = dict(model=model_path, out_dir=out_dir)
     if graph.is_quantized:
         if calib is not None:
-            log("note: the model is already int8; --calib is ignored")
+            log("note: the model is already quantized; --calib is ignored")
+        if activations == "int16" and not any(t.dtype == "int16" and not t.is_const
+                                              for t in graph.tensors.values()):
+            raise ConvertError(f"{os.path.basename(model_path)} is already int8; "
+                               "--activations int16 needs a float model")
         qgraph = graph
         result["source"] = "int8 (passed through)"
     else:
@@ -119,10 +125,11 @@ def convert(model_path, calib=None, method: str = "minmax", out_dir=None,
         x, y, note = load_calibration(calib, graph)
         from converters.quantize import compare, quantize
         qgraph = quantize(graph, x, method=method, percentile=percentile,
-                          per_channel_fc=per_channel_fc)
-        result["source"] = "float (quantized)"
+                          per_channel_fc=per_channel_fc, activations=activations)
+        result["source"] = ("float (quantized, int16 activations)" if activations == "int16"
+                            else "float (quantized)")
         result["calibration"] = dict(file=os.fspath(calib), samples=int(len(x)), layout=note,
-                                     method=method)
+                                     method=method, activations=activations)
         result["float_vs_int8"] = compare(graph, qgraph, x, y)
     tfl = write_tflite(qgraph)
     if graph.is_quantized and model_path.lower().endswith(".tflite"):
@@ -178,7 +185,8 @@ def format_summary(r: dict) -> str:
                      f"layout {c['layout']}")
     fv = r.get("float_vs_int8")
     if fv:
-        s = f"float vs int8: max abs error {fv['max_abs_error']:.4g}"
+        kind = (r.get("calibration") or {}).get("activations", "int8")
+        s = f"float vs {kind}: max abs error {fv['max_abs_error']:.4g}"
         if "top1_agreement" in fv:
             s += f", top-1 agreement {100 * fv['top1_agreement']:.2f} %"
         if "int8_accuracy" in fv:

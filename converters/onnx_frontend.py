@@ -19,6 +19,12 @@ identity in IR axes becomes a RESHAPE). A rank-3 Transpose output also gets an
 a RESHAPE of the input to the IR's (N, 1, T, F), no data movement; the unused form
 is pruned.
 
+ConvTranspose (group 1, no dilation; 1-D as H = 1) becomes TRANSPOSE_CONV, followed by
+a STRIDED_SLICE crop where TFLite's SAME/VALID padding cannot place ONNX's pads.
+Resize / Upsample (mode nearest, constant scales or sizes) become RESIZE_NEAREST_NEIGHBOR
+with the align_corners / half_pixel_centers flags whose source pixels equal ONNX's
+(checked index by index in exact arithmetic); other combinations are refused.
+
 Folding: constant subgraphs (the Shape/Gather/Unsqueeze/Concat chains that
 torch.onnx.export emits for `x.view(x.size(0), -1)`) are evaluated at
 conversion time; BatchNormalization is folded into the preceding conv/gemm;
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -43,8 +50,8 @@ SPATIAL = ("nchw", "ncl")
 # ops through which a rank-3 graph input keeps its meaning on the way to a conv/pool
 _NCL_PASS = {"Relu", "Clip", "Sigmoid", "Add", "Sub", "Mul", "Div", "Identity", "Dropout",
              "Pad", "Concat"}
-_NCL_USE = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-            "BatchNormalization"}
+_NCL_USE = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+            "GlobalMaxPool", "BatchNormalization"}
 
 
 @dataclass
@@ -355,6 +362,215 @@ class _Converter:
         out = self.out_val(node, x.layout)
         self.emit(typ, ins, out, attrs, name=node.name)
 
+    def convtranspose(self, node):
+        """ConvTranspose (2-D; 1-D as H = 1), group 1, no dilation -> TRANSPOSE_CONV.
+        ONNX output o is full-result index o + pad_begin; TFLM's output o is index
+        o + pad, pad = ComputePaddingHeightWidth(output size): where SAME or VALID gives
+        pad == pad_begin on both axes the op is exact as is, otherwise (e.g. k3 s2 p1
+        output_padding 1) the full result (VALID, pad 0, output_padding rows included) is
+        cropped by a STRIDED_SLICE."""
+        from toolchain.ir.ops.base import compute_padding
+        where = f"ConvTranspose node '{node.name}'"
+        x = self.spatial(node.input[0], node)
+        a = self.spatial_attrs(node, x)
+        w = self.const(node.input[1], node, "weight").astype(np.float32)
+        if w.ndim != len(x.onnx_shape):
+            raise IRError(f"{where}: weight of shape {list(w.shape)} does not fit input "
+                          f"{list(x.onnx_shape)}")
+        rank = 1 if x.layout == "ncl" else 2
+        if x.layout == "ncl":
+            w = w[:, :, None, :]
+        group = int(a.get("group", 1))
+        if group != 1:
+            raise IRError(f"{where}: group={group} is not supported (TFLite TRANSPOSE_CONV "
+                          "has no groups)")
+        if list(a.get("dilations", [1, 1])) != [1, 1]:
+            raise IRError(f"{where}: dilations {list(a['dilations'])} are not supported "
+                          "(TFLite TRANSPOSE_CONV has no dilation)")
+        if "output_shape" in a:
+            raise IRError(f"{where}: the output_shape attribute is not supported; export "
+                          "with pads and output_padding")
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto not in ("NOTSET", "VALID"):
+            raise IRError(f"{where}: auto_pad={auto} is not supported; export with explicit "
+                          "pads")
+        cin, cout, kh, kw = w.shape
+        n, c, h, wd = _as_nchw(x.onnx_shape, x.layout)
+        if c != cin:
+            raise IRError(f"{where}: weight expects {cin} input channels, got {c}")
+        s = list(a.get("strides", [1, 1]))
+        pads = [0, 0, 0, 0] if auto == "VALID" else list(a.get("pads", [0, 0, 0, 0]))
+        opad = list(a.get("output_padding", [0] * rank))
+        if len(opad) != rank:
+            raise IRError(f"{where}: output_padding {opad} does not fit its {rank + 2}-D input")
+        if rank == 1:
+            opad = [0] + opad
+        if min(pads) < 0 or any(not 0 <= opad[i] < max(s[i], 1) for i in range(2)):
+            raise IRError(f"{where}: pads {pads} / output_padding {opad} out of range")
+        oshape = _as_nchw(self._shape_of(node.output[0], node), x.layout)
+        out_hw = [(h - 1) * s[0] + kh - pads[0] - pads[2] + opad[0],
+                  (wd - 1) * s[1] + kw - pads[1] - pads[3] + opad[1]]
+        if list(oshape[2:]) != out_hw or oshape[1] != cout:
+            raise IRError(f"{where}: output shape {list(oshape)} is not the transposed "
+                          f"convolution's {[n, cout] + out_hw}")
+        base = node.name or node.output[0]
+        b_name = self._opt_input(node, 2)
+        b = self.const(b_name, node, "bias").astype(np.float32) if b_name else \
+            np.zeros(cout, np.float32)
+        ins = [x.ir, self.add_const(f"{base}.weight", w.transpose(1, 2, 3, 0)),
+               self.add_const(f"{base}.bias", b)]
+        padding = next((p for p in ("SAME", "VALID")
+                        if all(compute_padding(s[i], 1, out_hw[i], (kh, kw)[i], p)[1] ==
+                               pads[i] for i in range(2))), None)
+        out = self.out_val(node, x.layout)
+        if padding is not None:
+            attrs = dict(padding=padding, stride_h=s[0], stride_w=s[1],
+                         output_shape=list(self.graph.t(out.ir).shape), fused_activation="NONE")
+            self.emit("TRANSPOSE_CONV", ins, out, attrs, name=node.name)
+            return
+        full = [(h - 1) * s[0] + kh + opad[0], (wd - 1) * s[1] + kw + opad[1]]
+        fshape = (n, full[0], full[1], cout)
+        fv = self.new_act(f"{node.output[0]}_full", fshape, "nchw", (n, cout) + tuple(full))
+        self.emit("TRANSPOSE_CONV", ins, fv, dict(padding="VALID", stride_h=s[0], stride_w=s[1],
+                                                  output_shape=list(fshape),
+                                                  fused_activation="NONE"), name=node.name)
+        begin = [0, pads[0], pads[1], 0]
+        end = [n, pads[0] + out_hw[0], pads[1] + out_hw[1], cout]
+        cins = [fv.ir] + [self.add_const(f"{node.output[0]}_crop_{k}", np.asarray(v, np.int32),
+                                         "int32")
+                          for k, v in (("begin", begin), ("end", end), ("strides", [1] * 4))]
+        self.emit("STRIDED_SLICE", cins, out, {}, name=f"{node.name}_crop")
+
+    # ONNX Resize coordinate transformations, as exact fractions (x: output index)
+    _RESIZE_CTM = {
+        "half_pixel": lambda x, sc, i, o: (x + Fraction(1, 2)) / sc - Fraction(1, 2),
+        "pytorch_half_pixel": lambda x, sc, i, o:
+            (x + Fraction(1, 2)) / sc - Fraction(1, 2) if o > 1 else Fraction(0),
+        "align_corners": lambda x, sc, i, o:
+            Fraction(0) if o == 1 else Fraction(x * (i - 1), o - 1),
+        "asymmetric": lambda x, sc, i, o: x / sc,
+        "tf_half_pixel_for_nn": lambda x, sc, i, o: (x + Fraction(1, 2)) / sc,
+    }
+
+    @staticmethod
+    def _onnx_nearest(v: Fraction, mode: str) -> int:
+        fl = v.numerator // v.denominator
+        frac = v - fl
+        if mode == "floor":
+            return fl
+        if mode == "ceil":
+            return fl + (frac != 0)
+        if frac == Fraction(1, 2):
+            return fl + (mode == "round_prefer_ceil")
+        return fl + (frac > Fraction(1, 2))
+
+    def _resize(self, node, x: _Val, scales, sizes, ctm: str, nearest: str):
+        """Nearest resize of H and W of an NCHW value -> RESIZE_NEAREST_NEIGHBOR with the
+        TFLite flags whose source indices equal ONNX's (exact arithmetic) on both axes;
+        anything else is refused naming the node."""
+        from toolchain.ir.ops.resize import nearest_indices
+        where = f"{node.op_type} node '{node.name}'"
+        if x.layout != "nchw":
+            raise IRError(f"{where}: only 4-D NCHW inputs can be resized (TFLite "
+                          f"RESIZE_NEAREST_NEIGHBOR), not {list(x.onnx_shape)}")
+        oshape = tuple(self._shape_of(node.output[0], node))
+        ishape = tuple(x.onnx_shape)
+        if len(oshape) != 4 or oshape[:2] != ishape[:2]:
+            raise IRError(f"{where}: only H and W can be resized ({list(ishape)} -> "
+                          f"{list(oshape)})")
+        if ctm not in self._RESIZE_CTM:
+            raise IRError(f"{where}: coordinate_transformation_mode={ctm} has no TFLite "
+                          "equivalent")
+        if nearest not in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"):
+            raise IRError(f"{where}: nearest_mode={nearest} is not supported")
+        maps = []
+        for ax in (2, 3):
+            i, o = int(ishape[ax]), int(oshape[ax])
+            if scales is not None:
+                sc = Fraction(float(np.float32(scales[ax])))
+                if sc <= 0:
+                    raise IRError(f"{where}: scale {float(sc)} on axis {ax}")
+            else:
+                sc = Fraction(o, i)
+            f = self._RESIZE_CTM[ctm]
+            maps.append([min(max(self._onnx_nearest(f(xo, sc, i, o), nearest), 0), i - 1)
+                         for xo in range(o)])
+        for ac, hp in ((False, False), (False, True), (True, False)):
+            if all(nearest_indices(int(oshape[ax]), int(ishape[ax]), ac, hp).tolist() == m
+                   for ax, m in zip((2, 3), maps)):
+                break
+        else:
+            raise IRError(f"{where}: coordinate_transformation_mode={ctm} with "
+                          f"nearest_mode={nearest} picks source pixels ({list(ishape[2:])} -> "
+                          f"{list(oshape[2:])}) that no TFLite RESIZE_NEAREST_NEIGHBOR mode "
+                          "(align_corners, half_pixel_centers) reproduces")
+        out = self.out_val(node, "nchw")
+        size = self.add_const(f"{node.output[0]}_size", np.asarray(oshape[2:], np.int32),
+                              "int32")
+        self.emit("RESIZE_NEAREST_NEIGHBOR", [x.ir, size], out,
+                  dict(align_corners=ac, half_pixel_centers=hp), name=node.name)
+
+    def _str_attr(self, a, key, default):
+        v = a.get(key, default)
+        return v.decode() if isinstance(v, bytes) else v
+
+    def resize(self, node):
+        where = f"Resize node '{node.name}'"
+        a = self.attrs(node)
+        mode = self._str_attr(a, "mode", "nearest")
+        if mode != "nearest":
+            raise IRError(f"{where}: mode={mode} is not supported (TFLite Micro runs "
+                          "RESIZE_NEAREST_NEIGHBOR: mode=nearest only)")
+        if int(a.get("antialias", 0)):
+            raise IRError(f"{where}: antialias=1 is not supported")
+        x = self.act(node.input[0], node)
+        if self.opset < 11:
+            scales, sizes = self.const(node.input[1], node, "scales"), None
+        else:
+            scales = (self.const(node.input[2], node, "scales")
+                      if self._opt_input(node, 2) else None)
+            sizes = self.const(node.input[3], node, "sizes") if self._opt_input(node, 3) else None
+            if scales is not None and np.asarray(scales).size == 0:
+                scales = None
+        rank = len(x.onnx_shape)
+        axes = a.get("axes")
+        for nm, v in (("scales", scales), ("sizes", sizes)):
+            if v is None:
+                continue
+            v = [float(d) for d in np.asarray(v).reshape(-1)]
+            if axes is not None:                  # opset 18: values for these axes only
+                full = [1.0] * rank if nm == "scales" else [float(d) for d in x.onnx_shape]
+                for ax, d in zip(axes, v):
+                    full[int(ax) % rank] = d
+                v = full
+            if nm == "scales":
+                scales = v
+            else:
+                sizes = v
+        if sizes is not None:
+            pol = self._str_attr(a, "keep_aspect_ratio_policy", "stretch")
+            if pol != "stretch":
+                raise IRError(f"{where}: keep_aspect_ratio_policy={pol} is not supported")
+            scales = None
+        self._resize(node, x, scales, sizes,
+                     self._str_attr(a, "coordinate_transformation_mode", "half_pixel"),
+                     self._str_attr(a, "nearest_mode", "round_prefer_floor"))
+
+    def upsample(self, node):
+        """Upsample (opset 7-9, deprecated): nearest is Resize asymmetric + floor."""
+        a = self.attrs(node)
+        mode = self._str_attr(a, "mode", "nearest")
+        if mode != "nearest":
+            raise IRError(f"Upsample node '{node.name}': mode={mode} is not supported "
+                          "(nearest only)")
+        scales = a.get("scales")
+        if scales is None:
+            scales = self.const(node.input[1], node, "scales")
+        self._resize(node, self.act(node.input[0], node),
+                     [float(d) for d in np.asarray(scales).reshape(-1)], None,
+                     "asymmetric", "floor")
+
     def batchnorm(self, node):
         a = self.attrs(node)
         x = self.act(node.input[0], node)
@@ -557,7 +773,7 @@ class _Converter:
         x = self.act(node.input[0], node)
         p = self.producer.get(x.ir)
         if (p is not None and p.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-                                         "ADD", "SUB") and p.attrs.get("fused_activation", "NONE") == "NONE"
+                                         "ADD", "SUB", "TRANSPOSE_CONV") and p.attrs.get("fused_activation", "NONE") == "NONE"
                 and self.single_use(node.input[0], x)):
             p.attrs["fused_activation"] = kind
             self.alias(node.output[0], x)
@@ -949,7 +1165,7 @@ class _Converter:
         "Unsqueeze": reshape, "Softmax": softmax, "Concat": concat, "Pad": pad,
         "Identity": identity, "Dropout": identity, "Max": maxmin, "Min": maxmin,
         "Transpose": transpose, "Slice": slice,
-        "PRelu": prelu,
+        "PRelu": prelu, "ConvTranspose": convtranspose, "Resize": resize, "Upsample": upsample,
     }
     # ops evaluated at conversion time when all their inputs are constants
     FOLDABLE = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",

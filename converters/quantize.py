@@ -18,6 +18,12 @@ What comes out is what TensorFlow's TFLite converter produces with
   without requantizing): their tensors share one range (the union);
 - int8 graph inputs and outputs (no QUANTIZE/DEQUANTIZE ops).
 
+int16 activations (`activations="int16"`, TFLite's 16x8 mode): activations int16
+symmetric (zero point 0, scale = max|range| / 32767), weights int8 as above (FULLY_CONNECTED
+per tensor), biases int64 (scale input_scale * weight_scale), SOFTMAX output 1/32768 with
+zero point 0; only ops with an int16 form (toolchain/ir/ops/int16.py) are accepted, any
+other is refused naming op and layer before anything is quantized.
+
 Calibration methods: "minmax" (observed range), "percentile" (the
 [100-p, p] percentiles of each tensor, p=99.99 by default), "mse" (the clipping
 range minimising the quantization mean squared error on the observed values).
@@ -37,6 +43,7 @@ from toolchain.ir.graph import Graph, IRError, Quant
 FUSABLE = tuple(n for n, d in ops.REGISTRY.items() if d.quant.fusable)
 SAME_QUANT = tuple(n for n, d in ops.REGISTRY.items() if d.quant.same_quant)
 METHODS = ("minmax", "percentile", "mse")
+ACTIVATIONS = ("int8", "int16")
 
 
 def _f32(x):
@@ -170,6 +177,18 @@ def asymmetric_params(lo: float, hi: float) -> tuple[float, int]:
     return scale, zp
 
 
+def symmetric_int16_params(lo: float, hi: float) -> tuple[float, int]:
+    """int16 activation parameters (16x8): symmetric, zero point 0, max|x| -> 32767."""
+    m = max(abs(float(lo)), abs(float(hi)))
+    if m < 1e-12:
+        return 1.0, 0
+    return float(_f32(m / 32767.0)), 0
+
+
+def _qrange(dtype: str) -> tuple[int, int]:
+    return (-32768, 32767) if dtype == "int16" else (-128, 127)
+
+
 def symmetric_weights(w: np.ndarray, axis: int | None):
     """Per-channel (axis) or per-tensor (None) symmetric int8: (q, scales)."""
     if axis is None:
@@ -201,15 +220,28 @@ class _UnionFind:
 
 # -- the pass --------------------------------------------------------------------------
 def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99.99,
-             per_channel_fc: bool = False, batch: int = 256) -> Graph:
+             per_channel_fc: bool = False, batch: int = 256, activations: str = "int8") -> Graph:
     """Float IR graph + calibration inputs (N, ...) in the graph's input layout (NHWC) ->
-    int8 IR graph (TFLite int8 spec). The float graph is not modified."""
+    int8 IR graph (TFLite int8 spec), or with activations="int16" the 16x8 graph (int16
+    activations, int8 weights, int64 biases). The float graph is not modified."""
     if graph.is_quantized:
         raise IRError("graph is already quantized")
+    if activations not in ACTIVATIONS:
+        raise IRError(f"unknown activation type '{activations}'; choose from "
+                      f"{', '.join(ACTIVATIONS)}")
+    a16 = activations == "int16"
+    if a16 and per_channel_fc:
+        raise IRError("int16 activations take per-tensor FULLY_CONNECTED weights (TFLite "
+                      "Micro's int16 FULLY_CONNECTED has one multiplier)")
+    act_dtype = activations
+    qlo, qhi = _qrange(act_dtype)
+    act_params = symmetric_int16_params if a16 else asymmetric_params
     for t in graph.tensors.values():
         if not t.is_const and t.dtype != "float32":
             raise IRError(f"tensor '{t.name}' has dtype {t.dtype}; quantize needs a float32 graph")
     g = fuse_activations(graph)
+    if a16:
+        ops.int16.check_int16_graph(_as_int16_probe(g), "the quantizer")
     ranges = calibrate(g, calib, method, percentile, batch)
     cons = g.consumers()
 
@@ -224,7 +256,8 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
                 if i:
                     uf.union(i, op.outputs[0])
         if rule.fixed_output is not None:
-            fixed[op.outputs[0]] = rule.fixed_output
+            fixed[op.outputs[0]] = (ops.int16.SOFTMAX_OUTPUT_QUANT
+                                    if a16 and op.type == "SOFTMAX" else rule.fixed_output)
     groups: dict[str, list[str]] = {}
     for name in ranges:
         groups.setdefault(uf.find(name), []).append(name)
@@ -243,7 +276,7 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
         else:
             lo = min(ranges[m][0] for m in members)
             hi = max(ranges[m][1] for m in members)
-            p = asymmetric_params(lo, hi)
+            p = act_params(lo, hi)
         for m in members:
             params[m] = p
 
@@ -252,8 +285,8 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
         t = q.t(name)
         t.quant = Quant.per_tensor(s, zp)
         if t.is_const:
-            t.data = np.clip(np.round(t.data / s) + zp, -128, 127).astype(np.int8)
-        t.dtype = "int8"
+            t.data = np.clip(np.round(t.data / s) + zp, qlo, qhi).astype(act_dtype)
+        t.dtype = act_dtype
 
     for op in q.ops:
         rule = ops.get(op.type).quant
@@ -276,16 +309,20 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
                 n_out = bt.data.shape[0]
                 bs_full = np.broadcast_to(bs, (n_out,)) if bs.size == 1 else bs
                 bq = np.round(bt.data.astype(np.float64) / bs_full)
-                bt.data = np.clip(bq, -2**31, 2**31 - 1).astype(np.int32)
-                bt.dtype = "int32"
+                if a16:                   # 16x8: int64 bias (TF's converter)
+                    bt.data = np.clip(bq, -2**47, 2**47 - 1).astype(np.int64)
+                    bt.dtype = "int64"
+                else:
+                    bt.data = np.clip(bq, -2**31, 2**31 - 1).astype(np.int32)
+                    bt.dtype = "int32"
                 bt.quant = Quant(bs, np.zeros(bs.shape, np.int64), 0 if bs.size > 1 else None)
         elif rule.const_inputs:
             for i in op.inputs:
                 t = q.t(i)
                 if t.is_const and t.dtype == "float32":
-                    s, zp = asymmetric_params(float(t.data.min()), float(t.data.max()))
-                    t.data = np.clip(np.round(t.data / s) + zp, -128, 127).astype(np.int8)
-                    t.dtype, t.quant = "int8", Quant.per_tensor(s, zp)
+                    s, zp = act_params(float(t.data.min()), float(t.data.max()))
+                    t.data = np.clip(np.round(t.data / s) + zp, qlo, qhi).astype(act_dtype)
+                    t.dtype, t.quant = act_dtype, Quant.per_tensor(s, zp)
     for t in q.tensors.values():
         if t.dtype == "float32":
             raise IRError(f"tensor '{t.name}' was left unquantized (not reached by calibration)")
@@ -293,7 +330,7 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
     q.meta["quantization"] = dict(
         method=method, percentile=percentile if method == "percentile" else None,
         calibration_samples=int(len(next(iter(_feeds(g, calib).values())))),
-        per_channel_fc=per_channel_fc,
+        per_channel_fc=per_channel_fc, activations=activations,
         inputs={n: dict(scale=float(q.t(n).quant.scale[0]),
                         zero_point=int(q.t(n).quant.zero_point[0])) for n in q.inputs},
         outputs={n: dict(scale=float(q.t(n).quant.scale[0]),
@@ -301,11 +338,23 @@ def quantize(graph: Graph, calib, method: str = "minmax", percentile: float = 99
     return q
 
 
+def _as_int16_probe(g: Graph) -> Graph:
+    """A shallow copy of float graph g whose activations claim int16 (the op check of
+    check_int16_graph looks at dtypes only)."""
+    probe = copy.copy(g)
+    probe.tensors = {n: copy.copy(t) for n, t in g.tensors.items()}
+    for t in probe.tensors.values():
+        if not t.is_const:
+            t.dtype = "int16"
+    return probe
+
+
 # -- checking --------------------------------------------------------------------------
 def quantize_input(qgraph: Graph, x: np.ndarray, name: str | None = None) -> np.ndarray:
     t = qgraph.t(name or qgraph.inputs[0])
     s, zp = t.quant.scale[0], t.quant.zero_point[0]
-    return np.clip(np.round(np.asarray(x, np.float64) / s) + zp, -128, 127).astype(np.int8)
+    lo, hi = _qrange(t.dtype)
+    return np.clip(np.round(np.asarray(x, np.float64) / s) + zp, lo, hi).astype(t.dtype)
 
 
 def dequantize_output(qgraph: Graph, y: np.ndarray, name: str | None = None) -> np.ndarray:

@@ -7,6 +7,8 @@ RESHAPE is normalized to the `new_shape` attribute (its shape input is dropped);
 SQUEEZE and EXPAND_DIMS are read as RESHAPE to their output shape (ALIASES).
 Ops without options (PAD, RELU, RELU6, LOGISTIC, TANH, HARD_SWISH, QUANTIZE, ...) get
 no attributes; LEAKY_RELU gets `alpha` (LeakyReluOptions, 0.0 when absent, as TFLM).
+TRANSPOSE_CONV's inputs (output_shape, weights, input[, bias]) become the IR's (input,
+weights[, bias]) with the output tensor's shape as `output_shape` (what TFLM uses).
 Op codes: max(builtin_code, deprecated_builtin_code), as TFLite does.
 
 Errors: an op the IR does not know -> IRError naming op, layer (its first output
@@ -84,6 +86,12 @@ def _attrs(op_type: str, opts, layer: str) -> dict:
                     shrink_axis_mask=int(opts.shrinkAxisMask), offset=bool(opts.offset))
     if op_type == "LEAKY_RELU":
         return dict(alpha=float(np.float32(opts.alpha)) if opts else 0.0)
+    if op_type == "TRANSPOSE_CONV":
+        return dict(padding=PADDING_TO_NAME[opts.padding], stride_h=int(opts.strideH),
+                    stride_w=int(opts.strideW), fused_activation=_act(opts, op_type, layer))
+    if op_type == "RESIZE_NEAREST_NEIGHBOR":
+        return dict(align_corners=bool(opts.alignCorners) if opts else False,
+                    half_pixel_centers=bool(opts.halfPixelCenters) if opts else False)
     return {}
 
 
@@ -187,6 +195,14 @@ def _to_graph(model, raw: bytes, where: str) -> Graph:
         if op_type in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D") and len(ins) == 3 \
                 and ins[2] == "":
             ins = ins[:2]
+        if op_type == "TRANSPOSE_CONV":
+            # TFLite (output_shape, weights, input[, bias]) -> IR (input, weights[, bias]);
+            # TFLM takes the output shape from the output tensor (the shape input unread)
+            if len(ins) not in (3, 4):
+                raise IRError(f"layer '{layer}' (TRANSPOSE_CONV): {len(ins)} inputs, "
+                              "TFLite has 3 or 4")
+            ins = [ins[2], ins[1]] + ([ins[3]] if len(ins) == 4 and ins[3] else [])
+            attrs["output_shape"] = list(g.t(outs[0]).shape)
         g.add_op(Op(op_type, ins, outs, attrs, name=layer))
 
     g.inputs = [names[i] for i in (sg.inputs if sg.inputs is not None else [])]

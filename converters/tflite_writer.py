@@ -16,6 +16,7 @@ import numpy as np
 
 from toolchain.errors import ConvertError
 from toolchain.ir.graph import Graph, IRError
+from toolchain.ir.ops.int16 import INT16_VERSION, is_int16
 
 from .tflite_schema import (BUILTIN_CODE, DTYPE_TO_TENSOR_TYPE, FILE_IDENTIFIER, NAME_TO_ACT,
                             NAME_TO_PADDING, PLACEHOLDER_FOR_GREATER_OP_CODES, schema)
@@ -24,7 +25,7 @@ WRITABLE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL
                 "MAX_POOL_2D", "ADD", "MUL", "RESHAPE", "SOFTMAX", "CONCATENATION", "PAD",
                 "MEAN", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "TANH",
                 "HARD_SWISH", "LEAKY_RELU", "SUB", "MAXIMUM", "MINIMUM", "TRANSPOSE",
-                "STRIDED_SLICE", "PRELU",
+                "STRIDED_SLICE", "PRELU", "TRANSPOSE_CONV", "RESIZE_NEAREST_NEIGHBOR",
                 # written as their dense form (OpDef.dense_form: CONV_2D / FULLY_CONNECTED
                 # with the level's dense-with-zeros weights)
                 "SPARSE_CONV_2D", "SPARSE_FULLY_CONNECTED")
@@ -34,14 +35,16 @@ WRITABLE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL
 # HARD_SWISH has one version, LEAKY_RELU int8 is 1 (2 is int16), SUB int8 is 2 (3 when
 # it broadcasts over more than 4 dimensions), MAXIMUM / MINIMUM int8 are 2, TRANSPOSE
 # int8 is 2 (4 for a 5-D input), STRIDED_SLICE int8 is 2, PRELU has
-# one version
+# one version, TRANSPOSE_CONV int8 is 2 (3 with a bias, 4 with a fused activation),
+# RESIZE_NEAREST_NEIGHBOR int8 is 2 (3 with align_corners or half_pixel_centers)
 _INT8_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4,
                  "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2, "ADD": 2, "MUL": 2, "RESHAPE": 1,
                  "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2, "MEAN": 2, "RELU": 2,
                  "RELU6": 2, "QUANTIZE": 2, "DEQUANTIZE": 2, "LOGISTIC": 2, "TANH": 2,
                  "HARD_SWISH": 1, "LEAKY_RELU": 1, "SUB": 2,
                  "MAXIMUM": 2, "MINIMUM": 2, "TRANSPOSE": 2,
-                 "STRIDED_SLICE": 2, "PRELU": 1}
+                 "STRIDED_SLICE": 2, "PRELU": 1, "TRANSPOSE_CONV": 2,
+                 "RESIZE_NEAREST_NEIGHBOR": 2}
 
 
 class _AlignedBufferT(schema.BufferT):
@@ -104,6 +107,8 @@ def _options(op, graph):
     if t == "ADD":
         o = schema.AddOptionsT()
         o.fusedActivationFunction = _act(op)
+        if is_int16(graph, op):
+            o.potScaleInt16 = False      # general scales (TF's 16x8 converter writes this)
         return BO.AddOptions, o
     if t == "SUB":
         o = schema.SubOptionsT()
@@ -148,6 +153,17 @@ def _options(op, graph):
         return BO.StridedSliceOptions, o
     if t == "TRANSPOSE":
         return BO.TransposeOptions, schema.TransposeOptionsT()
+    if t == "TRANSPOSE_CONV":
+        o = schema.TransposeConvOptionsT()
+        o.padding = NAME_TO_PADDING[op.attr("padding")]
+        o.strideH, o.strideW = int(op.attr("stride_h")), int(op.attr("stride_w"))
+        o.fusedActivationFunction = _act(op)
+        return BO.TransposeConvOptions, o
+    if t == "RESIZE_NEAREST_NEIGHBOR":
+        o = schema.ResizeNearestNeighborOptionsT()
+        o.alignCorners = bool(op.attr("align_corners"))
+        o.halfPixelCenters = bool(op.attr("half_pixel_centers"))
+        return BO.ResizeNearestNeighborOptions, o
     if t in ("MAXIMUM", "MINIMUM"):
         return BO.MaximumMinimumOptions, schema.MaximumMinimumOptionsT()
     if t == "LEAKY_RELU":
@@ -224,6 +240,24 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
         index[name] = len(tensors) - 1
         return index[name]
 
+    def _const_i32(base: str, data: np.ndarray) -> int:
+        """A constant int32 tensor the IR does not hold (RESHAPE's shape, TRANSPOSE_CONV's
+        output_shape), under a name no tensor has."""
+        name, i = base, 1
+        while name in index or name in graph.tensors:
+            name, i = f"{base}_{i}", i + 1
+        tt = schema.TensorT()
+        tt.name = name
+        tt.shape = np.asarray([data.size], np.int32)
+        tt.type = schema.TensorType.INT32
+        b = _AlignedBufferT()
+        b.data = np.asarray(data, np.int32).astype("<i4").tobytes()
+        buffers.append(b)
+        tt.buffer = len(buffers) - 1
+        tensors.append(tt)
+        index[name] = len(tensors) - 1
+        return index[name]
+
     for n in graph.inputs:
         add_tensor(n)
 
@@ -237,9 +271,19 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
             version = 4
         if op.type == "FULLY_CONNECTED" and op.attr("keep_num_dims"):
             version = max(version, 5)
+        if op.type == "TRANSPOSE_CONV":
+            if (op.attr("fused_activation") or "NONE") != "NONE":
+                version = 4
+            elif len(op.inputs) > 2 and op.inputs[2]:
+                version = 3
+        if op.type == "RESIZE_NEAREST_NEIGHBOR" and int8 and \
+                (op.attr("align_corners") or op.attr("half_pixel_centers")):
+            version = 3
         if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D") and not int8 and \
                 (op.attr("dilation_h") != 1 or op.attr("dilation_w") != 1):
             version = 2
+        if is_int16(graph, op):          # int16 activations ("16x8"): op_version.cc
+            version = INT16_VERSION.get(op.type, version)
         key = (op.type, version)
         if key not in opcode_index:
             oc = schema.OperatorCodeT()
@@ -250,23 +294,14 @@ def write_tflite(graph: Graph, description: str = "mcu toolchain") -> bytes:
             opcodes.append(oc)
             opcode_index[key] = len(opcodes) - 1
         ins = [add_tensor(n) if n else -1 for n in op.inputs]
+        if op.type == "TRANSPOSE_CONV":
+            # TFLite order: output_shape (int32 constant), weights, input[, bias]
+            oshape = np.asarray(graph.t(op.outputs[0]).shape, np.int32)
+            ins = [_const_i32(f"{op.outputs[0]}/output_shape", oshape), ins[1], ins[0]] + \
+                ([ins[2]] if len(ins) > 2 and ins[2] >= 0 else [])
         if op.type == "RESHAPE" and len(ins) == 1:
-            shape_name = f"{op.outputs[0]}/shape"
-            i = 1
-            while shape_name in index or shape_name in graph.tensors:
-                shape_name, i = f"{op.outputs[0]}/shape_{i}", i + 1
-            tt = schema.TensorT()
-            tt.name = shape_name
             shp = np.asarray(op.attr("new_shape") or graph.t(op.outputs[0]).shape, np.int32)
-            tt.shape = np.asarray([shp.size], np.int32)
-            tt.type = schema.TensorType.INT32
-            b = _AlignedBufferT()
-            b.data = shp.astype("<i4").tobytes()
-            buffers.append(b)
-            tt.buffer = len(buffers) - 1
-            tensors.append(tt)
-            index[shape_name] = len(tensors) - 1
-            ins.append(index[shape_name])
+            ins.append(_const_i32(f"{op.outputs[0]}/shape", shp))
         outs = [add_tensor(n) for n in op.outputs]
         o = schema.OperatorT()
         o.opcodeIndex = opcode_index[key]

@@ -91,6 +91,8 @@ PreluParams = _struct("PreluParams", ["input_offset", "alpha_offset", "output_of
                                       "output_multiplier_1", "output_shift_1",
                                       "output_multiplier_2", "output_shift_2"])
 SoftmaxParams = _struct("SoftmaxParams", ["input_multiplier", "input_left_shift", "diff_min"])
+TconvParams = _struct("TconvParams", ["input_offset", "output_offset", "stride_h", "stride_w",
+                                      "pad_h", "pad_w", "act_min", "act_max"])
 
 
 def fill(struct_cls, p: dict):
@@ -218,6 +220,20 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
             args.append(scratch(lib.mcu_fc_s8_scratch_size(p["in_features"],
                                                              p["out_features"])))
         getattr(lib, "mcu_fc_s8" + variant_fn)(*args)
+    elif t == "TRANSPOSE_CONV":
+        mult, shift = i32(p["multiplier"]), i32(p["shift"])
+        q = PerChannel(ptr(mult, C.c_int32), ptr(shift, C.c_int32))
+        bias = None if p["bias"] is None else i32(p["bias"])
+        lib.mcu_transpose_conv_s8(C.byref(fill(TconvParams, p)), C.byref(q),
+                                  C.byref(Dims(*p["input_dims"])), ptr(x),
+                                  C.byref(Dims(*p["filter_dims"])), ptr(p["filter"]),
+                                  ptr(bias, C.c_int32), C.byref(Dims(*p["output_dims"])),
+                                  ptr(out))
+    elif t == "RESIZE_NEAREST_NEIGHBOR":
+        rows, cols = i32(p["rows"]), i32(p["cols"])
+        lib.mcu_resize_nearest_s8(C.byref(Dims(*p["input_dims"])), ptr(x),
+                                  C.byref(Dims(*p["output_dims"])), ptr(rows, C.c_int32),
+                                  ptr(cols, C.c_int32), ptr(out))
     elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         prm = fill(PoolParams, p)
         fn = lib.mcu_avgpool_s8 if t == "AVERAGE_POOL_2D" else lib.mcu_maxpool_s8

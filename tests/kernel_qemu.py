@@ -66,6 +66,8 @@ MUL_F = ["input1_offset", "input2_offset", "output_multiplier", "output_shift",
 PRELU_F = ["input_offset", "alpha_offset", "output_offset", "output_multiplier_1",
            "output_shift_1", "output_multiplier_2", "output_shift_2"]
 SOFTMAX_F = ["input_multiplier", "input_left_shift", "diff_min"]
+TCONV_F = ["input_offset", "output_offset", "stride_h", "stride_w", "pad_h", "pad_w",
+           "act_min", "act_max"]
 
 
 def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) -> str:
@@ -138,6 +140,26 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
                 fn = "mcu_dw_conv2d_s8_direct" + ("_s2" if p["stride_w"] == 2 else "")
                 calls.append(("dsp_direct", f"{fn}(&p, (const mcu_requant_t *)"
                               "(const void *)rq, &id, x, &fd, wp, bp, &od, out, g_scratch);"))
+    elif t == "TRANSPOSE_CONV":
+        s.append(_carr("w", p["filter"], "int8_t"))
+        s.append(_carr("mult", p["multiplier"], "int32_t"))
+        s.append(_carr("shift", p["shift"], "int32_t"))
+        bias = "0"
+        if p["bias"] is not None:
+            s.append(_carr("b", p["bias"], "int32_t"))
+            bias = "b"
+        setup.append("const mcu_per_channel_quant_t q = {mult, shift};\n")
+        setup.append(f"const mcu_transpose_conv_params_t p = {_struct_init(p, TCONV_F)};\n")
+        setup.append(f"const mcu_dims_t id = {_dims(p['input_dims'])}, "
+                     f"fd = {_dims(p['filter_dims'])}, od = {_dims(p['output_dims'])};\n")
+        calls.append(("portable", f"mcu_transpose_conv_s8(&p, &q, &id, x, &fd, w, {bias}, "
+                                  "&od, out);"))
+    elif t == "RESIZE_NEAREST_NEIGHBOR":
+        s.append(_carr("rows", p["rows"], "int32_t"))
+        s.append(_carr("cols", p["cols"], "int32_t"))
+        setup.append(f"const mcu_dims_t id = {_dims(p['input_dims'])}, "
+                     f"od = {_dims(p['output_dims'])};\n")
+        calls.append(("portable", "mcu_resize_nearest_s8(&id, x, &od, rows, cols, out);"))
     elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         setup.append(f"const mcu_pool_params_t p = {_struct_init(p, POOL_F)};\n")
         setup.append(f"const mcu_dims_t id = {_dims(p['input_dims'])}, "

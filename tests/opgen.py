@@ -549,6 +549,79 @@ def make_prelu(rng, shape=None, alpha_shape=None) -> Graph:
     return g
 
 
+def make_transpose_conv(rng, n=None, h=None, w=None, cin=None, cout=None, kh=None, kw=None,
+                        stride=None, padding=None, output_shape=None, act=None,
+                        per_channel=None, bias=None) -> Graph:
+    """TRANSPOSE_CONV: random geometry (strides 1-3, also unequal; SAME/VALID; kernels
+    smaller and larger than the stride), the output shape TFLite infers or a nearby one
+    (TFLM takes any: rows no input reaches get only the bias), any fused activation."""
+    from toolchain.ir.ops import get
+    n = n or _pick(rng, None, (1, 1, 1, 2))
+    cin = cin or int(rng.integers(1, 9))
+    cout = cout or int(rng.integers(1, 9))
+    kh = kh or int(rng.integers(1, 6))
+    kw = kw or int(rng.integers(1, 6))
+    if stride is None:
+        sh = int(rng.integers(1, 4))
+        sw = sh if rng.random() < 0.7 else int(rng.integers(1, 4))
+    else:
+        sh = sw = stride
+    padding = _pick(rng, padding, ("SAME", "VALID"))
+    h = h or int(rng.integers(1, 9))
+    w = w or int(rng.integers(1, 9))
+    per_channel = bool(rng.integers(0, 4)) if per_channel is None else per_channel
+    bias = bool(rng.integers(0, 5)) if bias is None else bias
+    g = Graph(name="transpose_conv")
+    xq = act_quant(rng)
+    g.add_tensor(Tensor("x", (n, h, w, cin), "int8", xq))
+    wt, wq = _weights(rng, (cout, kh, kw, cin), 0, per_channel, cout)
+    g.add_tensor(Tensor("w", wt.shape, "int8", wq, wt))
+    taps = -(-kh // sh) * -(-kw // sw) * cin
+    ins = ["x", "w"]
+    if bias:
+        b, bq = _bias(rng, cout, xq.scale[0], wq, taps)
+        g.add_tensor(Tensor("b", b.shape, "int32", bq, b))
+        ins.append("b")
+    if output_shape is None and rng.random() < 0.3:
+        base = (h * sh, w * sw) if padding == "SAME" else ((h - 1) * sh + kh, (w - 1) * sw + kw)
+        output_shape = [n] + [max(1, d + int(rng.integers(-2, 3))) for d in base] + [cout]
+    g.add_tensor(Tensor("y", (n, 1, 1, cout), "int8",
+                        act_quant(rng, _out_scale(rng, xq.scale[0], wq, taps))))
+    op = g.add_op(Op("TRANSPOSE_CONV", ins, ["y"],
+                     dict(padding=padding, stride_h=sh, stride_w=sw, output_shape=output_shape,
+                          fused_activation=_act(rng, act))))
+    g.t("y").shape = get("TRANSPOSE_CONV").infer_shape(g, op)
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+def make_resize_nearest_neighbor(rng, shape=None, size=None, align_corners=None,
+                                 half_pixel_centers=None) -> Graph:
+    """RESIZE_NEAREST_NEIGHBOR: up- and downsampling by integer and fractional factors,
+    every align_corners / half_pixel_centers combination, same quantization in and out."""
+    if shape is None:
+        shape = (int(_pick(rng, None, (1, 1, 2))),) + tuple(int(d) for d in rng.integers(1, 9, 2)) \
+            + (int(rng.integers(1, 7)),)
+    if size is None:
+        if rng.random() < 0.4:
+            f = int(rng.integers(2, 4))
+            size = [shape[1] * f, shape[2] * f]
+        else:
+            size = [int(d) for d in rng.integers(1, 17, 2)]
+    ac = bool(rng.integers(0, 2)) if align_corners is None else align_corners
+    hp = bool(rng.integers(0, 2)) if half_pixel_centers is None else half_pixel_centers
+    q = act_quant(rng)
+    g = Graph(name="resize_nearest_neighbor")
+    g.add_tensor(Tensor("x", tuple(shape), "int8", q))
+    g.add_tensor(Tensor("size", (2,), "int32", data=np.asarray(size, np.int32)))
+    g.add_tensor(Tensor("y", (shape[0], size[0], size[1], shape[3]), "int8",
+                        Quant(q.scale.copy(), q.zero_point.copy())))
+    g.add_op(Op("RESIZE_NEAREST_NEIGHBOR", ["x", "size"], ["y"],
+                dict(align_corners=ac, half_pixel_centers=hp)))
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
 def make_quantize(rng, shape=None, from_float=None) -> Graph:
     """QUANTIZE float32 -> int8, or int8 -> int8 (requantize)."""
     shape = shape or _rand_shape4(rng)
@@ -600,7 +673,8 @@ OP_BUILDERS = {
     "MAX_POOL_2D": make_max_pool2d, "ADD": make_add, "MUL": make_mul,
     "SUB": make_sub, "MAXIMUM": make_maximum, "MINIMUM": make_minimum,
     "TRANSPOSE": make_transpose, "STRIDED_SLICE": make_strided_slice,
-    "PRELU": make_prelu,
+    "PRELU": make_prelu, "TRANSPOSE_CONV": make_transpose_conv,
+    "RESIZE_NEAREST_NEIGHBOR": make_resize_nearest_neighbor,
     "RESHAPE": make_reshape, "SOFTMAX": make_softmax, "CONCATENATION": make_concatenation,
     "PAD": make_pad, "MEAN": make_mean, "RELU": make_relu, "RELU6": make_relu6,
     "QUANTIZE": make_quantize, "DEQUANTIZE": make_dequantize, "LOGISTIC": make_logistic,

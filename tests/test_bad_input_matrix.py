@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,53 @@ def _cases():
           ("patch diff budget", ["patch", "diff", M, N, "-k", K, "--seq", "1", "--budget", "7",
                                  "-o", "{d}/o8.mcup"]),
           ("unknown command", ["frobnicate"]),
+          # `mcu flash` (issue #13): no build, no port, flasher missing / failing
+          ("flash missing", ["flash", "{d}/missing-build"]),
+          ("flash not a build", ["flash", "{d}/adir"]),
+          ("flash bad model", ["flash", "{d}/model.txt", "--board", "host"]),
+          ("flash board", ["flash", "{d}/flashb-fail", "--board", "nonexistent"]),
+          ("flash other board", ["flash", "{d}/flashb-fail", "--board", "host"]),
+          ("flash no port", ["flash", "{d}/flashb-fail"]),
+          ("flash flasher fails", ["flash", "{d}/flashb-fail", "--port", "socket://127.0.0.1:1"]),
+          ("flash flasher missing", ["flash", "{d}/flashb-missing", "--port",
+                                     "socket://127.0.0.1:1"]),
+          ("flash place no coordinator", ["flash", "{d}/flashb-fail", "--place", "A",
+                                          "--coordinator", "127.0.0.1:1"]),
+          ("flash place and port", ["flash", "{d}/flashb-fail", "--place", "A", "--port",
+                                    "socket://127.0.0.1:1"]),
+          # labgrid places and parallel HIL (issue #13); a coordinator that is not there
+          ("hil place no coordinator", ["hil", M, "--data", "{d}/ok.npz", "--place", "A",
+                                        "--coordinator", "127.0.0.1:1"]),
+          ("hil places no coordinator", ["hil", M, "--data", "{d}/ok.npz", "--place", "A",
+                                         "--place", "B", "--coordinator", "127.0.0.1:1"]),
+          ("infer place no coordinator", ["infer", M, "--input", "{d}/x.npy", "--place", "A",
+                                          "--coordinator", "127.0.0.1:1"]),
+          ("patch send place no coordinator", ["patch", "send", "{d}/p.mcup", "--place", "A",
+                                               "--coordinator", "127.0.0.1:1"]),
+          ("patch status place no coordinator", ["patch", "status", "--place", "A",
+                                                 "--coordinator", "127.0.0.1:1"]),
+          ("hil place and port", ["hil", M, "--data", "{d}/ok.npz", "--place", "A", "--port",
+                                  "socket://127.0.0.1:1"]),
+          ("infer place and port", ["infer", M, "--input", "{d}/x.npy", "--place", "A",
+                                    "--port", "socket://127.0.0.1:1"]),
+          ("hil place-timeout alone", ["hil", M, "--board", "host", "--data", "{d}/ok.npz",
+                                       "--place-timeout", "3"]),
+          ("infer coordinator alone", ["infer", M, "--input", "{d}/x.npy", "--coordinator",
+                                       "127.0.0.1:1"]),
+          ("hil place-timeout negative", ["hil", M, "--data", "{d}/ok.npz", "--place", "A",
+                                          "--place-timeout", "-1"]),
+          ("hil jobs zero", ["hil", M, "--board", "host", "--data", "{d}/ok.npz", "--jobs", "0"]),
+          ("hil jobs word", ["hil", M, "--board", "host", "--data", "{d}/ok.npz", "--jobs", "x"]),
+          ("hil jobs with port", ["hil", M, "--data", "{d}/ok.npz", "--jobs", "2", "--port",
+                                  "socket://127.0.0.1:1"]),
+          ("hil jobs real board", ["hil", M, "--board", "nucleo-f446re", "--data", "{d}/ok.npz",
+                                   "--jobs", "2"]),
+          ("hil jobs bad model", ["hil", "{d}/garbage.tflite", "--board", "host", "--data",
+                                  "{d}/ok.npz", "--jobs", "2"]),
+          ("hil jobs bad data", ["hil", M, "--board", "host", "--data", "{d}/nan.npz", "--jobs",
+                                 "2"]),
+          ("hil jobs unknown board", ["hil", M, "--board", "nonexistent", "--data",
+                                      "{d}/ok.npz", "--jobs", "2"]),
           ("patch keygen exists", ["patch", "keygen", K])]
     return c
 
@@ -170,6 +218,9 @@ def test_the_matrix_is_large():
 def test_bad_input_is_one_clean_line(label, args, ws, tmp_path, monkeypatch):
     if any("float.onnx" in a for a in args) and not (ws / "float.onnx").exists():
         _float_onnx(ws / "float.onnx")
+    if any("{d}/flashb-" in a for a in args):
+        monkeypatch.setenv("MCU_BOARDS_PATH", str(ws / "flashboards"))
+        _flash_builds(ws)
     monkeypatch.chdir(tmp_path)                         # nothing may appear here either
     before = {p for p in ws.rglob("*")}
     argv = [a.format(d=ws) for a in args]
@@ -185,6 +236,24 @@ def test_bad_input_is_one_clean_line(label, args, ws, tmp_path, monkeypatch):
     new = {p for p in after - before if not p.name.startswith(".")}
     assert not new, f"{label}: left {sorted(str(p.relative_to(ws)) for p in new)}"
     assert not list(tmp_path.iterdir()), f"{label}: wrote into the working directory"
+
+
+def _flash_builds(ws):
+    """Host-board builds whose board TOMLs name a failing / a missing flasher."""
+    import sys
+
+    from toolchain.build import build_firmware
+    bd = ws / "flashboards"
+    if (ws / "flashb-missing" / "build.json").exists():
+        return
+    bd.mkdir(exist_ok=True)
+    host = (Path(__file__).resolve().parent.parent / "hw/boards/host.toml").read_text()
+    fail = f'["{sys.executable}", "-c", "import sys; print(\'Error: no target\'); sys.exit(1)"]'
+    for name, cmd in (("fail", fail), ("missing", '["no-such-flasher-mcu", "{elf}"]')):
+        t = host.replace('name = "host"', f'name = "flash-{name}"')
+        (bd / f"flash-{name}.toml").write_text(t.replace("[launch]\n",
+                                                         f"[launch]\nflash_command = {cmd}\n"))
+        build_firmware(f"flash-{name}", ws / f"flashb-{name}")
 
 
 def _float_onnx(path):

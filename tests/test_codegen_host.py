@@ -122,11 +122,13 @@ def test_mlperf_models_host(variant, tmp_path):
             for i, (_, g, _) in enumerate(models)]
     lib = HostModels(gens, variant, tmp_path)
     rng = np.random.default_rng(3)
+    # DSP ResNet-8: the four-pixel conv kernel's int16 columns cost 552 B of scratch
+    # (35,072 B) for 13 % fewer instructions
     limits = {"kws_ref_model.tflite": {"portable": 9_000, "dsp": 10_500},
-              "pretrainedResnet_quant.tflite": {"portable": 34_000, "dsp": 35_000}}
+              "pretrainedResnet_quant.tflite": {"portable": 34_000, "dsp": 35_200}}
     for (name, g, tfl), gen in zip(models, gens):
         assert gen.arena_size <= limits[name][variant], (name, gen.arena_size)
-        assert gen.plan.rows, f"{name}: no row-delayed in-place layer"
+        assert gen.plan.rows or gen.plan.segments, f"{name}: no row-delayed in-place layer"
         tf = TflmRunner(tfl)
         shape = g.t(g.inputs[0]).shape
         for _ in range(8):
@@ -136,5 +138,8 @@ def test_mlperf_models_host(variant, tmp_path):
         want = reference.run(g, {g.inputs[0]: x}, keep_intermediates=True)
         for k, op in enumerate(g.ops):
             got = lib.layer_output(gen, [x], k)
+            if op.name in gen.plan.stream_of and op.outputs[0] not in gen.plan.offsets:
+                assert got.size == 0     # inside a streamed segment: only ring rows exist
+                continue
             assert np.array_equal(got, np.asarray(want[op.outputs[0]]).astype(np.int8).reshape(-1)), \
                 f"{name} layer {k} {op.type}"

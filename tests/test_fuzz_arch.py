@@ -1,5 +1,6 @@
 """Random architectures (hypothesis, fixed budget): chains and branches (ADD, SUB, MUL,
-MAXIMUM, MINIMUM, CONCATENATION) of the ops the runtime supports, built as float IR
+MAXIMUM, MINIMUM, CONCATENATION) and upsampling layers (TRANSPOSE_CONV,
+RESIZE_NEAREST_NEIGHBOR) of the ops the runtime supports, built as float IR
 graphs with seeded weights, quantized by our PTQ, written to .tflite, generated to C and
 run on the host board; every output byte equal to tflite-micro's. Shrinking gives the smallest failing architecture."""
 from __future__ import annotations
@@ -31,6 +32,11 @@ LAYER = st.one_of(
               st.integers(1, 8)),
     st.tuples(st.just("act"), st.sampled_from(["RELU", "RELU6", "LOGISTIC", "TANH", "HARD_SWISH",
                                                 "LEAKY_RELU"])),
+    st.tuples(st.just("tconv"), st.integers(1, 8), st.sampled_from([1, 2, 3, 4]),
+              st.integers(1, 2), st.sampled_from(["SAME", "VALID"]),
+              st.sampled_from(["NONE", "RELU"])),
+    st.tuples(st.just("resize"), st.sampled_from([(2, 2), (2, 1), (3, 2)]), st.booleans(),
+              st.booleans()),
 )
 ARCH = st.tuples(st.integers(4, 14), st.integers(4, 14), st.integers(1, 5),
                  st.lists(LAYER, min_size=1, max_size=6),
@@ -95,6 +101,22 @@ class _B:
                            filter_h=k, filter_w=k)
         if kind == "act":
             return self.op(spec[1], [x], shape)
+        if kind == "tconv":                        # upsampling: only while the map is small
+            _, cout, k, s, pad, act = spec
+            if h * w > 64:
+                s = 1
+            oh, ow = (h * s, w * s) if pad == "SAME" else ((h - 1) * s + k, (w - 1) * s + k)
+            wt = self.const(self.rng.standard_normal((cout, k, k, c)) / np.sqrt(k * k * c))
+            b = self.const(self.rng.standard_normal(cout) * 0.1)
+            return self.op("TRANSPOSE_CONV", [x, wt, b], (n, oh, ow, cout), padding=pad,
+                           stride_h=s, stride_w=s, output_shape=[n, oh, ow, cout],
+                           fused_activation=act)
+        if kind == "resize":
+            _, (fy, fx), ac, hp = spec
+            oh, ow = (h * fy, w * fx) if h * w <= 64 else (max(h // fy, 1), max(w // fx, 1))
+            size = self.tensor((2,), np.array([oh, ow], np.int32), "int32")
+            return self.op("RESIZE_NEAREST_NEIGHBOR", [x, size], (n, oh, ow, c),
+                           align_corners=ac, half_pixel_centers=hp)
         _, merge, cout = spec                       # branch: two convs, then merge
         cb = cout if merge == "CONCATENATION" else c
         a, sa = self.conv(x, shape, cb, 3, 1, "SAME", "RELU")

@@ -30,7 +30,7 @@ CASES = {
     "SOFTMAX": 100, "CONCATENATION": 40, "PAD": 40, "MEAN": 80, "RELU": 40, "RELU6": 40,
     "LOGISTIC": 40, "TANH": 40, "HARD_SWISH": 40, "LEAKY_RELU": 40, "SUB": 80,
     "MAXIMUM": 40, "MINIMUM": 40, "TRANSPOSE": 60,
-    "STRIDED_SLICE": 80, "PRELU": 60,
+    "STRIDED_SLICE": 80, "PRELU": 60, "TRANSPOSE_CONV": 100, "RESIZE_NEAREST_NEIGHBOR": 60,
 }
 # kernels with a DSP variant: check the explicit _portable and _dsp entry points
 VARIANTS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}

@@ -6,10 +6,8 @@ TFLM's arithmetic has quirks; the 256-entry tables the device runs (mcu_lut_s8)
 are those functions; ONNX Tanh / HardSwish / LeakyRelu convert, quantize and run in
 TFLM equal to our reference; a model with all three is bit-exact on QEMU M4
 (portable and DSP)."""
-import io
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from toolchain.ir import reference  # noqa: E402
 from toolchain.ir.graph import Graph, IRError, Op, Quant, Tensor  # noqa: E402
 from toolchain.ir.ops import get as get_op  # noqa: E402
 from toolchain.tflm_oracle import TflmRunner, run_graph  # noqa: E402
+from onnx_export import export_onnx  # noqa: E402
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int64).astype(np.int8)
 X256 = ALL_INT8.reshape(1, 256)
@@ -339,14 +338,6 @@ def test_leaky_relu_without_options_reads_alpha_zero():
 
 
 # --------------------------------------------------------------------------- ONNX
-def _export(net, shape):
-    import torch
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), f, dynamo=False, opset_version=17)
-    return f.getvalue()
-
 
 def _act_net():
     from torch import nn
@@ -364,7 +355,7 @@ def test_onnx_activations_convert_quantize_and_run_in_tflm():
 
     torch.manual_seed(0)
     net = _act_net()
-    g = from_onnx(_export(net, (1, 3, 6, 5)))
+    g = from_onnx(export_onnx(net, (1, 3, 6, 5)))
     acts = ("TANH", "HARD_SWISH", "LEAKY_RELU")
     assert [op.type for op in g.ops if op.type in acts] == ["HARD_SWISH", "TANH", "LEAKY_RELU",
                                                             "LEAKY_RELU"]
@@ -421,7 +412,7 @@ def test_activation_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     from converters.quantize import quantize
 
     torch.manual_seed(1)
-    g = from_onnx(_export(_act_net(), (1, 3, 6, 5)))
+    g = from_onnx(export_onnx(_act_net(), (1, 3, 6, 5)))
     assert {"TANH", "HARD_SWISH", "LEAKY_RELU"} <= {op.type for op in g.ops}
     rng = np.random.default_rng(3)
     q = quantize(g, rng.standard_normal((32, 6, 5, 3)).astype(np.float32) * 2)

@@ -6,10 +6,8 @@ graphs whose quantizations differ (TFLM would compare bytes silently) are refuse
 naming the layer; TFLite round trip (int8 version 2); ONNX Max / Min (two or more
 inputs, constants) convert and run in TFLM equal to our reference; a model with both
 is bit-exact on QEMU M4 (portable and DSP)."""
-import io
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from converters.tflite_writer import write_tflite  # noqa: E402
 from toolchain.ir import IRError, reference  # noqa: E402
 from toolchain.ir.graph import Quant  # noqa: E402
 from toolchain.tflm_oracle import TflmRunner, run_graph  # noqa: E402
+from onnx_export import export_onnx  # noqa: E402
 
 OPS = ("MAXIMUM", "MINIMUM")
 
@@ -112,14 +111,6 @@ def _net():
     return Net().eval()
 
 
-def _export(net, shape, opset=17):
-    import torch
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), f, dynamo=False, opset_version=opset)
-    return f.getvalue()
-
 
 def _quantized(seed):
     torch = pytest.importorskip("torch")
@@ -127,7 +118,7 @@ def _quantized(seed):
     from converters.quantize import quantize
     torch.manual_seed(seed)
     net = _net()
-    g = from_onnx(_export(net, (1, 3, 6, 5)))
+    g = from_onnx(export_onnx(net, (1, 3, 6, 5)))
     rng = np.random.default_rng(seed)
     calib = rng.standard_normal((48, 6, 5, 3)).astype(np.float32)
     return net, g, calib, quantize(g, calib)

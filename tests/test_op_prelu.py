@@ -6,10 +6,8 @@ shapes with per-channel / per-tensor / spatial alpha; TFLite round trip (version
 ONNX PRelu (nn.PReLU per channel and shared, on NCHW, (N, C, L) and flat tensors)
 converts, equals PyTorch in float and runs in TFLM equal to our reference; bit-exact
 on QEMU M4 (portable and DSP)."""
-import io
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from toolchain.ir import IRError, reference  # noqa: E402
 from toolchain.ir.graph import Graph, Op, Quant, Tensor  # noqa: E402
 from toolchain.ir.validate import validate  # noqa: E402
 from toolchain.tflm_oracle import TflmRunner, run_graph  # noqa: E402
+from onnx_export import export_onnx  # noqa: E402
 
 
 def _all_inputs_graph(rng, in_q, out_q, alpha_q, alpha):
@@ -95,14 +94,6 @@ def test_tflite_roundtrip_and_version():
 
 
 # --------------------------------------------------------------------------- ONNX
-def _export(net, shape):
-    import torch
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), f, dynamo=False, opset_version=17)
-    return f.getvalue()
-
 
 def _nets():
     import torch
@@ -137,7 +128,7 @@ def test_onnx_prelu_converts_quantizes_and_runs_in_tflm():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     for name, net, shape in _nets():
-        g = from_onnx(_export(net, shape))
+        g = from_onnx(export_onnx(net, shape))
         assert "PRELU" in {op.type for op in g.ops}, name
         x = rng.standard_normal((32,) + shape[1:]).astype(np.float32)
         want = net(torch.from_numpy(x)).detach().numpy()
@@ -165,7 +156,7 @@ def test_prelu_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     from converters.quantize import quantize
     torch.manual_seed(1)
     _, net, shape = _nets()[0]
-    g = from_onnx(_export(net, shape))
+    g = from_onnx(export_onnx(net, shape))
     rng = np.random.default_rng(3)
     q = quantize(g, _ir(rng.standard_normal((32,) + shape[1:]).astype(np.float32)))
     assert_bit_exact_on_qemu(q, tmp_path, kernels)

@@ -4,10 +4,8 @@ and the model runs equal to tflite-micro on the original file (reference, genera
 C on QEMU M4 portable and DSP); ONNX Squeeze / Unsqueeze (already lowered to
 RESHAPE) on 'same'-layout and (N, C, L) tensors convert, equal PyTorch in float and
 run in TFLM equal to our reference."""
-import io
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import flatbuffers
@@ -22,6 +20,7 @@ from converters.tflite_writer import write_tflite  # noqa: E402
 from toolchain.ir import IRError, reference  # noqa: E402
 from toolchain.ir.graph import Graph, Op, Quant, Tensor  # noqa: E402
 from toolchain.tflm_oracle import TflmRunner  # noqa: E402
+from onnx_export import export_onnx  # noqa: E402
 
 
 def _reshape_chain(shapes):
@@ -133,14 +132,6 @@ def test_unknown_builtin_still_refused_naming_op_and_layer():
 
 
 # --------------------------------------------------------------------------- ONNX
-def _export(net, shape):
-    import torch
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), f, dynamo=False, opset_version=17)
-    return f.getvalue()
-
 
 def _nets():
     import torch
@@ -174,7 +165,7 @@ def test_onnx_squeeze_unsqueeze_become_reshape_and_run_in_tflm():
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
     for net, shape in _nets():
-        g = from_onnx(_export(net, shape))
+        g = from_onnx(export_onnx(net, shape))
         assert "RESHAPE" in {o.type for o in g.ops} or len(shape) == 3
         calib_onnx = rng.standard_normal((32,) + shape[1:]).astype(np.float32)
         want = net(torch.from_numpy(calib_onnx)).detach().numpy()

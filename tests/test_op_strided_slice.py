@@ -7,10 +7,8 @@ slices and non-constant bounds are refused naming the layer; TFLite round trip
 (StridedSliceOptions, int8 version 2); ONNX Slice (channel, time, spatial, steps,
 torch.flip's backward slice, INT64_MAX ends) maps onto IR axes, equals PyTorch in
 float and runs in TFLM equal to our reference; bit-exact on QEMU M4 (portable, DSP)."""
-import io
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from converters.tflite_writer import write_tflite  # noqa: E402
 from toolchain.ir import IRError, reference  # noqa: E402
 from toolchain.ir.validate import validate  # noqa: E402
 from toolchain.tflm_oracle import TflmRunner, run_graph  # noqa: E402
+from onnx_export import export_onnx  # noqa: E402
 
 
 def _check(g, libs, rng):
@@ -109,14 +108,6 @@ def test_tflite_roundtrip_options_and_version():
 
 
 # --------------------------------------------------------------------------- ONNX
-def _export(net, shape):
-    import torch
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), f, dynamo=False, opset_version=17)
-    return f.getvalue()
-
 
 def _nets():
     import torch
@@ -171,7 +162,7 @@ def test_onnx_slice_maps_onto_ir_axes_float_and_tflm():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     for name, net, shape in _nets():
-        g = from_onnx(_export(net, shape))
+        g = from_onnx(export_onnx(net, shape))
         assert "STRIDED_SLICE" in {op.type for op in g.ops}, name
         ncl = name == "audio"
         x = rng.standard_normal((32,) + shape[1:]).astype(np.float32)
@@ -197,7 +188,7 @@ def test_onnx_circular_conv1d_now_converts():
     from toolchain.ir.float_eval import run_float
     torch.manual_seed(0)
     net = nn.Conv1d(4, 4, 3, padding=1, padding_mode="circular").eval()
-    g = from_onnx(_export(net, (1, 4, 16)))
+    g = from_onnx(export_onnx(net, (1, 4, 16)))
     assert {"STRIDED_SLICE", "CONCATENATION", "CONV_2D"} <= {op.type for op in g.ops}
     x = np.random.default_rng(0).standard_normal((8, 4, 16)).astype(np.float32)
     np.testing.assert_allclose(_onnx(run_float(g, _ir(x, True))[g.outputs[0]], True),
@@ -216,7 +207,7 @@ def test_slice_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     from converters.quantize import quantize
     torch.manual_seed(1)
     _, net, shape = _nets()[0]
-    g = from_onnx(_export(net, shape))
+    g = from_onnx(export_onnx(net, shape))
     rng = np.random.default_rng(3)
     q = quantize(g, _ir(rng.standard_normal((32,) + shape[1:]).astype(np.float32)))
     assert_bit_exact_on_qemu(q, tmp_path, kernels)

@@ -6,10 +6,8 @@ equals the reference; TFLite round trip (SubOptions, int8 version 2); ONNX Sub o
 tensors and of a constant first operand lowers to SUB (Sub of a constant second
 operand stays an ADD of the negated constant) and runs in TFLM equal to our
 reference; an ONNX model with Sub is bit-exact on QEMU M4 (portable and DSP)."""
-import io
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from converters.tflite_writer import write_tflite  # noqa: E402
 from toolchain.ir import reference  # noqa: E402
 from toolchain.ir.graph import Graph, Op, Quant, Tensor  # noqa: E402
 from toolchain.tflm_oracle import TflmRunner, run_graph  # noqa: E402
+from onnx_export import export_onnx  # noqa: E402
 
 
 def pairs_graph(q1, q2, qo, act="NONE"):
@@ -122,14 +121,6 @@ class _SubNet:
         return Net().eval()
 
 
-def _export(net, shape):
-    import torch
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), f, dynamo=False, opset_version=17)
-    return f.getvalue()
-
 
 def _quantized_sub_model(seed):
     torch = pytest.importorskip("torch")
@@ -137,7 +128,7 @@ def _quantized_sub_model(seed):
     from converters.quantize import quantize
     torch.manual_seed(seed)
     net = _SubNet.make()
-    g = from_onnx(_export(net, (1, 3, 6, 5)))
+    g = from_onnx(export_onnx(net, (1, 3, 6, 5)))
     rng = np.random.default_rng(seed)
     calib = rng.standard_normal((48, 6, 5, 3)).astype(np.float32)
     return net, g, calib, quantize(g, calib)

@@ -8,11 +8,9 @@ order, and the audio pattern (N, T, F) -> transpose(1, 2) -> Conv1d ->
 transpose(1, 2) -> Linear (no data movement: RESHAPEs); float equal to PyTorch,
 quantized models equal in TFLM and our reference; bit-exact on QEMU M4 (portable
 and DSP)."""
-import io
 import itertools
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from converters.tflite_writer import write_tflite  # noqa: E402
 from toolchain.ir import IRError, reference  # noqa: E402
 from toolchain.ir.validate import validate  # noqa: E402
 from toolchain.tflm_oracle import TflmRunner, run_graph  # noqa: E402
+from onnx_export import export_onnx  # noqa: E402
 
 
 def _check(g, libs, rng):
@@ -92,14 +91,6 @@ def test_tflite_roundtrip_and_versions():
 
 
 # --------------------------------------------------------------------------- ONNX
-def _export(net, shape):
-    import torch
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), f, dynamo=False, opset_version=17)
-    return f.getvalue()
-
 
 def _nets():
     import torch
@@ -150,7 +141,7 @@ def test_onnx_transpose_mapped_in_ir_axes_float_and_tflm():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     for name, net, shape in _nets():
-        g = from_onnx(_export(net, shape))
+        g = from_onnx(export_onnx(net, shape))
         types = [op.type for op in g.ops]
         if name == "audio":            # no data movement at all
             assert "TRANSPOSE" not in types and types.count("CONV_2D") == 1, types
@@ -196,7 +187,7 @@ def test_transpose_model_built_and_bit_exact_on_qemu_m4(kernels, tmp_path):
     from converters.quantize import quantize
     torch.manual_seed(1)
     _, net, shape = _nets()[1]
-    g = from_onnx(_export(net, shape))
+    g = from_onnx(export_onnx(net, shape))
     rng = np.random.default_rng(3)
     q = quantize(g, _ir_in(rng.standard_normal((32,) + shape[1:]).astype(np.float32)))
     assert "TRANSPOSE" in {op.type for op in q.ops}

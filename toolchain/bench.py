@@ -90,6 +90,7 @@ def run_ours(path: Path, board, kernels: str, inputs: list[bytes], gen_options=N
                 instructions_all=[int(v) for v in counts], output=bytes(y0).hex(),
                 bit_exact_host=None if exact is None else f"{exact}/{len(inputs)}",
                 arena=rep["ram"]["arena"], floor=rep["plan"]["floor"], flash=rep["flash"],
+                segments=rep["plan"].get("segments", 0),
                 ram=rep["ram"], build_s=round(build_s, 2), build_dir=rep["build_dir"],
                 layers=[dict(index=k, type=op.type, instructions=int(v))
                         for k, (op, v) in enumerate(zip(g.ops, layers))])
@@ -138,6 +139,11 @@ def bench_model(path, board="mps2-an386", name=None, kernels=("portable", "dsp")
     for k in kernels:
         r[k] = run_ours(path, board, k, inputs, out_root=out_root)
         r[k]["vs_tflm"] = compare(r[k], tflm)
+    if "dsp" in kernels and r["dsp"].get("segments"):
+        # the effect of streamed segments: the same DSP build without them
+        r["dsp_no_stream"] = run_ours(path, board, "dsp", inputs[:1], dict(stream=False),
+                                      tag="-nostream", out_root=out_root, host_check=False)
+        r["dsp_no_stream"]["vs_tflm"] = compare(r["dsp_no_stream"], tflm)
     if no_rows and "dsp" in kernels:
         # the cost of row-delayed in place: the same DSP build without it
         r["dsp_no_rows"] = run_ours(path, board, "dsp", inputs[:1], dict(rows=False),
@@ -273,7 +279,7 @@ def rows(results) -> list[dict]:
     for r in results:
         t = r["tflm"]
         vs = t.get("variants") or {}
-        for k in ("portable", "dsp", "dsp_no_rows"):
+        for k in ("portable", "dsp", "dsp_no_stream", "dsp_no_rows"):
             if k not in r:
                 continue
             x = r[k]
@@ -283,6 +289,7 @@ def rows(results) -> list[dict]:
             f = x["flash"]
             fl = x["floor"]
             row = dict(model=r["model"], kernels={"portable": "portable", "dsp": "DSP",
+                                                  "dsp_no_stream": "DSP, no streaming",
                                                   "dsp_no_rows": "DSP, no row in-place"}[k],
                        instr=_m(x["instructions"]), arena=f"{x['arena']:,} B",
                        floor=f"{fl['bytes']:,} B ({fl['type']})" if fl.get("type") else "-",
@@ -326,7 +333,8 @@ NOTE = ("TFLite Micro: measured in the same run on the same emulated M4 with the
         "TFLM arena = its smallest working arena (bisection on the device), % = ours / "
         "TFLM's; TFLM code = its flash for the model's ops without the model (the kit's "
         "estimate: library, op resolver, startup and I/O, libc, libgcc). physical floor = "
-        "the largest live set of one layer in our plan (its inputs + output + scratch). "
+        "the largest live set of one layer in our plan (its inputs + output + scratch; "
+        "for a streamed segment: its inputs + output + rings + kernel scratch). "
         "weights = weights, biases, repacked filters; tables = generated constant data; "
         "code = runtime + app + board + generated code. output = TFLM: TFLM's output "
         "bytes equal ours (ref and CMSIS-NN).")
@@ -438,8 +446,10 @@ def format_vs_tflm(cmp: dict) -> str:
                      if v["smallest_arena"] else "-"))
     fl = ours.get("floor") or {}
     if fl.get("type"):
-        lines.append(f"{'physical floor':<24}{fl['bytes']:>14,} B  (layer {fl['layer']} "
-                     f"{fl['type']}: the largest live set of one layer)")
+        what = (f"streamed layers {fl['type'].split()[-1]}: their inputs + output + rings"
+                if str(fl["type"]).startswith("segment") else
+                f"layer {fl['layer']} {fl['type']}: the largest live set of one layer")
+        lines.append(f"{'physical floor':<24}{fl['bytes']:>14,} B  ({what})")
     lines.append(row("code flash", f"{ours['flash']['code']:,} B", "code_flash",
                      lambda v: f"{v:,} B"))
     if ours.get("output") is not None:

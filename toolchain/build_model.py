@@ -156,7 +156,10 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
                model_hash=gen.model_hash, build_dir=str(res.build_dir), elf=str(res.elf),
                cached=res.cached, flash=flash, ram=ram,
                plan=dict(arena=gen.plan.arena_size, naive=gen.plan.naive_size,
-                         row_inplace=len(gen.plan.rows), reordered=gen.exec_order != sorted(gen.exec_order)),
+                         row_inplace=len(gen.plan.rows), reordered=gen.exec_order != sorted(gen.exec_order),
+                         segments=len(gen.plan.segments),
+                         streamed=[k for k, op in enumerate(gen.graph.ops)   # no layer output
+                                   if op.outputs[0] not in gen.plan.offsets]),
                layers=len(graph.ops), build=res.to_json())
     from toolchain.codegen.planner import largest_layer_live_set
     rep["plan"]["floor"] = largest_layer_live_set(gen.plan, gen.graph)
@@ -166,7 +169,10 @@ def build_model(model, board, out_dir=None, *, kernels: str = "auto", calib=None
         rep["tflite_bytes"] = size
         rep["tflite"] = os.fspath(tfl_path)
         if measure_tflm:
-            tflm = tflm_measure(tfl_path, ("cmsis",))
+            # CMSIS-NN's int8-only registrations cannot run int16 activations: the
+            # reference kernels then (the same arena bookkeeping)
+            int16 = any(t.dtype == "int16" for t in graph.tensors.values() if not t.is_const)
+            tflm = tflm_measure(tfl_path, ("ref",) if int16 else ("cmsis",))
     ref = TFLM_MCU_REFERENCE.get(gen.model_hash)
     if ref:
         tflm["mcu_reference"] = ref
@@ -195,8 +201,12 @@ def format_report(rep: dict) -> str:
         io = (f"inputs {kb(fl['inputs'])} + output {kb(fl['output'])}" if not fl.get("inplace")
               else f"output in place over its input {kb(fl['output'])}"
               + (f" + other inputs {kb(fl['inputs'])}" if fl["inputs"] else ""))
+        seg = str(fl["type"]).startswith("segment")   # streamed layers: one live set
+        where = (f"streamed layers {fl['type'].split()[-1]}" if seg
+                 else f"layer {fl['layer']} {fl['type']}")
         lines.append(f"physical floor: {kb(fl['bytes'])} = largest live set of one layer "
-                     f"(layer {fl['layer']} {fl['type']}: {io} + scratch {kb(fl['scratch'])}; arena "
+                     f"({where}: {io} + scratch {kb(fl['scratch'])}"
+                     f"{' (rings + kernel scratch)' if seg else ''}; arena "
                      f"{r['arena'] / max(1, fl['bytes']):.2f}x the floor; without in-place "
                      f"sharing {kb(fl['tensors_bytes'])} at layer {fl['tensors_layer']})")
     lines += tflm_arena_lines(r["arena"], t)

@@ -31,6 +31,16 @@ class NoModelError(LinkError):
     exit_code = 3
 
 
+class FlashError(McuError):
+    """A board's flasher (its TOML [launch] flash_command) failed."""
+
+
+class WrongFirmware(LinkError):
+    """After flashing, the device answers with another build id or model hash: like a
+    device running another model, exit status 3."""
+    exit_code = 3
+
+
 class ConvertError(McuError):
     """A model cannot be read or converted."""
 

@@ -1,5 +1,6 @@
-/* NOR flash API of the weight area (firmware_templates/patch/flash_nor.c + a board
- * backend in boards/<family>/flash_<family>.c).
+/* Flash API of the weight area: NOR emulation (firmware_templates/patch/flash_nor.c + a
+ * board backend in boards/<family>/flash_<family>.c) or a real flash controller
+ * (firmware_templates/patch/stm32/flash_stm32{f4,l4}.c).
  *
  * Semantics are those of NOR flash: an erased page reads 0xFF; programming can only
  * clear bits (1 -> 0); a program that would set a bit (0 -> 1) is refused
@@ -34,6 +35,18 @@ int flash_program(uint32_t off, const void *data, uint32_t n);
 int flash_read(uint32_t off, void *data, uint32_t n);
 const uint8_t *flash_ptr(uint32_t off);
 uint32_t flash_size(void);
+/* 1 when [off, off+n) reads without an ECC error (NOR emulation, STM32F4: always). */
+int flash_readable(uint32_t off, uint32_t n);
+/* 1 when [off, off+n) is erased: all 0xFF and (ECC flash) no ECC error, so it may be
+ * programmed. A torn program or erase on ECC flash is neither erased nor readable. */
+int flash_erased(uint32_t off, uint32_t n);
+
+/* Smallest unit a program writes once (bytes): 1 for NOR emulation and the STM32F4,
+ * 8 for the STM32L4 (64-bit double word + ECC, never reprogrammed before an erase).
+ * Set by toolchain/patch/device.py from the board's flash backend. */
+#ifndef MCU_FLASH_WRITE_UNIT
+#define MCU_FLASH_WRITE_UNIT 1u
+#endif
 
 typedef struct {
     uint32_t erases;

@@ -35,6 +35,18 @@ int flash_read(uint32_t off, void *data, uint32_t n) {
     return FLASH_OK;
 }
 
+int flash_readable(uint32_t off, uint32_t n) {
+    return off <= fl_size && n <= fl_size - off;
+}
+
+int flash_erased(uint32_t off, uint32_t n) {
+    const uint8_t *p = fl_area + off;
+    if (off > fl_size || n > fl_size - off) return 0;
+    while (n--)
+        if (*p++ != 0xFFu) return 0;
+    return 1;
+}
+
 void flash_set_fault(uint32_t n, uint8_t torn) {
 #ifdef MCU_TEST_BUILD
     fault_left = n;

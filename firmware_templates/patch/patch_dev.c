@@ -42,6 +42,11 @@ static struct {
 static struct {
     uint8_t active;
     uint32_t total, crc, seq, next, erased_upto, prog_idx;
+#if MCU_FLASH_WRITE_UNIT > 1
+    uint32_t flushed;                   /* staged bytes programmed (next - tail_n) */
+    uint8_t tail[MCU_FLASH_WRITE_UNIT]; /* received, not yet a whole write unit */
+    uint32_t tail_n;
+#endif
 } sg;
 
 static char errmsg[120];
@@ -121,8 +126,15 @@ static const uint8_t *rec_at(uint32_t page, uint32_t i) {
     return flash_ptr(C->meta_off + page * PAGE + i * REC_SIZE);
 }
 
+/* Flash-relative offset of a pointer into the area (flash_readable/flash_erased). */
+static uint32_t off_of(const uint8_t *p) { return (uint32_t)(p - flash_ptr(0)); }
+/* Erased = may be programmed: all 0xFF and, on ECC flash, no ECC error (a torn write
+ * is neither erased nor valid). */
+static int erased_at(const uint8_t *p, uint32_t n) { return flash_erased(off_of(p), n); }
+
 static int rec_valid(const uint8_t *r) {
-    return rd32(r) == REC_MAGIC && rd32(r + 56) == mcu_crc32_update(0, r, 56) && rd32(r + 8) < 2u;
+    return flash_readable(off_of(r), REC_SIZE) && rd32(r) == REC_MAGIC &&
+           rd32(r + 56) == mcu_crc32_update(0, r, 56) && rd32(r + 8) < 2u;
 }
 
 static void boot_scan(void) {
@@ -149,7 +161,7 @@ static void boot_scan(void) {
         if (any && top > ps.last_seq) ps.last_seq = top;
         ps.meta_page = top_page;
         for (i = 0; i < RECS_PER_PAGE; i++)
-            if (!all_ff(rec_at(top_page, i), REC_SIZE)) ps.meta_next = i + 1u;
+            if (!erased_at(rec_at(top_page, i), REC_SIZE)) ps.meta_next = i + 1u;
     }
     /* active: candidates by descending sequence; the first whose slot verifies */
     for (;;) {
@@ -194,19 +206,25 @@ static void stage_scan(void) {
     const uint8_t *hd = flash_ptr(C->stage_off);
     uint32_t i;
     memset(&sg, 0, sizeof sg);
-    if (rd32(hd) != STAGE_MAGIC || rd32(hd + 16) != mcu_crc32_update(0, hd, 16)) return;
+    if (!flash_readable(C->stage_off, 20) || rd32(hd) != STAGE_MAGIC ||
+        rd32(hd + 16) != mcu_crc32_update(0, hd, 16))
+        return;
     sg.active = 1;
     sg.total = rd32(hd + 4);
     sg.crc = rd32(hd + 8);
     sg.seq = rd32(hd + 12);
     for (i = 0; i < PROG_MAX; i++) {
         const uint8_t *e = hd + PROG_FIRST + 8u * i;
-        if (all_ff(e, 8)) continue;
+        if (erased_at(e, 8)) continue;
         sg.prog_idx = i + 1u;
-        if ((rd32(e) ^ rd32(e + 4)) == 0xFFFFFFFFu && rd32(e) > sg.next && rd32(e) <= sg.total)
+        if (flash_readable(off_of(e), 8) && (rd32(e) ^ rd32(e + 4)) == 0xFFFFFFFFu && rd32(e) > sg.next &&
+            rd32(e) <= sg.total)
             sg.next = rd32(e);
     }
     sg.erased_upto = (sg.next + PAGE - 1u) / PAGE * PAGE;
+#if MCU_FLASH_WRITE_UNIT > 1
+    sg.flushed = sg.next; /* progress entries record programmed ends only */
+#endif
 }
 
 static void patch_init(void) {
@@ -563,13 +581,30 @@ static uint8_t on_status(const mcu_msg_t *req, mcu_reply_t *rep) {
     mcu_put_u32(d + 36, flash_stats.programs);
     mcu_put_u32(d + 40, flash_stats.refused);
     mcu_put_u16(d + 44, (uint16_t)MAX_CHUNK);
+#if PAGE > 0x7FFFu /* pages of 32 KB and more (STM32F4 sectors): bit 15 set, KB units */
+    mcu_put_u16(d + 46, (uint16_t)(0x8000u | (PAGE / 1024u)));
+#else
     mcu_put_u16(d + 46, (uint16_t)PAGE);
+#endif
     if (ps.valid) memcpy(d + 48, ps.hash, 32);
     memcpy(d + 80, ps.key_id, 4);
     rep->len = 84;
     return MCU_ST_OK;
 }
 MCU_HANDLER(MCU_MSG_PATCH_STATUS, on_status);
+
+/* Resume a staged transfer at sg.next? On write-once flash (ECC double words) only if
+ * nothing was programmed past it: a chunk whose progress entry a power cut lost may
+ * have been (partly) written, and those double words cannot be written again. Then the
+ * transfer starts over (a fresh staging header). NOR-like flash reprograms the same
+ * bytes harmlessly. */
+static int resumable(void) {
+#if MCU_FLASH_WRITE_UNIT > 1
+    const uint32_t base = C->stage_off + PAGE;
+    if (sg.erased_upto > sg.next && !flash_erased(base + sg.next, sg.erased_upto - sg.next)) return 0;
+#endif
+    return 1;
+}
 
 /* PATCH_BEGIN {u32 total, u32 crc32(patch), patch header (128 B)} -> {u32 next, u16 max_chunk}.
  * Resumes a staged session with the same total and CRC (from its acknowledged offset). */
@@ -591,7 +626,7 @@ static uint8_t on_begin(const mcu_msg_t *req, mcu_reply_t *rep) {
         say_cat(" B");
         return fail(rep, MCU_ST_TOO_LARGE);
     }
-    if (!(sg.active && sg.total == total && sg.crc == crc)) {
+    if (!(sg.active && sg.total == total && sg.crc == crc && resumable())) {
         memset(&sg, 0, sizeof sg);
         if ((st = erase(C->stage_off)) != MCU_ST_OK) return fail(rep, st);
         mcu_put_u32(hdr, STAGE_MAGIC);
@@ -611,6 +646,46 @@ static uint8_t on_begin(const mcu_msg_t *req, mcu_reply_t *rep) {
     return MCU_ST_OK;
 }
 MCU_HANDLER(MCU_MSG_PATCH_BEGIN, on_begin);
+
+#if MCU_FLASH_WRITE_UNIT > 1
+/* Write-once flash: program the staged bytes [sg.next, sg.next + n) in whole write units
+ * only, each exactly once. Bytes short of a unit wait in sg.tail (acknowledged to the
+ * host; after a power cut the transfer resumes from the last programmed end, which the
+ * progress entries record); the patch's last bytes are programmed padded. Advances
+ * sg.flushed. */
+static uint8_t stage_program(uint32_t base, const uint8_t *d, uint32_t n) {
+    const uint32_t wu = MCU_FLASH_WRITE_UNIT;
+    uint32_t start = sg.flushed, end = sg.next + n, upto, k;
+    uint8_t st, u[MCU_FLASH_WRITE_UNIT];
+    upto = end == sg.total ? end : end / wu * wu;
+    if (sg.tail_n) {
+        k = wu - sg.tail_n;
+        if (start + wu > upto && end != sg.total) { /* still short of a unit */
+            memcpy(sg.tail + sg.tail_n, d, n);
+            sg.tail_n += n;
+            return MCU_ST_OK;
+        }
+        if (k > n) k = n;
+        memcpy(u, sg.tail, sg.tail_n);
+        memcpy(u + sg.tail_n, d, k);
+        if ((st = program(base + start, u, sg.tail_n + k)) != MCU_ST_OK) return st;
+        start += sg.tail_n + k;
+        d += k;
+        n -= k;
+        sg.tail_n = 0;
+    }
+    if (upto > start) {
+        if ((st = program(base + start, d, upto - start)) != MCU_ST_OK) return st;
+        d += upto - start;
+        n -= upto - start;
+        start = upto;
+    }
+    memcpy(sg.tail, d, n);
+    sg.tail_n = n;
+    sg.flushed = start;
+    return MCU_ST_OK;
+}
+#endif
 
 /* PATCH_CHUNK {u32 offset, data} -> {u32 next, u8 gap}. In-order writes only; a chunk
  * at or below `next` is acknowledged (its new tail written); one beyond answers
@@ -635,14 +710,25 @@ static uint8_t on_chunk(const mcu_msg_t *req, mcu_reply_t *rep) {
             if ((st = erase(base + sg.erased_upto)) != MCU_ST_OK) return fail(rep, st);
             sg.erased_upto += PAGE;
         }
+#if MCU_FLASH_WRITE_UNIT > 1
+        const uint32_t prev = sg.flushed;
+        if ((st = stage_program(base, req->data + 4 + skip, n)) != MCU_ST_OK) {
+#else
         if ((st = program(base + off, req->data + 4 + skip, n)) != MCU_ST_OK) {
+#endif
             sg.active = 0; /* the staged bytes are not what we think: start over */
             return fail(rep, st);
         }
+#if MCU_FLASH_WRITE_UNIT > 1
+        if (sg.prog_idx < PROG_MAX && sg.flushed > prev) {
+            uint32_t done = sg.flushed;
+#else
         if (sg.prog_idx < PROG_MAX) {
+            uint32_t done = off + n;
+#endif
             uint8_t e[8];
-            mcu_put_u32(e, off + n);
-            mcu_put_u32(e + 4, ~(off + n));
+            mcu_put_u32(e, done);
+            mcu_put_u32(e + 4, ~done);
             if ((st = program(C->stage_off + PROG_FIRST + 8u * sg.prog_idx, e, 8)) != MCU_ST_OK) return fail(rep, st);
             sg.prog_idx++;
         }
@@ -668,7 +754,7 @@ MCU_HANDLER(MCU_MSG_PATCH_APPLY, on_apply);
 static uint8_t on_abort(const mcu_msg_t *req, mcu_reply_t *rep) {
     (void)req;
     patch_init();
-    if (sg.active || !all_ff(flash_ptr(C->stage_off), 32)) {
+    if (sg.active || !flash_erased(C->stage_off, 32)) {
         uint8_t st = erase(C->stage_off);
         memset(&sg, 0, sizeof sg);
         if (st != MCU_ST_OK) return fail(rep, st);

@@ -366,6 +366,34 @@ void mcu_transpose_s8(const int32_t *output_dims, const int32_t *strides, const 
 void mcu_strided_slice_s8(const int32_t *output_dims, const int32_t *strides, int32_t offset,
                           const int8_t *input, int8_t *output);
 
+/* ---- transpose_conv.c -------------------------------------------------- */
+/* TRANSPOSE_CONV (TFLM int8): filter OHWI {out_c, kh, kw, in_c}; pad_h/pad_w are
+ * TFLM's ComputePaddingHeightWidth of the OUTPUT size (output pixel
+ * in * stride - pad + f receives input pixel in times tap f); bias int32 [out_c]
+ * or NULL; per-channel multipliers/shifts [out_c]. No scratch (gathers per output
+ * pixel); not in place. */
+typedef struct {
+    int32_t input_offset;  /* -input zero point */
+    int32_t output_offset; /* +output zero point */
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} mcu_transpose_conv_params_t;
+
+void mcu_transpose_conv_s8(const mcu_transpose_conv_params_t *p,
+                           const mcu_per_channel_quant_t *q, const mcu_dims_t *input_dims,
+                           const int8_t *input, const mcu_dims_t *filter_dims,
+                           const int8_t *filter, const int32_t *bias,
+                           const mcu_dims_t *output_dims, int8_t *output);
+
+/* ---- resize.c ---------------------------------------------------------- */
+/* RESIZE_NEAREST_NEIGHBOR (TFLM): output pixel (y, x) copies the C bytes of input
+ * pixel (rows[y], cols[x]); rows [output h], cols [output w] are TFLM's
+ * GetNearestNeighbor indices (computed at build time). Not in place. */
+void mcu_resize_nearest_s8(const mcu_dims_t *input_dims, const int8_t *input,
+                           const mcu_dims_t *output_dims, const int32_t *rows,
+                           const int32_t *cols, int8_t *output);
+
 /* ---- mean.c ------------------------------------------------------------ */
 /* MEAN over a contiguous block of axes (TFLM int8 MEAN): the input is viewed
  * as [outer, reduce, inner]; output [outer, inner].  multiplier/shift are
@@ -549,6 +577,40 @@ void mcu_sparse_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_requant_t *rq,
                           const int8_t *input, const int32_t *bias_eff, int8_t *output,
                           void *scratch);
 #endif
+
+
+/* ---- int16 activations, int8 weights ("16x8"; int16_conv.c, int16_ops.c) ----
+ * TFLite Micro's int16 reference kernels: zero points 0 (the *_offset fields are 0),
+ * act_min/act_max in int16. CONV_2D takes an int64 bias (int64 sums and TFLM's int64
+ * MultiplyByQuantizedMultiplier) or an int32 one (int32 sums); the others int64 (or
+ * none). Portable C only. */
+void mcu_conv2d_s16(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                    const mcu_dims_t *input_dims, const int16_t *input,
+                    const mcu_dims_t *filter_dims, const int8_t *filter,
+                    const int64_t *bias64, const int32_t *bias32,
+                    const mcu_dims_t *output_dims, int16_t *output);
+void mcu_dw_conv2d_s16(const mcu_dw_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                       const mcu_dims_t *input_dims, const int16_t *input,
+                       const mcu_dims_t *filter_dims, const int8_t *filter,
+                       const int64_t *bias64, const mcu_dims_t *output_dims, int16_t *output);
+void mcu_fc_s16(const mcu_fc_params_t *p, int32_t multiplier, int32_t shift, int32_t batches,
+                int32_t in_features, int32_t out_features, const int16_t *input,
+                const int8_t *filter, const int64_t *bias64, int16_t *output);
+/* ADD: left_shift 15; in place over either input of the output's shape. */
+void mcu_add_s16(const mcu_add_params_t *p, const int16_t *input1, const int16_t *input2,
+                 int16_t *output, int32_t size);
+void mcu_add_s16_broadcast(const mcu_add_params_t *p, const mcu_dims_t *output_dims,
+                           const int16_t *input1, const int32_t *strides1,
+                           const int16_t *input2, const int32_t *strides2, int16_t *output);
+void mcu_avgpool_s16(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                     const int16_t *input, const mcu_dims_t *output_dims, int16_t *output);
+void mcu_maxpool_s16(const mcu_pool_params_t *p, const mcu_dims_t *input_dims,
+                     const int16_t *input, const mcu_dims_t *output_dims, int16_t *output);
+/* SOFTMAX (reference_ops::SoftmaxInt16): output scale 1/32768; the two 513-entry LUTs
+ * (exp on [-10, 0], 1/(1+x) on [0, 1]) come from the code generator. */
+void mcu_softmax_s16(int32_t input_multiplier, int32_t input_left_shift,
+                     const int16_t *exp_lut, const int16_t *one_over_one_plus_x_lut,
+                     int32_t rows, int32_t depth, const int16_t *input, int16_t *output);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 """The `mcu` command. Thin: parses, calls the modules, prints.
 
 Every failure a user can cause ends in one line on stderr and a non-zero exit.
-The group is assembled here from the command modules (device, convert, patch,
+The group is assembled here from the command modules (device, flash, convert, patch,
 patch_device, hil, model, subnets); they import only toolchain.cli.common, never this module,
 so there is no import circle. Heavy imports (torch, onnx) happen inside commands so
 `mcu boards` stays fast."""
@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from toolchain.cli import convert, device, hil, model, patch, patch_device, subnets
+from toolchain.cli import convert, device, flash, hil, model, patch, patch_device, subnets
 from toolchain.cli.common import write_json  # noqa: F401  (kept importable from here)
 from toolchain.errors import USER_ERRORS
 
@@ -64,7 +64,7 @@ def main(debug):
     """Deploy int8 ML models to Cortex-M microcontrollers."""
 
 
-for _mod in (device, convert, patch, hil, model, subnets):
+for _mod in (device, flash, convert, patch, hil, model, subnets):
     for _cmd in _mod.COMMANDS:
         main.add_command(_cmd)
 for _cmd in patch_device.COMMANDS:      # `mcu patch firmware|send|status`

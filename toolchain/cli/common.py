@@ -105,3 +105,51 @@ def refuse_snn_options(model, kw: dict) -> None:
         raise McuError(f"--timesteps is for spiking models (.nir); {model} is not one")
     for k in SNN_OPTION_NAMES:
         kw.pop(k, None)
+
+
+# ---------------------------------------------------------------- labgrid places (farm)
+PLACE_TIMEOUT_HELP = ("Seconds to wait for a place that someone else holds, then fail "
+                      "[default: wait as long as it takes].")
+
+
+def place_options(f, multiple: bool = False):
+    """--place NAME and --place-timeout S (a labgrid place on $LG_COORDINATOR)."""
+    import click
+    f = click.option("--coordinator", default=None, metavar="HOST:PORT",
+                     help="labgrid coordinator for --place [default: $LG_COORDINATOR, else "
+                          "127.0.0.1:20408].")(f)
+    f = click.option("--place-timeout", type=click.FloatRange(min=0), default=None,
+                     help=PLACE_TIMEOUT_HELP)(f)
+    f = click.option("--place", "place", default=None, multiple=multiple, metavar="NAME",
+                     help="A labgrid place (on --coordinator): acquired for the command, "
+                          "its serial port "
+                          "used as --port, its `board` tag as --board; released on exit"
+                          + (". Repeat it, or give a pattern with --jobs N, for parallel "
+                             "HIL" if multiple else "") + ".")(f)
+    return f
+
+
+def on_place(f):
+    """Under the click options of a command with `port` and `board` parameters: with
+    --place, acquire the place, run the command against its serial port, release it on
+    every exit path (Ctrl-C and SIGTERM included)."""
+    import functools
+
+    import click
+
+    @functools.wraps(f)
+    def wrapper(*args, place=None, place_timeout=None, coordinator=None, **kw):
+        if not place:
+            if place_timeout is not None or coordinator is not None:
+                raise click.UsageError("--place-timeout and --coordinator need --place")
+            return f(*args, **kw)
+        if kw.get("port"):
+            raise click.UsageError("give --place or --port, not both")
+        from toolchain.farm import acquire_place
+        with acquire_place(place, timeout=place_timeout, coordinator=coordinator,
+                           log=lambda s: click.echo(s, err=True)) as lease:
+            kw["port"] = lease.serial_url
+            if "board" in kw and not kw["board"] and lease.board:
+                kw["board"] = lease.board
+            return f(*args, **kw)
+    return wrapper

@@ -18,15 +18,22 @@ from toolchain.cli.common import (check_outputs, is_snn, refuse_snn_options, snn
               help="Percentile for --method percentile.")
 @click.option("--per-channel-fc", is_flag=True,
               help="Per-channel weights for FULLY_CONNECTED too (default: per tensor, as TFLite).")
+@click.option("--activations", type=click.Choice(["int8", "int16"]), default="int8",
+              show_default=True,
+              help="Activation type: int8, or int16 with int8 weights and int64 biases "
+                   "(TFLite's 16x8 mode: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, "
+                   "pools, SOFTMAX, RESHAPE; other ops are refused).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
-              help="Output directory [default: <model name>_int8].")
+              help="Output directory [default: <model name>_int8, _int16 with "
+                   "--activations int16].")
 @click.option("--name", default=None,
               help="C array name (and file names of the .c/.h) [default: model_data; "
                    "snn_model for a spiking model].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the summary as JSON.")
 @snn_options
-def convert(model, calib, method, percentile, per_channel_fc, out_dir, name, json_path, **kw):
+def convert(model, calib, method, percentile, per_channel_fc, activations, out_dir, name,
+            json_path, **kw):
     """Convert MODEL (.onnx, .pt2, .tflite) to an int8 .tflite plus C arrays, or a
     spiking MODEL.nir to fixed point plus C arrays of its parameters. (MODEL a subnet
     export directory, from mcu subnets export/train: print its levels' parameters and
@@ -62,10 +69,12 @@ def convert(model, calib, method, percentile, per_channel_fc, out_dir, name, jso
         write_json(json_path, result)
         return
     refuse_snn_options(model, kw)
+    if activations != "int8" and is_snn(model):  # pragma: no cover - is_snn returned above
+        raise ConvertError("--activations applies to int8 models, not spiking ones")
     from converters.convert import convert as run_convert, format_summary
     result = run_convert(model, calib=calib, method=method, out_dir=out_dir, name=name,
                          percentile=percentile, per_channel_fc=per_channel_fc,
-                         log=lambda m: click.echo(m, err=True))
+                         log=lambda m: click.echo(m, err=True), activations=activations)
     click.echo(format_summary(result))
     write_json(json_path, result)
 

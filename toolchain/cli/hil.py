@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_opts, write_json
+from toolchain.cli.common import (is_snn, place_options, refuse_snn_options, snn_options,
+                                  snn_opts, write_json)
 
 
 @click.command("hil")
@@ -41,9 +42,14 @@ from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_op
                    "boot (a table per level), or a list of levels: 0,2.")
 @click.option("--subnet", "subnet", type=int, default=None,
               help="MODEL a subnet export: run level K only.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Shard the data set over N devices run at once and merge one report: N "
+                   "emulated boards started here, or N of the --place places.")
 @snn_options
+@lambda f: place_options(f, multiple=True)
 def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, port, debug_layer,
-            json_path, html_path, quiet, calib, subnets, subnet, **kw):
+            json_path, html_path, quiet, calib, subnets, subnet, jobs, place, place_timeout,
+            coordinator, **kw):
     """Run DATA through MODEL on a device (QEMU by default) and check every output
     against the host reference (tflite-micro; the numpy reference where TFLM cannot
     run). Builds the firmware (or reuses the build for the same model, board and
@@ -63,6 +69,17 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
     from toolchain.hil.errors import CheckFailed, DeviceStopped
     from toolchain.hil.runner import HilConfig, format_summary
     from toolchain.subnets.export import SubnetError, is_export
+    farm = bool(place) or (jobs or 1) > 1
+    if (place_timeout is not None or coordinator is not None) and not place:
+        raise click.UsageError("--place-timeout and --coordinator need --place")
+    if place and port:
+        raise click.UsageError("give --place or --port, not both")
+    if farm and (is_export(model) or is_snn(model)):
+        raise click.UsageError("--place/--jobs run int8 models (.tflite); not subnet exports "
+                               "or spiking models yet")
+    if (jobs or 1) > 1 and port:
+        raise click.UsageError("--jobs N needs N devices: give N places (--place A --place "
+                               "B) or no --port (emulated boards are started)")
     if is_export(model):
         _subnets_hil(model, board, data_path, limit, min_accuracy, port, json_path, html_path,
                      quiet, subnets, subnet)
@@ -96,8 +113,17 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
     from toolchain.hil.api import run_hil
     cfg = HilConfig(limit=limit, min_accuracy=min_accuracy, tolerance=tolerance, layout=layout,
                     debug_layer=debug_layer, progress=not quiet)
-    res = run_hil(model, data_path, board=board, port=port, config=cfg, json_path=json_path,
-                  html_path=html_path, log=lambda s: click.echo(s, err=True))
+    log = lambda s: click.echo(s, err=True)  # noqa: E731
+    if place:
+        res = _hil_on_places(model, data_path, board, list(place), place_timeout, coordinator,
+                             jobs, cfg, json_path, html_path, log)
+    elif farm:
+        from toolchain.hil.parallel import run_hil_parallel
+        res = run_hil_parallel(model, data_path, board=board, jobs=jobs, config=cfg,
+                               json_path=json_path, html_path=html_path, log=log)
+    else:
+        res = run_hil(model, data_path, board=board, port=port, config=cfg,
+                      json_path=json_path, html_path=html_path, log=log)
     click.echo(format_summary(res))
     for p, what in ((json_path, "JSON"), (html_path, "HTML")):
         if p:
@@ -109,6 +135,40 @@ def hil_cmd(model, board, data_path, limit, min_accuracy, tolerance, layout, por
         raise DeviceStopped(fails[0] + (f"; partial results in {json_path}" if json_path else ""))
     if fails:
         raise CheckFailed("; ".join(fails))
+
+
+def _hil_on_places(model, data_path, board, places, timeout, coordinator, jobs, cfg, json_path,
+                   html_path, log):
+    """Acquire the places (all released on every exit path), flash them through their
+    labgrid driver where the board has one, run on one or shard over several."""
+    from toolchain.boards import resolve_board
+    from toolchain.farm import leased_places
+    from toolchain.farm.flash import flash_driver
+    from toolchain.hil.api import run_hil
+    from toolchain.hil.parallel import run_hil_parallel
+    from toolchain.hil.session import build_for_model, load_int8_model
+    m = load_int8_model(model)        # a bad model fails before a place is locked
+    count = jobs or len(places)
+    with leased_places(places, count, timeout=timeout, coordinator=coordinator,
+                       log=log) as leases:
+        b = resolve_board(board or leases[0].board)
+        if flash_driver(b)[0]:
+            fw = build_for_model(m, b, log=log)
+            for lease in leases:
+                log(f"flashing {fw.elf} through place {lease.place}")
+                lease.flash(fw.elf, b)
+        ports = [lease.serial_url for lease in leases]
+        if len(ports) == 1:
+            res = run_hil(m, data_path, board=b.name, port=ports[0], config=cfg,
+                          json_path=json_path, html_path=html_path, log=log)
+        else:
+            res = run_hil_parallel(m, data_path, board=b.name, ports=ports, config=cfg,
+                                   json_path=json_path, html_path=html_path, log=log)
+        res.meta["places"] = [lease.place for lease in leases]
+    if json_path:
+        from toolchain.hil.api import write_json_atomic
+        write_json_atomic(json_path, res.to_json())
+    return res
 
 
 def _subnets_hil(model, board, data_path, limit, min_accuracy, port, json_path, html_path,

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.common import is_snn, refuse_snn_options, snn_options, snn_opts, write_json
+from toolchain.cli.common import (is_snn, on_place, place_options, refuse_snn_options,
+                                  snn_options, snn_opts, write_json)
 
 
 def _read_input(path):
@@ -47,6 +48,8 @@ def _read_input(path):
 @click.option("--calib", type=click.Path(dir_okay=False), default=None,
               help="Spiking models (.nir): calibration inputs [default: the --input file].")
 @snn_options
+@place_options
+@on_place
 def infer_cmd(model, board, input_path, kernels, port, check, layers, json_path, calib,
               subnet, **kw):
     """Run MODEL on a board for the inputs in --input; print outputs and counts.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.common import write_json
+from toolchain.cli.common import on_place, place_options, write_json
 # helpers only: the `patch` group gets these commands in toolchain/cli/__init__.py
 from toolchain.cli.patch import _key, _load_model, _read_patch, key_option
 
@@ -103,7 +103,7 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
     """Build MODEL's firmware with its weights in a patchable flash area (A/B slots,
     staging, commit records) and the patch handlers."""
     from toolchain.boards import load_board
-    from toolchain.patch.device import area_layout, build_patch_model_firmware
+    from toolchain.patch.device import board_layout, build_patch_model_firmware
     from toolchain.patch.store import weight_store
     b = load_board(board)
     g = _load_model(model)
@@ -111,7 +111,7 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
         g, b, _key(key_path), out, kernels=kernels,
         test_build=not release and b.kind != "serial", name=Path(model).stem)
     st = weight_store(g)
-    lay = area_layout(st)
+    lay = board_layout(b, st)
     click.echo(res.report())
     click.echo(f"weight area: {lay.area_size:,} B = 2 meta pages + 2 slots of {lay.slot_size:,} B "
                f"+ staging {lay.stage_size:,} B (page {lay.page} B); store {st.nbytes:,} B in "
@@ -135,6 +135,8 @@ def firmware_cmd(model, board, key_path, out, kernels, release, json_path):
               help="Model the device should hold afterwards (.tflite): compare its outputs on "
                    "fixed inputs with the reference interpreter's.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
+@place_options
+@on_place
 def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, no_apply,
              check_model, json_path):
     """Stream a patch to a device (pipelined chunks, resumable) and apply it there."""
@@ -195,6 +197,8 @@ def send_cmd(patch_file, board, firmware, flash, port, key_path, window, chunk, 
 @click.command("status")
 @_device_opts
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
+@place_options
+@on_place
 def status_cmd(board, firmware, flash, port, json_path):
     """Print the device's patch state: model hash, sequence, slot, staging progress."""
     from toolchain.patch.send import patch_status

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.codegen.kernel_params import kernel_params
-from toolchain.codegen.planner import MemoryPlan, plan_memory
+from toolchain.codegen import stream as streaming
+from toolchain.codegen.planner import MemoryPlan, default_inplace, plan_memory
 from toolchain.codegen.rows import row_schedule
 from toolchain.codegen.scratch import RUNTIME_SIZER, kernel_scratch, requant_table
 from toolchain.ir import ops
@@ -60,10 +61,13 @@ UNIT_NAMES = {0: "ticks", 1: "instructions", 2: "cycles", 3: "ns"}
 def check_graph(graph: Graph) -> None:
     """Raise IRError for anything the runtime cannot run, naming op and layer."""
     validate(graph, SUPPORTED_OPS, target="the mcu runtime")
+    # int16 activations ("16x8"): only ops with an int16 form (toolchain/ir/ops/int16.py)
+    ops.int16.check_int16_graph(graph, "the mcu runtime")
+    act = ("int8", "int16") if ops.int16.graph_is_int16(graph) else ("int8",)
     for op in graph.ops:
         for n in op.outputs:
             t = graph.t(n)
-            if t.dtype != "int8":
+            if t.dtype not in act:
                 raise IRError(f"layer '{op.name}' ({op.type}): output '{n}' is {t.dtype}; "
                               "the mcu runtime runs int8 models (convert with mcu convert "
                               "--calib)")
@@ -71,7 +75,7 @@ def check_graph(graph: Graph) -> None:
             if not n:
                 continue
             t = graph.t(n)
-            if not t.is_const and t.dtype != "int8":
+            if not t.is_const and t.dtype not in act:
                 raise IRError(f"layer '{op.name}' ({op.type}): input '{n}' is {t.dtype}; "
                               "the mcu runtime runs int8 models")
             if t.is_const and ops.get(op.type).int8_const_inputs and t.dtype != "int8":
@@ -80,7 +84,7 @@ def check_graph(graph: Graph) -> None:
         kernel_params(graph, op)   # raises IRError on unsupported parameters
         _check_accumulator(graph, op)
     for n in graph.inputs + graph.outputs:
-        if graph.t(n).dtype != "int8":
+        if graph.t(n).dtype not in act:
             raise IRError(f"graph input/output '{n}' is {graph.t(n).dtype}; the mcu runtime "
                           "runs int8 models (convert with mcu convert --calib)")
 
@@ -94,6 +98,8 @@ MAX_PRODUCTS = (2**31 - 1) // (128 * 255)
 
 def _check_accumulator(graph: Graph, op) -> None:
     if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
+        return
+    if ops.int16.is_int16(graph, op):   # int64 sums (or TFLM's wrapping int32 ones)
         return
     w = graph.t(op.inputs[1])
     k = 1
@@ -157,8 +163,11 @@ def _topo_orders(graph: Graph, n_random: int = 24, seed: int = 0) -> list[list[i
 def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
                force_rows: bool = False, reorder: bool = True, alignment: int = 4,
                patchable: bool = False, row_slack: int | None = None,
-               levels: list | None = None):
+               levels: list | None = None, stream: bool = True):
     """(execution order, MemoryPlan): the smallest arena over candidate orders.
+
+    stream: run consecutive ops as streamed segments (toolchain/codegen/stream.py)
+    where that lowers the arena; "force" (tests): the longest segments, always.
 
     Row-delayed ops then run normally or in multi-row blocks (fewer kernel calls)
     where the arena stays within the smallest arena + row_slack bytes (default
@@ -173,8 +182,12 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
     def scratch(op, g):
         return ks[op.name]
 
-    def row_policy(op, g):
-        return row_schedule(g, op)
+    row_cache: dict = {}
+
+    def row_policy(op, g):       # depends on the op and its tensors only, not the order
+        if op.name not in row_cache:
+            row_cache[op.name] = row_schedule(g, op)
+        return row_cache[op.name]
 
     best = None
     orders = _topo_orders(graph) if reorder else [list(range(len(graph.ops)))]
@@ -184,12 +197,31 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
                            force_rows=force_rows)
         if best is None or plan.arena_size < best[1].arena_size:
             best = (order, plan)
+    if stream and rows and not force_rows and levels is None:
+        order, plan = best
+        g = _with_order(graph, order)
+        segs, splan = streaming.choose(g, plan, lambda sg: streaming.plan_with(
+            g, sg, alignment, scratch, row_policy, plan_memory, default_inplace), ks,
+            force=stream == "force")
+        if segs and stream == "force":
+            return _row_blocks(g, (order, splan), segs, variant, alignment, scratch, row_slack)
+        if segs:   # kept only when the arena is smaller after the multi-row-block pass too
+            plain = _row_blocks(g, best, [], variant, alignment, scratch, row_slack)
+            streamed = _row_blocks(g, (order, splan), segs, variant, alignment, scratch,
+                                   row_slack)
+            return streamed if streamed[1].arena_size < plain[1].arena_size else plain
     if not rows or force_rows or not best[1].rows:
         return best
-    # Row-delayed calls cost instructions (one kernel call per row block): where the
-    # arena allows, run an op normally, else in blocks of several rows per call.
+    return _row_blocks(_with_order(graph, best[0]), best, [], variant, alignment, scratch,
+                       row_slack)
+
+
+def _row_blocks(g: Graph, best, segs, variant, alignment, scratch, row_slack):
+    """Row-delayed calls cost instructions (one kernel call per row block): where the
+    arena allows, run an op normally, else in blocks of several rows per call."""
     order, plan = best
-    g = _with_order(graph, order)
+    if not plan.rows:
+        return best
     limit = plan.arena_size + (ROW_SLACK.get(variant, 0) if row_slack is None else row_slack)
     choice: dict[str, int] = {}    # op name -> 0 (not row-delayed) or rows per call
 
@@ -198,6 +230,9 @@ def plan_model(graph: Graph, variant: str = "portable", *, rows: bool = True,
         return None if b == 0 else row_schedule(gr, op, b)
 
     def trial():
+        if segs:
+            return streaming.plan_with(g, segs, alignment, scratch, policy, plan_memory,
+                                       default_inplace)
         return plan_memory(g, alignment, scratch=scratch, rows=policy)
     # the candidates and their heights come from the best plan: a trial plan may no
     # longer row-delay a later op (issue #12: KeyError on MobileNet-style models)
@@ -281,6 +316,7 @@ class _Emitter:
         self.table_bytes = 0
         self.lp = prefix           # prefix of layer symbols ({P}S{level} with subnet levels)
         self.level: int | None = None
+        self.stream_calls: dict = {}   # streamed op -> its recorded call (stream.record)
 
     def _key(self, table: dict, name: str, data) -> str:
         """Subnet levels: a constant whose bytes differ from another level's gets its
@@ -314,6 +350,12 @@ class _Emitter:
         return f"({self.p}arena + {self.plan.offsets[name]})"
 
     def scratch(self, op: Op) -> str:
+        seg = self.plan.segments.get(self.plan.stream_of.get(op.name))
+        if seg is not None:        # a segment's ops share one kernel scratch after its rings
+            if op.name not in self.plan.kernel_scratch:
+                return "0"
+            off = self.plan.scratch[seg.name][0] + seg.kernel_scratch_offset
+            return f"(void *)({self.p}arena + {off})"
         off = self.plan.kernel_scratch_offset(op.name)
         if off is None or op.name not in self.plan.kernel_scratch:
             return "0"
@@ -357,15 +399,20 @@ class _Emitter:
         return f"{P}_rq"
 
     def row_delayed(self, op: Op) -> bool:
-        return op.name in self.plan.rows
+        return op.name in self.plan.rows or op.name in self.plan.stream_of
 
     def rows(self, op, p, fn, ctype, pp, q, idm, wb, odm, scr) -> list[str]:
+        if op.name in self.plan.stream_of:     # streamed: the segment loop calls it
+            self.stream_calls[op.name] = (fn, ctype, pp, q, idm, wb, odm, scr)
+            return []
         return self._rows(op, p, fn, ctype, pp, q, idm, wb, odm, scr)
 
     def layer(self, k: int, op: Op) -> str:
         d = ops.get(op.type)
         if d is None or d.emit is None:  # pragma: no cover - check_graph refuses it first
             raise IRError(f"layer '{op.name}': no runtime kernel for op {op.type}")
+        if op.name in self.plan.stream_of:
+            return streaming.record(self, k, op, kernel_params(self.g, op))
         body = d.emit(self, k, op, kernel_params(self.g, op))
         fn_body = "\n    ".join(body) if body else "/* in place: nothing to do */"
         return (f"/* layer {k}: {op.type} {short_name(op)} */\n"
@@ -461,7 +508,7 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
              rows: bool = True, force_rows: bool = False, reorder: bool = True,
              name: str | None = None, alignment: int = 4,
              patchable: bool = False, row_slack: int | None = None,
-             levels: list | None = None) -> GenResult:
+             levels: list | None = None, stream: bool = True) -> GenResult:
     """Write model.c, model_weights.c/.h for `graph` into out_dir (see module doc).
 
     kernels: 'portable' or 'dsp' (sizes the DSP kernels' scratch). prefix: prepended
@@ -492,11 +539,12 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
     model_hash = graph.model_hash() if levels is None else levels_hash(levels)
     order, plan = plan_model(graph, kernels, rows=rows, force_rows=force_rows,
                              reorder=reorder, alignment=alignment, patchable=patchable,
-                             row_slack=row_slack, levels=levels)
+                             row_slack=row_slack, levels=levels, stream=stream)
     # The plan's ops are graph.ops permuted; layer k = index in graph.ops.
     em = _Emitter(graph, plan, prefix, kernels, patchable)
     if levels is None:
         layers_c = [em.layer(k, op) for k, op in enumerate(graph.ops)]
+        layers_c += streaming.emit_segments(em)
     else:
         layers_c = []
         for lv, lg in enumerate(levels):
@@ -538,8 +586,10 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
     # ---- model
     g = graph
     n_l = len(g.ops)
-    out_off = [plan.offsets[op.outputs[0]] for op in g.ops]
-    out_sz = [g.t(op.outputs[0]).nbytes for op in g.ops]
+    # a streamed segment's intermediates exist only as rings: no layer output (size 0)
+    out_off = [plan.offsets.get(op.outputs[0], 0) for op in g.ops]
+    out_sz = [g.t(op.outputs[0]).nbytes if op.outputs[0] in plan.offsets else 0
+              for op in g.ops]
     names = ",\n    ".join(_cstr(f"{op.type} {short_name(op)}") for op in g.ops)
     in_offs = [plan.offsets[n] for n in g.inputs]
     in_szs = [g.t(n).nbytes for n in g.inputs]
@@ -550,6 +600,7 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
  * model hash {model_hash}
  * arena {plan.arena_size} B (sum of tensors without sharing: {plan.naive_size} B);
  * row-delayed in place: {', '.join(str(g.ops.index(o)) for o in g.ops if o.name in plan.rows) or 'none'};
+ * streamed segments: {'; '.join(' '.join(str(g.ops.index(o)) for o in g.ops if plan.stream_of.get(o.name) == sn) for sn in plan.segments) or 'none'};
  * execution order: {' '.join(map(str, order))}
  * Do not edit: regenerate with `mcu build`. */
 #include <stdint.h>
@@ -566,6 +617,23 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
 #define {P}NUM_LAYERS {n_l}u
 static int8_t {P}arena[{max(plan.arena_size, 4)}] __attribute__((aligned(16)));
 
+/* row copies of streamed segments: 16 bytes per step when word aligned */
+static inline void mcu_copy8(int8_t *dst, const int8_t *src, int32_t n) {{
+    if (((uint32_t)(uintptr_t)dst | (uint32_t)(uintptr_t)src | (uint32_t)n) % 4u == 0u) {{
+        for (; n >= 16; n -= 16, dst += 16, src += 16) {{
+            uint32_t a, b, c, d;
+            __builtin_memcpy(&a, src, 4);
+            __builtin_memcpy(&b, src + 4, 4);
+            __builtin_memcpy(&c, src + 8, 4);
+            __builtin_memcpy(&d, src + 12, 4);
+            __builtin_memcpy(dst, &a, 4);
+            __builtin_memcpy(dst + 4, &b, 4);
+            __builtin_memcpy(dst + 8, &c, 4);
+            __builtin_memcpy(dst + 12, &d, 4);
+        }}
+    }}
+    while (n-- > 0) *dst++ = *src++;
+}}
 """
     src += "\n".join(em.decls) + "\n\n" + "\n".join(layers_c)
     if levels is None:
@@ -685,6 +753,7 @@ const uint8_t *{P}model_layer_output(uint32_t k, uint32_t *size) {{
         layers.append(dict(index=k, name=op.name, type=op.type, exec_pos=order.index(k),
                            output=op.outputs[0], out_bytes=out_sz[k],
                            offset=out_off[k], row_inplace=op.name in plan.rows,
+                           streamed=op.name in plan.stream_of,
                            scratch=plan.scratch.get(op.name, (0, 0))[1]))
     extra = {} if levels is None else dict(levels=[_level_sparsity(lg) for lg in levels])
     (out_dir / f"{P}plan.json").write_text(json.dumps(

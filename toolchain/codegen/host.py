@@ -77,7 +77,8 @@ class HostModels:
         ptr = self._fn(gen, "model_input_n", C.POINTER(C.c_uint8), [C.c_uint32])
         size = self._fn(gen, "model_input_size_n", C.c_uint32, [C.c_uint32])
         for i, x in enumerate(inputs):
-            b = np.ascontiguousarray(np.asarray(x, np.int8)).tobytes()
+            dt = np.dtype(gen.graph.t(gen.graph.inputs[i]).dtype)    # int8 or int16
+            b = np.ascontiguousarray(np.asarray(x, dt)).astype(dt.newbyteorder("<")).tobytes()
             if len(b) != size(i):
                 raise ValueError(f"input {i}: {len(b)} bytes, model takes {size(i)}")
             C.memmove(ptr(i), b, len(b))
@@ -92,7 +93,9 @@ class HostModels:
         size = self._fn(gen, "model_output_size_n", C.c_uint32, [C.c_uint32])
         for i, n in enumerate(gen.graph.outputs):
             raw = C.string_at(ptr(i), size(i))
-            outs.append(np.frombuffer(raw, np.int8).reshape(gen.graph.t(n).shape).copy())
+            dt = np.dtype(gen.graph.t(n).dtype).newbyteorder("<")
+            outs.append(np.frombuffer(raw, dt).astype(gen.graph.t(n).dtype)
+                        .reshape(gen.graph.t(n).shape))
         return outs
 
     def layer_output(self, gen, inputs, k: int) -> np.ndarray:

@@ -12,6 +12,11 @@ output into the input's buffer (same base), one output row at a time through a
 small ring of row slots in the op's scratch. Used when ring + max(in, out) is
 smaller than in + out (or always with force_rows, for tests).
 
+Streamed segments (toolchain/codegen/stream.py) reach the planner as one virtual op
+each (its external inputs -> its output, scratch = its rings + kernel scratch, in place
+over an input when its byte-level simulation allows); the plan then records them
+(`segments`, `stream_of`) and their intermediates have no buffer.
+
 Placement is greedy-by-size like TFLite Micro's GreedyMemoryPlanner, but tried
 under several orderings, keeping the smallest arena; the plan is verified before
 it is returned so a planner bug cannot silently corrupt activations.
@@ -54,6 +59,10 @@ class MemoryPlan:
     naive_size: int = 0                      # sum of all buffers, no sharing
     rows: dict = field(default_factory=dict)  # op name -> RowSchedule (row-delayed in place)
     kernel_scratch: dict = field(default_factory=dict)  # op name -> kernel scratch bytes
+    # streamed segments (toolchain/codegen/stream.py): virtual op name -> Segment, and
+    # the segment of each streamed op (its intermediates have no arena buffer)
+    segments: dict = field(default_factory=dict)
+    stream_of: dict = field(default_factory=dict)
 
     def ring(self, op_name: str) -> tuple[int, int] | None:
         """(offset, bytes) of a row-delayed op's ring; its kernel scratch follows it."""
@@ -87,6 +96,7 @@ class MemoryPlan:
         return dict(arena_size=self.arena_size, alignment=self.alignment,
                     naive_size=self.naive_size, inplace=self.inplace,
                     rows={k: v.to_json() for k, v in self.rows.items()},
+                    segments={k: v.to_json() for k, v in self.segments.items()},
                     buffers=self.table(), timeline=self.usage_timeline(num_ops))
 
 
@@ -258,6 +268,19 @@ def largest_layer_live_set(plan: MemoryPlan, graph: Graph) -> dict:
             best = dict(bytes=a + o + scratch, layer=i, type=op.type, name=op.name,
                         inputs=a, output=o, scratch=scratch, inplace=shared)
     best.update(tensors_bytes=tens, tensors_layer=tens_layer)
+    if plan.segments:    # a streamed segment's live set: its inputs, output and rings
+        from toolchain.codegen.stream import live_set
+        index = {op.name: i for i, op in enumerate(graph.ops)}
+        segs = []
+        for seg in plan.segments.values():
+            ls = live_set(plan, graph, seg)
+            segs.append(dict(ls, layers=[index[n] for n in seg.op_names], name=seg.name))
+            if ls["bytes"] > best["bytes"]:
+                ks = [index[n] for n in seg.op_names]
+                best.update(bytes=ls["bytes"], layer=ks[0], type=f"segment {ks[0]}-{ks[-1]}",
+                            name=seg.name, inputs=ls["inputs"], output=ls["output"],
+                            scratch=ls["scratch"], inplace=ls["inplace"])
+        best["segments"] = segs
     return best
 
 

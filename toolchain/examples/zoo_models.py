@@ -236,6 +236,33 @@ def conv1d_dw_long(steps=400, feats=13, c=24, classes=6):
     return net, (1, feats, steps)
 
 
+def unet_decoder(res=16, c=8):
+    """A small U-Net-like conv autoencoder: two stride-2 encoder stages, a ConvTranspose2d
+    k4 s2 p1 up-stage (TFLite SAME), skip concatenation, a nearest nn.Upsample x2 and a
+    ConvTranspose2d k3 s2 p1 output_padding 1 (a cropped full result) back to the input
+    size. TRANSPOSE_CONV, RESIZE_NEAREST_NEIGHBOR, STRIDED_SLICE, CONCATENATION."""
+    torch, nn = _nn()
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.e1 = nn.Sequential(*_cbr(nn, 1, c, 3, 2, act="relu"))          # res/2
+            self.e2 = nn.Sequential(*_cbr(nn, c, 2 * c, 3, 2, act="relu"))      # res/4
+            self.u1 = nn.ConvTranspose2d(2 * c, c, 4, 2, 1)                    # res/2
+            self.m = nn.Sequential(*_cbr(nn, 2 * c, c, 3, 1, act="relu"))
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")             # res
+            self.d = nn.Sequential(*_cbr(nn, c, c, 3, 2, act="relu"))          # res/2
+            self.out = nn.ConvTranspose2d(c, 1, 3, 2, 1, output_padding=1)    # res
+
+        def forward(self, x):
+            s1 = self.e1(x)
+            y = torch.relu(self.u1(self.e2(s1)))
+            y = self.up(self.m(torch.cat([y, s1], 1)))
+            return self.out(self.d(y))
+
+    return UNet(), (1, 1, res, res)
+
+
 ZOO = {
     "mobilenet_v1_96": functools.partial(mobilenet_v1, 0.25, 96),
     "mobilenet_v1_48_a05": functools.partial(mobilenet_v1, 0.5, 48, 3),
@@ -259,6 +286,7 @@ ZOO = {
     "mobilenet_v2_64_w3": functools.partial(mobilenet_v2, 64, 4, 3),
     "conv1d_mfcc_64x10": conv1d_mfcc,
     "conv1d_dw_long_400": conv1d_dw_long,
+    "unet_decoder_16": unet_decoder,
 }
 
 

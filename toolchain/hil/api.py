@@ -123,20 +123,7 @@ def run_hil(model, data_path, *, board: str | None = None, port: str | None = No
         info = dev.info()
         fw = dev.build
         plan = memory_plan(m, fw)
-        meta = dict(model=m.path, model_hash=m.hash, model_name=m.graph.name,
-                    ops=len(m.graph.ops), board=dev.board.name, board_kind=dev.board.kind,
-                    device_url=dev.url, data=data.path, data_total=data.total,
-                    data_dtype=data.source_dtype, layout=data.layout_note, oracle=ref.name,
-                    oracle_note=ref.why_not_tflm, cpu_hz=dev.board.cpu_hz or None,
-                    flash_used=(fw.flash_used if fw else info.flash_used),
-                    ram_used=(fw.ram_used if fw else info.ram_used),
-                    flash_budget=(fw.flash_budget if fw else info.flash_budget),
-                    ram_budget=(fw.ram_budget if fw else info.ram_budget),
-                    firmware=(str(fw.elf) if fw else None),
-                    firmware_build_id=(fw.build_id if fw else info.build_id),
-                    firmware_reused=(bool(fw.cached) if fw else None),
-                    arena_size=(plan or {}).get("arena_size"),
-                    started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        meta = run_meta(m, dev, data, ref, info, plan)
         last = [0.0]
 
         def on_sample(res, s):
@@ -171,6 +158,25 @@ def run_hil(model, data_path, *, board: str | None = None, port: str | None = No
         from toolchain.hil.html import write_html
         write_html(res, html_path)
     return res
+
+
+def run_meta(m, dev, data, ref, info, plan) -> dict:
+    """The report's meta block: model, board, data, oracle, firmware and budgets."""
+    fw = dev.build
+    return dict(model=m.path, model_hash=m.hash, model_name=m.graph.name,
+                ops=len(m.graph.ops), board=dev.board.name, board_kind=dev.board.kind,
+                device_url=dev.url, data=data.path, data_total=data.total,
+                data_dtype=data.source_dtype, layout=data.layout_note, oracle=ref.name,
+                oracle_note=ref.why_not_tflm, cpu_hz=dev.board.cpu_hz or None,
+                flash_used=(fw.flash_used if fw else info.flash_used),
+                ram_used=(fw.ram_used if fw else info.ram_used),
+                flash_budget=(fw.flash_budget if fw else info.flash_budget),
+                ram_budget=(fw.ram_budget if fw else info.ram_budget),
+                firmware=(str(fw.elf) if fw else None),
+                firmware_build_id=(fw.build_id if fw else info.build_id),
+                firmware_reused=(bool(fw.cached) if fw else None),
+                arena_size=(plan or {}).get("arena_size"),
+                started=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
 class _NoTimes:

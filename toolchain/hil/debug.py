@@ -31,6 +31,10 @@ def find_divergence(client, graph: Graph, reference, xq: np.ndarray, sample: int
                         error=str(e))
         got = np.frombuffer(bytes(raw), np.int8)
         row = dict(index=k, name=op.name, type=op.type, tensor=name, shape=list(t.shape))
+        if got.size == 0 and ref.size:   # inside a streamed segment: not kept in the arena
+            row.update(equal=None, count=None, streamed=True)
+            checked.append(row)
+            continue
         if got.size != ref.size:
             row.update(equal=False, count=None)
             checked.append(row)

@@ -13,7 +13,14 @@ Options: --mcu-board NAME (default: $MCU_BOARD or the default board; `mcu boards
 --mcu-port URL (a real board already flashed with the model's firmware: no build,
 the model hash is checked). Devices are started once per (model, board, port, build
 options) and shared by the tests of a session; they stop when the session ends.
-Fixtures: mcu_device (factory), mcu_board (the board name). Marker: @pytest.mark.mcu."""
+--mcu-place NAME (a labgrid place on $LG_COORDINATOR, a glob like rack-* or a comma
+list: the session acquires one idle place among them, waiting up to
+--mcu-place-timeout, and releases it at the end; mcu_device then talks to its serial
+port, board from its `board` tag). With pytest-xdist (`pytest -n N`) every worker is
+its own process with its own devices: emulated boards are started per worker, and
+worker gwK tries the K-th matching place first, so N workers spread over N places.
+Fixtures: mcu_device (factory), mcu_board (the board name), mcu_place (the Lease or
+None), mcu_worker (the xdist worker id, "master" without -n). Marker: @pytest.mark.mcu."""
 from __future__ import annotations
 
 import os
@@ -27,6 +34,11 @@ def pytest_addoption(parser):
                 help="board for mcu_device (default: $MCU_BOARD or the default board)")
     g.addoption("--mcu-port", default=None,
                 help="pyserial URL of a real board already flashed with the model's firmware")
+    g.addoption("--mcu-place", default=None,
+                help="labgrid place(s) for mcu_device: NAME, a glob (rack-*) or A,B; one is "
+                     "acquired per session (per pytest -n worker) and released at the end")
+    g.addoption("--mcu-place-timeout", type=float, default=None,
+                help="seconds to wait for a free place (default: as long as it takes)")
 
 
 def pytest_configure(config):
@@ -43,6 +55,42 @@ def mcu_board(pytestconfig) -> str:
 
 
 @pytest.fixture(scope="session")
+def mcu_worker() -> str:
+    """The pytest-xdist worker id (gw0, gw1, ...), or "master" without -n."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "master")
+
+
+def _worker_index(worker: str) -> int:
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+@pytest.fixture(scope="session")
+def mcu_place(pytestconfig, mcu_worker):
+    """The labgrid place of this session (or worker) from --mcu-place, or None."""
+    spec = pytestconfig.getoption("mcu_place", None)
+    if not spec:
+        yield None
+        return
+    import atexit
+
+    from toolchain.errors import USER_ERRORS
+    from toolchain.farm import acquire_places, release_all, sigterm_as_interrupt
+    pats = [p.strip() for p in spec.split(",") if p.strip()]
+    with sigterm_as_interrupt():           # a session ended by SIGTERM tears down too
+        try:
+            leases = acquire_places(pats, 1,
+                                    timeout=pytestconfig.getoption("mcu_place_timeout"),
+                                    prefer=_worker_index(mcu_worker))
+        except USER_ERRORS as e:
+            pytest.fail(f"mcu_place: {e}", pytrace=False)
+        atexit.register(release_all, leases)     # also when the session is cut short
+        try:
+            yield leases[0]
+        finally:
+            release_all(leases)
+
+
+@pytest.fixture(scope="session")
 def _mcu_pool():
     pool: dict = {}
     yield pool
@@ -51,7 +99,7 @@ def _mcu_pool():
 
 
 @pytest.fixture
-def mcu_device(request, mcu_board, _mcu_pool):
+def mcu_device(request, mcu_board, mcu_place, _mcu_pool):
     """Factory: mcu_device(model=PATH_OR_GRAPH, board=None, port=None, **options) -> a
     started HilDevice (.infer(x), .infer_raw(xq), .info(), .model, .board). options go
     to HilDevice (test_build, defines, protocol, client=...). Problems starting the
@@ -61,6 +109,9 @@ def mcu_device(request, mcu_board, _mcu_pool):
     port_opt = request.config.getoption("mcu_port", None)
 
     def factory(model, board: str | None = None, port: str | None = None, **options):
+        if mcu_place is not None and not (port or port_opt):
+            port = mcu_place.serial_url
+            board = board or mcu_place.board
         board = board or mcu_board
         port = port or port_opt
         if "client" in options:       # injected clients are not shared

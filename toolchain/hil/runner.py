@@ -258,6 +258,12 @@ def format_summary(res: HilResult) -> str:
     if m.get("board"):
         rows.append(("board", f"{m['board']}" + (f"  {m['device_url']}"
                                                   if m.get("device_url") else "")))
+    if m.get("places"):
+        rows.append(("places", ", ".join(m["places"])))
+    if m.get("jobs"):
+        rows.append(("devices", f"{m['jobs']} in parallel, shards of "
+                                + "/".join(str(s["samples"]) for s in m.get("shards", []))
+                                + f" samples; wall {res.wall_s:.2f} s"))
     if m.get("data"):
         rows.append(("data", f"{m['data']}: {res.planned} samples"
                              + (f" of {m['data_total']}" if m.get("data_total", res.planned)

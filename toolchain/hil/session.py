@@ -59,6 +59,9 @@ def load_int8_model(model) -> LoadedModel:
     if not g.is_quantized:
         raise HilError(f"{path} is {g.io_kind()}; mcu runs int8 models, convert it first: "
                        f"mcu convert {path} --calib CALIB.npz -o OUT (then use OUT/model.tflite)")
+    if any(g.tensors[n].dtype != "int8" for n in g.inputs + g.outputs):
+        raise HilError(f"{path} has int16 activations; mcu hil streams int8 inputs and outputs "
+                       "(build it with mcu build and run it with the host board or QEMU)")
     if len(g.inputs) != 1:
         raise HilError(f"{path} has {len(g.inputs)} inputs; mcu hil runs single-input models")
     layouts = g.meta.get("input_layouts", {})
@@ -94,7 +97,6 @@ def build_for_model(model, board, *, build_dir=None, protocol: str = "binary",
     with the same key. patch_c(gen_dir) may edit the generated sources (test builds
     that corrupt something on purpose). Returns a BuildResult."""
     from toolchain.boards import load_board
-    from toolchain.build import build_firmware, model_sources
     m = load_int8_model(model)
     b = load_board(board)
     opts = dict(protocol=protocol, test_build=test_build, defines=defines or {},
@@ -102,6 +104,19 @@ def build_for_model(model, board, *, build_dir=None, protocol: str = "binary",
     key = options_key(b.name, m.hash, opts)
     out = Path(build_dir or Path("build") / "hil" / f"{b.name}-{m.hash[:12]}-{key}")
     stamp = out / "hil-key.json"
+    out.mkdir(parents=True, exist_ok=True)
+    # one build at a time per directory: pytest -n workers and parallel HIL runs may
+    # ask for the same firmware at once
+    import fcntl
+    with open(out / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(m, b, out, stamp, key, opts, protocol, test_build, defines,
+                             patch_c, force, log)
+
+
+def _build_locked(m, b, out, stamp, key, opts, protocol, test_build, defines, patch_c,
+                  force, log):
+    from toolchain.build import build_firmware, model_sources
     # The C is generated every time (milliseconds); toolchain.build then skips the
     # compile when no source, header or flag changed, so a toolchain update rebuilds.
     if log and not (out / "build.json").exists():

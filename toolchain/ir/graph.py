@@ -150,7 +150,10 @@ class Graph:
 
     @property
     def is_quantized(self) -> bool:
-        return all(self.tensors[n].dtype == "int8" for n in self.inputs + self.outputs)
+        """int8 (or int16-activation, "16x8") inputs and outputs."""
+        return all(self.tensors[n].dtype == "int8" or (self.tensors[n].dtype == "int16"
+                                                       and self.tensors[n].quant is not None)
+                   for n in self.inputs + self.outputs)
 
     def io_kind(self) -> str:
         """What a non-int8 model is, for messages: "a float model", "a uint8 model (TFLite's

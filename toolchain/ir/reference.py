@@ -29,16 +29,18 @@ SUPPORTED_OPS = ops.ops_with("reference")
 
 
 def _check_types(g: Graph) -> None:
+    ops.int16.check_int16_graph(g, "the reference interpreter")
     for op in g.ops:
         float_io = ops.get(op.type).float_io
+        ok = ("int8", "int16") if ops.get(op.type).int16 else ("int8",)
         for n in op.inputs[:1]:
             t = g.t(n)
-            if t.dtype != "int8" and "in" not in float_io:
+            if t.dtype not in ok and "in" not in float_io:
                 raise IRError(f"layer '{op.name}' ({op.type}): input '{n}' is {t.dtype}; the "
                               "reference interpreter runs int8 graphs (float graphs: float_eval)")
         for n in op.outputs:
             t = g.t(n)
-            if t.dtype != "int8" and "out" not in float_io:
+            if t.dtype not in ok and "out" not in float_io:
                 raise IRError(f"layer '{op.name}' ({op.type}): output '{n}' is {t.dtype}; the "
                               "reference interpreter runs int8 graphs (float graphs: float_eval)")
 
@@ -60,8 +62,9 @@ def run(graph: Graph, feeds, keep_intermediates: bool = False) -> dict[str, np.n
         if a.size != t.size:
             raise IRError(f"input '{n}': got shape {a.shape}, expected {t.shape}")
         if a.dtype != np.dtype(t.dtype):
-            if t.dtype == "int8" and (a.min(initial=0) < -128 or a.max(initial=0) > 127):
-                raise IRError(f"input '{n}': values out of int8 range")
+            info = np.iinfo(t.dtype) if t.dtype in ("int8", "int16") else None
+            if info is not None and (a.min(initial=0) < info.min or a.max(initial=0) > info.max):
+                raise IRError(f"input '{n}': values out of {t.dtype} range")
             a = a.astype(t.dtype)
         values[n] = a.reshape(t.shape)
     for st in graph.state:

@@ -1,5 +1,7 @@
 """The long fault campaign of the device apply (issue #6): `make patch-faults` or
-`python -m toolchain.patch.campaign --json build/patch-faults.json [--quick] [--no-qemu]`.
+`python -m toolchain.patch.campaign --json build/patch-faults.json [--quick] [--no-qemu]`;
+`make patch-faults-stm32` (`--stm32`) runs it over the STM32 flash controller models
+instead (boards host-stm32f4 and host-stm32l4, issue #13): build/patch-faults-stm32.json.
 
 - power cuts at every flash operation (stride 1; every 2nd cut torn) of streaming and
   applying: a raw store (small delta, all-elements delta, full patch) and a generated
@@ -100,22 +102,27 @@ def rejections(board, fw, old, key=KEY) -> dict:
     return out
 
 
-def run(json_path=None, quick=False, qemu=True, echo=print) -> dict:
+STM32_BOARDS = ("host-stm32f4", "host-stm32l4")
+
+
+def run(json_path=None, quick=False, qemu=True, echo=print, boards=None) -> dict:
     from .device import (build_patch_firmware, build_patch_model_firmware, mutate_store,
                          patch_between, raw_store)
     from .faults import link_fault_campaign, power_cut_campaign
     from .store import weight_store
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mcu-patch-faults-"))
-    boards = ["host"] + (["mps2-an386"] if qemu and shutil.which("qemu-system-arm") else [])
+    from toolchain.boards import load_board
+    if boards is None:
+        boards = ["host"] + (["mps2-an386"] if qemu and shutil.which("qemu-system-arm") else [])
     st = raw_store()
     g0, mres = model_case()
     verify = verifier([g0, mres.graph])
-    out = dict(quick=quick, power_cuts=[], link_faults=[], rejections=[])
+    out = dict(quick=quick, boards=list(boards), power_cuts=[], link_faults=[], rejections=[])
     for board in boards:
         fw = build_patch_firmware(board, st, KEY, work / f"fw-{board}", test_build=True)
         mfw, _ = build_patch_model_firmware(g0, board, KEY, work / f"mfw-{board}")
-        qe = board != "host"
+        qe = load_board(board).kind != "host"
         cases = [("model delta", mfw, weight_store(g0), weight_store(mres.graph), mres.data,
                   verify),
                  ("raw delta 5%", fw, st, mutate_store(st, 0.05, seed=4), None, None)]
@@ -180,7 +187,9 @@ if __name__ == "__main__":
     ap.add_argument("--json", default=None)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--stm32", action="store_true",
+                    help="the STM32 flash controller models (host-stm32f4, host-stm32l4)")
     a = ap.parse_args()
-    r = run(a.json, a.quick, not a.no_qemu)
+    r = run(a.json, a.quick, not a.no_qemu, boards=list(STM32_BOARDS) if a.stm32 else None)
     t = r["totals"]
     sys.exit(1 if t["power_cut_bad"] or t["link_fault_bad"] or t["rejection_bad"] else 0)

@@ -26,7 +26,7 @@ from .format import key_id
 from .store import StoreTensor, WeightStore
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "firmware_templates"
-PATCH_SOURCES = ("patch_dev.c", "sha256.c", "flash_nor.c")
+PATCH_SOURCES = ("patch_dev.c", "sha256.c")  # + the board's flash backend (flash_backend)
 
 
 def slot_image(store: WeightStore, lay: AreaLayout) -> bytes:
@@ -112,31 +112,102 @@ const mcu_patch_cfg_t mcu_patch_cfg = {{
 """
 
 
-def patch_sources(gen_dir, store: WeightStore, key: bytes, lay: AreaLayout | None = None):
-    """(sources, include_dirs, defines) to add to build_firmware for a patchable firmware."""
+# Flash backends of the weight area: NOR emulation (flash_nor.c over the family's
+# boards/<family>/flash_<family>.c) or an STM32 flash controller (patch/stm32/), chosen
+# by the board TOML's [patch] table: flash = "stm32f4" | "stm32l4", page = erase unit,
+# model = true (host boards: the controller is the register-level model).
+STM32_BACKENDS = {
+    # backend: (sources, write unit in bytes, allowed erase units)
+    "stm32f4": (("stm32/flash_stm32f4.c",), 1, (0x20000,)),
+    "stm32l4": (("stm32/flash_stm32l4.c",), 8, (0x1000,)),
+}
+MODEL_SOURCES = ("stm32/model_common.c",)
+
+
+def _nor_backend() -> dict:
+    return dict(flash="nor", page=PAGE, write_unit=1, model=False,
+                sources=[TEMPLATES / "patch" / "flash_nor.c"], defines={}, include_dirs=[])
+
+
+def flash_backend(board) -> dict:
+    """How `board` stores the weight area: {"flash", "page", "write_unit", "model",
+    "sources", "defines", "include_dirs"} (the backend's part of a patchable build)."""
+    from toolchain.boards import load_board
+    from toolchain.errors import BuildError
+    b = load_board(board)
+    pt = b.raw.get("patch") or {}
+    kind = pt.get("flash", "nor")
+    if kind == "nor":
+        return _nor_backend()
+    if kind not in STM32_BACKENDS:
+        raise BuildError(f"{b.path}: [patch] flash = {kind!r} is not one of nor, "
+                         f"{', '.join(STM32_BACKENDS)}")
+    srcs, wu, pages = STM32_BACKENDS[kind]
+    page = pt.get("page", pages[0])
+    if page not in pages:
+        raise BuildError(f"{b.path}: [patch] page = {page} does not match the {kind} flash "
+                         f"(erase unit {', '.join(str(p) for p in pages)} B)")
+    model = bool(pt.get("model", False))
+    if model and b.kind != "host":
+        raise BuildError(f"{b.path}: [patch] model = true needs a host board (the controller "
+                         f"model runs in a native build)")
+    files = list(srcs) + ([*MODEL_SOURCES, f"stm32/model_{kind}.c"] if model else [])
+    defines = {"MCU_FLASH_WRITE_UNIT": wu}
+    if model:
+        defines["MCU_FLASH_MODEL"] = 1
+    return dict(flash=kind, page=page, write_unit=wu, model=model,
+                sources=[TEMPLATES / "patch" / f for f in files], defines=defines,
+                include_dirs=[TEMPLATES / "patch" / "stm32"])
+
+
+def board_layout(board, store: WeightStore, stage_capacity: int | None = None) -> AreaLayout:
+    """The weight-area layout of `store` on `board` (page = the board's erase unit)."""
+    return area_layout(store, page=flash_backend(board)["page"], stage_capacity=stage_capacity)
+
+
+def patch_sources(gen_dir, store: WeightStore, key: bytes, lay: AreaLayout | None = None,
+                  board=None):
+    """(sources, include_dirs, defines) to add to build_firmware for a patchable firmware,
+    with the flash backend of `board` (None: the NOR emulation)."""
     gen_dir = Path(gen_dir)
     gen_dir.mkdir(parents=True, exist_ok=True)
-    lay = lay or area_layout(store)
+    fb = flash_backend(board) if board is not None else _nor_backend()
+    lay = lay or area_layout(store, page=fb["page"])
+    if lay.page != fb["page"]:
+        raise ValueError(f"layout page {lay.page} differs from the flash's erase unit "
+                         f"{fb['page']}")
     cfg = gen_dir / "mcu_patch_cfg.c"
     text = config_source(store, key, lay)
     if not cfg.exists() or cfg.read_text() != text:
         cfg.write_text(text)
-    srcs = [TEMPLATES / "patch" / s for s in PATCH_SOURCES] + [cfg]
-    return srcs, [TEMPLATES / "patch"], {"MCU_FLASH_PAGE": lay.page}
+    srcs = [TEMPLATES / "patch" / s for s in PATCH_SOURCES] + fb["sources"] + [cfg]
+    defs = {"MCU_FLASH_PAGE": lay.page, **fb["defines"]}
+    if fb["model"]:     # the controller model's array: the area + one ECC byte per 8 B
+        defs["MCU_FLASH_MODEL_CAP"] = lay.area_size + lay.area_size // 8
+    return srcs, [TEMPLATES / "patch", *fb["include_dirs"]], defs
 
 
-def require_flash_backend(board) -> None:
-    """Patchable firmware needs the board family's NOR flash backend
-    (firmware_templates/boards/<family>/flash_<family>.c, the board_flash_* half of
-    app/flash.h); a family without one (stm32f4 so far) is refused in one line."""
+def require_flash_backend(board, lay: AreaLayout | None = None) -> None:
+    """Patchable firmware needs a flash backend: the board's [patch] flash controller
+    (stm32f4, stm32l4: firmware_templates/patch/stm32/) or its family's NOR emulation
+    backend (firmware_templates/boards/<family>/flash_<family>.c, the board_flash_*
+    half of app/flash.h). A board without either (nrf52 so far) is refused in one line,
+    and so is a weight area that cannot fit the board's flash next to the code."""
     from toolchain.boards import load_board
     from toolchain.errors import BuildError
     b = load_board(board)
+    fb = flash_backend(b)
     fam = TEMPLATES / "boards" / b.family
-    if not any(fam.glob("flash_*.c")):
+    if fb["flash"] == "nor" and not any(fam.glob("flash_*.c")):
         raise BuildError(f"patch flash backend not available for family {b.family} "
                          f"(board {b.name}); build without patches, or use a board of "
-                         f"family mps2 or host")
+                         f"family mps2, host, stm32f4 or stm32l4")
+    if lay is not None and b.is_cross and lay.area_size + lay.page > b.flash_size:
+        raise BuildError(f"weight area of {lay.area_size:,} B ({lay.area_size // lay.page} "
+                         f"erase units of {lay.page:,} B: 2 meta, 2 slots, staging) does not "
+                         f"fit board {b.name}'s {b.flash_size:,} B flash next to the code; "
+                         f"use a board with more flash (see docs/patch-device.md, "
+                         f"\"Flash layouts per board\")")
 
 
 def build_patch_firmware(board, store: WeightStore, key: bytes, build_dir, *,
@@ -146,9 +217,10 @@ def build_patch_firmware(board, store: WeightStore, key: bytes, build_dir, *,
     from toolchain.boards import load_board
     from toolchain.build import build_firmware
     board = load_board(board)       # once, for the backend check and the build
-    require_flash_backend(board)
+    lay = lay or board_layout(board, store)
+    require_flash_backend(board, lay)
     build_dir = Path(build_dir)
-    srcs, incs, defs = patch_sources(build_dir / "gen-patch", store, key, lay)
+    srcs, incs, defs = patch_sources(build_dir / "gen-patch", store, key, lay, board=board)
     defs.update(defines or {})
     return build_firmware(board, build_dir, extra_sources=[*srcs, *extra_sources],
                           include_dirs=[*incs, *include_dirs], defines=defs,
@@ -244,8 +316,9 @@ def build_patch_model_firmware(model, board, key: bytes, out_dir, *, kernels: st
     srcs, incs, defs = firmware_sources(graph, b, out / "model", kernels=kernels, name=nm,
                                         patchable=True)
     st = weight_store(graph)
-    lay = area_layout(st, stage_capacity=stage_capacity)
-    psrcs, pincs, pdefs = patch_sources(out / "gen-patch", st, key, lay)
+    lay = board_layout(b, st, stage_capacity=stage_capacity)
+    require_flash_backend(b, lay)
+    psrcs, pincs, pdefs = patch_sources(out / "gen-patch", st, key, lay, board=b)
     defs = dict(defs, **pdefs, **(defines or {}))
     res = build_firmware(b, out, extra_sources=[*srcs, *psrcs], include_dirs=[*incs, *pincs],
                          defines=defs, with_runtime=True, test_build=test_build, werror=werror)

@@ -107,6 +107,8 @@ class PatchStatus:
         f = p[1]
         (seq, last, tot, nxt, crc, cap, slot, er, pr, rf) = struct.unpack_from("<10I", p, 4)
         mc, pg = struct.unpack_from("<HH", p, 44)
+        if pg & 0x8000:             # large erase units (STM32F4 sectors): KB units
+            pg = (pg & 0x7FFF) << 10
         return cls(bool(f & 1), bool(f & 2), bool(f & 4), bool(f & 8), bool(f & 16), p[2], p[3],
                    seq, last, tot, nxt, crc, cap, slot, er, pr, rf, mc, pg,
                    p[48:80].hex() if f & 1 else None, p[80:84].hex())

@@ -16,6 +16,8 @@ from . import conv, depthwise, fully_connected, pooling, elementwise, shape  # n
 from . import softmax, reduce, activations, quantize  # noqa: F401,E402
 from . import synapses, neurons  # noqa: F401,E402  (spiking networks, family "snn")
 from . import sparse  # noqa: F401,E402  (nested row-sparse subnets)
+from . import transpose_conv, resize  # noqa: F401,E402
+from . import int16  # noqa: F401,E402  (int16 activations: attaches forms to the ops above)
 
 
 def require(op_type: str, layer: str, what: str = "the IR") -> OpDef:

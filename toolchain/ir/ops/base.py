@@ -95,6 +95,7 @@ class OpDef:
     dense_form: Callable | None = None     # (g, op) -> (op type, attrs, weight Tensor): the
     #                                         equivalent registered op the TFLite writer writes
     doc: str = ""
+    int16: bool = False                    # has an int16-activation ("16x8") form (int16.py)
     # spiking networks (module docstring; docs/adding-an-op.md "Spiking op families")
     family: str = "int8"                   # "int8" or "snn"
     snn_role: str | None = None            # synapse, neuron, pool, view, fanin

@@ -1,0 +1,82 @@
+/* nRF52840 registers used by the firmware (nRF52840 Product Specification v1.x):
+ * CLOCK, GPIO P0, UARTE0 (EasyDMA UART), TIMER1. Core registers: cortexm.h.
+ *
+ * Per-board choices come from the board TOML ([compiler] defines) as -D:
+ *   NRF_UART_TX_PIN / NRF_UART_RX_PIN  P0 pins of the link (nRF52840-DK: 6 / 8, the
+ *                                      J-Link virtual COM port)
+ *   MCU_CPU_HZ                         64 MHz; TIMER1 counts at 16 MHz (MCU_TICK_HZ) */
+#ifndef MCU_NRF52_H
+#define MCU_NRF52_H
+#include <stdint.h>
+#include "cortexm.h"
+
+#ifndef NRF_UART_TX_PIN
+#define NRF_UART_TX_PIN 6
+#endif
+#ifndef NRF_UART_RX_PIN
+#define NRF_UART_RX_PIN 8
+#endif
+#ifndef MCU_CPU_HZ
+#define MCU_CPU_HZ 64000000u
+#endif
+#ifndef MCU_UART_BAUD
+#define MCU_UART_BAUD 115200u
+#endif
+
+/* CLOCK: start the 64 MHz crystal (HFXO) so UART and TIMER run off it */
+#define CLOCK_BASE 0x40000000u
+#define CLOCK_TASKS_HFCLKSTART REG32(CLOCK_BASE + 0x000u)
+#define CLOCK_EVENTS_HFCLKSTARTED REG32(CLOCK_BASE + 0x100u)
+
+/* GPIO P0 */
+#define P0_BASE 0x50000000u
+#define P0_OUTSET REG32(P0_BASE + 0x508u)
+#define P0_DIRSET REG32(P0_BASE + 0x518u)
+#define P0_DIRCLR REG32(P0_BASE + 0x51Cu)
+#define P0_PIN_CNF(n) REG32(P0_BASE + 0x700u + 4u * (uint32_t)(n))
+
+/* UARTE0 (shares its ID with UART0: IRQ 2) */
+#define UARTE0_BASE 0x40002000u
+#define UARTE_IRQn 2u
+#define UARTE_TASKS_STARTRX REG32(UARTE0_BASE + 0x000u)
+#define UARTE_TASKS_STOPRX REG32(UARTE0_BASE + 0x004u)
+#define UARTE_TASKS_STARTTX REG32(UARTE0_BASE + 0x008u)
+#define UARTE_EVENTS_ENDRX REG32(UARTE0_BASE + 0x110u)
+#define UARTE_EVENTS_ENDTX REG32(UARTE0_BASE + 0x120u)
+#define UARTE_EVENTS_ERROR REG32(UARTE0_BASE + 0x124u)
+#define UARTE_INTENSET REG32(UARTE0_BASE + 0x304u)
+#define UARTE_INTENCLR REG32(UARTE0_BASE + 0x308u)
+#define UARTE_ERRORSRC REG32(UARTE0_BASE + 0x480u)
+#define UARTE_ENABLE REG32(UARTE0_BASE + 0x500u)
+#define UARTE_PSEL_RTS REG32(UARTE0_BASE + 0x508u)
+#define UARTE_PSEL_TXD REG32(UARTE0_BASE + 0x50Cu)
+#define UARTE_PSEL_CTS REG32(UARTE0_BASE + 0x510u)
+#define UARTE_PSEL_RXD REG32(UARTE0_BASE + 0x514u)
+#define UARTE_BAUDRATE REG32(UARTE0_BASE + 0x524u)
+#define UARTE_RXD_PTR REG32(UARTE0_BASE + 0x534u)
+#define UARTE_RXD_MAXCNT REG32(UARTE0_BASE + 0x538u)
+#define UARTE_TXD_PTR REG32(UARTE0_BASE + 0x544u)
+#define UARTE_TXD_MAXCNT REG32(UARTE0_BASE + 0x548u)
+#define UARTE_CONFIG REG32(UARTE0_BASE + 0x56Cu)
+#define UARTE_ENABLE_ON 8u
+#define UARTE_INT_ENDRX (1u << 4)
+#define UARTE_PSEL_DISCONNECTED 0xFFFFFFFFu
+#define UARTE_BAUD_115200 0x01D7E000u /* the product specification's BAUDRATE value */
+
+/* TIMER1: 32-bit timer at 16 MHz, a compare at 0 counts wraps */
+#define TIMER1_BASE 0x40009000u
+#define TIMER_IRQn 9u
+#define TIMER_TASKS_START REG32(TIMER1_BASE + 0x000u)
+#define TIMER_TASKS_CLEAR REG32(TIMER1_BASE + 0x00Cu)
+#define TIMER_TASKS_CAPTURE0 REG32(TIMER1_BASE + 0x040u)
+#define TIMER_EVENTS_COMPARE1 REG32(TIMER1_BASE + 0x144u)
+#define TIMER_INTENSET REG32(TIMER1_BASE + 0x304u)
+#define TIMER_MODE REG32(TIMER1_BASE + 0x504u)
+#define TIMER_BITMODE REG32(TIMER1_BASE + 0x508u)
+#define TIMER_PRESCALER REG32(TIMER1_BASE + 0x510u)
+#define TIMER_CC0 REG32(TIMER1_BASE + 0x540u)
+#define TIMER_CC1 REG32(TIMER1_BASE + 0x544u)
+#define TIMER_INT_COMPARE1 (1u << 17)
+#define NRF_TIMER_HZ 16000000u /* 16 MHz / 2^PRESCALER, PRESCALER 0 */
+
+#endif
