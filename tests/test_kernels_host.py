@@ -94,6 +94,12 @@ def test_kernel_matches_tflm(libs, op_type):
          act="NONE"),
     dict(cin=3, cout=16, kh=3, kw=3, stride=1, padding="SAME", h=8, w=8, act="NONE"),
     dict(cin=5, cout=6, kh=4, kw=4, stride=1, padding="VALID", h=6, w=7, act="NONE"),
+    # four-pixel entry alone (mcu_conv2d_s8_pre4): fewer than four pixels in all, with
+    # more than one 64-channel chunk through the stack buffer; 4k + 1..3 pixels
+    dict(cin=8, cout=70, kh=1, kw=1, stride=1, padding="VALID", h=1, w=3, act="NONE"),
+    dict(cin=4, cout=9, kh=3, kw=3, stride=1, padding="VALID", h=3, w=4, act="NONE"),
+    dict(cin=12, cout=5, kh=1, kw=1, stride=1, padding="VALID", h=1, w=1, act="NONE"),
+    dict(cin=16, cout=16, kh=1, kw=1, stride=1, padding="VALID", h=3, w=5, act="NONE"),
 ])
 def test_conv_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))

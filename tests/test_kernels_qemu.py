@@ -81,6 +81,10 @@ SHAPES = [
                              act="NONE")),
     ("AVERAGE_POOL_2D", dict(n=1, h=5, w=9, c=12, fh=3, fw=2, stride=1, padding="SAME",
                              act="RELU6")),
+    ("CONV_2D", dict(cin=8, cout=70, kh=1, kw=1, stride=1, padding="VALID", h=1, w=3,
+                     act="NONE")),
+    ("CONV_2D", dict(cin=16, cout=16, kh=1, kw=1, stride=1, padding="VALID", h=3, w=5,
+                     act="NONE")),
     ("FULLY_CONNECTED", dict(k=256, out=12)),
     ("FULLY_CONNECTED", dict(k=63, out=9, per_channel=True)),
     # DSP FC in several blocks of columns (odd K, O % 4 != 0, batches) and one block

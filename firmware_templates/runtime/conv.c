@@ -79,15 +79,14 @@ int32_t mcu_conv2d_s8_pre_scratch_size(const mcu_dims_t *input_dims, const mcu_d
 #endif
 }
 
-/* four-pixel entry: the columns (8K bytes), the gathered patch (in_c % 4 != 0), then
- * four pixels of output for the last 1-3 pixels */
+/* four-pixel entry: the columns (8K bytes) and the gathered patch (in_c % 4 != 0) */
 int32_t mcu_conv2d_s8_pre4_scratch_size(const mcu_dims_t *input_dims,
                                         const mcu_dims_t *filter_dims)
 {
 #if MCU_HAVE_DSP
     const int32_t K = filter_dims->h * filter_dims->w * input_dims->c;
     const int32_t lin = (input_dims->c & 3) ? (K + 3) & ~3 : 0;
-    return 8 * K + lin + 4 * filter_dims->n;
+    return 8 * K + lin;
 #else
     (void)input_dims;
     (void)filter_dims;
@@ -389,9 +388,12 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
 }
 
 /* Only the four-pixel path (its preconditions hold at build time: K % 4 == 0, bias,
- * the full int8 range, every table entry in the fast form): the last 1-3 pixels run
- * as four (the last one repeated) into scratch and are copied out, so a firmware
- * whose convolutions all qualify links neither the two-pixel kernel nor its stores. */
+ * the full int8 range, every table entry in the fast form), so a firmware whose
+ * convolutions all qualify links neither the two-pixel kernel nor its stores. The
+ * last 1-3 pixels: the last four pixels again (up to three recomputed and stored
+ * twice, the same bytes); fewer than four pixels in all: the last one repeated, 64
+ * channels at a time through a stack buffer. */
+#define MCU_CONV4_TMP 64
 void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
                         const mcu_requant_t *rq, const mcu_dims_t *input_dims,
                         const int8_t *input, const mcu_dims_t *filter_dims,
@@ -406,21 +408,32 @@ void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_
     const int32_t K = f_h * f_w * in_c;
     const int32_t n_pix = output_dims->h * out_w;
     int16_t *cols = (int16_t *)scratch;
-    int8_t *tmp = (int8_t *)scratch + 8 * K + ((in_c & 3) ? (K + 3) & ~3 : 0);
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int8_t *in_b = input + b * in_h * in_w * in_c;
         int8_t *out_b = output + b * n_pix * out_c;
         for (int32_t pix = 0; pix < n_pix; pix += 4) {
-            const int32_t n = n_pix - pix < 4 ? n_pix - pix : 4;
+            int32_t p0 = pix, n = 4;
+            if (pix + 4 > n_pix) {
+                if (n_pix >= 4) p0 = n_pix - 4;
+                else n = n_pix;
+            }
             for (int32_t j = 0; j < 4; j++) {
-                const int32_t t = pix + (j < n ? j : n - 1), oy = t / out_w, ox = t - oy * out_w;
+                const int32_t t = p0 + (j < n ? j : n - 1), oy = t / out_w, ox = t - oy * out_w;
                 im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w, oy * p->stride_h - p->pad_h,
                               ox * p->stride_w - p->pad_w, cols, j, 4);
             }
-            int8_t *o = out_b + pix * out_c;
-            mcu_conv_s8s16_4px(filter, cols, K, out_c, bias, rq, n == 4 ? o : tmp, out_c);
-            if (n < 4)
-                for (int32_t i = 0; i < n * out_c; i++) o[i] = tmp[i];
+            int8_t *o = out_b + p0 * out_c;
+            if (n == 4) {
+                mcu_conv_s8s16_4px(filter, cols, K, out_c, bias, rq, o, out_c);
+                continue;
+            }
+            for (int32_t r0 = 0; r0 < out_c; r0 += MCU_CONV4_TMP) {
+                int8_t tmp[4 * MCU_CONV4_TMP];
+                const int32_t nr = out_c - r0 < MCU_CONV4_TMP ? out_c - r0 : MCU_CONV4_TMP;
+                mcu_conv_s8s16_4px(filter + r0 * K, cols, K, nr, bias + r0, rq + r0, tmp, nr);
+                for (int32_t j = 0; j < n; j++)
+                    for (int32_t i = 0; i < nr; i++) o[j * out_c + r0 + i] = tmp[j * nr + i];
+            }
         }
     }
 #else
