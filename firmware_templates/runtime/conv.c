@@ -390,10 +390,28 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
 /* Only the four-pixel path (its preconditions hold at build time: K % 4 == 0, bias,
  * the full int8 range, every table entry in the fast form), so a firmware whose
  * convolutions all qualify links neither the two-pixel kernel nor its stores. The
- * last 1-3 pixels: the last four pixels again (up to three recomputed and stored
- * twice, the same bytes); fewer than four pixels in all: the last one repeated, 64
- * channels at a time through a stack buffer. */
+ * last 1-2 pixels: one column each (mcu_fc_s8s16_4row); the last 3: the last four
+ * pixels again (one recomputed and stored twice, the same bytes), or with only three
+ * pixels in all the last one repeated, 64 channels at a time through a stack buffer. */
 #define MCU_CONV4_TMP 64
+
+#if MCU_HAVE_DSP
+/* one pixel (column 0 of a one-column im2col, K % 4 == 0) for every output channel
+ * (out_c >= 4): four filter rows per mcu_fc_s8s16_4row call, requantized here */
+MCU_NOINLINE static void conv_col1(const int8_t *filter, const int16_t *col, int32_t K,
+                                   int32_t out_c, const int32_t *bias,
+                                   const mcu_requant_t *rq, int8_t *o)
+{
+    int32_t acc[4];
+    for (int32_t r = 0; r < out_c; r += 4) {
+        if (r > out_c - 4) r = out_c - 4; /* the last out_c % 4 channels: last four rows again */
+        mcu_fc_s8s16_4row(filter + r * K, col, K, K >> 2, 1, acc, bias + r);
+        for (int32_t i = 0; i < 4; i++)
+            o[r + i] = (int8_t)mcu_ssat8(mcu_rqt_fast(acc[i], rq[r + i].mult, rq[r + i].rlo,
+                                                      rq[r + i].rhi, rq[r + i].sh));
+    }
+}
+#endif
 void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
                         const mcu_requant_t *rq, const mcu_dims_t *input_dims,
                         const int8_t *input, const mcu_dims_t *filter_dims,
@@ -414,8 +432,22 @@ void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_
         for (int32_t pix = 0; pix < n_pix; pix += 4) {
             int32_t p0 = pix, n = 4;
             if (pix + 4 > n_pix) {
-                if (n_pix >= 4) p0 = n_pix - 4;
-                else n = n_pix;
+                n = n_pix - pix;
+                if (n_pix >= 4 && n == 3) { /* the last four again */
+                    p0 = n_pix - 4;
+                    n = 4;
+                }
+            }
+            /* 1-2 last pixels: one column each (22/16 MACs, not 13/16 for four columns) */
+            if (n < 3 && out_c >= 4) {
+                for (int32_t j = 0; j < n; j++) {
+                    const int32_t t = pix + j, oy = t / out_w, ox = t - oy * out_w;
+                    im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w,
+                                  oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w, cols,
+                                  0, 1);
+                    conv_col1(filter, cols, K, out_c, bias, rq, out_b + t * out_c);
+                }
+                break;
             }
             for (int32_t j = 0; j < 4; j++) {
                 const int32_t t = p0 + (j < n ? j : n - 1), oy = t / out_w, ox = t - oy * out_w;

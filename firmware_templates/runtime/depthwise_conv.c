@@ -84,6 +84,11 @@ static inline int32_t dw3x3_wp(const mcu_dw_conv_params_t *p, int32_t in_w, int3
     return ((a > b ? a : b) + 1) & ~1;
 }
 
+int32_t mcu_dw_conv2d_s8_planes_ok(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims)
+{
+    return dw3x3_ok(p, filter_dims);
+}
+
 int32_t mcu_dw_conv2d_s8_packed_size(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims)
 {
     const int32_t C = filter_dims->c;
@@ -123,6 +128,10 @@ static inline int32_t dw_core_scratch(const mcu_dw_conv_params_t *p, const mcu_d
     return 3 * MCU_DW_CHUNK * wp * (int32_t)sizeof(int16_t) + MCU_DW_CHUNK * (wp + 2) * (int32_t)sizeof(int32_t);
 }
 
+/* without a packed filter the 3x3 path expands one chunk of channels at a time from
+ * the int8 filter (mcu_dw_conv2d_s8_pack's layout) after the planes and sums */
+#define MCU_DW_CHUNK_W (MCU_DW_CHUNK * 6 * 4)
+
 static inline int32_t align4(int32_t n) { return (n + 3) & ~3; }
 
 int32_t mcu_dw_conv2d_s8_pre_scratch_size(const mcu_dw_conv_params_t *p,
@@ -132,8 +141,10 @@ int32_t mcu_dw_conv2d_s8_pre_scratch_size(const mcu_dw_conv_params_t *p,
 {
 #if MCU_HAVE_DSP
     if (p->depth_multiplier != 1) return 0;
-    return (have_packed ? 0 : align4(mcu_dw_conv2d_s8_packed_size(p, filter_dims))) +
-           dw_core_scratch(p, filter_dims, dw3x3_wp(p, input_dims->w, output_dims->w));
+    if (dw3x3_ok(p, filter_dims))
+        return (have_packed ? 0 : MCU_DW_CHUNK_W) +
+               dw_core_scratch(p, filter_dims, dw3x3_wp(p, input_dims->w, output_dims->w));
+    return have_packed ? 0 : align4(mcu_dw_conv2d_s8_packed_size(p, filter_dims));
 #else
     (void)p;
     (void)input_dims;
@@ -153,7 +164,7 @@ int32_t mcu_dw_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_di
     const int32_t C = filter_dims->c;
     const int32_t generic = (C / 4) * filter_dims->h * filter_dims->w * 8;
     const int32_t fast = (filter_dims->h == 3 && filter_dims->w == 3 && (C & 3) == 0)
-                             ? C * 6 * 4 + 3 * MCU_DW_CHUNK * (input_dims->w + 8) * 2 +
+                             ? MCU_DW_CHUNK_W + 3 * MCU_DW_CHUNK * (input_dims->w + 8) * 2 +
                                    MCU_DW_CHUNK * (input_dims->w + 10) * 4
                              : 0;
     return C * (int32_t)sizeof(mcu_requant_t) + (generic > fast ? generic : fast);
@@ -327,7 +338,7 @@ static void dw3x3_load_row(int16_t *planes, int32_t k, const int8_t *in_b, int32
 
 static void dw3x3_dsp(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
                       const mcu_dims_t *input_dims, const int8_t *input,
-                      const uint32_t *packed, const int32_t *bias,
+                      const uint32_t *packed, const int8_t *filter, const int32_t *bias,
                       const mcu_dims_t *output_dims, int8_t *output, int16_t *planes)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, C = input_dims->c;
@@ -336,6 +347,7 @@ static void dw3x3_dsp(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
     const int32_t wp = dw3x3_wp(p, in_w, out_w);
     const int32_t cs = 3 * wp; /* int16 per channel */
     int32_t *acc = (int32_t *)(void *)(planes + MCU_DW_CHUNK * cs);
+    uint32_t *wexp = (uint32_t *)(void *)(acc + MCU_DW_CHUNK * (wp + 2));
     const uint32_t off2 = ((uint32_t)(uint16_t)p->input_offset) * 0x10001u;
     const int32_t out_off = p->output_offset, act_min = p->act_min, act_max = p->act_max;
     const int32_t npairs = (out_w + 1) >> 1;
@@ -349,6 +361,17 @@ static void dw3x3_dsp(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
         int8_t *out_b = output + b * out_h * out_w * C;
         for (int32_t c0 = 0; c0 < C; c0 += MCU_DW_CHUNK) {
             const int32_t n = C - c0 < MCU_DW_CHUNK ? C - c0 : MCU_DW_CHUNK;
+            const uint32_t *wc = packed ? packed + c0 * 6 : wexp;
+            if (!packed) /* this chunk's weights, from the int8 filter (flash stays 9 B/ch) */
+                for (int32_t c = 0; c < n; c++)
+                    for (int32_t ky = 0; ky < 3; ky++) {
+                        const int8_t *f = filter + ky * 3 * C + c0 + c;
+                        const uint32_t a = (uint16_t)(int16_t)f[0];
+                        const uint32_t bb = (uint16_t)(int16_t)f[C];
+                        const uint32_t d = (uint16_t)(int16_t)f[2 * C];
+                        wexp[c * 6 + 2 * ky] = a | (bb << 16);
+                        wexp[c * 6 + 2 * ky + 1] = bb | (d << 16);
+                    }
             int32_t have = -pad_h - 3; /* rows < have are not in the ring */
             for (int32_t oy = 0; oy < out_h; oy++) {
                 const int32_t iy0 = oy * S - pad_h;
@@ -361,14 +384,14 @@ static void dw3x3_dsp(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
                 for (int32_t k = 0; k < 3; k++) woff[k] = 8 * (((k - iy0) % 3 + 3) % 3);
                 const uint32_t *x = (const uint32_t *)(const void *)planes;
                 if (use_asm && S == 1) { /* requantized in the assembly store */
-                    mcu_dw3x3_s1_rq(x, packed + c0 * 6, woff, out_b + oy * out_w * C + c0,
+                    mcu_dw3x3_s1_rq(x, wc, woff, out_b + oy * out_w * C + c0,
                                     out_w, n, cs * 2, C, bias + c0, rq + c0);
                     continue;
                 }
                 if (S == 1)
-                    mcu_dw3x3_acc_s1(x, packed + c0 * 6, woff, acc, npairs, n, cs * 2);
+                    mcu_dw3x3_acc_s1(x, wc, woff, acc, npairs, n, cs * 2);
                 else
-                    mcu_dw3x3_acc_s2(x, packed + c0 * 6, woff, acc, out_w, n, cs * 2);
+                    mcu_dw3x3_acc_s2(x, wc, woff, acc, out_w, n, cs * 2);
                 if (use_asm)
                     mcu_rq_store_cols(acc, bias + c0, rq + c0, out_b + oy * out_w * C + c0,
                                       out_w, n, C, 4 * (S == 1 ? 2 * npairs : out_w));
@@ -475,16 +498,16 @@ static void dw_pre_dsp(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
                        void *scratch)
 {
     char *s = (char *)scratch;
+    if (dw3x3_ok(p, filter_dims)) { /* without packed: expanded chunk by chunk */
+        dw3x3_dsp(p, rq, input_dims, input, (const uint32_t *)packed, filter, bias, output_dims,
+                  output, (int16_t *)(void *)s);
+        return;
+    }
     if (!packed) {
         mcu_dw_conv2d_s8_pack(p, filter_dims, filter, s);
         packed = s;
-        s += align4(mcu_dw_conv2d_s8_packed_size(p, filter_dims));
     }
-    if (dw3x3_ok(p, filter_dims))
-        dw3x3_dsp(p, rq, input_dims, input, (const uint32_t *)packed, bias, output_dims, output,
-                  (int16_t *)(void *)s);
-    else
-        dw_generic_dsp(p, rq, input_dims, input, filter_dims, filter, (const uint32_t *)packed,
+    dw_generic_dsp(p, rq, input_dims, input, filter_dims, filter, (const uint32_t *)packed,
                        bias, output_dims, output);
 }
 

@@ -54,27 +54,6 @@ int32_t mcu_fc_s8_scratch_size(int32_t in_features, int32_t out_features)
 }
 
 #if MCU_HAVE_DSP
-#if defined(MCU_EMULATE_DSP)
-/* C model of mcu_fc_s8s16_4row in mcu_mm_arm.S (host tests of the DSP path). */
-static void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
-                              int32_t n_groups, int32_t *acc, const int32_t *init)
-{
-    for (int32_t g = 0; g < n_groups; g++, w += 4 * K, acc += 4, init += 4)
-        for (int32_t r = 0; r < 4; r++) {
-            const uint32_t *a = (const uint32_t *)xs;
-            int32_t s = init[r];
-            for (int32_t k = 0; k < 4 * n4; k += 4, a += 2) {
-                const uint32_t W = mcu_read_u32(w + r * K + k);
-                s = __smlad(__sxtb16(W), a[0], s);
-                s = __smlad(mcu_sxtb16_ror8(W), a[1], s);
-            }
-            acc[r] = s;
-        }
-}
-#else
-void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
-                       int32_t n_groups, int32_t *acc, const int32_t *init);
-#endif
 
 /* acc[r] = init[r] + row r (w + r*K) . xs over L columns, for n rows (init: the bias,
  * or acc itself): groups of four rows in assembly, the last n % 4 rows in pairs here,

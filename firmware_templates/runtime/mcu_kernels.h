@@ -190,6 +190,9 @@ void mcu_dw_conv2d_s8_dsp(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
  * then read only packed). Scratch: mcu_dw_conv2d_s8_pre_scratch_size(..., packed
  * != NULL). */
 int32_t mcu_dw_conv2d_s8_packed_size(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims);
+/* the 3x3 int16-plane path applies (it then reads the int8 filter when packed is NULL,
+ * one chunk of channels at a time: no packed copy in flash or scratch needed) */
+int32_t mcu_dw_conv2d_s8_planes_ok(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims);
 void mcu_dw_conv2d_s8_pack(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
                            const int8_t *filter, void *packed);
 int32_t mcu_dw_conv2d_s8_pre_scratch_size(const mcu_dw_conv_params_t *p,

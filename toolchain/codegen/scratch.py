@@ -110,6 +110,8 @@ def _lib():
     lib.mcu_sparse_conv2d_s8_scratch_size.restype = C.c_int32
     lib.mcu_sparse_fc_s8_scratch_size.argtypes = [C.POINTER(_SparseStore), C.c_int32]
     lib.mcu_sparse_fc_s8_scratch_size.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_planes_ok.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims)]
+    lib.mcu_dw_conv2d_s8_planes_ok.restype = C.c_int32
     lib.mcu_dw_conv2d_s8_direct_ok.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
                                               C.POINTER(_Dims)]
     lib.mcu_dw_conv2d_s8_direct_ok.restype = C.c_int32
@@ -174,6 +176,13 @@ def dw_direct(p: dict, variant: str, patchable: bool) -> bool:
             bool(_lib().mcu_dw_conv2d_s8_direct_ok(C.byref(_dwp(p)),
                                                    C.byref(_Dims(*p["filter_dims"])),
                                                    C.byref(_Dims(*p["output_dims"])))))
+
+
+def dw_planes(p: dict) -> bool:
+    """The 3x3 int16-plane path of mcu_dw_conv2d_s8_pre applies: it reads the int8
+    filter (no packed copy)."""
+    return bool(_lib().mcu_dw_conv2d_s8_planes_ok(C.byref(_dwp(p)),
+                                                  C.byref(_Dims(*p["filter_dims"]))))
 
 
 def dw_direct_scratch(p: dict) -> int:
@@ -257,6 +266,7 @@ class RuntimeSizer:
     requant_table = staticmethod(requant_table)
     fc_packed = staticmethod(fc_packed)
     dw_direct = staticmethod(dw_direct)
+    dw_planes = staticmethod(dw_planes)
     dw_direct_scratch = staticmethod(dw_direct_scratch)
     dw_direct_weights = staticmethod(dw_direct_weights)
     fc_uses_packed = staticmethod(fc_uses_packed)

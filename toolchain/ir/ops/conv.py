@@ -128,8 +128,10 @@ def emit_conv_family(em, k: int, op: Op, p: dict, conv: bool) -> list[str]:
     # the int8 depthwise filter is not read when the repacked one is emitted and
     # the DSP kernel covers every channel (depth_multiplier 1, C % 4 == 0); patchable
     # builds keep it (it is the store tensor the kernel repacks on every call)
+    # (the 3x3 plane path reads the int8 filter itself, chunk by chunk)
+    planes = not conv and em.variant == "dsp" and em.rt.dw_planes(p)
     dw_packed_only = (not conv and em.variant == "dsp" and not em.patchable
-                      and int(p["depth_multiplier"]) == 1
+                      and int(p["depth_multiplier"]) == 1 and not planes
                       and int(p["filter_dims"][3]) % 4 == 0)
     direct = not conv and em.rt.dw_direct(p, em.variant, em.patchable)
     w = "0" if dw_packed_only else em.const(op.inputs[1], p["filter"], "int8_t")
@@ -162,11 +164,11 @@ def emit_conv_family(em, k: int, op: Op, p: dict, conv: bool) -> list[str]:
                              f"{alloc}) return 0;")
         else:
             fn = "mcu_dw_conv2d_s8_pre"
-            pk = "0" if em.patchable else em.derived_const(
+            pk = "0" if em.patchable or planes else em.derived_const(
                 op.inputs[1] + ":dsp_packed", em.rt.dw_packed_weights(p), "uint32_t")
             wb = f"{fdm}, {w}, {pk}, {b}, "
             em.checks.append(f"if (mcu_dw_conv2d_s8_pre_scratch_size({pp}, {idm}, "
-                             f"{fdm}, {odm}, {int(not em.patchable)}) > {alloc}) "
+                             f"{fdm}, {odm}, {int(pk != '0')}) > {alloc}) "
                              "return 0;")
     else:
         fn = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"

@@ -89,7 +89,7 @@ def _scratch(p, variant, patchable, rt) -> int:
         return 0
     if rt.dw_direct(p, variant, patchable):
         return rt.dw_direct_scratch(p)
-    return rt.dw_conv2d_pre_scratch(p, not patchable)
+    return rt.dw_conv2d_pre_scratch(p, not patchable and not rt.dw_planes(p))
 
 
 register(OpDef(
