@@ -114,22 +114,23 @@ def i32(a):
 
 
 # --------------------------------------------------------------------------- runner
-def _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch):
+def _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch, four=False):
     """The prepared entry points as generated DSP code calls them: q = NULL (the
     multipliers come from the mcu_requant_prepare table), depthwise with the filter
     prepacked and, in DSP builds, the int8 filter NULL where generate.py drops it
     (depth_multiplier 1, C % 4 == 0)."""
     n = int(p["output_dims"][3])
     mult, shift = i32(p["multiplier"]), i32(p["shift"])
-    rq = np.zeros(n * 5 + 1, np.int32)
+    rq = np.zeros(n * 4 + 1, np.int32)
     lib.mcu_requant_prepare(rq.ctypes.data_as(C.c_void_p), n, ptr(mult, C.c_int32),
                             ptr(shift, C.c_int32), int(mult.size > 1), int(p["output_offset"]))
     rqp = rq.ctypes.data_as(C.c_void_p)
     filt = i8(p["filter"])
     if conv:
-        lib.mcu_conv2d_s8_pre_scratch_size.restype = C.c_int32
-        nbytes = lib.mcu_conv2d_s8_pre_scratch_size(C.byref(idims), C.byref(fdims))
-        lib.mcu_conv2d_s8_pre(C.byref(prm), None, rqp, C.byref(idims), ptr(x), C.byref(fdims),
+        fn = "mcu_conv2d_s8_pre4" if four else "mcu_conv2d_s8_pre"
+        getattr(lib, fn + "_scratch_size").restype = C.c_int32
+        nbytes = getattr(lib, fn + "_scratch_size")(C.byref(idims), C.byref(fdims))
+        getattr(lib, fn)(C.byref(prm), None, rqp, C.byref(idims), ptr(x), C.byref(fdims),
                               ptr(filt), ptr(bias, C.c_int32), C.byref(odims), ptr(out),
                               scratch(nbytes))
         return out
@@ -171,8 +172,28 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         idims, fdims, odims = Dims(*p["input_dims"]), Dims(*p["filter_dims"]), Dims(*p["output_dims"])
         bias = None if p["bias"] is None else i32(p["bias"])
         base = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"
-        if variant_fn == "_pre":
-            return _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch)
+        if variant_fn in ("_pre", "_pre4"):    # _pre4: the four-pixel path alone
+            return _run_pre(lib, p, conv, prm, idims, fdims, odims, x, bias, out, scratch,
+                            four=variant_fn == "_pre4")
+        if variant_fn == "_direct":     # packed filter + folded bias (non-patchable DSP builds)
+            n = int(p["output_dims"][3])
+            rq = np.zeros(n * 4 + 1, np.int32)
+            lib.mcu_requant_prepare(rq.ctypes.data_as(C.c_void_p), n, ptr(mult, C.c_int32),
+                                    ptr(shift, C.c_int32), int(mult.size > 1),
+                                    int(p["output_offset"]))
+            filt = i8(p["filter"])
+            wp, bp = np.zeros(filt.size // 4 + 1, np.int32), np.zeros(n, np.int32)
+            lib.mcu_dw_conv2d_s8_pack_direct(C.byref(prm), C.byref(fdims), ptr(filt),
+                                             ptr(bias, C.c_int32), wp.ctypes.data_as(C.c_void_p),
+                                             ptr(bp, C.c_int32))
+            nbytes = lib.mcu_dw_conv2d_s8_direct_scratch_size(C.byref(prm), C.byref(fdims),
+                                                              C.byref(odims))
+            fn = lib.mcu_dw_conv2d_s8_direct_s2 if p["stride_w"] == 2 else lib.mcu_dw_conv2d_s8_direct
+            fn(C.byref(prm), rq.ctypes.data_as(C.c_void_p),
+                                        C.byref(idims), ptr(x), C.byref(fdims),
+                                        wp.ctypes.data_as(C.c_void_p), ptr(bp, C.c_int32),
+                                        C.byref(odims), ptr(out), scratch(nbytes))
+            return out
         size_fn = getattr(lib, base + "_scratch_size")
         nbytes = size_fn(C.byref(idims), C.byref(fdims))
         args = [C.byref(prm), C.byref(q), C.byref(idims), ptr(x), C.byref(fdims), ptr(p["filter"]),
@@ -185,6 +206,14 @@ def run_op(lib, g, op, feeds: dict, variant_fn: str = "") -> np.ndarray:
         mult, shift = i32(p["multiplier"]), i32(p["shift"])
         q = PerChannel(ptr(mult, C.c_int32), ptr(shift, C.c_int32))
         bias = None if p["bias"] is None else i32(p["bias"])
+        if variant_fn == "_packed":     # packed filter + folded bias (mcu_fc_s8_pack)
+            k, o = p["in_features"], p["out_features"]
+            wp, bp = np.zeros(o * k + 4, np.int32).view(np.int8), np.zeros(o, np.int32)
+            lib.mcu_fc_s8_pack(k, o, p["input_offset"], ptr(i8(p["filter"])),
+                               ptr(bias, C.c_int32), ptr(wp), ptr(bp, C.c_int32))
+            lib.mcu_fc_s8_packed(C.byref(prm), C.byref(q), p["per_channel"], p["batches"], k,
+                                 o, ptr(x), ptr(wp), ptr(bp, C.c_int32), ptr(out))
+            return out
         args = [C.byref(prm), C.byref(q), p["per_channel"], p["batches"], p["in_features"],
                 p["out_features"], ptr(x), ptr(p["filter"]), ptr(bias, C.c_int32), ptr(out)]
         if variant_fn != "_portable":

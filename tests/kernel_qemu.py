@@ -102,6 +102,14 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
             calls.append(("portable", f"{base}_portable({args});"))
             if dsp:
                 calls.append(("dsp", f"{base}_dsp({args}, g_scratch);"))
+            if dsp and int(p["filter_offset"]) == 0:
+                from toolchain.codegen.scratch import fc_packed
+                wp, bp = fc_packed(p)
+                s.append(_carr("wp", wp, "int8_t"))
+                s.append(_carr("bp", bp, "int32_t"))
+                calls.append(("dsp_packed", f"mcu_fc_s8_packed(&p, &q, {p['per_channel']}, "
+                              f"{p['batches']}, {p['in_features']}, {p['out_features']}, x, "
+                              "wp, bp, out);"))
         else:
             ptype, fields = (("mcu_conv_params_t", CONV_F) if t == "CONV_2D"
                              else ("mcu_dw_conv_params_t", DW_F))
@@ -114,6 +122,24 @@ def _case(idx: int, name: str, g, feeds: dict, expected: np.ndarray, dsp: bool) 
             calls.append(("portable", f"{base}_portable({args});"))
             if dsp:
                 calls.append(("dsp", f"{base}_dsp({args}, g_scratch);"))
+            from toolchain.codegen.scratch import (conv_pre4, dw_direct, dw_direct_weights,
+                                                   requant_table)
+            if dsp and t == "CONV_2D" and conv_pre4(p, "dsp"):
+                s.append(_carr("rq", requant_table(p).reshape(-1), "int32_t"))
+                setup.append("if (mcu_conv2d_s8_pre4_scratch_size(&id, &fd) > "
+                             "(int32_t)sizeof(g_scratch)) return 1000;\n")
+                calls.append(("dsp_pre4", "mcu_conv2d_s8_pre4(&p, 0, (const mcu_requant_t *)"
+                              f"(const void *)rq, &id, x, &fd, w, {bias}, &od, out, g_scratch);"))
+            if dsp and t == "DEPTHWISE_CONV_2D" and dw_direct(p, "dsp", False):
+                wp, bp = dw_direct_weights(p)
+                s.append(_carr("wp", wp, "int8_t"))
+                s.append(_carr("bp", bp, "int32_t"))
+                s.append(_carr("rq", requant_table(p).reshape(-1), "int32_t"))
+                setup.append("if (mcu_dw_conv2d_s8_direct_scratch_size(&p, &fd, &od) > "
+                             "(int32_t)sizeof(g_scratch)) return 1000;\n")
+                fn = "mcu_dw_conv2d_s8_direct" + ("_s2" if p["stride_w"] == 2 else "")
+                calls.append(("dsp_direct", f"{fn}(&p, (const mcu_requant_t *)"
+                              "(const void *)rq, &id, x, &fd, wp, bp, &od, out, g_scratch);"))
     elif t == "TRANSPOSE_CONV":
         s.append(_carr("w", p["filter"], "int8_t"))
         s.append(_carr("mult", p["multiplier"], "int32_t"))

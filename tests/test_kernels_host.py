@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kernel_host import CFLAGS, RUNTIME, host_lib, run_op  # noqa: E402
 from opgen import OP_BUILDERS, add_all_pairs, add_pair_quants, random_feeds  # noqa: E402
 
+from toolchain.codegen.kernel_params import kernel_params  # noqa: E402
+from toolchain.codegen.scratch import conv_pre4, dw_direct  # noqa: E402
 from toolchain.ir import quant_math as qm  # noqa: E402
 from toolchain.tflm_oracle import run_graph  # noqa: E402
 
@@ -46,6 +48,14 @@ def _check(libs, g, feeds):
         fns = ["_portable", "_dsp"] if (op.type in VARIANTS and name == "dsp") else [""]
         if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             fns.append("_pre")   # q = NULL, prepared table (+ packed filter)
+        if op.type == "CONV_2D" and conv_pre4(kernel_params(g, op), "dsp"):
+            fns.append("_pre4")   # the four-pixel path alone (last pixels via scratch)
+        if (op.type == "DEPTHWISE_CONV_2D" and name == "dsp"
+                and dw_direct(kernel_params(g, op), "dsp", False)):
+            fns.append("_direct")   # packed filter the int8 size, folded bias
+        if (op.type == "FULLY_CONNECTED" and name == "dsp"
+                and kernel_params(g, op)["filter_offset"] == 0):
+            fns.append("_packed")   # packed filter, folded bias, no scratch
         for fn in fns:
             y = run_op(lib, g, op, feeds, fn).reshape(ref.shape)
             if not np.array_equal(y, ref):
@@ -84,6 +94,12 @@ def test_kernel_matches_tflm(libs, op_type):
          act="NONE"),
     dict(cin=3, cout=16, kh=3, kw=3, stride=1, padding="SAME", h=8, w=8, act="NONE"),
     dict(cin=5, cout=6, kh=4, kw=4, stride=1, padding="VALID", h=6, w=7, act="NONE"),
+    # four-pixel entry alone (mcu_conv2d_s8_pre4): fewer than four pixels in all, with
+    # more than one 64-channel chunk through the stack buffer; 4k + 1..3 pixels
+    dict(cin=8, cout=70, kh=1, kw=1, stride=1, padding="VALID", h=1, w=3, act="NONE"),
+    dict(cin=4, cout=9, kh=3, kw=3, stride=1, padding="VALID", h=3, w=4, act="NONE"),
+    dict(cin=12, cout=5, kh=1, kw=1, stride=1, padding="VALID", h=1, w=1, act="NONE"),
+    dict(cin=16, cout=16, kh=1, kw=1, stride=1, padding="VALID", h=3, w=5, act="NONE"),
 ])
 def test_conv_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))
@@ -111,11 +127,47 @@ def test_conv_shapes(libs, kw):
     dict(cin=4, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=3, w=1, act="NONE"),
     dict(cin=20, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=5, w=2, act="NONE"),
     dict(cin=8, multiplier=1, kh=3, kw=3, stride=1, padding="VALID", h=6, w=7, act="NONE"),
+    # the direct form (packed int8 filter, folded bias, gathered columns): rows narrower
+    # than 16 at stride 1, stride 2, other kernel sizes; widths 1/2/odd, one and odd
+    # numbers of channel groups, padding on every side, pixel runs longer than 16
+    dict(cin=64, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=25, w=5, act="NONE"),
+    dict(cin=4, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=3, w=1, act="NONE"),
+    dict(cin=12, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=4, w=2, act="NONE"),
+    dict(cin=20, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=9, w=7, act="NONE"),
+    dict(cin=8, multiplier=1, kh=3, kw=3, stride=2, padding="VALID", h=8, w=40, act="NONE"),
+    dict(cin=12, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=5, w=1, act="NONE"),
+    dict(cin=8, multiplier=1, kh=5, kw=5, stride=1, padding="SAME", h=7, w=9, act="NONE"),
+    dict(cin=4, multiplier=1, kh=3, kw=1, stride=2, padding="SAME", h=7, w=3, act="NONE"),
+    dict(cin=16, multiplier=1, kh=10, kw=4, stride=2, padding="SAME", h=13, w=10, act="NONE"),
+    dict(cin=24, multiplier=1, kh=3, kw=3, stride=1, padding="VALID", h=5, w=9, act="NONE"),
+    dict(cin=16, multiplier=1, kh=3, kw=3, stride=1, padding="SAME", h=5, w=5),   # clamped
+    dict(cin=8, multiplier=1, kh=3, kw=3, stride=2, padding="SAME", h=6, w=6),    # clamped
 ])
 def test_depthwise_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))
     for _ in range(3):
         g = OP_BUILDERS["DEPTHWISE_CONV_2D"](rng, **kw)
+        _check(libs, g, random_feeds(rng, g))
+
+
+# pooling, four channels per word on DSP builds (C % 4 == 0 and tails, padding,
+# strides, clamped activations, the KWS/ResNet-8 global average pools)
+POOL_SHAPES = [
+    dict(n=1, h=8, w=8, c=16, fh=2, fw=2, stride=2, padding="VALID", act="NONE"),
+    dict(n=2, h=7, w=5, c=6, fh=3, fw=3, stride=2, padding="SAME", act="RELU"),
+    dict(n=1, h=5, w=9, c=12, fh=3, fw=2, stride=1, padding="SAME", act="RELU6"),
+    dict(n=1, h=25, w=5, c=64, fh=25, fw=5, stride=1, padding="VALID", act="NONE"),
+    dict(n=1, h=1, w=7, c=5, fh=1, fw=3, stride=1, padding="SAME", act="NONE"),
+    dict(n=1, h=16, w=16, c=4, fh=16, fw=16, stride=1, padding="VALID", act="NONE"),  # 256 taps
+]
+
+
+@pytest.mark.parametrize("op_type", ["AVERAGE_POOL_2D", "MAX_POOL_2D"])
+@pytest.mark.parametrize("kw", POOL_SHAPES)
+def test_pool_shapes(libs, op_type, kw):
+    rng = np.random.default_rng(len(str(kw)))
+    for _ in range(3):
+        g = OP_BUILDERS[op_type](rng, **kw)
         _check(libs, g, random_feeds(rng, g))
 
 

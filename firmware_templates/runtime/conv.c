@@ -2,8 +2,8 @@
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
-/* mult/shift of output channel oc at byte offset oc * qstride from mult/shift
- * (4: mcu_per_channel_quant_t arrays, sizeof(mcu_requant_t): a prepared table). */
+/* mult/shift of output channel oc at byte offset oc * qstride from mult/shift (4:
+ * mcu_per_channel_quant_t arrays) */
 MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, const int32_t *shift,
                           int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
                           const mcu_dims_t *filter_dims, const int8_t *filter,
@@ -44,6 +44,46 @@ MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, c
     }
 }
 
+/* the same with a prepared table (the _pre entry points without DSP) */
+MCU_INLINE void conv_portable_rq(const mcu_conv_params_t *p, const mcu_requant_t *rq,
+                                 const mcu_dims_t *input_dims, const int8_t *input,
+                                 const mcu_dims_t *filter_dims, const int8_t *filter,
+                                 const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
+{
+    const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
+    const int32_t out_h = output_dims->h, out_w = output_dims->w, out_c = output_dims->c;
+    const int32_t f_h = filter_dims->h, f_w = filter_dims->w;
+    const int32_t in_off = p->input_offset;
+    for (int32_t b = 0; b < input_dims->n; b++) {
+        const int8_t *in_b = input + b * in_h * in_w * in_c;
+        for (int32_t oy = 0; oy < out_h; oy++) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_h;
+            for (int32_t ox = 0; ox < out_w; ox++) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_w;
+                for (int32_t oc = 0; oc < out_c; oc++) {
+                    const int8_t *f = filter + oc * f_h * f_w * in_c;
+                    int32_t acc = 0;
+                    for (int32_t fy = 0; fy < f_h; fy++) {
+                        const int32_t iy = iy0 + p->dilation_h * fy;
+                        if (iy < 0 || iy >= in_h) continue;
+                        for (int32_t fx = 0; fx < f_w; fx++) {
+                            const int32_t ix = ix0 + p->dilation_w * fx;
+                            if (ix < 0 || ix >= in_w) continue;
+                            const int8_t *x = in_b + (iy * in_w + ix) * in_c;
+                            const int8_t *w = f + (fy * f_w + fx) * in_c;
+                            for (int32_t ic = 0; ic < in_c; ic++)
+                                acc += (int32_t)w[ic] * ((int32_t)x[ic] + in_off);
+                        }
+                    }
+                    if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
+                    *output++ = mcu_clamp8(mcu_rqt_apply(acc, rq + oc, p->output_offset),
+                                                p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
 void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
                             const mcu_dims_t *input_dims, const int8_t *input,
                             const mcu_dims_t *filter_dims, const int8_t *filter,
@@ -72,6 +112,21 @@ int32_t mcu_conv2d_s8_pre_scratch_size(const mcu_dims_t *input_dims, const mcu_d
     /* in_c % 4 != 0: the patch as K bytes after the columns (im2col_s8_s16) */
     const int32_t lin = (input_dims->c & 3) ? (K + 3) & ~3 : 0;
     return (two > four ? two : four) + lin;
+#else
+    (void)input_dims;
+    (void)filter_dims;
+    return 0;
+#endif
+}
+
+/* four-pixel entry: the columns (8K bytes) and the gathered patch (in_c % 4 != 0) */
+int32_t mcu_conv2d_s8_pre4_scratch_size(const mcu_dims_t *input_dims,
+                                        const mcu_dims_t *filter_dims)
+{
+#if MCU_HAVE_DSP
+    const int32_t K = filter_dims->h * filter_dims->w * input_dims->c;
+    const int32_t lin = (input_dims->c & 3) ? (K + 3) & ~3 : 0;
+    return 8 * K + lin;
 #else
     (void)input_dims;
     (void)filter_dims;
@@ -235,8 +290,8 @@ MCU_NOINLINE static void conv_store(const int32_t *acc, int32_t out_c,
             v0 = mcu_rqt_fast(mcu_add_wrap(acc[0], b), rq->mult, rq->rlo, rq->rhi, rq->sh);
             v1 = mcu_rqt_fast(mcu_add_wrap(acc[1], b), rq->mult, rq->rlo, rq->rhi, rq->sh);
         } else {
-            v0 = mcu_requantize(mcu_add_wrap(acc[0], b), rq->mult, rq->shift) + out_off;
-            v1 = mcu_requantize(mcu_add_wrap(acc[1], b), rq->mult, rq->shift) + out_off;
+            v0 = mcu_requantize(mcu_add_wrap(acc[0], b), rq->mult, rq->rhi) + out_off;
+            v1 = mcu_requantize(mcu_add_wrap(acc[1], b), rq->mult, rq->rhi) + out_off;
         }
         if (full) {
             o1w[oc] = (int8_t)mcu_ssat8(v1);
@@ -367,8 +422,96 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
 #else
     (void)q;
     (void)scratch;
-    conv_portable(p, &rq->mult, &rq->shift, (int32_t)sizeof(mcu_requant_t), input_dims, input,
+    conv_portable_rq(p, rq, input_dims, input,
                   filter_dims, filter, bias, output_dims, output);
+#endif
+}
+
+/* Only the four-pixel path (its preconditions hold at build time: K % 4 == 0, bias,
+ * the full int8 range, every table entry in the fast form), so a firmware whose
+ * convolutions all qualify links neither the two-pixel kernel nor its stores. The
+ * last 1-2 pixels: one column each (mcu_fc_s8s16_4row); the last 3: the last four
+ * pixels again (one recomputed and stored twice, the same bytes), or with only three
+ * pixels in all the last one repeated, 64 channels at a time through a stack buffer. */
+#define MCU_CONV4_TMP 64
+
+#if MCU_HAVE_DSP
+/* one pixel (column 0 of a one-column im2col, K % 4 == 0) for every output channel
+ * (out_c >= 4): four filter rows per mcu_fc_s8s16_4row call, requantized here */
+MCU_NOINLINE static void conv_col1(const int8_t *filter, const int16_t *col, int32_t K,
+                                   int32_t out_c, const int32_t *bias,
+                                   const mcu_requant_t *rq, int8_t *o)
+{
+    int32_t acc[4];
+    for (int32_t r = 0; r < out_c; r += 4) {
+        if (r > out_c - 4) r = out_c - 4; /* the last out_c % 4 channels: last four rows again */
+        mcu_fc_s8s16_4row(filter + r * K, col, K, K >> 2, 1, acc, bias + r);
+        for (int32_t i = 0; i < 4; i++)
+            o[r + i] = (int8_t)mcu_ssat8(mcu_rqt_fast(acc[i], rq[r + i].mult, rq[r + i].rlo,
+                                                      rq[r + i].rhi, rq[r + i].sh));
+    }
+}
+#endif
+void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                        const mcu_requant_t *rq, const mcu_dims_t *input_dims,
+                        const int8_t *input, const mcu_dims_t *filter_dims,
+                        const int8_t *filter, const int32_t *bias,
+                        const mcu_dims_t *output_dims, int8_t *output, void *scratch)
+{
+    (void)q;
+#if MCU_HAVE_DSP
+    const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
+    const int32_t out_w = output_dims->w, out_c = output_dims->c;
+    const int32_t f_h = filter_dims->h, f_w = filter_dims->w;
+    const int32_t K = f_h * f_w * in_c;
+    const int32_t n_pix = output_dims->h * out_w;
+    int16_t *cols = (int16_t *)scratch;
+    for (int32_t b = 0; b < input_dims->n; b++) {
+        const int8_t *in_b = input + b * in_h * in_w * in_c;
+        int8_t *out_b = output + b * n_pix * out_c;
+        for (int32_t pix = 0; pix < n_pix; pix += 4) {
+            int32_t p0 = pix, n = 4;
+            if (pix + 4 > n_pix) {
+                n = n_pix - pix;
+                if (n_pix >= 4 && n == 3) { /* the last four again */
+                    p0 = n_pix - 4;
+                    n = 4;
+                }
+            }
+            /* 1-2 last pixels: one column each (22/16 MACs, not 13/16 for four columns) */
+            if (n < 3 && out_c >= 4) {
+                for (int32_t j = 0; j < n; j++) {
+                    const int32_t t = pix + j, oy = t / out_w, ox = t - oy * out_w;
+                    im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w,
+                                  oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w, cols,
+                                  0, 1);
+                    conv_col1(filter, cols, K, out_c, bias, rq, out_b + t * out_c);
+                }
+                break;
+            }
+            for (int32_t j = 0; j < 4; j++) {
+                const int32_t t = p0 + (j < n ? j : n - 1), oy = t / out_w, ox = t - oy * out_w;
+                im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w, oy * p->stride_h - p->pad_h,
+                              ox * p->stride_w - p->pad_w, cols, j, 4);
+            }
+            int8_t *o = out_b + p0 * out_c;
+            if (n == 4) {
+                mcu_conv_s8s16_4px(filter, cols, K, out_c, bias, rq, o, out_c);
+                continue;
+            }
+            for (int32_t r0 = 0; r0 < out_c; r0 += MCU_CONV4_TMP) {
+                int8_t tmp[4 * MCU_CONV4_TMP];
+                const int32_t nr = out_c - r0 < MCU_CONV4_TMP ? out_c - r0 : MCU_CONV4_TMP;
+                mcu_conv_s8s16_4px(filter + r0 * K, cols, K, nr, bias + r0, rq + r0, tmp, nr);
+                for (int32_t j = 0; j < n; j++)
+                    for (int32_t i = 0; i < nr; i++) o[j * out_c + r0 + i] = tmp[j * nr + i];
+            }
+        }
+    }
+#else
+    (void)scratch;
+    conv_portable_rq(p, rq, input_dims, input, filter_dims, filter, bias, output_dims,
+                  output);
 #endif
 }
 

@@ -54,27 +54,6 @@ int32_t mcu_fc_s8_scratch_size(int32_t in_features, int32_t out_features)
 }
 
 #if MCU_HAVE_DSP
-#if defined(MCU_EMULATE_DSP)
-/* C model of mcu_fc_s8s16_4row in mcu_mm_arm.S (host tests of the DSP path). */
-static void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
-                              int32_t n_groups, int32_t *acc, const int32_t *init)
-{
-    for (int32_t g = 0; g < n_groups; g++, w += 4 * K, acc += 4, init += 4)
-        for (int32_t r = 0; r < 4; r++) {
-            const uint32_t *a = (const uint32_t *)xs;
-            int32_t s = init[r];
-            for (int32_t k = 0; k < 4 * n4; k += 4, a += 2) {
-                const uint32_t W = mcu_read_u32(w + r * K + k);
-                s = __smlad(__sxtb16(W), a[0], s);
-                s = __smlad(mcu_sxtb16_ror8(W), a[1], s);
-            }
-            acc[r] = s;
-        }
-}
-#else
-void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
-                       int32_t n_groups, int32_t *acc, const int32_t *init);
-#endif
 
 /* acc[r] = init[r] + row r (w + r*K) . xs over L columns, for n rows (init: the bias,
  * or acc itself): groups of four rows in assembly, the last n % 4 rows in pairs here,
@@ -181,6 +160,93 @@ void mcu_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, i
                 fc_rows(xs, filter + o * K, K, K, n, acc, init);
                 fc_store(p, q, per_channel, acc, o, n, output + o);
             }
+        }
+    }
+}
+#endif
+
+/* ---- packed filter (DSP builds that are not patchable; mcu_fc_s8_pack at build time) ----
+ * Layout, O * K bytes like the int8 filter: for each group of four rows (4g .. 4g + 3,
+ * g < O / 4) K / 4 blocks of 16 bytes (the four rows' bytes k .. k + 3, one word per
+ * row), then the K % 4 tail bytes of the four rows (row after row); then the last
+ * O % 4 rows as they are. Folded bias: bias[o] + input_offset * sum_k w[o][k]
+ * (mod 2^32, as TFLM's int32 sums), so the kernel multiplies the raw input bytes and
+ * needs no int16 copy of the input: no scratch. */
+void mcu_fc_s8_pack(int32_t K, int32_t O, int32_t input_offset, const int8_t *w,
+                    const int32_t *bias, int8_t *wp, int32_t *bp)
+{
+    const int32_t O4 = O & ~3, K4 = K & ~3, T = K & 3;
+    for (int32_t o = 0; o < O; o++) {
+        uint32_t s = bias ? (uint32_t)bias[o] : 0u;
+        for (int32_t k = 0; k < K; k++) s += (uint32_t)((int32_t)w[o * K + k] * input_offset);
+        bp[o] = (int32_t)s;
+    }
+    for (int32_t g = 0; g < O4; g += 4) {
+        int8_t *d = wp + g * K;
+        for (int32_t k = 0; k < K4; k += 4)
+            for (int32_t r = 0; r < 4; r++)
+                for (int32_t j = 0; j < 4; j++) *d++ = w[(g + r) * K + k + j];
+        for (int32_t r = 0; r < 4; r++)
+            for (int32_t t = 0; t < T; t++) *d++ = w[(g + r) * K + K4 + t];
+    }
+    for (int32_t i = O4 * K; i < O * K; i++) wp[i] = w[i];
+}
+
+#if MCU_HAVE_DSP
+#if defined(MCU_EMULATE_DSP)
+/* C model of mcu_fc_s8_4row_pk in mcu_mm_arm.S */
+static void mcu_fc_s8_4row_pk(const int8_t *wp, const int8_t *x, int32_t K, int32_t n_groups,
+                              int32_t *acc, const int32_t *init)
+{
+    for (int32_t g = 0; g < n_groups; g++, wp += 4 * K, acc += 4, init += 4) {
+        const uint32_t *w = (const uint32_t *)wp;
+        int32_t s[4] = {init[0], init[1], init[2], init[3]};
+        for (int32_t k = 0; k + 3 < K; k += 4, w += 4) {
+            const uint32_t X = mcu_read_u32(x + k), x0 = __sxtb16(X), x1 = mcu_sxtb16_ror8(X);
+            for (int32_t r = 0; r < 4; r++) {
+                s[r] = __smlad(__sxtb16(w[r]), x0, s[r]);
+                s[r] = __smlad(mcu_sxtb16_ror8(w[r]), x1, s[r]);
+            }
+        }
+        for (int32_t r = 0; r < 4; r++) acc[r] = s[r];
+    }
+}
+#else
+void mcu_fc_s8_4row_pk(const int8_t *wp, const int8_t *x, int32_t K, int32_t n_groups,
+                       int32_t *acc, const int32_t *init);
+#endif
+
+void mcu_fc_s8_packed(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q,
+                      int32_t per_channel, int32_t batches, int32_t K, int32_t O,
+                      const int8_t *input, const int8_t *wp, const int32_t *bp, int8_t *output)
+{
+    const int32_t O4 = O & ~3, K4 = K & ~3, T = K & 3;
+    for (int32_t b = 0; b < batches; b++, input += K, output += O) {
+        int32_t acc[MCU_FC_CHUNK];
+        for (int32_t o = 0; o < O4; o += MCU_FC_CHUNK) {
+            const int32_t n = O4 - o < MCU_FC_CHUNK ? O4 - o : MCU_FC_CHUNK;
+            mcu_fc_s8_4row_pk(wp + o * K, input, K, n >> 2, acc, bp + o);
+            if (T)
+                for (int32_t r = 0; r < n; r++) {
+                    const int8_t *t = wp + (o + (r & ~3)) * K + 4 * K4 + (r & 3) * T;
+                    uint32_t s = (uint32_t)acc[r];
+                    for (int32_t j = 0; j < T; j++) s += (uint32_t)(t[j] * input[K4 + j]);
+                    acc[r] = (int32_t)s;
+                }
+            fc_store(p, q, per_channel, acc, o, n, output + o);
+        }
+        for (int32_t r = O4; r < O; r++) {
+            const int8_t *w0 = wp + r * K;
+            int32_t s0 = bp[r];
+            for (int32_t k = 0; k < K4; k += 4) {
+                const uint32_t W = mcu_read_u32(w0 + k), X = mcu_read_u32(input + k);
+                s0 = __smlad(__sxtb16(W), __sxtb16(X), s0);
+                s0 = __smlad(mcu_sxtb16_ror8(W), mcu_sxtb16_ror8(X), s0);
+            }
+            uint32_t s = (uint32_t)s0;
+            for (int32_t k = K4; k < K; k++) s += (uint32_t)(w0[k] * input[k]);
+            acc[0] = (int32_t)s;
+            fc_store(p, q, per_channel, acc, r, 1, output + r);
         }
     }
 }

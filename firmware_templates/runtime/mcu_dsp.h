@@ -164,7 +164,7 @@ MCU_INLINE int32_t mcu_rqt_fast(int32_t x, int32_t mult, uint32_t rlo, int32_t r
 MCU_INLINE int32_t mcu_rqt_apply(int32_t x, const mcu_requant_t *t, int32_t out_off)
 {
     if (t->sh >= 0) return mcu_rqt_fast(x, t->mult, t->rlo, t->rhi, t->sh);
-    return mcu_requantize(x, t->mult, t->shift) + out_off;
+    return mcu_requantize(x, t->mult, t->rhi) + out_off;
 }
 
 /* Saturate to int8 (one SSAT on DSP cores). */
@@ -214,6 +214,29 @@ void mcu_rq_store2(const int32_t *acc, int32_t n, const int32_t *bias, const mcu
                    int8_t *o0, int8_t *o1);
 void mcu_rq_store_cols(const int32_t *acc, const int32_t *bias, const mcu_requant_t *rq,
                        int8_t *o, int32_t n, int32_t nch, int32_t C, int32_t ap);
+#endif
+
+/* four filter rows x one int16 column (FULLY_CONNECTED, CONV_2D single pixels) */
+#if MCU_HAVE_DSP && defined(MCU_EMULATE_DSP)
+/* C model of mcu_fc_s8s16_4row in mcu_mm_arm.S (host tests of the DSP path). */
+MCU_INLINE void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
+                              int32_t n_groups, int32_t *acc, const int32_t *init)
+{
+    for (int32_t g = 0; g < n_groups; g++, w += 4 * K, acc += 4, init += 4)
+        for (int32_t r = 0; r < 4; r++) {
+            const uint32_t *a = (const uint32_t *)xs;
+            int32_t s = init[r];
+            for (int32_t k = 0; k < 4 * n4; k += 4, a += 2) {
+                const uint32_t W = mcu_read_u32(w + r * K + k);
+                s = __smlad(__sxtb16(W), a[0], s);
+                s = __smlad(mcu_sxtb16_ror8(W), a[1], s);
+            }
+            acc[r] = s;
+        }
+}
+#elif MCU_HAVE_DSP
+void mcu_fc_s8s16_4row(const int8_t *w, const int16_t *xs, int32_t K, int32_t n4,
+                       int32_t n_groups, int32_t *acc, const int32_t *init);
 #endif
 
 MCU_INLINE int mcu_rqt_all_fast(const mcu_requant_t *rq, int32_t n)

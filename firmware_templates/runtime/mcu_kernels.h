@@ -110,14 +110,14 @@ typedef struct {
  *   sh >= 0: out = ((x*mult + (rhi:rlo) - [x<0]*2^31) >> 32) >> sh, the output
  *            offset folded into rhi:rlo (5 instructions, == TFLM's double
  *            rounding MultiplyByQuantizedMultiplier + output_offset);
- *   sh <  0: out = mcu_requantize(x, mult, shift) + output_offset.
- * Depends only on the scales and the output zero point (not on weights). */
+ *   sh <  0: out = mcu_requantize(x, mult, rhi) + output_offset (rhi holds the
+ *            TFLM shift, rlo is 0).
+ * 16 bytes; depends only on the scales and the output zero point (not on weights). */
 typedef struct {
     int32_t mult;
     int32_t sh;
     uint32_t rlo;
     int32_t rhi;
-    int32_t shift;
 } mcu_requant_t;
 
 /* t[i] for i < n from mult[i]/shift[i] (per_channel) or mult[0]/shift[0]. */
@@ -152,6 +152,16 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
                        const mcu_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
                        const mcu_dims_t *output_dims, int8_t *output, void *scratch);
 
+/* The four-pixel path alone (generated DSP code, where K % 4 == 0, bias, the full
+ * int8 range and every rq entry in the fast form hold; not checked here). */
+int32_t mcu_conv2d_s8_pre4_scratch_size(const mcu_dims_t *input_dims,
+                                        const mcu_dims_t *filter_dims);
+void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_t *q,
+                        const mcu_requant_t *rq, const mcu_dims_t *input_dims,
+                        const int8_t *input, const mcu_dims_t *filter_dims,
+                        const int8_t *filter, const int32_t *bias,
+                        const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+
 /* ---- depthwise_conv.c -------------------------------------------------- */
 /* filter_dims: n = 1, h, w, c = input channels * depth_multiplier. */
 int32_t mcu_dw_conv2d_s8_scratch_size(const mcu_dims_t *input_dims, const mcu_dims_t *filter_dims);
@@ -180,6 +190,9 @@ void mcu_dw_conv2d_s8_dsp(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
  * then read only packed). Scratch: mcu_dw_conv2d_s8_pre_scratch_size(..., packed
  * != NULL). */
 int32_t mcu_dw_conv2d_s8_packed_size(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims);
+/* the 3x3 int16-plane path applies (it then reads the int8 filter when packed is NULL,
+ * one chunk of channels at a time: no packed copy in flash or scratch needed) */
+int32_t mcu_dw_conv2d_s8_planes_ok(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims);
 void mcu_dw_conv2d_s8_pack(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
                            const int8_t *filter, void *packed);
 int32_t mcu_dw_conv2d_s8_pre_scratch_size(const mcu_dw_conv_params_t *p,
@@ -191,6 +204,47 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
                           const int8_t *input, const mcu_dims_t *filter_dims,
                           const int8_t *filter, const void *packed, const int32_t *bias,
                           const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+
+/* Direct form (DSP builds that are not patchable; mcu_dw_conv2d_s8_direct_ok):
+ * wp / bp = the filter and bias from mcu_dw_conv2d_s8_pack_direct (wp: the int8
+ * filter's size, word aligned; bp: C int32, always given); scratch:
+ * mcu_dw_conv2d_s8_direct_scratch_size bytes. */
+int32_t mcu_dw_conv2d_s8_direct_ok(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
+                                   const mcu_dims_t *output_dims);
+int32_t mcu_dw_conv2d_s8_direct_scratch_size(const mcu_dw_conv_params_t *p,
+                                             const mcu_dims_t *filter_dims,
+                                             const mcu_dims_t *output_dims);
+void mcu_dw_conv2d_s8_pack_direct(const mcu_dw_conv_params_t *p, const mcu_dims_t *filter_dims,
+                                  const int8_t *filter, const int32_t *bias, int8_t *wp,
+                                  int32_t *bp);
+#if MCU_HAVE_DSP
+void mcu_dw_conv2d_s8_direct(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                             const mcu_dims_t *input_dims, const int8_t *input,
+                             const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
+                             const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+/* the same for stride 2 (links the stride-2 two-pixel kernel instead) */
+void mcu_dw_conv2d_s8_direct_s2(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                                const mcu_dims_t *input_dims, const int8_t *input,
+                                const mcu_dims_t *filter_dims, const void *wp, const int32_t *bp,
+                                const mcu_dims_t *output_dims, int8_t *output, void *scratch);
+#endif
+
+/* ---- row_runner.c ------------------------------------------------------ */
+/* Row-delayed in place (generated code): fn runs the layer's kernel for one block of
+ * output rows with the given pad_h, input/output dims and pointers. */
+typedef void (*mcu_row_fn_t)(int32_t pad_h, const mcu_dims_t *input_dims, const int8_t *input,
+                             const mcu_dims_t *output_dims, int8_t *output);
+typedef struct {
+    const uint16_t *flush;  /* flush[r]: blocks flushed after call r */
+    int32_t out_h;          /* kernel calls */
+    int32_t rows_total;     /* output rows (the last block may be partial) */
+    int32_t block;          /* output rows per call */
+    int32_t stride_h, pad_h;
+    int32_t in_row, out_row; /* bytes of one input row, of one block of output rows */
+    int32_t depth;          /* ring slots */
+} mcu_rows_t;
+void mcu_rows_run(const mcu_rows_t *r, const mcu_dims_t *input_dims,
+                  const mcu_dims_t *output_dims, int8_t *buf, int8_t *ring, mcu_row_fn_t fn);
 
 /* ---- fully_connected.c ------------------------------------------------- */
 /* input: [batches, in_features]; filter: [out_features, in_features];
@@ -211,6 +265,15 @@ void mcu_fc_s8_dsp(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q, i
                    int32_t batches, int32_t in_features, int32_t out_features,
                    const int8_t *input, const int8_t *filter, const int32_t *bias,
                    int8_t *output, void *scratch);
+#endif
+/* Packed filter and folded bias (mcu_fc_s8_pack, build time; filter_offset 0):
+ * the DSP kernel of non-patchable builds, no scratch. */
+void mcu_fc_s8_pack(int32_t K, int32_t O, int32_t input_offset, const int8_t *w,
+                    const int32_t *bias, int8_t *wp, int32_t *bp);
+#if MCU_HAVE_DSP
+void mcu_fc_s8_packed(const mcu_fc_params_t *p, const mcu_per_channel_quant_t *q,
+                      int32_t per_channel, int32_t batches, int32_t K, int32_t O,
+                      const int8_t *input, const int8_t *wp, const int32_t *bp, int8_t *output);
 #endif
 
 /* ---- pooling.c --------------------------------------------------------- */

@@ -15,6 +15,7 @@
     .syntax unified
     .thumb
     .text
+    .section .text.mcu_mm_s8s16_2col, "ax", %progbits
     .align  2
     .global mcu_mm_s8s16_2col
     .type   mcu_mm_s8s16_2col, %function
@@ -111,6 +112,7 @@ mcu_mm_s8s16_2col:
     pop     {r4-r11, pc}
 .endm
 
+    .section .text.mcu_dw3x3_acc_s1, "ax", %progbits
     .align  2
     .global mcu_dw3x3_acc_s1
     .type   mcu_dw3x3_acc_s1, %function
@@ -151,6 +153,7 @@ mcu_dw3x3_acc_s1:
     DW_NEXT .Lch1
     .size   mcu_dw3x3_acc_s1, .-mcu_dw3x3_acc_s1
 
+    .section .text.mcu_dw3x3_acc_s2, "ax", %progbits
     .align  2
     .global mcu_dw3x3_acc_s2
     .type   mcu_dw3x3_acc_s2, %function
@@ -207,6 +210,7 @@ mcu_dw3x3_acc_s2:
     ssat    lr, #8, lr
 .endm
 
+    .section .text.mcu_rq_store2, "ax", %progbits
     .align  2
     .global mcu_rq_store2
     .type   mcu_rq_store2, %function
@@ -218,8 +222,7 @@ mcu_rq_store2:
     ble     2f
 1:
     ldr     r6, [r2], #4
-    ldm     r3, {r7, r8, r9, r10}
-    adds    r3, r3, #20
+    ldmia   r3!, {r7, r8, r9, r10}
     ldr     r11, [r0], #4
     RQ_ONE
     strb    lr, [r4], #1
@@ -232,6 +235,7 @@ mcu_rq_store2:
     pop     {r4-r11, pc}
     .size   mcu_rq_store2, .-mcu_rq_store2
 
+    .section .text.mcu_rq_store_cols, "ax", %progbits
     .align  2
     .global mcu_rq_store_cols
     .type   mcu_rq_store_cols, %function
@@ -248,8 +252,7 @@ mcu_rq_store_cols:
     ldr     r6, [r1], #4
     str     r1, [sp, #4]
     ldr     r2, [sp, #8]
-    ldm     r2, {r7, r8, r9, r10}
-    adds    r2, r2, #20
+    ldmia   r2!, {r7, r8, r9, r10}
     str     r2, [sp, #8]
     ldr     r1, [sp, #52]
     ldr     r2, [sp, #60]
@@ -308,6 +311,7 @@ mcu_rq_store_cols:
     smlad   r11, ip, r5, r11
 .endm
 
+    .section .text.mcu_fc_s8s16_4row, "ax", %progbits
     .align  2
     .global mcu_fc_s8s16_4row
     .type   mcu_fc_s8s16_4row, %function
@@ -361,6 +365,96 @@ mcu_fc_s8s16_4row:
     .size   mcu_fc_s8s16_4row, .-mcu_fc_s8s16_4row
 #endif
 
+/* FULLY_CONNECTED on the packed filter (fully_connected.c, mcu_fc_s8_pack):
+ *
+ * void mcu_fc_s8_4row_pk(const int8_t *wp, const int8_t *x, int32_t K, int32_t n_groups,
+ *                        int32_t *acc, const int32_t *init);
+ *
+ * Group g (wp + 4gK, word aligned): acc[4g + r] = init[4g + r] + row r . x over the first
+ * K & ~3 columns, the raw int8 input (x may be unaligned: LDR) sign-extended in registers
+ * once for the four rows, the four rows' words by one LDM: 20 instructions per 16 MACs,
+ * no int16 copy of the input. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
+.macro PK4
+    ldr     r4, [r1], #4
+    ldmia   r0!, {r5-r8}
+    sxtb16  r3, r4
+    sxtb16  r4, r4, ror #8
+    sxtb16  ip, r5
+    sxtb16  r5, r5, ror #8
+    smlad   r9, ip, r3, r9
+    smlad   r9, r5, r4, r9
+    sxtb16  ip, r6
+    sxtb16  r6, r6, ror #8
+    smlad   r10, ip, r3, r10
+    smlad   r10, r6, r4, r10
+    sxtb16  ip, r7
+    sxtb16  r7, r7, ror #8
+    smlad   r11, ip, r3, r11
+    smlad   r11, r7, r4, r11
+    sxtb16  ip, r8
+    sxtb16  r8, r8, ror #8
+    smlad   lr, ip, r3, lr
+    smlad   lr, r8, r4, lr
+.endm
+
+    .section .text.mcu_fc_s8_4row_pk, "ax", %progbits
+    .align  2
+    .global mcu_fc_s8_4row_pk
+    .type   mcu_fc_s8_4row_pk, %function
+    .thumb_func
+mcu_fc_s8_4row_pk:
+    push    {r4-r11, lr}
+    cmp     r3, #0
+    ble     .Lpk_done
+    sub     sp, sp, #28
+    str     r0, [sp, #0]            @ this group's words
+    str     r1, [sp, #4]            @ x
+    lsr     ip, r2, #2
+    str     ip, [sp, #8]            @ words per row
+    str     r3, [sp, #12]           @ groups left
+    ldr     ip, [sp, #64]
+    str     ip, [sp, #16]           @ acc
+    ldr     ip, [sp, #68]
+    str     ip, [sp, #20]           @ init
+    lsl     ip, r2, #2
+    str     ip, [sp, #24]           @ group stride 4K
+.Lpk_group:
+    ldr     r2, [sp, #20]
+    ldmia   r2!, {r9-r11, lr}
+    str     r2, [sp, #20]
+    ldr     r0, [sp, #0]
+    ldr     r1, [sp, #4]
+    ldr     r2, [sp, #8]
+    lsrs    r2, r2, #1
+    bcc     1f
+    PK4
+1:
+    cmp     r2, #0
+    beq     3f
+2:
+    PK4
+    PK4
+    subs    r2, r2, #1
+    bne     2b
+3:
+    ldr     r2, [sp, #16]
+    stmia   r2!, {r9-r11, lr}
+    str     r2, [sp, #16]
+    ldr     r0, [sp, #0]
+    ldr     r2, [sp, #24]
+    add     r0, r0, r2
+    str     r0, [sp, #0]
+    ldr     r2, [sp, #12]
+    subs    r2, r2, #1
+    str     r2, [sp, #12]
+    bne     .Lpk_group
+    add     sp, sp, #28
+.Lpk_done:
+    pop     {r4-r11, pc}
+    .size   mcu_fc_s8_4row_pk, .-mcu_fc_s8_4row_pk
+#endif
+
 /* CONV_2D, one filter row against four im2col columns with the requantization
  * fused into the store (see conv.c):
  *
@@ -400,6 +494,7 @@ mcu_fc_s8s16_4row:
     ssat    lr, #8, lr
 .endm
 
+    .section .text.mcu_conv_s8s16_4px, "ax", %progbits
     .align  2
     .global mcu_conv_s8s16_4px
     .type   mcu_conv_s8s16_4px, %function
@@ -441,8 +536,7 @@ mcu_conv_s8s16_4px:
     bne     2b
 3:
     ldr     ip, [sp, #16]
-    ldm     ip, {r4-r7}             @ mult, sh, rlo, rhi
-    adds    ip, ip, #20
+    ldmia   ip!, {r4-r7}            @ mult, sh, rlo, rhi
     str     ip, [sp, #16]
     ldr     r2, [sp, #20]           @ C
     RQ4     r8
@@ -489,6 +583,7 @@ mcu_conv_s8s16_4px:
     ssat    r2, #8, r2
 .endm
 
+    .section .text.mcu_dw3x3_s1_rq, "ax", %progbits
     .align  2
     .global mcu_dw3x3_s1_rq
     .type   mcu_dw3x3_s1_rq, %function
@@ -526,8 +621,7 @@ mcu_dw3x3_s1_rq:
     ldr     r10, [r1], #4           @ bias
     str     r1, [sp, #64]
     ldr     r1, [sp, #68]
-    ldm     r1, {r0, r2, r3, r11}   @ mult, sh, rlo, rhi
-    adds    r1, r1, #20
+    ldmia   r1!, {r0, r2, r3, r11}  @ mult, sh, rlo, rhi
     str     r1, [sp, #68]
     stm     sp, {r0, r2, r3, r10, r11}
     ldr     r0, [sp, #48]
@@ -590,4 +684,222 @@ mcu_dw3x3_s1_rq:
     add     sp, sp, #80
     pop     {r4-r11, pc}
     .size   mcu_dw3x3_s1_rq, .-mcu_dw3x3_s1_rq
+#endif
+
+/* DEPTHWISE_CONV_2D direct form (depthwise_conv.c, mcu_dw_conv2d_s8_direct):
+ *
+ * void mcu_dwd_px(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npx,
+ *                 int32_t step, int8_t *out, int32_t C, const int32_t *bias,
+ *                 const mcu_requant_t *rq);
+ *
+ * For pixel i < npx: four channel sums from bias[0..3] over `taps` words at
+ * buf + i * step (raw input, four channels each) against w (the group's packed
+ * weights), requantized with rq[0..3] (fast form, full int8 range) and stored to
+ * out + i * C. 10 instructions per tap (4 MACs). */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
+.macro TAPD
+    ldr     r4, [r1], #4
+    ldr     r3, [r0], #4
+    sxtb16  r5, r4
+    sxtb16  r4, r4, ror #8
+    sxtb16  ip, r3
+    sxtb16  r3, r3, ror #8
+    smlabb  r6, r5, ip, r6
+    smlatt  r8, r5, ip, r8
+    smlabb  r7, r4, r3, r7
+    smlatt  r9, r4, r3, r9
+.endm
+
+@ \x requantized with mult r0, sh r1, rlo r2, rhi r3 into r5 (saturated to int8)
+.macro RQX x
+    and     r4, \x, #0x80000000
+    adds    r4, r4, r2
+    adc     r5, r3, \x, asr #31
+    smlal   r4, r5, \x, r0
+    asr     r5, r5, r1
+    ssat    r5, #8, r5
+.endm
+
+    .section .text.mcu_dwd_px, "ax", %progbits
+    .align  2
+    .global mcu_dwd_px
+    .type   mcu_dwd_px, %function
+    .thumb_func
+mcu_dwd_px:
+    push    {r4-r11, lr}
+    cmp     r3, #0
+    ble     .Ldwd_ret
+    sub     sp, sp, #36
+    str     r0, [sp, #0]            @ this pixel's taps
+    str     r1, [sp, #4]            @ weights
+    str     r2, [sp, #8]            @ taps
+    str     r3, [sp, #12]           @ pixels left
+    ldr     ip, [sp, #72]
+    str     ip, [sp, #16]           @ step
+    ldr     ip, [sp, #76]
+    str     ip, [sp, #20]           @ out
+    ldr     ip, [sp, #80]
+    str     ip, [sp, #24]           @ C
+    ldr     ip, [sp, #84]
+    str     ip, [sp, #28]           @ bias
+    ldr     ip, [sp, #88]
+    str     ip, [sp, #32]           @ rq
+.Ldwd_px:
+    ldr     lr, [sp, #28]
+    ldm     lr, {r6-r9}
+    ldr     r0, [sp, #0]
+    ldr     r1, [sp, #4]
+    ldr     r2, [sp, #8]
+    subs    r2, r2, #3
+    blt     2f
+1:
+    TAPD
+    TAPD
+    TAPD
+    subs    r2, r2, #3
+    bge     1b
+2:
+    adds    r2, r2, #3
+    beq     4f
+3:
+    TAPD
+    subs    r2, r2, #1
+    bne     3b
+4:
+    ldr     lr, [sp, #32]
+    ldr     r10, [sp, #20]
+    ldmia   lr!, {r0-r3}
+    RQX     r6
+    strb    r5, [r10, #0]
+    ldmia   lr!, {r0-r3}
+    RQX     r7
+    strb    r5, [r10, #1]
+    ldmia   lr!, {r0-r3}
+    RQX     r8
+    strb    r5, [r10, #2]
+    ldmia   lr!, {r0-r3}
+    RQX     r9
+    strb    r5, [r10, #3]
+    ldr     ip, [sp, #24]
+    add     r10, r10, ip
+    str     r10, [sp, #20]
+    ldr     r0, [sp, #0]
+    ldr     ip, [sp, #16]
+    add     r0, r0, ip
+    str     r0, [sp, #0]
+    ldr     ip, [sp, #12]
+    subs    ip, ip, #1
+    str     ip, [sp, #12]
+    bne     .Ldwd_px
+    add     sp, sp, #36
+.Ldwd_ret:
+    pop     {r4-r11, pc}
+    .size   mcu_dwd_px, .-mcu_dwd_px
+#endif
+
+/* Two pixels at once, kh == 3 (pixel columns of three words; stride 1 or 2):
+ *
+ * void mcu_dwd_px2_s1(const uint32_t *buf, const uint32_t *w, int32_t taps, int32_t npairs,
+ *                     int8_t *out, int32_t C, const int32_t *bias, const mcu_requant_t *rq);
+ * (and _s2): pixels 2i and 2i + 1 of mcu_dwd_px (step 12 * stride), each weight word
+ * loaded and sign-extended once for both: 17 instructions per tap (8 MACs). */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
+.macro TAP2 off
+    ldr     r4, [r1], #4
+    ldr     r3, [r0], #4
+    sxtb16  r5, r4
+    sxtb16  r4, r4, ror #8
+    sxtb16  r2, r3
+    sxtb16  r3, r3, ror #8
+    smlabb  r6, r5, r2, r6
+    smlatt  r8, r5, r2, r8
+    smlabb  r7, r4, r3, r7
+    smlatt  r9, r4, r3, r9
+    ldr     r3, [r0, #\off]
+    sxtb16  r2, r3
+    sxtb16  r3, r3, ror #8
+    smlabb  r10, r5, r2, r10
+    smlatt  ip, r5, r2, ip
+    smlabb  r11, r4, r3, r11
+    smlatt  lr, r4, r3, lr
+.endm
+
+@ channel \c: A's sum in \a, B's in the frame at 32 + 4c; params from r11 (rq)
+.macro RQ2 a, c
+    ldmia   r11!, {r0-r3}
+    RQX     \a
+    strb    r5, [r10, #\c]
+    ldr     lr, [sp, #(32 + 4 * \c)]
+    RQX     lr
+    strb    r5, [ip, #\c]
+.endm
+
+.macro DWD2 name, off, pairstep
+    .section .text.\name, "ax", %progbits
+    .align  2
+    .global \name
+    .type   \name, %function
+    .thumb_func
+\name:
+    push    {r4-r11, lr}
+    cmp     r3, #0
+    ble     9f
+    sub     sp, sp, #48
+    str     r0, [sp, #0]            @ this pair's taps
+    str     r1, [sp, #4]            @ weights
+    add     r2, r1, r2, lsl #2
+    str     r2, [sp, #8]            @ end of the weights
+    str     r3, [sp, #12]           @ pairs left
+    ldr     ip, [sp, #84]
+    str     ip, [sp, #16]           @ out
+    ldr     ip, [sp, #88]
+    str     ip, [sp, #20]           @ C
+    ldr     ip, [sp, #92]
+    str     ip, [sp, #24]           @ bias
+    ldr     ip, [sp, #96]
+    str     ip, [sp, #28]           @ rq
+1:
+    ldr     r0, [sp, #24]
+    ldm     r0, {r6-r9}
+    mov     r10, r6
+    mov     r11, r7
+    mov     ip, r8
+    mov     lr, r9
+    ldr     r0, [sp, #0]
+    ldr     r1, [sp, #4]
+2:
+    TAP2    \off
+    TAP2    \off
+    TAP2    \off
+    ldr     r3, [sp, #8]
+    cmp     r1, r3
+    bne     2b
+    add     r0, sp, #32
+    stm     r0, {r10, r11, ip, lr}
+    ldr     r11, [sp, #28]
+    ldr     r10, [sp, #16]
+    ldr     ip, [sp, #20]
+    add     ip, r10, ip
+    RQ2     r6, 0
+    RQ2     r7, 1
+    RQ2     r8, 2
+    RQ2     r9, 3
+    ldr     r0, [sp, #20]
+    add     r10, r10, r0, lsl #1
+    str     r10, [sp, #16]
+    ldr     r0, [sp, #0]
+    add     r0, r0, #\pairstep
+    str     r0, [sp, #0]
+    ldr     r0, [sp, #12]
+    subs    r0, r0, #1
+    str     r0, [sp, #12]
+    bne     1b
+    add     sp, sp, #48
+9:
+    pop     {r4-r11, pc}
+    .size   \name, .-\name
+.endm
+
+    DWD2    mcu_dwd_px2_s1, 8, 24
+    DWD2    mcu_dwd_px2_s2, 20, 48
 #endif

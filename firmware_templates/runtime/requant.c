@@ -9,10 +9,9 @@ void mcu_requant_prepare(mcu_requant_t *t, int32_t n, const int32_t *mult, const
         const int32_t qi = per_channel ? i : 0;
         const int32_t s = shift[qi];
         t[i].mult = mult[qi];
-        t[i].shift = s;
         t[i].sh = -1;
         t[i].rlo = 0;
-        t[i].rhi = 0;
+        t[i].rhi = s; /* slow form: the shift */
         /* fast form for right shifts e = -s in [1, 22]: the high word of
          * x*mult + 2^30 + 2^(30+e) + out_off*2^(31+e) stays within int32 */
         if (s <= -1 && s >= -22 && output_offset >= -256 && output_offset <= 256) {

@@ -392,10 +392,10 @@ class _Emitter:
     def requant_table(self, P: str, p: dict) -> str:
         """The DSP kernels' per-channel mcu_requant_t table (flash), as {P}_rq."""
         rq = requant_table(p)
-        rows_c = ", ".join(f"{{{r[0]}, {r[1]}, {int(r[2]) & 0xffffffff}u, {r[3]}, {r[4]}}}"
+        rows_c = ", ".join(f"{{{r[0]}, {r[1]}, {int(r[2]) & 0xffffffff}u, {r[3]}}}"
                            for r in rq.tolist())
         self.decls.append(f"static const mcu_requant_t {P}_rq[{len(rq)}] = {{{rows_c}}};")
-        self.table_bytes += 20 * len(rq)
+        self.table_bytes += 16 * len(rq)
         return f"{P}_rq"
 
     def row_delayed(self, op: Op) -> bool:
@@ -419,40 +419,26 @@ class _Emitter:
                 f"static void {self.lp}L{k}_run(void) {{\n    {fn_body}\n}}\n")
 
     def _rows(self, op, p, fn, ctype, pp, q, idm, wb, odm, scr):
-        """Row-delayed in place: one output row per kernel call into a ring slot, rows
-        flushed to the shared buffer once the input rows they overlap are dead."""
+        """Row-delayed in place: one block of output rows per kernel call into a ring
+        slot, flushed to the shared buffer once the input rows it overlaps are dead
+        (the loop is the runtime's mcu_rows_run; here only the schedule and a call of
+        the kernel for one block)."""
         s = self.plan.rows[op.name]
         P = f"{self.lp}L{self.g.ops.index(op)}"
         ring_off, _ = self.plan.ring(op.name)
         base = self.plan.offsets[op.inputs[0]]
         assert base == self.plan.offsets[op.outputs[0]]
         self.decls.append(f"static const uint16_t {P}_flush[] = {{{_arr(s.flush_after)}}};")
-        n, hi, wi, ci = p["input_dims"]
-        ho = s.rows_total or s.out_h
-        rb = s.out_row // s.block    # bytes of one output row
-        return [
-            f"int8_t *buf = {self.p}arena + {base};",
-            f"int8_t *ring = {self.p}arena + {ring_off};",
-            f"{ctype} prm = *{pp};",
-            f"mcu_dims_t id = *{idm}, od = *{odm};",
-            "int32_t r, done = 0;",
-            f"for (r = 0; r < {s.out_h}; r++) {{  /* {s.block} output row(s) per call */",
-            f"    const int32_t start = r * {s.stride_h} - {s.pad_h};",
-            "    const int32_t i0 = start > 0 ? start : 0;",
-            "    prm.pad_h = start < 0 ? -start : 0;",
-            f"    id.h = {hi} - i0;",
-            f"    od.h = {ho} - r * {s.block} < {s.block} ? {ho} - r * {s.block} : {s.block};",
-            f"    {fn}(&prm, {q}&id, buf + i0 * {s.in_row}, {wb}&od, "
-            f"ring + (r % {s.depth}) * {s.out_row}{scr});",
-            f"    while (done < (int32_t){P}_flush[r]) {{",
-            f"        const int32_t n = {ho} - done * {s.block} < {s.block} ? "
-            f"{ho} - done * {s.block} : {s.block};",
-            f"        mcu_copy8(buf + done * {s.out_row}, ring + (done % {s.depth}) * {s.out_row}, "
-            f"n * {rb});",
-            "        done++;",
-            "    }",
-            "}",
-        ]
+        self.decls.append(
+            f"static const mcu_rows_t {P}_rows = {{{P}_flush, {s.out_h}, "
+            f"{s.rows_total or s.out_h}, {s.block}, {s.stride_h}, {s.pad_h}, {s.in_row}, "
+            f"{s.out_row}, {s.depth}}};")
+        self.decls.append(
+            f"static void {P}_row(int32_t pad_h, const mcu_dims_t *id, const int8_t *in, "
+            f"const mcu_dims_t *od, int8_t *out)\n{{\n    {ctype} prm = *{pp};\n"
+            f"    prm.pad_h = pad_h;\n    {fn}(&prm, {q}id, in, {wb}od, out{scr});\n}}")
+        return [f"mcu_rows_run(&{P}_rows, {idm}, {odm}, {self.p}arena + {base}, "
+                f"{self.p}arena + {ring_off}, {P}_row);"]
 
 
 def _desc_blob(graph: Graph, hash_bytes: bytes, arena: int) -> bytes:
@@ -636,7 +622,7 @@ def generate(graph: Graph, out_dir, *, kernels: str = "portable", prefix: str = 
 #define {P}NUM_LAYERS {n_l}u
 static int8_t {P}arena[{max(plan.arena_size, 4)}] __attribute__((aligned(16)));
 
-/* row flush of row-delayed layers: 16 bytes per step when word aligned */
+/* row copies of streamed segments: 16 bytes per step when word aligned */
 static inline void mcu_copy8(int8_t *dst, const int8_t *src, int32_t n) {{
     if (((uint32_t)(uintptr_t)dst | (uint32_t)(uintptr_t)src | (uint32_t)n) % 4u == 0u) {{
         for (; n >= 16; n -= 16, dst += 16, src += 16) {{

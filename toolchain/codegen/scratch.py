@@ -57,7 +57,7 @@ class _ConvParams(C.Structure):    # mcu_conv_params_t
 
 class _Requant(C.Structure):   # mcu_requant_t
     _fields_ = [("mult", C.c_int32), ("sh", C.c_int32), ("rlo", C.c_uint32),
-                ("rhi", C.c_int32), ("shift", C.c_int32)]
+                ("rhi", C.c_int32)]
 
 
 def _lib():
@@ -91,6 +91,8 @@ def _lib():
         getattr(lib, fn).restype = C.c_int32
     lib.mcu_fc_s8_scratch_size.argtypes = [C.c_int32, C.c_int32]
     lib.mcu_fc_s8_scratch_size.restype = C.c_int32
+    lib.mcu_conv2d_s8_pre4_scratch_size.argtypes = [C.POINTER(_Dims), C.POINTER(_Dims)]
+    lib.mcu_conv2d_s8_pre4_scratch_size.restype = C.c_int32
     lib.mcu_conv2d_s8_pre_scratch_size.argtypes = [C.POINTER(_Dims), C.POINTER(_Dims)]
     lib.mcu_conv2d_s8_pre_scratch_size.restype = C.c_int32
     lib.mcu_dw_conv2d_s8_pre_scratch_size.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
@@ -108,6 +110,20 @@ def _lib():
     lib.mcu_sparse_conv2d_s8_scratch_size.restype = C.c_int32
     lib.mcu_sparse_fc_s8_scratch_size.argtypes = [C.POINTER(_SparseStore), C.c_int32]
     lib.mcu_sparse_fc_s8_scratch_size.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_planes_ok.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims)]
+    lib.mcu_dw_conv2d_s8_planes_ok.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_direct_ok.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
+                                              C.POINTER(_Dims)]
+    lib.mcu_dw_conv2d_s8_direct_ok.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_direct_scratch_size.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
+                                                         C.POINTER(_Dims)]
+    lib.mcu_dw_conv2d_s8_direct_scratch_size.restype = C.c_int32
+    lib.mcu_dw_conv2d_s8_pack_direct.argtypes = [C.POINTER(_DwParams), C.POINTER(_Dims),
+                                                 C.c_void_p, C.c_void_p, C.c_void_p, C.c_void_p]
+    lib.mcu_dw_conv2d_s8_pack_direct.restype = None
+    lib.mcu_fc_s8_pack.argtypes = [C.c_int32, C.c_int32, C.c_int32, C.c_void_p, C.c_void_p,
+                                   C.c_void_p, C.c_void_p]
+    lib.mcu_fc_s8_pack.restype = None
     lib.mcu_requant_prepare.argtypes = [C.c_void_p, C.c_int32, C.c_void_p, C.c_void_p,
                                         C.c_int32, C.c_int32]
     lib.mcu_requant_prepare.restype = None
@@ -121,12 +137,12 @@ def _dwp(p: dict) -> _DwParams:
 
 def requant_table(p: dict) -> np.ndarray:
     """The per-channel mcu_requant_t table of a CONV_2D / DEPTHWISE_CONV_2D (computed by the
-    runtime's own mcu_requant_prepare): int32 array [channels, 5] in struct field order
-    (mult, sh, rlo as int32 bits, rhi, shift)."""
+    runtime's own mcu_requant_prepare): int32 array [channels, 4] in struct field order
+    (mult, sh, rlo as int32 bits, rhi; rhi = the shift in the slow form)."""
     mult = np.ascontiguousarray(np.asarray(p["multiplier"], np.int32).reshape(-1))
     shift = np.ascontiguousarray(np.asarray(p["shift"], np.int32).reshape(-1))
     n = int(p["output_dims"][3])
-    out = np.zeros((n, 5), np.int32)
+    out = np.zeros((n, 4), np.int32)
     _lib().mcu_requant_prepare(out.ctypes.data, n, mult.ctypes.data, shift.ctypes.data,
                                int(mult.size > 1), int(p["output_offset"]))
     return out
@@ -143,11 +159,80 @@ def dw_packed_weights(p: dict) -> np.ndarray:
     return out[: n // 4]
 
 
+def conv_pre4(p: dict, variant: str) -> bool:
+    """CONV_2D runs the four-pixel path alone (mcu_conv2d_s8_pre4) in DSP builds where
+    K % 4 == 0, there is a bias, the activation is the full int8 range and every
+    requantization entry has the fast form."""
+    o, kh, kw, ci = (int(v) for v in p["filter_dims"])
+    return (variant == "dsp" and p.get("bias") is not None and (kh * kw * ci) % 4 == 0
+            and int(p["act_min"]) == -128 and int(p["act_max"]) == 127
+            and bool(np.all(requant_table(p)[:, 1] >= 0)))
+
+
+def dw_direct(p: dict, variant: str, patchable: bool) -> bool:
+    """DEPTHWISE_CONV_2D runs the direct form (mcu_dw_conv2d_s8_direct: packed filter
+    the int8 filter's size, folded bias) in DSP builds that are not patchable."""
+    return (variant == "dsp" and not patchable and
+            bool(_lib().mcu_dw_conv2d_s8_direct_ok(C.byref(_dwp(p)),
+                                                   C.byref(_Dims(*p["filter_dims"])),
+                                                   C.byref(_Dims(*p["output_dims"])))))
+
+
+def dw_planes(p: dict) -> bool:
+    """The 3x3 int16-plane path of mcu_dw_conv2d_s8_pre applies: it reads the int8
+    filter (no packed copy)."""
+    return bool(_lib().mcu_dw_conv2d_s8_planes_ok(C.byref(_dwp(p)),
+                                                  C.byref(_Dims(*p["filter_dims"]))))
+
+
+def dw_direct_scratch(p: dict) -> int:
+    return int(_lib().mcu_dw_conv2d_s8_direct_scratch_size(
+        C.byref(_dwp(p)), C.byref(_Dims(*p["filter_dims"])), C.byref(_Dims(*p["output_dims"]))))
+
+
+def dw_direct_weights(p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(packed filter as int8, the int8 filter's size; folded bias int32 [C]) of
+    mcu_dw_conv2d_s8_pack_direct."""
+    f = np.ascontiguousarray(np.asarray(p["filter"]).astype(np.int8))
+    c = int(p["filter_dims"][3])
+    b = None if p.get("bias") is None else np.ascontiguousarray(np.asarray(p["bias"], np.int32))
+    wp, bp = np.zeros(f.size, np.int8), np.zeros(c, np.int32)
+    _lib().mcu_dw_conv2d_s8_pack_direct(C.byref(_dwp(p)), C.byref(_Dims(*p["filter_dims"])),
+                                        f.ctypes.data, None if b is None else b.ctypes.data,
+                                        wp.ctypes.data, bp.ctypes.data)
+    return wp, bp
+
+
+def fc_packed(p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """FULLY_CONNECTED filter packed by the runtime's mcu_fc_s8_pack (int8, O * K bytes)
+    and the bias with the input offset folded in (int32 [O])."""
+    k, o = int(p["in_features"]), int(p["out_features"])
+    f = np.ascontiguousarray(np.asarray(p["filter"]).astype(np.int8))
+    b = None if p.get("bias") is None else np.ascontiguousarray(np.asarray(p["bias"], np.int32))
+    wp = np.zeros(o * k, np.int8)
+    bp = np.zeros(o, np.int32)
+    _lib().mcu_fc_s8_pack(k, o, int(p["input_offset"]), f.ctypes.data,
+                          None if b is None else b.ctypes.data, wp.ctypes.data, bp.ctypes.data)
+    return wp, bp
+
+
+def fc_uses_packed(p: dict, variant: str, patchable: bool) -> bool:
+    """DSP builds that are not patchable run FULLY_CONNECTED on the packed filter (no
+    scratch); symmetric weights only (the int8 filter's zero point is 0 in TFLite)."""
+    return variant == "dsp" and not patchable and int(p["filter_offset"]) == 0
+
+
 class RuntimeSizer:
     """What op modules' `scratch` callables ask of the C runtime (its own
     *_scratch_size functions, compiled for the host with the DSP paths emulated),
     and the arrays the runtime derives at build time (requantization tables,
     repacked depthwise filters)."""
+
+    conv_pre4 = staticmethod(conv_pre4)
+
+    def conv2d_pre4_scratch(self, input_dims, filter_dims) -> int:
+        return int(_lib().mcu_conv2d_s8_pre4_scratch_size(C.byref(_Dims(*input_dims)),
+                                                         C.byref(_Dims(*filter_dims))))
 
     def conv2d_pre_scratch(self, input_dims, filter_dims) -> int:
         return int(_lib().mcu_conv2d_s8_pre_scratch_size(C.byref(_Dims(*input_dims)),
@@ -179,6 +264,12 @@ class RuntimeSizer:
         return int(_lib().mcu_sparse_fc_s8_scratch_size(C.byref(st), int(p["batches"])))
 
     requant_table = staticmethod(requant_table)
+    fc_packed = staticmethod(fc_packed)
+    dw_direct = staticmethod(dw_direct)
+    dw_planes = staticmethod(dw_planes)
+    dw_direct_scratch = staticmethod(dw_direct_scratch)
+    dw_direct_weights = staticmethod(dw_direct_weights)
+    fc_uses_packed = staticmethod(fc_uses_packed)
     dw_packed_weights = staticmethod(dw_packed_weights)
 
 

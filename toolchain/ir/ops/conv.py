@@ -105,6 +105,8 @@ def _params(g: Graph, op: Op) -> dict:
 def _scratch(p, variant, patchable, rt) -> int:
     if variant == "portable":
         return 0
+    if rt.conv_pre4(p, variant):
+        return rt.conv2d_pre4_scratch(p["input_dims"], p["filter_dims"])
     return rt.conv2d_pre_scratch(p["input_dims"], p["filter_dims"])
 
 
@@ -126,11 +128,14 @@ def emit_conv_family(em, k: int, op: Op, p: dict, conv: bool) -> list[str]:
     # the int8 depthwise filter is not read when the repacked one is emitted and
     # the DSP kernel covers every channel (depth_multiplier 1, C % 4 == 0); patchable
     # builds keep it (it is the store tensor the kernel repacks on every call)
+    # (the 3x3 plane path reads the int8 filter itself, chunk by chunk)
+    planes = not conv and em.variant == "dsp" and em.rt.dw_planes(p)
     dw_packed_only = (not conv and em.variant == "dsp" and not em.patchable
-                      and int(p["depth_multiplier"]) == 1
+                      and int(p["depth_multiplier"]) == 1 and not planes
                       and int(p["filter_dims"][3]) % 4 == 0)
+    direct = not conv and em.rt.dw_direct(p, em.variant, em.patchable)
     w = "0" if dw_packed_only else em.const(op.inputs[1], p["filter"], "int8_t")
-    b = em.bias(op, p)
+    b = "0" if direct else em.bias(op, p)
     scr = em.scratch(op)
     alloc = em.plan.kernel_scratch.get(op.name, 0)
     if em.variant == "dsp":
@@ -140,17 +145,30 @@ def emit_conv_family(em, k: int, op: Op, p: dict, conv: bool) -> list[str]:
         em.requant_table(P, p)
         qa = f"{q}, {P}_rq, "
         if conv:
-            fn = "mcu_conv2d_s8_pre"
+            # the four-pixel path alone where its preconditions hold (no two-pixel
+            # kernel linked for it)
+            fn = "mcu_conv2d_s8_pre4" if em.rt.conv_pre4(p, em.variant) else "mcu_conv2d_s8_pre"
             wb = f"{fdm}, {w}, {b}, "
-            em.checks.append(f"if (mcu_conv2d_s8_pre_scratch_size({idm}, {fdm}) > "
+            em.checks.append(f"if ({fn}_scratch_size({idm}, {fdm}) > {alloc}) return 0;")
+        elif direct:
+            # packed filter (the int8 filter's size) + folded bias replace both
+            fn = "mcu_dw_conv2d_s8_direct" + ("_s2" if int(p["stride_w"]) == 2 else "")
+            wp, bp = em.rt.dw_direct_weights(p)
+            w = em.derived_const(op.inputs[1] + ":dsp_dw_direct", wp, "int8_t")
+            bname = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] else ""
+            b = em.derived_const(f"{op.inputs[1]}:{bname}:{p['input_offset']}:dsp_dw_bias", bp,
+                                 "int32_t")
+            qa = f"{P}_rq, "
+            wb = f"{fdm}, {w}, {b}, "
+            em.checks.append(f"if (mcu_dw_conv2d_s8_direct_scratch_size({pp}, {fdm}, {odm}) > "
                              f"{alloc}) return 0;")
         else:
             fn = "mcu_dw_conv2d_s8_pre"
-            pk = "0" if em.patchable else em.derived_const(
+            pk = "0" if em.patchable or planes else em.derived_const(
                 op.inputs[1] + ":dsp_packed", em.rt.dw_packed_weights(p), "uint32_t")
             wb = f"{fdm}, {w}, {pk}, {b}, "
             em.checks.append(f"if (mcu_dw_conv2d_s8_pre_scratch_size({pp}, {idm}, "
-                             f"{fdm}, {odm}, {int(not em.patchable)}) > {alloc}) "
+                             f"{fdm}, {odm}, {int(pk != '0')}) > {alloc}) "
                              "return 0;")
     else:
         fn = "mcu_conv2d_s8" if conv else "mcu_dw_conv2d_s8"

@@ -1,8 +1,10 @@
 """DEPTHWISE_CONV_2D: x [N,H,W,C], weights 1HWO (O = C * depth_multiplier, int8 per
 channel along axis 3), bias int32 [O].
 
-Kernel: firmware_templates/runtime/depthwise_conv.c (DSP: mcu_dw_conv2d_s8_pre with a
-requantization table and a filter repacked at build time by the runtime itself).
+Kernel: firmware_templates/runtime/depthwise_conv.c (DSP: mcu_dw_conv2d_s8_direct with a
+requantization table, the filter repacked at build time by the runtime itself (the int8
+filter's size) and the input offset folded into the bias, where depth_multiplier is 1,
+dilation 1 and C % 4 == 0, and the build is not patchable; else mcu_dw_conv2d_s8_pre).
 """
 from __future__ import annotations
 
@@ -85,7 +87,9 @@ def _scratch(p, variant, patchable, rt) -> int:
     """DSP: the prepared kernel's scratch; patchable builds repack the filter into it."""
     if variant == "portable":
         return 0
-    return rt.dw_conv2d_pre_scratch(p, not patchable)
+    if rt.dw_direct(p, variant, patchable):
+        return rt.dw_direct_scratch(p)
+    return rt.dw_conv2d_pre_scratch(p, not patchable and not rt.dw_planes(p))
 
 
 register(OpDef(

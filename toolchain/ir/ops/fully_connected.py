@@ -1,8 +1,10 @@
 """FULLY_CONNECTED: x [..., K] (flattened to [batches, K]), weights [O, K] int8 (per
 tensor, or per channel), bias int32 [O].
 
-Kernel: firmware_templates/runtime/fully_connected.c (DSP: input expanded to int16 in
-scratch, in blocks of columns with int32 partial sums where that needs less scratch).
+Kernel: firmware_templates/runtime/fully_connected.c (DSP, not patchable: the filter
+packed by four rows at build time and the input offset folded into the bias, raw input
+bytes, no scratch; patchable DSP builds: input expanded to int16 in scratch, in blocks
+of columns with int32 partial sums where that needs less scratch).
 Multipliers follow the installed tflite-micro: in_s * w_s / out_s in double (of the
 float32 scales), per channel or per tensor. Older TFLite sources multiply the two
 scales in float32 first; tflite-micro does not (tests/test_quant_formulas.py).
@@ -77,7 +79,9 @@ def _params(g: Graph, op: Op) -> dict:
 
 
 def _scratch(p, variant, patchable, rt) -> int:
-    return 0 if variant == "portable" else rt.fc_scratch(p["in_features"], p["out_features"])
+    if variant == "portable" or rt.fc_uses_packed(p, variant, patchable):
+        return 0
+    return rt.fc_scratch(p["in_features"], p["out_features"])
 
 
 def _emit(em, k: int, op: Op, p: dict) -> list[str]:
@@ -85,6 +89,16 @@ def _emit(em, k: int, op: Op, p: dict) -> list[str]:
     pp = em.struct(P, "mcu_fc_params_t", p, ["input_offset", "filter_offset", "output_offset",
                                              "act_min", "act_max"])
     q = em.quant(P, p)
+    args = (f"{pp}, {q}, {p['per_channel']}, {p['batches']}, {p['in_features']}, "
+            f"{p['out_features']}, {em.ptr(op.inputs[0])}, ")
+    if em.rt.fc_uses_packed(p, em.variant, em.patchable):
+        # packed filter + folded bias replace the int8 filter and the bias
+        wp, bp = em.rt.fc_packed(p)
+        w = em.derived_const(op.inputs[1] + ":dsp_fc_packed", wp, "int8_t")
+        bname = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] else ""
+        b = em.derived_const(f"{op.inputs[1]}:{bname}:{p['input_offset']}:dsp_fc_bias", bp,
+                             "int32_t")
+        return [f"mcu_fc_s8_packed({args}{w}, {b}, {em.ptr(op.outputs[0])});"]
     w = em.const(op.inputs[1], p["filter"], "int8_t")
     alloc = em.plan.kernel_scratch.get(op.name, 0)
     em.checks.append(f"if (mcu_fc_s8_scratch_size({p['in_features']}, {p['out_features']}) > "
