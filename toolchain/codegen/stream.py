@@ -481,6 +481,9 @@ def plan_with(g: Graph, segs: list, alignment: int, scratch, rows_policy, plan_m
     return plan
 
 
+BEAM = 3      # segment sets kept per round of choose()
+
+
 def choose(g: Graph, base_plan, plan_fn, ks: dict, max_rounds: int = 6, force: bool = False):
     """Greedy: add the segment (and in-place choice) that lowers the arena most, while
     one does; ties go to fewer streamed ops. plan_fn(segs) -> MemoryPlan | None.
@@ -513,33 +516,44 @@ def choose(g: Graph, base_plan, plan_fn, ks: dict, max_rounds: int = 6, force: b
                     best_plan = p
                     break
         max_rounds = 0
+    # a small beam over the greedy rounds: the segment that lowers the arena most first
+    # can block a pair that lowers it more together (mobilenet_v2_32 DSP: 8,428 B greedy)
+    beam = [(chosen, best_plan)]
+    best_key = (best_plan.arena_size, 0, 0)
     for _ in range(max_rounds):
-        used = {i for a, b, _ in chosen for i in range(a, b + 1)}
-        peak = _peak_ops(g, chosen, best_plan)
-        best = None
-        for a, b in cands:
-            if any(i in used for i in range(a, b + 1)) or not any(a <= i <= b for i in peak):
-                continue
-            s0 = seg(a, b, None)
-            if s0 is None:
-                continue
-            dying = [k for k, n in enumerate(s0.inputs)      # in place only over an input
-                     if n not in g.outputs and n not in g.state   # that dies here
-                     and all(a <= c <= b for c in consumers.get(n, ()))]
-            for k in [None] + dying:
-                s = s0 if k is None else seg(a, b, k)
-                if s is None:
+        nxt: dict = {}
+        for ch, pl in beam:
+            used = {i for a, b, _ in ch for i in range(a, b + 1)}
+            peak = _peak_ops(g, ch, pl)
+            for a, b in cands:
+                if any(i in used for i in range(a, b + 1)) or \
+                        not any(a <= i <= b for i in peak):
                     continue
-                p = plan_fn(chosen + [(a, b, s)])
-                if p is None:
+                s0 = seg(a, b, None)
+                if s0 is None:
                     continue
-                key = (p.arena_size, b - a, len(s.steps))
-                if best is None or key < best[0]:
-                    best = (key, (a, b, s), p)
-        if best is None or best[2].arena_size >= best_plan.arena_size:
+                dying = [k for k, n in enumerate(s0.inputs)   # in place only over an input
+                         if n not in g.outputs and n not in g.state   # that dies here
+                         and all(a <= c <= b for c in consumers.get(n, ()))]
+                for k in [None] + dying:
+                    s = s0 if k is None else seg(a, b, k)
+                    if s is None:
+                        continue
+                    sig = frozenset((x, y, s2.inplace) for x, y, s2 in ch) | {(a, b, k)}
+                    if sig in nxt:
+                        continue
+                    p = plan_fn(ch + [(a, b, s)])
+                    if p is None or p.arena_size >= pl.arena_size:
+                        continue
+                    key = (p.arena_size, sum(y - x for x, y, _ in ch) + b - a,
+                           sum(len(s2.steps) for _, _, s2 in ch) + len(s.steps))
+                    nxt[sig] = (key, ch + [(a, b, s)], p)
+        if not nxt:
             break
-        chosen.append(best[1])
-        best_plan = best[2]
+        ranked = sorted(nxt.values(), key=lambda e: e[0])[:BEAM]
+        beam = [(c, p) for _, c, p in ranked]
+        if ranked[0][0] < best_key:
+            best_key, chosen, best_plan = ranked[0]
     for _, _, s in chosen:       # the byte-level proof of every segment kept
         simulate(g, s)
     return sorted(chosen, key=lambda c: c[0]), best_plan
