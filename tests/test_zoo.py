@@ -68,6 +68,15 @@ def test_zoo_is_large_and_varied():
 
 
 @needs_cc
+def test_zoo_generated_c_is_warning_free(built):
+    """Every zoo model's generated C and the runtime compile without a warning
+    (-Wall -Wextra), in both kernel variants."""
+    variant, _, lib = built
+    warn = [w for w in lib.warnings.splitlines() if "warning" in w]
+    assert not warn, f"{variant}:\n" + "\n".join(warn)[:2000]
+
+
+@needs_cc
 @pytest.mark.parametrize("name", NAMES)
 def test_zoo_bit_exact_with_tflm_on_the_host_board(name, built, written):
     from toolchain.tflm_oracle import TflmRunner

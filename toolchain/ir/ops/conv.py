@@ -164,8 +164,10 @@ def emit_conv_family(em, k: int, op: Op, p: dict, conv: bool) -> list[str]:
                              f"{alloc}) return 0;")
         else:
             fn = "mcu_dw_conv2d_s8_pre"
-            pk = "0" if em.patchable or planes else em.derived_const(
-                op.inputs[1] + ":dsp_packed", em.rt.dw_packed_weights(p), "uint32_t")
+            packed = None if em.patchable or planes else em.rt.dw_packed_weights(p)
+            # nothing to pack (fewer than four channels): no zero-length array, no scratch
+            pk = "0" if packed is None or packed.size == 0 else em.derived_const(
+                op.inputs[1] + ":dsp_packed", packed, "uint32_t")
             wb = f"{fdm}, {w}, {pk}, {b}, "
             em.checks.append(f"if (mcu_dw_conv2d_s8_pre_scratch_size({pp}, {idm}, "
                              f"{fdm}, {odm}, {int(pk != '0')}) > {alloc}) "
