@@ -100,6 +100,15 @@ def test_kernel_matches_tflm(libs, op_type):
     dict(cin=4, cout=9, kh=3, kw=3, stride=1, padding="VALID", h=3, w=4, act="NONE"),
     dict(cin=12, cout=5, kh=1, kw=1, stride=1, padding="VALID", h=1, w=1, act="NONE"),
     dict(cin=16, cout=16, kh=1, kw=1, stride=1, padding="VALID", h=3, w=5, act="NONE"),
+    # six-pixel kernel (mcu_conv_s8s16_6px): 6k + 1..5 pixels, odd out_c, K / 4 % 4 = 0..3
+    dict(cin=4, cout=7, kh=1, kw=1, stride=1, padding="VALID", h=1, w=13, act="NONE"),
+    dict(cin=8, cout=3, kh=1, kw=1, stride=1, padding="VALID", h=2, w=5, act="NONE"),
+    dict(cin=72, cout=5, kh=1, kw=1, stride=1, padding="VALID", h=3, w=3, act="NONE"),
+    dict(cin=4, cout=9, kh=2, kw=2, stride=1, padding="VALID", h=5, w=4, act="NONE"),
+    dict(cin=12, cout=11, kh=1, kw=3, stride=1, padding="SAME", h=2, w=7, act="NONE"),
+    dict(cin=2, cout=6, kh=2, kw=3, stride=1, padding="VALID", h=4, w=5, act="NONE"),
+    dict(cin=20, cout=13, kh=1, kw=1, stride=1, padding="VALID", h=1, w=11, act="NONE"),
+    dict(cin=64, cout=64, kh=1, kw=1, stride=1, padding="VALID", h=5, w=5, act="NONE"),
 ])
 def test_conv_shapes(libs, kw):
     rng = np.random.default_rng(len(str(kw)))

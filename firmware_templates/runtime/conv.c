@@ -119,14 +119,15 @@ int32_t mcu_conv2d_s8_pre_scratch_size(const mcu_dims_t *input_dims, const mcu_d
 #endif
 }
 
-/* four-pixel entry: the columns (8K bytes) and the gathered patch (in_c % 4 != 0) */
+/* four-pixel entry: the columns (six pixels: 12K bytes) and the gathered patch
+ * (in_c % 4 != 0) */
 int32_t mcu_conv2d_s8_pre4_scratch_size(const mcu_dims_t *input_dims,
                                         const mcu_dims_t *filter_dims)
 {
 #if MCU_HAVE_DSP
     const int32_t K = filter_dims->h * filter_dims->w * input_dims->c;
     const int32_t lin = (input_dims->c & 3) ? (K + 3) & ~3 : 0;
-    return 8 * K + lin;
+    return 12 * K + lin;
 #else
     (void)input_dims;
     (void)filter_dims;
@@ -196,14 +197,38 @@ static void mcu_conv_s8s16_4px(const int8_t *w, const int16_t *cols, int32_t K, 
                 (int8_t)mcu_ssat8(mcu_rqt_fast(s[j], rq->mult, rq->rlo, rq->rhi, rq->sh));
     }
 }
+/* C model of mcu_conv_s8s16_6px (mcu_mm_arm.S) */
+static void mcu_conv_s8s16_6px(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_rows,
+                               const int32_t *bias, const mcu_requant_t *rq, int8_t *out,
+                               int32_t C)
+{
+    for (int32_t r = 0; r < n_rows; r++, w += K, rq++) {
+        const uint32_t *a = (const uint32_t *)(const void *)cols;
+        int32_t s[6];
+        for (int j = 0; j < 6; j++) s[j] = bias[r];
+        for (int32_t k = 0; k < K; k += 4, a += 12) {
+            const uint32_t W = mcu_read_u32(w + k);
+            const uint32_t we = __sxtb16(W), wo = mcu_sxtb16_ror8(W);
+            for (int j = 0; j < 6; j++) {
+                s[j] = __smlad(we, a[2 * j], s[j]);
+                s[j] = __smlad(wo, a[2 * j + 1], s[j]);
+            }
+        }
+        for (int j = 0; j < 6; j++)
+            out[j * C + r] =
+                (int8_t)mcu_ssat8(mcu_rqt_fast(s[j], rq->mult, rq->rlo, rq->rhi, rq->sh));
+    }
+}
 #else
 void mcu_mm_s8s16_2col(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_pairs,
                        int32_t *acc);
 void mcu_conv_s8s16_4px(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_rows,
                         const int32_t *bias, const mcu_requant_t *rq, int8_t *out, int32_t C);
+void mcu_conv_s8s16_6px(const int8_t *w, const int16_t *cols, int32_t K, int32_t n_rows,
+                        const int32_t *bias, const mcu_requant_t *rq, int8_t *out, int32_t C);
 #endif
 
-/* im2col of one output pixel into column `col` (< ncols, 2 or 4) of the interleaved
+/* im2col of one output pixel into column `col` (< ncols, 2, 4 or 6) of the interleaved
  * buffer: input + offset as int16, 0 in the padding (K % 4 tails: ncols == 2 only). */
 static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_t in_h,
                           int32_t in_w, int32_t in_c, int32_t f_h, int32_t f_w, int32_t iy0,
@@ -240,7 +265,7 @@ static void im2col_s8_s16(const mcu_conv_params_t *p, const int8_t *in_b, int32_
     }
     /* in_c % 4 != 0: gather the patch as K contiguous bytes (the padding as the
      * input zero point, so that it expands to 0), then expand four k at a time */
-    int8_t *lin = (int8_t *)(void *)(buf + (ncols == 4 ? 4 * K4 : 2 * K4 + 8));
+    int8_t *lin = (int8_t *)(void *)(buf + (ncols >= 4 ? ncols * K4 : 2 * K4 + 8));
     const int8_t padv = (int8_t)(-p->input_offset);
     const int32_t rowb = f_w * in_c;
     int8_t *d = lin;
@@ -432,7 +457,9 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
  * convolutions all qualify links neither the two-pixel kernel nor its stores. The
  * last 1-2 pixels: one column each (mcu_fc_s8s16_4row); the last 3: the last four
  * pixels again (one recomputed and stored twice, the same bytes), or with only three
- * pixels in all the last one repeated, 64 channels at a time through a stack buffer. */
+ * pixels in all the last one repeated, 64 channels at a time through a stack buffer.
+ * Before those, six pixels per filter pass (mcu_conv_s8s16_6px, 12 instructions per
+ * 16 MACs): the columns then take 12 K bytes of scratch. */
 #define MCU_CONV4_TMP 64
 
 #if MCU_HAVE_DSP
@@ -469,7 +496,16 @@ void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_
     for (int32_t b = 0; b < input_dims->n; b++) {
         const int8_t *in_b = input + b * in_h * in_w * in_c;
         int8_t *out_b = output + b * n_pix * out_c;
-        for (int32_t pix = 0; pix < n_pix; pix += 4) {
+        int32_t pix = 0;
+        for (; pix + 6 <= n_pix; pix += 6) { /* six pixels per filter pass */
+            for (int32_t j = 0; j < 6; j++) {
+                const int32_t t = pix + j, oy = t / out_w, ox = t - oy * out_w;
+                im2col_s8_s16(p, in_b, in_h, in_w, in_c, f_h, f_w, oy * p->stride_h - p->pad_h,
+                              ox * p->stride_w - p->pad_w, cols, j, 6);
+            }
+            mcu_conv_s8s16_6px(filter, cols, K, out_c, bias, rq, out_b + pix * out_c, out_c);
+        }
+        for (; pix < n_pix; pix += 4) {
             int32_t p0 = pix, n = 4;
             if (pix + 4 > n_pix) {
                 n = n_pix - pix;

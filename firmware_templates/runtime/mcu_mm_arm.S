@@ -559,6 +559,138 @@ mcu_conv_s8s16_4px:
     .size   mcu_conv_s8s16_4px, .-mcu_conv_s8s16_4px
 #endif
 
+/* CONV_2D, one filter row against six im2col columns, requantization fused:
+ *
+ * void mcu_conv_s8s16_6px(const int8_t *w, const int16_t *cols, int32_t K,
+ *                         int32_t n_rows, const int32_t *bias, const mcu_requant_t *rq,
+ *                         int8_t *out, int32_t C);
+ *
+ * As mcu_conv_s8s16_4px with six pixels: cols holds twelve words per group of four k
+ * (pixel j's two words at 2j, 2j + 1), out[j * C + r] for j < 6. Each filter word is
+ * loaded and sign-extended once for the six pixels, the columns come by three LDMs of
+ * four words: 18 instructions per 24 MACs (12 per 16), the loop unrolled four times
+ * (entered by a computed jump for K / 4 % 4), its end the end of the columns. */
+#if defined(__ARM_FEATURE_DSP) && !defined(MCU_NO_DSP) && !defined(MCU_EMULATE_DSP)
+.macro G6
+    ldr     r9, [r0], #4
+    ldmia   r1!, {r10-r12, lr}
+    sxtb16  r8, r9
+    sxtb16  r9, r9, ror #8
+    smlad   r2, r8, r10, r2
+    smlad   r2, r9, r11, r2
+    smlad   r3, r8, r12, r3
+    smlad   r3, r9, lr, r3
+    ldmia   r1!, {r10-r12, lr}
+    smlad   r4, r8, r10, r4
+    smlad   r4, r9, r11, r4
+    smlad   r5, r8, r12, r5
+    smlad   r5, r9, lr, r5
+    ldmia   r1!, {r10-r12, lr}
+    smlad   r6, r8, r10, r6
+    smlad   r6, r9, r11, r6
+    smlad   r7, r8, r12, r7
+    smlad   r7, r9, lr, r7
+.endm
+
+@ requantize \x in place with mult r8, sh r9, rlo r10, rhi r11 (saturated to int8)
+.macro RQ6 x
+    and     ip, \x, #0x80000000
+    adds    ip, ip, r10
+    adc     lr, r11, \x, asr #31
+    smlal   ip, lr, \x, r8
+    asr     lr, lr, r9
+    ssat    \x, #8, lr
+.endm
+
+    .section .text.mcu_conv_s8s16_6px, "ax", %progbits
+    .align  2
+    .global mcu_conv_s8s16_6px
+    .type   mcu_conv_s8s16_6px, %function
+    .thumb_func
+mcu_conv_s8s16_6px:
+    push    {r4-r11, lr}
+    cmp     r3, #0
+    ble     .Lc6_ret
+    sub     sp, sp, #32
+    str     r1, [sp, #0]            @ cols
+    add     ip, r2, r2, lsl #1
+    add     ip, r1, ip, lsl #2
+    str     ip, [sp, #4]            @ end of the columns: cols + 12 K bytes
+    ldr     ip, [sp, #68]
+    str     ip, [sp, #12]           @ bias
+    ldr     ip, [sp, #72]
+    str     ip, [sp, #16]           @ rq
+    add     ip, ip, r3, lsl #4
+    str     ip, [sp, #20]           @ end of rq
+    ldr     ip, [sp, #76]
+    str     ip, [sp, #24]           @ out (+ row)
+    ldr     ip, [sp, #80]
+    str     ip, [sp, #28]           @ C
+    lsls    r2, r2, #29             @ C = bit 1, N = bit 0 of K / 4
+    bcs     1f
+    bmi     3f
+    adr.w   ip, .Lc6_e0
+    b       2f
+3:  adr.w   ip, .Lc6_e3
+    b       2f
+1:  bmi     4f
+    adr.w   ip, .Lc6_e2
+    b       2f
+4:  adr.w   ip, .Lc6_e1
+2:  orr     ip, ip, #1
+    str     ip, [sp, #8]            @ loop entry (Thumb)
+.Lc6_row:
+    ldr     ip, [sp, #12]
+    ldr     r2, [ip], #4
+    str     ip, [sp, #12]
+    mov     r3, r2
+    mov     r4, r2
+    mov     r5, r2
+    mov     r6, r2
+    mov     r7, r2
+    ldr     r1, [sp, #0]
+    ldr     pc, [sp, #8]
+.Lc6_e0:
+    G6
+.Lc6_e1:
+    G6
+.Lc6_e2:
+    G6
+.Lc6_e3:
+    G6
+    ldr     r10, [sp, #4]
+    cmp     r1, r10
+    bne     .Lc6_e0
+    ldr     r1, [sp, #16]
+    ldmia   r1!, {r8-r11}           @ mult, sh, rlo, rhi
+    str     r1, [sp, #16]
+    RQ6     r2
+    RQ6     r3
+    RQ6     r4
+    RQ6     r5
+    RQ6     r6
+    RQ6     r7
+    ldr     lr, [sp, #20]
+    cmp     r1, lr                  @ flags kept to the bne below
+    ldr     r1, [sp, #24]
+    ldr     r8, [sp, #28]           @ C
+    strb    r2, [r1]
+    strb    r3, [r1, r8]
+    strb    r4, [r1, r8, lsl #1]
+    strb    r6, [r1, r8, lsl #2]
+    add     ip, r1, r8
+    add     ip, ip, r8, lsl #1
+    strb    r5, [ip]
+    strb    r7, [ip, r8, lsl #1]
+    add.w   r1, r1, #1
+    str     r1, [sp, #24]
+    bne     .Lc6_row
+    add     sp, sp, #32
+.Lc6_ret:
+    pop     {r4-r11, pc}
+    .size   mcu_conv_s8s16_6px, .-mcu_conv_s8s16_6px
+#endif
+
 /* DEPTHWISE_CONV_2D 3x3 stride 1 with the requantization fused into the store (see
  * depthwise_conv.c; the layout of mcu_dw3x3_acc_s1):
  *
