@@ -2,9 +2,11 @@
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
-/* mult/shift of output channel oc at byte offset oc * qstride from mult/shift (4:
- * mcu_per_channel_quant_t arrays) */
-MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, const int32_t *shift,
+/* Requantization: a prepared table rq (the _pre entry points without DSP), or else
+ * mult/shift of output channel oc at byte offset oc * qstride (4: the
+ * mcu_per_channel_quant_t arrays). Inlined per call site, so the test folds away. */
+MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const mcu_requant_t *rq,
+                          const int32_t *mult, const int32_t *shift,
                           int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
                           const mcu_dims_t *filter_dims, const int8_t *filter,
                           const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
@@ -35,49 +37,11 @@ MCU_INLINE void conv_portable(const mcu_conv_params_t *p, const int32_t *mult, c
                         }
                     }
                     if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
-                    *output++ = mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
-                                                  MCU_QAT(shift, oc, qstride),
-                                                  p->output_offset, p->act_min, p->act_max);
-                }
-            }
-        }
-    }
-}
-
-/* the same with a prepared table (the _pre entry points without DSP) */
-MCU_INLINE void conv_portable_rq(const mcu_conv_params_t *p, const mcu_requant_t *rq,
-                                 const mcu_dims_t *input_dims, const int8_t *input,
-                                 const mcu_dims_t *filter_dims, const int8_t *filter,
-                                 const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
-{
-    const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
-    const int32_t out_h = output_dims->h, out_w = output_dims->w, out_c = output_dims->c;
-    const int32_t f_h = filter_dims->h, f_w = filter_dims->w;
-    const int32_t in_off = p->input_offset;
-    for (int32_t b = 0; b < input_dims->n; b++) {
-        const int8_t *in_b = input + b * in_h * in_w * in_c;
-        for (int32_t oy = 0; oy < out_h; oy++) {
-            const int32_t iy0 = oy * p->stride_h - p->pad_h;
-            for (int32_t ox = 0; ox < out_w; ox++) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_w;
-                for (int32_t oc = 0; oc < out_c; oc++) {
-                    const int8_t *f = filter + oc * f_h * f_w * in_c;
-                    int32_t acc = 0;
-                    for (int32_t fy = 0; fy < f_h; fy++) {
-                        const int32_t iy = iy0 + p->dilation_h * fy;
-                        if (iy < 0 || iy >= in_h) continue;
-                        for (int32_t fx = 0; fx < f_w; fx++) {
-                            const int32_t ix = ix0 + p->dilation_w * fx;
-                            if (ix < 0 || ix >= in_w) continue;
-                            const int8_t *x = in_b + (iy * in_w + ix) * in_c;
-                            const int8_t *w = f + (fy * f_w + fx) * in_c;
-                            for (int32_t ic = 0; ic < in_c; ic++)
-                                acc += (int32_t)w[ic] * ((int32_t)x[ic] + in_off);
-                        }
-                    }
-                    if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
-                    *output++ = mcu_clamp8(mcu_rqt_apply(acc, rq + oc, p->output_offset),
-                                                p->act_min, p->act_max);
+                    *output++ = rq ? mcu_clamp8(mcu_rqt_apply(acc, rq + oc, p->output_offset),
+                                                p->act_min, p->act_max)
+                                   : mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
+                                                       MCU_QAT(shift, oc, qstride),
+                                                       p->output_offset, p->act_min, p->act_max);
                 }
             }
         }
@@ -89,7 +53,7 @@ void mcu_conv2d_s8_portable(const mcu_conv_params_t *p, const mcu_per_channel_qu
                             const mcu_dims_t *filter_dims, const int8_t *filter,
                             const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
 {
-    conv_portable(p, q->multiplier, q->shift, 4, input_dims, input, filter_dims, filter, bias,
+    conv_portable(p, 0, q->multiplier, q->shift, 4, input_dims, input, filter_dims, filter, bias,
                   output_dims, output);
 }
 
@@ -447,7 +411,7 @@ void mcu_conv2d_s8_pre(const mcu_conv_params_t *p, const mcu_per_channel_quant_t
 #else
     (void)q;
     (void)scratch;
-    conv_portable_rq(p, rq, input_dims, input,
+    conv_portable(p, rq, 0, 0, 0, input_dims, input,
                   filter_dims, filter, bias, output_dims, output);
 #endif
 }
@@ -546,7 +510,7 @@ void mcu_conv2d_s8_pre4(const mcu_conv_params_t *p, const mcu_per_channel_quant_
     }
 #else
     (void)scratch;
-    conv_portable_rq(p, rq, input_dims, input, filter_dims, filter, bias, output_dims,
+    conv_portable(p, rq, 0, 0, 0, input_dims, input, filter_dims, filter, bias, output_dims,
                   output);
 #endif
 }

@@ -2,9 +2,10 @@
 #include "mcu_kernels.h"
 #include "mcu_dsp.h"
 
-/* mult/shift of output channel oc at byte offset oc * qstride (see conv.c). */
-MCU_INLINE void dw_portable(const mcu_dw_conv_params_t *p, const int32_t *mult, const int32_t *shift,
-                        int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
+/* Requantization by a prepared table rq, or else mult/shift at byte offset
+ * oc * qstride (see conv.c). */
+MCU_INLINE void dw_portable(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
+                        const int32_t *mult, const int32_t *shift, int32_t qstride, const mcu_dims_t *input_dims, const int8_t *input,
                         const mcu_dims_t *filter_dims, const int8_t *filter,
                         const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
 {
@@ -34,51 +35,13 @@ MCU_INLINE void dw_portable(const mcu_dw_conv_params_t *p, const int32_t *mult, 
                             }
                         }
                         if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
-                        output[oc] = mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
-                                                       MCU_QAT(shift, oc, qstride),
-                                                       p->output_offset, p->act_min, p->act_max);
-                    }
-                }
-                output += out_c;
-            }
-        }
-    }
-}
-
-/* the same with a prepared table (the _pre entry points without DSP) */
-MCU_INLINE void dw_portable_rq(const mcu_dw_conv_params_t *p, const mcu_requant_t *rq,
-                               const mcu_dims_t *input_dims, const int8_t *input,
-                               const mcu_dims_t *filter_dims, const int8_t *filter,
-                               const int32_t *bias, const mcu_dims_t *output_dims, int8_t *output)
-{
-    const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
-    const int32_t out_h = output_dims->h, out_w = output_dims->w, out_c = output_dims->c;
-    const int32_t f_h = filter_dims->h, f_w = filter_dims->w;
-    const int32_t dm = p->depth_multiplier;
-    const int32_t in_off = p->input_offset;
-    for (int32_t b = 0; b < input_dims->n; b++) {
-        const int8_t *in_b = input + b * in_h * in_w * in_c;
-        for (int32_t oy = 0; oy < out_h; oy++) {
-            const int32_t iy0 = oy * p->stride_h - p->pad_h;
-            for (int32_t ox = 0; ox < out_w; ox++) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_w;
-                for (int32_t ic = 0; ic < in_c; ic++) {
-                    for (int32_t m = 0; m < dm; m++) {
-                        const int32_t oc = m + ic * dm;
-                        int32_t acc = 0;
-                        for (int32_t fy = 0; fy < f_h; fy++) {
-                            const int32_t iy = iy0 + p->dilation_h * fy;
-                            if (iy < 0 || iy >= in_h) continue;
-                            for (int32_t fx = 0; fx < f_w; fx++) {
-                                const int32_t ix = ix0 + p->dilation_w * fx;
-                                if (ix < 0 || ix >= in_w) continue;
-                                acc += (int32_t)filter[(fy * f_w + fx) * out_c + oc] *
-                                       ((int32_t)in_b[(iy * in_w + ix) * in_c + ic] + in_off);
-                            }
-                        }
-                        if (bias) acc = mcu_add_wrap(acc, bias[oc]); /* TFLM's wrap-around */
-                        output[oc] = mcu_clamp8(mcu_rqt_apply(acc, rq + oc, p->output_offset),
-                                                     p->act_min, p->act_max);
+                        output[oc] = rq ? mcu_clamp8(mcu_rqt_apply(acc, rq + oc,
+                                                                   p->output_offset),
+                                                     p->act_min, p->act_max)
+                                        : mcu_requant_clamp(acc, MCU_QAT(mult, oc, qstride),
+                                                            MCU_QAT(shift, oc, qstride),
+                                                            p->output_offset, p->act_min,
+                                                            p->act_max);
                     }
                 }
                 output += out_c;
@@ -93,7 +56,7 @@ void mcu_dw_conv2d_s8_portable(const mcu_dw_conv_params_t *p, const mcu_per_chan
                                const int32_t *bias, const mcu_dims_t *output_dims,
                                int8_t *output)
 {
-    dw_portable(p, q->multiplier, q->shift, 4, input_dims, input, filter_dims, filter, bias,
+    dw_portable(p, 0, q->multiplier, q->shift, 4, input_dims, input, filter_dims, filter, bias,
                 output_dims, output);
 }
 
@@ -589,7 +552,7 @@ void mcu_dw_conv2d_s8_pre(const mcu_dw_conv_params_t *p, const mcu_per_channel_q
     (void)q;
     (void)packed;
     (void)scratch;
-    dw_portable_rq(p, rq, input_dims, input,
+    dw_portable(p, rq, 0, 0, 0, input_dims, input,
                 filter_dims, filter, bias, output_dims, output);
 }
 
