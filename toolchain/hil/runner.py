@@ -39,6 +39,21 @@ class RunFigures:
             return None
         return sum(getattr(s, key) == s.label for s in lab) / len(lab)
 
+    def _accuracy_failures(self) -> list[str]:
+        acc = self.device_accuracy
+        if self.config.min_accuracy is None:
+            return []
+        if acc is None:
+            return ["--min-accuracy needs labels: the data set has no 'y'"]
+        if acc < self.config.min_accuracy:
+            return [f"device accuracy {100 * acc:.2f} % is below --min-accuracy "
+                    f"{100 * self.config.min_accuracy:.2f} %"]
+        return []
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures()
+
 
 @dataclass
 class HilConfig:
@@ -169,18 +184,7 @@ class HilResult(RunFigures):
             tol = (f" (tolerance {self.config.tolerance})" if self.config.tolerance else "")
             out.append(f"{len(bad)}/{self.done} outputs differ from {self.oracle}{tol}: first "
                        f"sample {bad[0].index}, max abs difference {self.max_abs_diff}")
-        acc = self.device_accuracy
-        if self.config.min_accuracy is not None:
-            if acc is None:
-                out.append("--min-accuracy needs labels: the data set has no 'y'")
-            elif acc < self.config.min_accuracy:
-                out.append(f"device accuracy {100 * acc:.2f} % is below --min-accuracy "
-                           f"{100 * self.config.min_accuracy:.2f} %")
-        return out
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures()
+        return out + self._accuracy_failures()
 
     def summary(self) -> dict:
         d = dict(passed=self.passed, complete=self.complete, samples_planned=self.planned,

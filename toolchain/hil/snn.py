@@ -124,18 +124,7 @@ class SnnHilResult(RunFigures):
             out.append(f"{len(bad)}/{self.done} samples differ from the fixed-point reference "
                        f"(first: sample {bad[0].index}"
                        + ("" if bad[0].exact else ", output counts") + ")")
-        acc = self.device_accuracy
-        if self.config.min_accuracy is not None:
-            if acc is None:
-                out.append("--min-accuracy needs labels: the data set has no 'y'")
-            elif acc < self.config.min_accuracy:
-                out.append(f"device accuracy {100 * acc:.2f} % is below --min-accuracy "
-                           f"{100 * self.config.min_accuracy:.2f} %")
-        return out
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures()
+        return out + self._accuracy_failures()
 
     def summary(self) -> dict:
         d = dict(passed=self.passed, complete=self.complete, samples_planned=self.planned,
